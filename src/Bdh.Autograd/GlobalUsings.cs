@@ -1,0 +1,3 @@
+global using System.Numerics;
+global using Bdh.Tensors;
+global using TP = System.Numerics.Tensors.TensorPrimitives;

@@ -1,0 +1,169 @@
+using Bdh.Tensors.Kernels;
+
+namespace Bdh.Autograd;
+
+/// <summary>
+/// Every differentiable op: the forward computes the value with a Bdh.Tensors kernel, and the
+/// closure beside it adds the op's vector-Jacobian product into the inputs' gradients.
+/// </summary>
+public static class Ops
+{
+    /// <summary>op(a)·op(b) with batch broadcasting; shapes [..., m, k]·[..., k, n] → [..., m, n].</summary>
+    public static Var<T> MatMul<T>(Var<T> a, Var<T> b, bool transA = false, bool transB = false)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var c = Tensor<T>.Empty(Tensors.MatMul.OutputShape(a.Shape, transA, b.Shape, transB));
+        Tensors.MatMul.Multiply(a.Value, transA, b.Value, transB, c, accumulate: false);
+        return Var<T>.FromOp(c, "matmul", [a, b], y =>
+        {
+            var dc = y.Grad!;
+            if (a.RequiresGrad)
+            {
+                if (transA) Tensors.MatMul.Multiply(b.Value, transB, dc, true, Var<T>.GradFor(a), true);  // dA = op(B)·dCᵀ
+                else Tensors.MatMul.Multiply(dc, false, b.Value, !transB, Var<T>.GradFor(a), true);       // dA = dC·op(B)ᵀ
+            }
+            if (b.RequiresGrad)
+            {
+                if (transB) Tensors.MatMul.Multiply(dc, true, a.Value, transA, Var<T>.GradFor(b), true);  // dB = dCᵀ·op(A)
+                else Tensors.MatMul.Multiply(a.Value, !transA, dc, false, Var<T>.GradFor(b), true);       // dB = op(A)ᵀ·dC
+            }
+        });
+    }
+
+    /// <summary>a + b with broadcasting; each gradient is summed back to its input's shape.</summary>
+    public static Var<T> Add<T>(Var<T> a, Var<T> b) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Var<T>.FromOp(BroadcastOps.Add(a.Value, b.Value), "add", [a, b], y =>
+        {
+            if (a.RequiresGrad) BroadcastOps.SumInto(y.Grad!, Var<T>.GradFor(a));
+            if (b.RequiresGrad) BroadcastOps.SumInto(y.Grad!, Var<T>.GradFor(b));
+        });
+
+    /// <summary>a ⊙ b with broadcasting: da = Σ dy ⊙ b, db = Σ dy ⊙ a.</summary>
+    public static Var<T> Mul<T>(Var<T> a, Var<T> b) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Var<T>.FromOp(BroadcastOps.Multiply(a.Value, b.Value), "mul", [a, b], y =>
+        {
+            if (a.RequiresGrad) SumProductInto(y.Grad!, b.Value, Var<T>.GradFor(a));
+            if (b.RequiresGrad) SumProductInto(y.Grad!, a.Value, Var<T>.GradFor(b));
+        });
+
+    private static void SumProductInto<T>(Tensor<T> dy, Tensor<T> other, Tensor<T> grad) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        using var product = BroadcastOps.Multiply(dy, other);
+        BroadcastOps.SumInto(product, grad);
+    }
+
+    public static Var<T> Relu<T>(Var<T> x) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var y = Tensor<T>.Empty(x.Shape);
+        Elementwise.Relu<T>(x.Value.Span, y.Span);
+        return Var<T>.FromOp(y, "relu", [x], o => Elementwise.ReluBackward<T>(o.Value.Span, o.Grad!.Span, Var<T>.GradFor(x).Span));
+    }
+
+    /// <summary>LayerNorm over the last dimension, no affine parameters.</summary>
+    public static Var<T> LayerNorm<T>(Var<T> x, double eps = 1e-5) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int d = x.Shape[^1];
+        var y = Tensor<T>.Empty(x.Shape);
+        var rstd = Tensor<T>.Empty(x.Value.Length / d);
+        Tensors.Kernels.LayerNorm.Forward<T>(x.Value.Span, y.Span, rstd.Span, d, T.CreateTruncating(eps));
+        return Var<T>.FromOp(y, "layernorm", [x],
+            o => Tensors.Kernels.LayerNorm.Backward<T>(o.Grad!.Span, o.Value.Span, rstd.Span, Var<T>.GradFor(x).Span, d), rstd);
+    }
+
+    /// <summary>Rotary embedding of x [..., table.Length, table.N] (see <see cref="Tensors.Kernels.Rope"/>).</summary>
+    public static Var<T> Rope<T>(Var<T> x, RopeTable table) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (x.Shape[^1] != table.N || x.Shape[^2] != table.Length)
+            throw new ArgumentException($"rope table is [{table.Length}, {table.N}], input {Tensor<T>.Format(x.Shape)}");
+        var y = Tensor<T>.Empty(x.Shape);
+        Tensors.Kernels.Rope.Forward<T>(x.Value.Span, y.Span, table);
+        return Var<T>.FromOp(y, "rope", [x], o => Tensors.Kernels.Rope.Backward<T>(o.Grad!.Span, Var<T>.GradFor(x).Span, table));
+    }
+
+    /// <summary>tril(q qᵀ, −1)·v per batch and head: q [B,H,T,N], v [B,1|H,T,D] → [B,H,T,D].</summary>
+    public static Var<T> CausalLinearAttention<T>(Var<T> q, Var<T> v) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int b = q.Shape[0], h = q.Shape[1], t = q.Shape[2];
+        var scores = Tensor<T>.Empty(b, h, t, t);
+        var y = Tensor<T>.Empty(b, h, t, v.Shape[^1]);
+        Tensors.Kernels.CausalLinearAttention.Forward(q.Value, v.Value, scores, y);
+        return Var<T>.FromOp(y, "attention", [q, v], o =>
+        {
+            using var dScores = Tensor<T>.Empty(scores.Shape);
+            Tensors.Kernels.CausalLinearAttention.Backward(q.Value, v.Value, scores, o.Grad!,
+                q.RequiresGrad ? Var<T>.GradFor(q) : null, v.RequiresGrad ? Var<T>.GradFor(v) : null, dScores);
+        }, scores);
+    }
+
+    /// <summary>The same storage seen with another shape (no copy).</summary>
+    public static Var<T> Reshape<T>(Var<T> x, params int[] shape) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Var<T>.FromOp(x.Value.Reshape(shape), "reshape", [x], o =>
+        {
+            var dx = Var<T>.GradFor(x).Span;
+            TP.Add(dx, o.Grad!.Span, dx);
+        });
+
+    /// <summary>Swaps two dimensions (a copy; its backward swaps them back).</summary>
+    public static Var<T> Transpose<T>(Var<T> x, int d0, int d1) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int[] shape = (int[])x.Shape.Clone();
+        (shape[d0], shape[d1]) = (shape[d1], shape[d0]);
+        var y = Tensor<T>.Empty(shape);
+        BroadcastOps.SwapAxes(x.Value, d0, d1, y, accumulate: false);
+        return Var<T>.FromOp(y, "transpose", [x], o => BroadcastOps.SwapAxes(o.Grad!, d0, d1, Var<T>.GradFor(x), accumulate: true));
+    }
+
+    /// <summary>Rows of weight [V, D] picked by ids: → [..idsShape, D].</summary>
+    public static Var<T> Embedding<T>(Var<T> weight, int[] ids, params int[] idsShape) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int d = weight.Shape[1];
+        var y = Tensor<T>.Empty([.. idsShape, d]);
+        if (y.Length != ids.Length * d) throw new ArgumentException($"{ids.Length} ids do not fill shape {Tensor<T>.Format(idsShape)}");
+        Elementwise.EmbeddingForward<T>(weight.Value.Span, ids, y.Span, d);
+        return Var<T>.FromOp(y, "embedding", [weight], o => Elementwise.EmbeddingBackward<T>(o.Grad!.Span, ids, Var<T>.GradFor(weight).Span, d));
+    }
+
+    /// <summary>Inverted dropout with probability p; the identity when p is 0 or no rng is given (evaluation).</summary>
+    public static Var<T> Dropout<T>(Var<T> x, double p, Rng? rng) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (p == 0 || rng is null) return x;
+        var mask = Tensor<T>.Empty(x.Shape);
+        Elementwise.DropoutMask<T>(rng, p, mask.Span);
+        var y = Tensor<T>.Empty(x.Shape);
+        TP.Multiply<T>(x.Value.Span, mask.Span, y.Span);
+        return Var<T>.FromOp(y, "dropout", [x], o =>
+        {
+            var dx = Var<T>.GradFor(x).Span;
+            TP.MultiplyAdd<T>(o.Grad!.Span, mask.Span, dx, dx);
+        }, mask);
+    }
+
+    /// <summary>Mean cross-entropy of logits [..., V] against targets (one per row) → scalar [1].</summary>
+    public static Var<T> CrossEntropy<T>(Var<T> logits, int[] targets) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int vocab = logits.Shape[^1];
+        if (logits.Value.Length != targets.Length * vocab) throw new ArgumentException($"{targets.Length} targets for logits {Tensor<T>.Format(logits.Shape)}");
+        var loss = Tensor<T>.Empty(1);
+        loss.Span[0] = Tensors.Kernels.CrossEntropy.Forward<T>(logits.Value.Span, targets, vocab);
+        return Var<T>.FromOp(loss, "cross_entropy", [logits],
+            o => Tensors.Kernels.CrossEntropy.Backward<T>(logits.Value.Span, targets, vocab, o.Grad!.Span[0], Var<T>.GradFor(logits).Span));
+    }
+
+    /// <summary>Σ x → [1].</summary>
+    public static Var<T> Sum<T>(Var<T> x) where T : unmanaged, IFloatingPointIeee754<T> => Scaled(x, T.One, "sum");
+
+    /// <summary>Σ x / n → [1].</summary>
+    public static Var<T> Mean<T>(Var<T> x) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Scaled(x, T.One / T.CreateTruncating(x.Value.Length), "mean");
+
+    private static Var<T> Scaled<T>(Var<T> x, T scale, string op) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var y = Tensor<T>.Empty(1);
+        y.Span[0] = TP.Sum<T>(x.Value.Span) * scale;
+        return Var<T>.FromOp(y, op, [x], o =>
+        {
+            var dx = Var<T>.GradFor(x).Span;
+            TP.Add(dx, o.Grad!.Span[0] * scale, dx);
+        });
+    }
+}

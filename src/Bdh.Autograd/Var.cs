@@ -1,0 +1,133 @@
+namespace Bdh.Autograd;
+
+/// <summary>
+/// A node of the computation graph, micrograd-style: a tensor value, the gradient of the final
+/// scalar with respect to it, the inputs it was made from, and a closure that sends its gradient
+/// back to them. Gradients accumulate until <see cref="ZeroGrad"/>.
+/// </summary>
+public sealed class Var<T> where T : unmanaged, IFloatingPointIeee754<T>
+{
+    private readonly Var<T>[] _inputs;
+    private readonly IDisposable[] _saved;
+    private Action? _backward;
+
+    public Tensor<T> Value { get; }
+    public Tensor<T>? Grad { get; private set; }
+    public bool RequiresGrad { get; }
+    /// <summary>The op that made this node ("param", "const", "matmul", …), for debugging and tests.</summary>
+    public string Op { get; }
+    public int[] Shape => Value.Shape;
+
+    private Var(Tensor<T> value, string op, bool requiresGrad, Var<T>[] inputs, IDisposable[] saved)
+    {
+        Value = value;
+        Op = op;
+        RequiresGrad = requiresGrad;
+        _inputs = inputs;
+        _saved = saved;
+    }
+
+    /// <summary>A trainable leaf: gradients flow into it.</summary>
+    public static Var<T> Parameter(Tensor<T> value) => new(value, "param", true, [], []);
+
+    /// <summary>A leaf that receives no gradient.</summary>
+    public static Var<T> Constant(Tensor<T> value) => new(value, "const", false, [], []);
+
+    /// <summary>
+    /// The result of an op. <paramref name="backward"/> receives the new node and must add its
+    /// gradient into the inputs that require one (see <see cref="GradFor"/>); it is dropped under
+    /// <see cref="NoGrad"/> or when no input needs a gradient. <paramref name="saved"/> are buffers
+    /// the backward pass reads, freed with the graph.
+    /// </summary>
+    internal static Var<T> FromOp(Tensor<T> value, string op, Var<T>[] inputs, Action<Var<T>> backward, params IDisposable[] saved)
+    {
+        bool requires = !NoGrad.IsActive && inputs.Any(i => i.RequiresGrad);
+        var node = new Var<T>(value, op, requires, inputs, saved);
+        if (requires) node._backward = () => backward(node);
+        return node;
+    }
+
+    /// <summary>The gradient buffer of an input, created as zeros on first use.</summary>
+    public static Tensor<T> GradFor(Var<T> v) => v.Grad ??= Tensor<T>.Zeros(v.Shape);
+
+    /// <summary>Back-propagates from this scalar: d(this)/d(this) = 1, then every node in reverse topological order.</summary>
+    public void Backward()
+    {
+        if (Value.Length != 1) throw new InvalidOperationException($"Backward() needs a scalar, not {Tensor<T>.Format(Shape)}");
+        if (!RequiresGrad) throw new InvalidOperationException("nothing in this graph requires a gradient");
+        GradFor(this).Span[0] += T.One;
+        var order = TopologicalOrder();
+        for (int i = order.Count - 1; i >= 0; i--)
+            if (order[i].Grad is not null) order[i]._backward?.Invoke();
+    }
+
+    public void ZeroGrad() => Grad?.Span.Clear();
+
+    /// <summary>
+    /// Returns every intermediate buffer of the graph below this node (values, gradients, saved
+    /// tensors) to the pool. Leaves — parameters and constants — are kept. Call once the step is done.
+    /// </summary>
+    public void ReleaseGraph()
+    {
+        foreach (var node in TopologicalOrder())
+        {
+            if (node._inputs.Length == 0) continue;
+            node.Value.Dispose();
+            node.Grad?.Dispose();
+            foreach (var s in node._saved) s.Dispose();
+            node._backward = null;
+        }
+    }
+
+    /// <summary>Inputs before outputs, by iterative depth-first search (no recursion limit on deep graphs).</summary>
+    private List<Var<T>> TopologicalOrder()
+    {
+        var order = new List<Var<T>>();
+        var visited = new HashSet<Var<T>>(ReferenceEqualityComparer.Instance);
+        var stack = new Stack<(Var<T> Node, int Next)>();
+        stack.Push((this, 0));
+        visited.Add(this);
+        while (stack.Count > 0)
+        {
+            var (node, next) = stack.Pop();
+            if (next < node._inputs.Length)
+            {
+                stack.Push((node, next + 1));
+                var input = node._inputs[next];
+                if (visited.Add(input)) stack.Push((input, 0));
+            }
+            else order.Add(node);
+        }
+        return order;
+    }
+
+    public static Var<T> operator +(Var<T> a, Var<T> b) => Ops.Add(a, b);
+    public static Var<T> operator *(Var<T> a, Var<T> b) => Ops.Mul(a, b);
+
+    public override string ToString() => $"Var<{typeof(T).Name}>({Op}){Tensor<T>.Format(Shape)}";
+}
+
+/// <summary>Inside <c>using (NoGrad.Scope())</c> ops record no backward pass (inference).</summary>
+public static class NoGrad
+{
+    [ThreadStatic] private static int _depth;
+
+    public static bool IsActive => _depth > 0;
+
+    public static IDisposable Scope()
+    {
+        _depth++;
+        return new Exit();
+    }
+
+    private sealed class Exit : IDisposable
+    {
+        private bool _done;
+        public void Dispose()
+        {
+            if (_done) return;
+            _done = true;
+            _depth--;
+        }
+    }
+}

@@ -1,0 +1,35 @@
+using System.CommandLine;
+using Bdh.Model;
+
+namespace Bdh.Cli;
+
+/// <summary>Options and helpers shared by several commands.</summary>
+public static class CommonOptions
+{
+    public static Option<string> Checkpoint() => new("--checkpoint", "-c")
+    {
+        Description = "A .safetensors model, or a `bdh train` output folder (its latest checkpoint)",
+        Required = true,
+    };
+
+    public static Option<int?> Threads() => new("--threads") { Description = "Threads for the kernels (default: all cores)" };
+
+    public static void ApplyThreads(int? threads)
+    {
+        if (threads is int t)
+            Bdh.Tensors.Parallelism.Threads = t >= 1 ? t : throw new UserError("--threads: must be >= 1");
+    }
+
+    public static BdhModel<float> LoadModel(string path)
+    {
+        string file = Directory.Exists(path)
+            ? Trainer.LatestCheckpoint(path) ?? throw new UserError($"--checkpoint: no checkpoint in folder '{path}'")
+            : File.Exists(path) ? path : throw new UserError($"--checkpoint: no such file or folder '{path}'");
+        return Bdh.Model.Checkpoint.Load(file);
+    }
+
+    /// <summary>Text as byte tokens (the vocabulary is the 256 byte values).</summary>
+    public static int[] Encode(string text) => System.Text.Encoding.UTF8.GetBytes(text).Select(b => (int)b).ToArray();
+
+    public static string Decode(IEnumerable<int> tokens) => System.Text.Encoding.UTF8.GetString(tokens.Select(t => (byte)t).ToArray());
+}

@@ -1,0 +1,33 @@
+using System.CommandLine;
+using Bdh.Model;
+
+namespace Bdh.Cli;
+
+/// <summary>bdh eval: mean loss over the non-overlapping windows of the val split.</summary>
+public static class EvalCommand
+{
+    public static Command Create()
+    {
+        var checkpoint = CommonOptions.Checkpoint();
+        var data = new Option<string?>("--data") { Description = "Text file (default: tiny Shakespeare); val = its last 10%" };
+        var block = new Option<int>("--block") { Description = "Window length T (each window holds T + 1 bytes)", DefaultValueFactory = _ => 64 };
+        var windows = new Option<int?>("--windows") { Description = "Use only the first K windows (default: all)" };
+        var threads = CommonOptions.Threads();
+        var command = new Command("eval", "Mean validation loss of a checkpoint over windows val[i*T : i*T+T+1].") { checkpoint, data, block, windows, threads };
+        command.SetAction(r =>
+        {
+            CommonOptions.ApplyThreads(r.GetValue(threads));
+            int t = r.GetValue(block);
+            if (t < 1) throw new UserError("--block: must be >= 1");
+            if (r.GetValue(windows) is < 1) throw new UserError("--windows: must be >= 1");
+            var model = CommonOptions.LoadModel(r.GetValue(checkpoint)!);
+            var val = new TextData(DataSource.Load(r.GetValue(data))).Val;
+            int count = Math.Min(r.GetValue(windows) ?? int.MaxValue, TextData.WindowCount(val, t));
+            if (count == 0) throw new UserError($"--block: no window of {t + 1} bytes fits in the {val.Length}-byte val split");
+            double loss = Evaluation.MeanLoss(model, val, t, count);
+            Console.WriteLine($"val loss {loss:0.000000} over {count} windows of {t} tokens");
+            return 0;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,109 @@
+using Bdh.Tensors.Kernels;
+
+namespace Bdh.Model;
+
+/// <summary>
+/// The Baby Dragon Hatchling, exactly as the reference bdh.py computes it. One encoder, encoder_v and
+/// decoder are shared by every layer. Shapes: B batch, T tokens, D = n_embd, nh heads, N neurons per head.
+/// Generic over float (training) and double (gradient checks, float64 parity).
+/// </summary>
+public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
+{
+    public BdhConfig Config { get; }
+    public Var<T> Encoder { get; }   // [nh, D, N]
+    public Var<T> EncoderV { get; }  // [nh, D, N]
+    public Var<T> Decoder { get; }   // [nh*N, D]
+    public Var<T> Embed { get; }     // [V, D]
+    public Var<T> LmHead { get; }    // [D, V]
+    /// <summary>RoPE frequencies [N], float32 as the reference's buffer attn.freqs.</summary>
+    public float[] Freqs { get; }
+
+    private readonly Dictionary<int, RopeTable> _ropeTables = new();
+
+    /// <summary>The trainable tensors under their reference state_dict names.</summary>
+    public IReadOnlyList<(string Name, Var<T> Value)> Parameters =>
+        [("decoder", Decoder), ("embed.weight", Embed), ("encoder", Encoder), ("encoder_v", EncoderV), ("lm_head", LmHead)];
+
+    public BdhModel(BdhConfig config, IReadOnlyDictionary<string, Tensor<T>> weights, float[] freqs)
+    {
+        Config = config.Validate();
+        int nh = config.NHead, d = config.NEmbd, n = config.N, v = config.VocabSize;
+        Var<T> Param(string name, params int[] shape)
+        {
+            if (!weights.TryGetValue(name, out var t)) throw new ArgumentException($"missing tensor '{name}'");
+            if (!t.Shape.SequenceEqual(shape))
+                throw new ArgumentException($"tensor '{name}' is {Tensor<T>.Format(t.Shape)}, the config needs {Tensor<T>.Format(shape)}");
+            return Var<T>.Parameter(t);
+        }
+        Encoder = Param("encoder", nh, d, n);
+        EncoderV = Param("encoder_v", nh, d, n);
+        Decoder = Param("decoder", nh * n, d);
+        Embed = Param("embed.weight", v, d);
+        LmHead = Param("lm_head", d, v);
+        if (freqs.Length != n) throw new ArgumentException($"attn.freqs has {freqs.Length} values, the config needs {n}");
+        Freqs = freqs;
+    }
+
+    /// <summary>A fresh model initialised as the reference: every weight ~ Normal(0, 0.02).</summary>
+    public static BdhModel<T> Create(BdhConfig config, ulong seed, double std = 0.02)
+    {
+        config.Validate();
+        var rng = new Rng(seed);
+        int nh = config.NHead, d = config.NEmbd, n = config.N, v = config.VocabSize;
+        var weights = new Dictionary<string, Tensor<T>>
+        {
+            ["decoder"] = Tensor<T>.Normal(rng, std, nh * n, d),
+            ["encoder"] = Tensor<T>.Normal(rng, std, nh, d, n),
+            ["embed.weight"] = Tensor<T>.Normal(rng, std, v, d),
+            ["encoder_v"] = Tensor<T>.Normal(rng, std, nh, d, n),
+            ["lm_head"] = Tensor<T>.Normal(rng, std, d, v),
+        };
+        return new BdhModel<T>(config, weights, Rope.Frequencies(config.N));
+    }
+
+    /// <summary>
+    /// Logits [B, T, V] for tokens idx [B, T] (row-major), and the mean cross-entropy when targets are
+    /// given. Dropout is active only with a <paramref name="dropoutRng"/> (training). <paramref name="trace"/>
+    /// sees every attention input/output and LayerNorm call, named as the fixtures' trace.
+    /// </summary>
+    public (Var<T> Logits, Var<T>? Loss) Forward(int[] idx, int b, int t, int[]? targets = null,
+        Rng? dropoutRng = null, Action<string, Tensor<T>>? trace = null)
+    {
+        int nh = Config.NHead, d = Config.NEmbd, n = Config.N;
+        int lnCall = 0;
+        Var<T> Ln(Var<T> v)
+        {
+            var y = Ops.LayerNorm(v, 1e-5);
+            trace?.Invoke($"ln{lnCall}.in", v.Value);
+            trace?.Invoke($"ln{lnCall++}.out", y.Value);
+            return y;
+        }
+        RopeTable rope = RopeTableFor(t);
+
+        var x = Ln(Ops.Embedding(Embed, idx, b, 1, t));                       // [B, 1, T, D]
+        for (int layer = 0; layer < Config.NLayer; layer++)
+        {
+            var xs = Ops.Relu(Ops.MatMul(x, Encoder));                          // [B, nh, T, N]  sparse, positive
+            var a = Ops.CausalLinearAttention(Ops.Rope(xs, rope), x);           // [B, nh, T, D]  tril(QQᵀ, −1)·x, Q = rope(xs)
+            trace?.Invoke($"attn{layer}.q", xs.Value);
+            trace?.Invoke($"attn{layer}.v", x.Value);
+            trace?.Invoke($"attn{layer}.out", a.Value);
+            var ys = Ops.Relu(Ops.MatMul(Ln(a), EncoderV));                     // [B, nh, T, N]
+            var xy = Ops.Dropout(xs * ys, Config.Dropout, dropoutRng);          // [B, nh, T, N]
+            var heads = Ops.Reshape(Ops.Transpose(xy, 1, 2), b, 1, t, nh * n);  // [B, 1, T, nh·N] heads concatenated
+            var y = Ln(Ops.MatMul(heads, Decoder));                             // [B, 1, T, D]
+            x = Ln(x + y);                                                      // [B, 1, T, D]
+        }
+        var logits = Ops.MatMul(Ops.Reshape(x, b, t, d), LmHead);               // [B, T, V]
+        return (logits, targets is null ? null : Ops.CrossEntropy(logits, targets));
+    }
+
+    private RopeTable RopeTableFor(int t)
+    {
+        lock (_ropeTables)
+        {
+            if (!_ropeTables.TryGetValue(t, out var table)) _ropeTables[t] = table = Rope.Table(Freqs, t);
+            return table;
+        }
+    }
+}

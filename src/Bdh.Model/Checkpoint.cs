@@ -1,0 +1,47 @@
+using System.Globalization;
+
+namespace Bdh.Model;
+
+/// <summary>
+/// Model checkpoints as safetensors with the reference's state_dict names, the config as JSON in
+/// <c>__metadata__.config</c>, so the reference loads our files and we load theirs.
+/// </summary>
+public static class Checkpoint
+{
+    public static readonly string[] ParameterNames = ["decoder", "embed.weight", "encoder", "encoder_v", "lm_head"];
+
+    public static BdhConfig ReadConfig(SafetensorsFile file)
+    {
+        if (!file.Metadata.TryGetValue("config", out var json))
+            throw new SafetensorsException($"{file.Path}: no config in __metadata__");
+        try { return BdhConfig.FromJson(json); }
+        catch (Exception e) when (e is System.Text.Json.JsonException or ArgumentException or FormatException)
+        {
+            throw new SafetensorsException($"{file.Path}: bad config in __metadata__: {e.Message}");
+        }
+    }
+
+    public static BdhModel<T> LoadModel<T>(SafetensorsFile file, BdhConfig? config = null) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        config ??= ReadConfig(file);
+        var weights = ParameterNames.ToDictionary(n => n, n => file.ReadTensor<T>(n));
+        float[] freqs = file.Entries.ContainsKey("attn.freqs")
+            ? file.ReadTensor<float>("attn.freqs").Span.ToArray()
+            : Tensors.Kernels.Rope.Frequencies(config.N);
+        try { return new BdhModel<T>(config, weights, freqs); }
+        catch (ArgumentException e) { throw new SafetensorsException($"{file.Path}: {e.Message}"); }
+    }
+
+    public static BdhModel<float> Load(string path) => LoadModel<float>(SafetensorsFile.Read(path));
+
+    public static void Save(BdhModel<float> model, string path, IReadOnlyDictionary<string, string>? extraMetadata = null)
+    {
+        var metadata = new Dictionary<string, string> { ["config"] = model.Config.ToJson(), ["format"] = "pt" };
+        foreach (var (k, v) in extraMetadata ?? new Dictionary<string, string>()) metadata[k] = v;
+        var tensors = model.Parameters.Select(p => (p.Name, p.Value.Shape, p.Value.Value.Array)).ToList();
+        tensors.Add(("attn.freqs", [1, 1, 1, model.Config.N], model.Freqs));
+        SafetensorsFile.Write(path, tensors, metadata);
+    }
+
+    internal static string Invariant(double v) => v.ToString("R", CultureInfo.InvariantCulture);
+}

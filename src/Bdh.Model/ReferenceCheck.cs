@@ -1,0 +1,111 @@
+namespace Bdh.Model;
+
+/// <summary>One group of a reference check: the worst relative error against its tolerance.</summary>
+public sealed record CheckResult(string Group, double MaxError, double Tolerance)
+{
+    public bool Passed => MaxError <= Tolerance;
+    public override string ToString() => $"{(Passed ? "ok  " : "FAIL")} {Group,-28} max rel err {MaxError:0.00e+00} (tol {Tolerance:0e+00})";
+}
+
+/// <summary>
+/// Checks this implementation against a fixture written by the reference bdh.py (see
+/// ../shared/fixtures/README.md): it rebuilds the model from the fixture's weights and config and
+/// compares everything the fixture holds. Errors are <c>max |ours − ref| / max |ref|</c> per group.
+/// </summary>
+public static class ReferenceCheck
+{
+    public const double Float32Tolerance = 1e-4;
+
+    /// <summary>
+    /// float64 tolerance. The issue asks for 1e-9; the fixtures' f64 values differ by 4e-9..1.1e-8 both
+    /// from ours and from PyTorch 1.13 computing the same reference code in float64 (we agree with it to
+    /// 1e-12). Positions 0 and 1 agree to 1e-16, and the gap comes from RoPE's float32 cos/sin tables,
+    /// whose exact bits in the fixtures' PyTorch 2.11 build we could not reproduce (correctly rounded,
+    /// SLEEF u10 and u35 all leave ~1e-8). 5e-8 still fails any float32 step in the f64 path (those give 3e-7 and up).
+    /// </summary>
+    public const double Float64Tolerance = 5e-8;
+
+    public static List<CheckResult> Run(string fixturePath)
+    {
+        var file = SafetensorsFile.Read(fixturePath);
+        var config = Checkpoint.ReadConfig(file);
+        if (config.Dropout != 0) config = config with { Dropout = 0 }; // parity runs are deterministic
+        int[] Shape2(string name) => file.Entry(name).Shape;
+        var results = new List<CheckResult>();
+        var f32 = Checkpoint.LoadModel<float>(file, config);
+        var idx = file.ReadInts("idx");
+        var targets = file.ReadInts("targets");
+        int b = Shape2("idx")[0], t = Shape2("idx")[1];
+
+        // Forward in float32 with the trace, then gradients.
+        var traced = new List<CheckResult>();
+        var (logits, loss) = f32.Forward(idx, b, t, targets, trace: (name, value) =>
+        {
+            string key = "trace." + name;
+            if (file.Entries.ContainsKey(key)) traced.Add(new CheckResult(key, RelativeError(value, file, key), Float32Tolerance));
+        });
+        results.Add(new CheckResult("f32 logits", RelativeError(logits.Value, file, "logits"), Float32Tolerance));
+        results.Add(new CheckResult("f32 loss", RelativeError(loss!.Value, file, "loss"), Float32Tolerance));
+        loss.Backward();
+        foreach (var (name, p) in f32.Parameters)
+            results.Add(new CheckResult($"f32 grad {name}", RelativeError(p.Grad!, file, "grad." + name), Float32Tolerance));
+        loss.ReleaseGraph();
+        results.Add(new CheckResult($"trace ({traced.Count} tensors)", traced.Max(r => r.MaxError), Float32Tolerance));
+
+        // The same in float64 (rope phases stay float32, as in the reference).
+        var f64 = Checkpoint.LoadModel<double>(file, config);
+        var (logits64, loss64) = f64.Forward(idx, b, t, targets);
+        results.Add(new CheckResult("f64 logits", RelativeError(logits64.Value, file, "f64.logits"), Float64Tolerance));
+        results.Add(new CheckResult("f64 loss", RelativeError(loss64!.Value, file, "f64.loss"), Float64Tolerance));
+        loss64.Backward();
+        foreach (var (name, p) in f64.Parameters)
+            results.Add(new CheckResult($"f64 grad {name}", RelativeError(p.Grad!, file, "f64.grad." + name), Float64Tolerance));
+        loss64.ReleaseGraph();
+
+        // Two AdamW steps. The first runs on the reference's own gradients: that checks the optimizer alone,
+        // because Adam scales each update to ~lr whatever the gradient's size, so float32 noise in a
+        // near-zero gradient would otherwise show as a whole step. The second runs on our gradients of batch 2.
+        double lr = double.Parse(file.Metadata.GetValueOrDefault("lr", "0.001"), System.Globalization.CultureInfo.InvariantCulture);
+        double wd = double.Parse(file.Metadata.GetValueOrDefault("weight_decay", "0.1"), System.Globalization.CultureInfo.InvariantCulture);
+        var adam = new AdamW(f32.Parameters.Select(p => p.Value), lr, wd);
+        foreach (var (name, p) in f32.Parameters)
+        {
+            using var referenceGrad = file.ReadTensor<float>("grad." + name);
+            referenceGrad.Span.CopyTo(p.Grad!.Span);
+        }
+        adam.Update();
+        results.Add(new CheckResult("adamw step 1", f32.Parameters.Max(p => RelativeError(p.Value.Value, file, "adamw.step1." + p.Name)), Float32Tolerance));
+        adam.ZeroGrad();
+        var (logits2, loss2) = f32.Forward(file.ReadInts("idx2"), b, t, file.ReadInts("targets2"));
+        results.Add(new CheckResult("loss after step 1", RelativeError(loss2!.Value, file, "loss2"), Float32Tolerance));
+        loss2.Backward();
+        loss2.ReleaseGraph();
+        adam.Update();
+        results.Add(new CheckResult("adamw step 2", f32.Parameters.Max(p => RelativeError(p.Value.Value, file, "adamw.step2." + p.Name)), Float32Tolerance));
+
+        // Greedy generation from the initial weights must give the same tokens.
+        var fresh = Checkpoint.LoadModel<float>(file, config);
+        var prompt = file.ReadInts("greedy.prompt");
+        var expected = file.ReadInts("greedy.out");
+        var generated = Sampler.Generate(fresh, prompt, expected.Length - prompt.Length, new SamplingOptions(TopK: 1));
+        int mismatches = generated.Zip(expected).Count(p => p.First != p.Second);
+        results.Add(new CheckResult($"greedy tokens ({expected.Length})", mismatches, 0));
+        return results;
+    }
+
+    private static double RelativeError<T>(Tensor<T> ours, SafetensorsFile file, string name) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        using var reference = file.ReadTensor<double>(name);
+        if (reference.Length != ours.Length)
+            throw new SafetensorsException($"{file.Path}: '{name}' has {reference.Length} values, we computed {ours.Length}");
+        double worst = 0, scale = 0;
+        var r = reference.Span;
+        var o = ours.Span;
+        for (int i = 0; i < r.Length; i++)
+        {
+            worst = Math.Max(worst, Math.Abs(double.CreateTruncating(o[i]) - r[i]));
+            scale = Math.Max(scale, Math.Abs(r[i]));
+        }
+        return scale == 0 ? worst : worst / scale;
+    }
+}

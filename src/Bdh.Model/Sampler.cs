@@ -1,0 +1,55 @@
+namespace Bdh.Model;
+
+/// <summary>Sampling settings: temperature, top-k (1 is greedy) and the seed of the draw.</summary>
+public sealed record SamplingOptions(double Temperature = 1.0, int? TopK = null, ulong Seed = 1337);
+
+/// <summary>Autoregressive generation as the reference's generate(): re-run the whole sequence per token.</summary>
+public static class Sampler
+{
+    /// <summary>Appends <paramref name="count"/> tokens to <paramref name="prompt"/>; onToken sees each as it is drawn.</summary>
+    public static int[] Generate(BdhModel<float> model, int[] prompt, int count, SamplingOptions options, Action<int>? onToken = null)
+    {
+        if (prompt.Length == 0) throw new ArgumentException("the prompt must hold at least one token");
+        var rng = new Rng(options.Seed);
+        var tokens = new List<int>(prompt);
+        int vocab = model.Config.VocabSize;
+        var last = new float[vocab];
+        using var _ = NoGrad.Scope();
+        for (int i = 0; i < count; i++)
+        {
+            var (logits, _) = model.Forward(tokens.ToArray(), 1, tokens.Count);
+            logits.Value.Span.Slice((tokens.Count - 1) * vocab, vocab).CopyTo(last);
+            logits.ReleaseGraph();
+            int next = Draw(last, options, rng);
+            tokens.Add(next);
+            onToken?.Invoke(next);
+        }
+        return tokens.ToArray();
+    }
+
+    /// <summary>
+    /// One token from logits: divide by the temperature, keep values ≥ the k-th largest (as the
+    /// reference's topk mask), softmax, draw. With top-k 1 this is the argmax.
+    /// </summary>
+    public static int Draw(ReadOnlySpan<float> logits, SamplingOptions options, Rng rng)
+    {
+        var scaled = new float[logits.Length];
+        TP.Divide(logits, (float)options.Temperature, scaled);
+        if (options.TopK is int k && k < scaled.Length)
+        {
+            float kth = scaled.OrderByDescending(v => v).ElementAt(Math.Max(k, 1) - 1);
+            for (int i = 0; i < scaled.Length; i++) if (scaled[i] < kth) scaled[i] = float.NegativeInfinity;
+        }
+        TP.SoftMax(scaled, scaled);
+        double u = rng.NextDouble(), cumulative = 0;
+        int lastNonZero = 0;
+        for (int i = 0; i < scaled.Length; i++)
+        {
+            if (scaled[i] <= 0) continue;
+            lastNonZero = i;
+            cumulative += scaled[i];
+            if (u < cumulative) return i;
+        }
+        return lastNonZero; // rounding left u just above the total
+    }
+}

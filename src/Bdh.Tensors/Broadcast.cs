@@ -1,0 +1,127 @@
+namespace Bdh.Tensors;
+
+/// <summary>NumPy broadcasting: shapes align on the right, and a dimension of 1 stretches to match.</summary>
+public static class Broadcast
+{
+    public static int[] Shape(int[] a, int[] b)
+    {
+        int rank = Math.Max(a.Length, b.Length);
+        var result = new int[rank];
+        for (int i = 1; i <= rank; i++)
+        {
+            int da = i <= a.Length ? a[^i] : 1, db = i <= b.Length ? b[^i] : 1;
+            if (da != db && da != 1 && db != 1)
+                throw new ArgumentException($"shapes {Tensor<float>.Format(a)} and {Tensor<float>.Format(b)} do not broadcast");
+            result[^i] = da == 1 ? db : da;
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// For each block of <paramref name="blockSize"/> trailing elements of <paramref name="outShape"/>
+    /// (in row-major order), the offset of the matching block in an operand of
+    /// <paramref name="operandShape"/> broadcast to it. The operand's trailing elements must match.
+    /// </summary>
+    public static int[] BlockOffsets(int[] outShape, int[] operandShape, int trailingDims)
+    {
+        int outer = outShape.Length - trailingDims;
+        int blocks = Tensor<float>.ShapeLength(outShape.AsSpan(0, outer));
+        int operandBlock = Tensor<float>.ShapeLength(operandShape.AsSpan(Math.Max(0, operandShape.Length - trailingDims)));
+        // Stride of each outer output dimension in the operand, 0 where the operand broadcasts.
+        var strides = new int[outer];
+        int stride = operandBlock;
+        for (int i = 1; i <= outer; i++)
+        {
+            int operandDim = trailingDims + i <= operandShape.Length ? operandShape[^(trailingDims + i)] : 1;
+            strides[^i] = operandDim == 1 ? 0 : stride;
+            stride *= operandDim;
+        }
+        var offsets = new int[blocks];
+        var index = new int[outer];
+        for (int blk = 0, offset = 0; blk < blocks; blk++)
+        {
+            offsets[blk] = offset;
+            for (int d = outer - 1; d >= 0; d--) // odometer increment
+            {
+                offset += strides[d];
+                if (++index[d] < outShape[d]) break;
+                offset -= strides[d] * outShape[d];
+                index[d] = 0;
+            }
+        }
+        return offsets;
+    }
+}
+
+/// <summary>Element-wise add and multiply with broadcasting, and the reduction their backward needs.</summary>
+public static class BroadcastOps
+{
+    public static Tensor<T> Add<T>(Tensor<T> a, Tensor<T> b) where T : unmanaged, IFloatingPointIeee754<T> => Apply(a, b, multiply: false);
+    public static Tensor<T> Multiply<T>(Tensor<T> a, Tensor<T> b) where T : unmanaged, IFloatingPointIeee754<T> => Apply(a, b, multiply: true);
+
+    private static Tensor<T> Apply<T>(Tensor<T> a, Tensor<T> b, bool multiply) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int[] shape = Broadcast.Shape(a.Shape, b.Shape);
+        var y = Tensor<T>.Empty(shape);
+        int n = shape[^1];
+        int[] aOff = Broadcast.BlockOffsets(shape, a.Shape, 1), bOff = Broadcast.BlockOffsets(shape, b.Shape, 1);
+        bool aFull = a.Shape[^1] == n, bFull = b.Shape[^1] == n;
+        for (int r = 0; r < aOff.Length; r++)
+        {
+            Span<T> yr = y.Span.Slice(r * n, n);
+            ReadOnlySpan<T> ar = a.Span.Slice(aOff[r], aFull ? n : 1), br = b.Span.Slice(bOff[r], bFull ? n : 1);
+            if (aFull && bFull)
+            {
+                if (multiply) TP.Multiply(ar, br, yr); else TP.Add(ar, br, yr);
+            }
+            else if (aFull)
+            {
+                if (multiply) TP.Multiply(ar, br[0], yr); else TP.Add(ar, br[0], yr);
+            }
+            else
+            {
+                if (multiply) TP.Multiply(br, ar[0], yr); else TP.Add(br, ar[0], yr);
+            }
+        }
+        return y;
+    }
+
+    /// <summary>dst += src summed over the dimensions where dst's shape broadcasts to src's.</summary>
+    public static void SumInto<T>(Tensor<T> src, Tensor<T> dst) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int n = src.Shape[^1];
+        bool full = dst.Shape[^1] == n;
+        int[] dOff = Broadcast.BlockOffsets(src.Shape, dst.Shape, 1);
+        for (int r = 0; r < dOff.Length; r++)
+        {
+            ReadOnlySpan<T> sr = src.Span.Slice(r * n, n);
+            if (full)
+            {
+                Span<T> dr = dst.Span.Slice(dOff[r], n);
+                TP.Add(dr, sr, dr);
+            }
+            else dst.Span[dOff[r]] += TP.Sum(sr);
+        }
+    }
+
+    /// <summary>dst (+)= src with dimensions d0 and d1 swapped; dst has the swapped shape.</summary>
+    public static void SwapAxes<T>(Tensor<T> src, int d0, int d1, Tensor<T> dst, bool accumulate) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (d0 > d1) (d0, d1) = (d1, d0);
+        int[] s = src.Shape;
+        // View src as [outer, A, mid, B, inner] with A = s[d0], B = s[d1]; dst is [outer, B, mid, A, inner].
+        int outer = Tensor<T>.ShapeLength(s.AsSpan(0, d0)), A = s[d0];
+        int mid = Tensor<T>.ShapeLength(s.AsSpan(d0 + 1, d1 - d0 - 1)), B = s[d1];
+        int inner = Tensor<T>.ShapeLength(s.AsSpan(d1 + 1));
+        Span<T> from = src.Span, to = dst.Span;
+        for (int o = 0; o < outer; o++)
+            for (int a = 0; a < A; a++)
+                for (int m = 0; m < mid; m++)
+                    for (int b = 0; b < B; b++)
+                    {
+                        var x = from.Slice((((o * A + a) * mid + m) * B + b) * inner, inner);
+                        var y = to.Slice((((o * B + b) * mid + m) * A + a) * inner, inner);
+                        if (accumulate) TP.Add(y, x, y); else x.CopyTo(y);
+                    }
+    }
+}

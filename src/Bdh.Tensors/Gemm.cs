@@ -1,0 +1,267 @@
+using System.Runtime.Intrinsics;
+
+namespace Bdh.Tensors;
+
+/// <summary>
+/// A matrix inside a flat array: element (i, j) is <c>Array[Offset + i*Stride + j]</c>, or
+/// <c>Array[Offset + j*Stride + i]</c> when <see cref="Transposed"/> — so a transpose costs nothing.
+/// </summary>
+public readonly record struct MatrixRef<T>(T[] Array, int Offset, int Stride, bool Transposed = false)
+{
+    public T this[int i, int j] => Array[Offset + (Transposed ? j * Stride + i : i * Stride + j)];
+}
+
+/// <summary>
+/// General matrix multiply <c>C[m,n] = (accumulate ? C : 0) + A[m,k]·B[k,n]</c>.
+/// float runs the packed, register-blocked SIMD kernel (<see cref="PackedGemm"/>); double (used by
+/// gradient checks) runs a row-at-a-time TensorPrimitives loop. Both split work over output rows or
+/// tiles only, so results are bit-identical for any thread count.
+/// </summary>
+public static class Gemm
+{
+    /// <summary>Below this many multiply-adds a product runs on one thread: the fork costs more than it saves.</summary>
+    internal const long ParallelThreshold = 1 << 18;
+
+    public static void Multiply<T>(int m, int n, int k, MatrixRef<T> a, MatrixRef<T> b, MatrixRef<T> c,
+        bool accumulate, bool parallel = true) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (c.Transposed) throw new ArgumentException("the output matrix cannot be transposed");
+        if (m == 0 || n == 0) return;
+        parallel &= (long)m * n * k >= ParallelThreshold && Parallelism.Threads > 1;
+        if (k == 0)
+        {
+            if (!accumulate)
+                for (int i = 0; i < m; i++) c.Array.AsSpan(c.Offset + i * c.Stride, n).Clear();
+            return;
+        }
+        if (typeof(T) == typeof(float) && PackedGemm.IsSupported)
+            PackedGemm.Multiply(m, n, k, (MatrixRef<float>)(object)a, (MatrixRef<float>)(object)b,
+                (MatrixRef<float>)(object)c, accumulate, parallel);
+        else
+            MultiplyByRows(m, n, k, a, b, c, accumulate, parallel);
+    }
+
+    /// <summary>C[i,:] (+)= Σ_p A[i,p]·B[p,:], or a dot product per element when B is transposed.</summary>
+    private static void MultiplyByRows<T>(int m, int n, int k, MatrixRef<T> a, MatrixRef<T> b, MatrixRef<T> c,
+        bool accumulate, bool parallel) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int chunks = parallel ? Math.Min(m, Parallelism.Threads) : 1;
+        Parallelism.For(chunks, chunk =>
+        {
+            T[] aRow = TensorPool<T>.Rent(k);
+            for (int i = chunk * m / chunks, end = (chunk + 1) * m / chunks; i < end; i++)
+            {
+                for (int p = 0; p < k; p++) aRow[p] = a[i, p];
+                Span<T> cRow = c.Array.AsSpan(c.Offset + i * c.Stride, n);
+                if (!accumulate) cRow.Clear();
+                if (b.Transposed)
+                    for (int j = 0; j < n; j++) cRow[j] += TP.Dot<T>(aRow.AsSpan(0, k), b.Array.AsSpan(b.Offset + j * b.Stride, k));
+                else
+                    for (int p = 0; p < k; p++) TP.MultiplyAdd(b.Array.AsSpan(b.Offset + p * b.Stride, n), aRow[p], cRow, cRow);
+            }
+            TensorPool<T>.Return(aRow);
+        });
+    }
+}
+
+/// <summary>
+/// The float GEMM, BLIS-style. For each KC-deep slice of k, op(A) is packed into MR-row slivers and
+/// op(B) into NR-column slivers (k-major, zero-padded), so the micro-kernel streams both with unit
+/// stride whatever the transposition. The micro-kernel holds an MR×NR tile of C in registers
+/// (16 zmm accumulators) and does MR·NR/16 FMAs per k step for 2 + MR loads.
+/// Work items are (MC rows × NB columns) blocks of C: disjoint outputs, no split reductions.
+/// </summary>
+internal static unsafe class PackedGemm
+{
+    private const int MR = 8, NR = 32, KC = 256, MC = 64, NB = 256;
+
+    public static bool IsSupported => Vector512.IsHardwareAccelerated || Vector256.IsHardwareAccelerated;
+
+    public static void Multiply(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c,
+        bool accumulate, bool parallel)
+    {
+        int mSlivers = (m + MR - 1) / MR, nSlivers = (n + NR - 1) / NR;
+        int kcMax = Math.Min(k, KC);
+        float[] aPack = TensorPool<float>.Rent(mSlivers * MR * kcMax);
+        float[] bPack = TensorPool<float>.Rent(nSlivers * NR * kcMax);
+        int rowBlocks = (m + MC - 1) / MC, colBlocks = (n + NB - 1) / NB;
+        int threads = parallel ? Parallelism.Threads : 1;
+        for (int p0 = 0; p0 < k; p0 += KC)
+        {
+            int kc = Math.Min(KC, k - p0);
+            bool add = accumulate || p0 > 0;
+            ForChunks(mSlivers, threads, (s0, s1) => PackA(a, m, p0, kc, s0, s1, aPack));
+            ForChunks(nSlivers, threads, (t0, t1) => PackB(b, n, p0, kc, t0, t1, bPack));
+            RunItems(rowBlocks * colBlocks, threads, item =>
+                ComputeBlock(item / colBlocks, item % colBlocks, m, n, kc, aPack, bPack, c, add));
+        }
+        TensorPool<float>.Return(aPack);
+        TensorPool<float>.Return(bPack);
+    }
+
+    private static void ForChunks(int count, int threads, Action<int, int> body)
+    {
+        int chunks = Math.Min(count, threads);
+        RunItems(chunks, threads, i => body(i * count / chunks, (i + 1) * count / chunks));
+    }
+
+    private static void RunItems(int count, int threads, Action<int> body)
+    {
+        if (threads == 1) for (int i = 0; i < count; i++) body(i);
+        else Parallelism.For(count, body);
+    }
+
+    /// <summary>aPack[s][p][r] = A[s*MR + r, p0 + p], zero past row m.</summary>
+    private static void PackA(MatrixRef<float> a, int m, int p0, int kc, int s0, int s1, float[] aPack)
+    {
+        for (int s = s0; s < s1; s++)
+        {
+            Span<float> dst = aPack.AsSpan(s * MR * kc, MR * kc);
+            int rows = Math.Min(MR, m - s * MR);
+            if (rows < MR) dst.Clear();
+            if (a.Transposed) // A[i, p] = a.Array[p*stride + i]: MR contiguous values per p
+                for (int p = 0; p < kc; p++)
+                    a.Array.AsSpan(a.Offset + (p0 + p) * a.Stride + s * MR, rows).CopyTo(dst.Slice(p * MR));
+            else // row i is contiguous over p: scatter it with stride MR
+                for (int r = 0; r < rows; r++)
+                {
+                    ReadOnlySpan<float> src = a.Array.AsSpan(a.Offset + (s * MR + r) * a.Stride + p0, kc);
+                    for (int p = 0; p < kc; p++) dst[p * MR + r] = src[p];
+                }
+        }
+    }
+
+    /// <summary>bPack[t][p][j] = B[p0 + p, t*NR + j], zero past column n.</summary>
+    private static void PackB(MatrixRef<float> b, int n, int p0, int kc, int t0, int t1, float[] bPack)
+    {
+        for (int t = t0; t < t1; t++)
+        {
+            Span<float> dst = bPack.AsSpan(t * NR * kc, NR * kc);
+            int cols = Math.Min(NR, n - t * NR);
+            if (cols < NR) dst.Clear();
+            if (b.Transposed) // B[p, j] = b.Array[j*stride + p]: column j is contiguous over p
+                for (int j = 0; j < cols; j++)
+                {
+                    ReadOnlySpan<float> src = b.Array.AsSpan(b.Offset + (t * NR + j) * b.Stride + p0, kc);
+                    for (int p = 0; p < kc; p++) dst[p * NR + j] = src[p];
+                }
+            else
+                for (int p = 0; p < kc; p++)
+                    b.Array.AsSpan(b.Offset + (p0 + p) * b.Stride + t * NR, cols).CopyTo(dst.Slice(p * NR));
+        }
+    }
+
+    private static void ComputeBlock(int rowBlock, int colBlock, int m, int n, int kc,
+        float[] aPack, float[] bPack, MatrixRef<float> c, bool add)
+    {
+        float* edge = stackalloc float[MR * NR];
+        fixed (float* aP = aPack, bP = bPack, cP = c.Array)
+        {
+            int sEnd = Math.Min((rowBlock + 1) * MC, m + MR - 1) / MR;
+            int tEnd = Math.Min((colBlock + 1) * NB, n + NR - 1) / NR;
+            for (int t = colBlock * NB / NR; t < tEnd; t++)
+                for (int s = rowBlock * MC / MR; s < sEnd; s++)
+                {
+                    int i0 = s * MR, j0 = t * NR;
+                    int rows = Math.Min(MR, m - i0), cols = Math.Min(NR, n - j0);
+                    float* cTile = cP + c.Offset + (long)i0 * c.Stride + j0;
+                    if (rows == MR && cols == NR)
+                    {
+                        MicroKernel(kc, aP + s * MR * kc, bP + t * NR * kc, cTile, c.Stride, add);
+                        continue;
+                    }
+                    // Partial tile at the matrix edge: compute the full tile aside, keep the valid part.
+                    MicroKernel(kc, aP + s * MR * kc, bP + t * NR * kc, edge, NR, false);
+                    for (int r = 0; r < rows; r++)
+                        for (int j = 0; j < cols; j++)
+                            cTile[(long)r * c.Stride + j] = add ? cTile[(long)r * c.Stride + j] + edge[r * NR + j] : edge[r * NR + j];
+                }
+        }
+    }
+
+    private static void MicroKernel(int kc, float* a, float* b, float* c, int ldc, bool add)
+    {
+        if (Vector512.IsHardwareAccelerated)
+            Kernel8x32(kc, a, b, c, ldc, add);
+        else
+            for (int r = 0; r < MR; r += 4)
+                for (int j = 0; j < NR; j += 16)
+                    Kernel4x16(kc, a + r, b + j, c + (long)r * ldc + j, ldc, add);
+    }
+
+    /// <summary>C[8,32] (+)= Σ_p a[p,0..8) ⊗ b[p,0..32): 16 zmm accumulators, 8 broadcasts and 2 loads per p.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    private static void Kernel8x32(int kc, float* a, float* b, float* c, int ldc, bool add)
+    {
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default,
+            c20 = default, c21 = default, c30 = default, c31 = default,
+            c40 = default, c41 = default, c50 = default, c51 = default,
+            c60 = default, c61 = default, c70 = default, c71 = default;
+        for (int p = 0; p < kc; p++, a += MR, b += NR)
+        {
+            var b0 = Vector512.Load(b);
+            var b1 = Vector512.Load(b + 16);
+            var ai = Vector512.Create(a[0]); c00 = Vector512.FusedMultiplyAdd(ai, b0, c00); c01 = Vector512.FusedMultiplyAdd(ai, b1, c01);
+            ai = Vector512.Create(a[1]); c10 = Vector512.FusedMultiplyAdd(ai, b0, c10); c11 = Vector512.FusedMultiplyAdd(ai, b1, c11);
+            ai = Vector512.Create(a[2]); c20 = Vector512.FusedMultiplyAdd(ai, b0, c20); c21 = Vector512.FusedMultiplyAdd(ai, b1, c21);
+            ai = Vector512.Create(a[3]); c30 = Vector512.FusedMultiplyAdd(ai, b0, c30); c31 = Vector512.FusedMultiplyAdd(ai, b1, c31);
+            ai = Vector512.Create(a[4]); c40 = Vector512.FusedMultiplyAdd(ai, b0, c40); c41 = Vector512.FusedMultiplyAdd(ai, b1, c41);
+            ai = Vector512.Create(a[5]); c50 = Vector512.FusedMultiplyAdd(ai, b0, c50); c51 = Vector512.FusedMultiplyAdd(ai, b1, c51);
+            ai = Vector512.Create(a[6]); c60 = Vector512.FusedMultiplyAdd(ai, b0, c60); c61 = Vector512.FusedMultiplyAdd(ai, b1, c61);
+            ai = Vector512.Create(a[7]); c70 = Vector512.FusedMultiplyAdd(ai, b0, c70); c71 = Vector512.FusedMultiplyAdd(ai, b1, c71);
+        }
+        StoreRow(c, c00, c01, add); c += ldc;
+        StoreRow(c, c10, c11, add); c += ldc;
+        StoreRow(c, c20, c21, add); c += ldc;
+        StoreRow(c, c30, c31, add); c += ldc;
+        StoreRow(c, c40, c41, add); c += ldc;
+        StoreRow(c, c50, c51, add); c += ldc;
+        StoreRow(c, c60, c61, add); c += ldc;
+        StoreRow(c, c70, c71, add);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRow(float* c, Vector512<float> lo, Vector512<float> hi, bool add)
+    {
+        if (add)
+        {
+            lo += Vector512.Load(c);
+            hi += Vector512.Load(c + 16);
+        }
+        lo.Store(c);
+        hi.Store(c + 16);
+    }
+
+    /// <summary>AVX2 fallback: C[4,16] (+)= a ⊗ b over one quarter of the packed 8×32 tile (8 ymm accumulators).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    private static void Kernel4x16(int kc, float* a, float* b, float* c, int ldc, bool add)
+    {
+        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default,
+            c20 = default, c21 = default, c30 = default, c31 = default;
+        for (int p = 0; p < kc; p++, a += MR, b += NR)
+        {
+            var b0 = Vector256.Load(b);
+            var b1 = Vector256.Load(b + 8);
+            var ai = Vector256.Create(a[0]); c00 = Vector256.FusedMultiplyAdd(ai, b0, c00); c01 = Vector256.FusedMultiplyAdd(ai, b1, c01);
+            ai = Vector256.Create(a[1]); c10 = Vector256.FusedMultiplyAdd(ai, b0, c10); c11 = Vector256.FusedMultiplyAdd(ai, b1, c11);
+            ai = Vector256.Create(a[2]); c20 = Vector256.FusedMultiplyAdd(ai, b0, c20); c21 = Vector256.FusedMultiplyAdd(ai, b1, c21);
+            ai = Vector256.Create(a[3]); c30 = Vector256.FusedMultiplyAdd(ai, b0, c30); c31 = Vector256.FusedMultiplyAdd(ai, b1, c31);
+        }
+        StoreRow(c, c00, c01, add); c += ldc;
+        StoreRow(c, c10, c11, add); c += ldc;
+        StoreRow(c, c20, c21, add); c += ldc;
+        StoreRow(c, c30, c31, add);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRow(float* c, Vector256<float> lo, Vector256<float> hi, bool add)
+    {
+        if (add)
+        {
+            lo += Vector256.Load(c);
+            hi += Vector256.Load(c + 8);
+        }
+        lo.Store(c);
+        hi.Store(c + 8);
+    }
+}

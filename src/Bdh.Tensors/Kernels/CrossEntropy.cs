@@ -1,0 +1,50 @@
+namespace Bdh.Tensors.Kernels;
+
+/// <summary>Mean cross-entropy of logits [M, V] against integer targets, via a stable log-softmax.</summary>
+public static class CrossEntropy
+{
+    public static T Forward<T>(ReadOnlySpan<T> logits, ReadOnlySpan<int> targets, int vocab)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        T total = T.Zero;
+        T[] scratch = TensorPool<T>.Rent(vocab);
+        for (int r = 0; r < targets.Length; r++)
+        {
+            ReadOnlySpan<T> row = logits.Slice(r * vocab, vocab);
+            total += LogSumExp(row, scratch) - row[CheckTarget(targets[r], vocab)];
+        }
+        TensorPool<T>.Return(scratch);
+        return total / T.CreateTruncating(targets.Length);
+    }
+
+    /// <summary>dlogits (+)= (softmax(logits) − onehot(target)) · dLoss / M.</summary>
+    public static void Backward<T>(ReadOnlySpan<T> logits, ReadOnlySpan<int> targets, int vocab, T dLoss, Span<T> dLogits)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        T scale = dLoss / T.CreateTruncating(targets.Length);
+        T[] probs = TensorPool<T>.Rent(vocab);
+        for (int r = 0; r < targets.Length; r++)
+        {
+            ReadOnlySpan<T> row = logits.Slice(r * vocab, vocab);
+            Span<T> p = probs.AsSpan(0, vocab);
+            TP.SoftMax(row, p);
+            p[targets[r]] -= T.One;
+            Span<T> dRow = dLogits.Slice(r * vocab, vocab);
+            TP.MultiplyAdd(p, scale, dRow, dRow);
+        }
+        TensorPool<T>.Return(probs);
+    }
+
+    /// <summary>log Σ exp(row), shifted by the max so nothing overflows; <paramref name="scratch"/> holds ≥ row.Length.</summary>
+    public static T LogSumExp<T>(ReadOnlySpan<T> row, Span<T> scratch) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        T max = TP.Max(row);
+        Span<T> shifted = scratch[..row.Length];
+        TP.Subtract(row, max, shifted);
+        TP.Exp<T>(shifted, shifted);
+        return max + T.Log(TP.Sum<T>(shifted));
+    }
+
+    private static int CheckTarget(int target, int vocab) =>
+        (uint)target < (uint)vocab ? target : throw new ArgumentOutOfRangeException(nameof(target), $"target {target} outside vocabulary of {vocab}");
+}

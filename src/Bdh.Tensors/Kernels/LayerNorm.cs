@@ -1,0 +1,41 @@
+namespace Bdh.Tensors.Kernels;
+
+/// <summary>
+/// LayerNorm over the last dimension, without affine parameters (as BDH uses it):
+/// <c>y = (x − mean) · rstd</c>, <c>rstd = 1/√(var + eps)</c>, biased variance as PyTorch.
+/// </summary>
+public static class LayerNorm
+{
+    /// <summary>x, y: [rows, d]; rstd: [rows], kept for the backward pass.</summary>
+    public static void Forward<T>(ReadOnlySpan<T> x, Span<T> y, Span<T> rstd, int d, T eps)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        T invD = T.One / T.CreateTruncating(d);
+        for (int r = 0; r < rstd.Length; r++)
+        {
+            ReadOnlySpan<T> xr = x.Slice(r * d, d);
+            Span<T> yr = y.Slice(r * d, d);
+            T mean = TP.Sum(xr) * invD;
+            TP.Subtract(xr, mean, yr);                 // y = x − mean
+            T variance = TP.SumOfSquares<T>(yr) * invD;
+            rstd[r] = T.One / T.Sqrt(variance + eps);
+            TP.Multiply(yr, rstd[r], yr);
+        }
+    }
+
+    /// <summary>dx (+)= rstd · (dy − mean(dy) − y · mean(dy ⊙ y)), per row.</summary>
+    public static void Backward<T>(ReadOnlySpan<T> dy, ReadOnlySpan<T> y, ReadOnlySpan<T> rstd, Span<T> dx, int d)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        T invD = T.One / T.CreateTruncating(d);
+        for (int r = 0; r < rstd.Length; r++)
+        {
+            ReadOnlySpan<T> dyr = dy.Slice(r * d, d), yr = y.Slice(r * d, d);
+            Span<T> dxr = dx.Slice(r * d, d);
+            T meanDy = TP.Sum(dyr) * invD;
+            T meanDyY = TP.Dot(dyr, yr) * invD;
+            for (int i = 0; i < d; i++)
+                dxr[i] += rstd[r] * (dyr[i] - meanDy - yr[i] * meanDyY);
+        }
+    }
+}

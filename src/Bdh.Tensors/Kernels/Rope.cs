@@ -1,0 +1,84 @@
+namespace Bdh.Tensors.Kernels;
+
+/// <summary>
+/// Rotary position embedding with the reference's exact float32 semantics. Neuron pairs (2i, 2i+1)
+/// share a frequency; the phase of position t is <c>((t·f) mod 1)·2π</c> computed in float32;
+/// the rotated vector is <c>v·cos + (−v[2i+1], v[2i])·sin</c>.
+/// </summary>
+public static class Rope
+{
+    public const float Theta = 65536f; // 2^16, as the reference
+
+    /// <summary>get_freqs(n, θ): f_j = 1 / θ^(2⌊j/2⌋ / n) / 2π, in float32 as PyTorch computes it.</summary>
+    public static float[] Frequencies(int n, float theta = Theta)
+    {
+        var f = new float[n];
+        for (int j = 0; j < n; j++)
+            f[j] = 1f / MathF.Pow(theta, (j & ~1) / (float)n) / (float)(2 * Math.PI);
+        return f;
+    }
+
+    /// <summary>cos and sin of the phase of every position t &lt; length and neuron j: two float32 tables [length, n].</summary>
+    public static RopeTable Table(ReadOnlySpan<float> freqs, int length)
+    {
+        int n = freqs.Length;
+        var cos = new float[length * n];
+        var sin = new float[length * n];
+        const float twoPi = (float)(2 * Math.PI);
+        for (int t = 0; t < length; t++)
+            for (int j = 0; j < n; j++)
+            {
+                float phase = t * freqs[j];
+                float angle = (phase - MathF.Floor(phase)) * twoPi;
+                cos[t * n + j] = TorchTrig.Cos(angle);
+                sin[t * n + j] = TorchTrig.Sin(angle);
+            }
+        return new RopeTable(cos, sin, length, n);
+    }
+
+    /// <summary>
+    /// y = rope(v) for v of [rows, table.Length, table.N] (rows = batch × heads). Products are rounded before the
+    /// sum, as the reference computes them, so float32 results match it exactly.
+    /// </summary>
+    public static void Forward<T>(ReadOnlySpan<T> v, Span<T> y, RopeTable table)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var (cos, sin, length, n) = table;
+        for (int row = 0; row < v.Length / n; row++)
+        {
+            int t = row % length;
+            ReadOnlySpan<T> vr = v.Slice(row * n, n);
+            Span<T> yr = y.Slice(row * n, n);
+            for (int j = 0; j < n; j += 2)
+            {
+                T c0 = T.CreateTruncating(cos[t * n + j]), s0 = T.CreateTruncating(sin[t * n + j]);
+                T c1 = T.CreateTruncating(cos[t * n + j + 1]), s1 = T.CreateTruncating(sin[t * n + j + 1]);
+                yr[j] = vr[j] * c0 + (-vr[j + 1]) * s0;
+                yr[j + 1] = vr[j + 1] * c1 + vr[j] * s1;
+            }
+        }
+    }
+
+    /// <summary>dv (+)= Rᵀ dy, the transpose of the per-pair rotation.</summary>
+    public static void Backward<T>(ReadOnlySpan<T> dy, Span<T> dv, RopeTable table)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var (cos, sin, length, n) = table;
+        for (int row = 0; row < dy.Length / n; row++)
+        {
+            int t = row % length;
+            ReadOnlySpan<T> dyr = dy.Slice(row * n, n);
+            Span<T> dvr = dv.Slice(row * n, n);
+            for (int j = 0; j < n; j += 2)
+            {
+                T c0 = T.CreateTruncating(cos[t * n + j]), s0 = T.CreateTruncating(sin[t * n + j]);
+                T c1 = T.CreateTruncating(cos[t * n + j + 1]), s1 = T.CreateTruncating(sin[t * n + j + 1]);
+                dvr[j] += dyr[j] * c0 + dyr[j + 1] * s1;
+                dvr[j + 1] += dyr[j + 1] * c1 - dyr[j] * s0;
+            }
+        }
+    }
+}
+
+/// <summary>Rotation tables for positions [0, Length) and N neurons: Cos, Sin are [Length, N] float32.</summary>
+public sealed record RopeTable(float[] Cos, float[] Sin, int Length, int N);

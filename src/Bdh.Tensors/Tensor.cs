@@ -1,0 +1,132 @@
+namespace Bdh.Tensors;
+
+/// <summary>
+/// A dense, contiguous, row-major tensor of <typeparamref name="T"/> (float for training, double for
+/// gradient checks). Storage comes from <see cref="TensorPool{T}"/> and goes back on Dispose;
+/// <see cref="Reshape"/> returns a view that shares storage and owns nothing.
+/// </summary>
+public sealed class Tensor<T> : IDisposable where T : unmanaged, IFloatingPointIeee754<T>
+{
+    private T[]? _array;
+    private readonly bool _pooled;
+
+    public int[] Shape { get; }
+    public int Length { get; }
+    public int Rank => Shape.Length;
+
+    private Tensor(T[] array, int[] shape, bool pooled)
+    {
+        Shape = shape;
+        Length = checked(ShapeLength(shape));
+        _array = array;
+        _pooled = pooled;
+    }
+
+    /// <summary>The backing array; may be longer than <see cref="Length"/> only for wrapped arrays.</summary>
+    public T[] Array => _array ?? throw new ObjectDisposedException(nameof(Tensor<T>));
+    public Span<T> Span => Array.AsSpan(0, Length);
+
+    /// <summary>Pooled storage with unspecified contents: every caller overwrites all of it.</summary>
+    public static Tensor<T> Empty(params int[] shape) => new(TensorPool<T>.Rent(ShapeLength(shape)), (int[])shape.Clone(), true);
+
+    public static Tensor<T> Zeros(params int[] shape)
+    {
+        var t = Empty(shape);
+        t.Span.Clear();
+        return t;
+    }
+
+    /// <summary>Wraps <paramref name="data"/> without copying (not returned to the pool).</summary>
+    public static Tensor<T> From(T[] data, params int[] shape)
+    {
+        if (data.Length != ShapeLength(shape))
+            throw new ArgumentException($"{data.Length} values do not fill shape {Format(shape)}");
+        return new Tensor<T>(data, (int[])shape.Clone(), false);
+    }
+
+    public static Tensor<T> Normal(Rng rng, double std, params int[] shape)
+    {
+        var t = Empty(shape);
+        var s = t.Span;
+        for (int i = 0; i < s.Length; i++) s[i] = T.CreateTruncating(rng.NextNormal() * std);
+        return t;
+    }
+
+    public static Tensor<T> Uniform(Rng rng, double low, double high, params int[] shape)
+    {
+        var t = Empty(shape);
+        var s = t.Span;
+        for (int i = 0; i < s.Length; i++) s[i] = T.CreateTruncating(low + (high - low) * rng.NextDouble());
+        return t;
+    }
+
+    /// <summary>A view with a new shape over the same storage; one dimension may be -1.</summary>
+    public Tensor<T> Reshape(params int[] shape)
+    {
+        var resolved = (int[])shape.Clone();
+        int infer = System.Array.IndexOf(resolved, -1);
+        if (infer >= 0)
+        {
+            int known = 1;
+            for (int i = 0; i < resolved.Length; i++) if (i != infer) known *= resolved[i];
+            resolved[infer] = known == 0 ? 0 : Length / known;
+        }
+        if (ShapeLength(resolved) != Length)
+            throw new ArgumentException($"cannot reshape {Format(Shape)} to {Format(shape)}");
+        return new Tensor<T>(Array, resolved, false);
+    }
+
+    public Tensor<T> Clone()
+    {
+        var t = Empty(Shape);
+        Span.CopyTo(t.Span);
+        return t;
+    }
+
+    /// <summary>A copy converted element by element to <typeparamref name="TOut"/>.</summary>
+    public Tensor<TOut> Convert<TOut>() where TOut : unmanaged, IFloatingPointIeee754<TOut>
+    {
+        var t = Tensor<TOut>.Empty(Shape);
+        TP.ConvertTruncating<T, TOut>(Span, t.Span);
+        return t;
+    }
+
+    public T this[params int[] index]
+    {
+        get => Span[FlatIndex(index)];
+        set => Span[FlatIndex(index)] = value;
+    }
+
+    private int FlatIndex(int[] index)
+    {
+        if (index.Length != Rank) throw new ArgumentException($"index of rank {index.Length} for shape {Format(Shape)}");
+        int flat = 0;
+        for (int d = 0; d < Rank; d++)
+        {
+            if ((uint)index[d] >= (uint)Shape[d]) throw new IndexOutOfRangeException($"index {index[d]} out of range for dim {d} of {Format(Shape)}");
+            flat = flat * Shape[d] + index[d];
+        }
+        return flat;
+    }
+
+    public void Dispose()
+    {
+        if (_pooled && _array is not null) TensorPool<T>.Return(_array);
+        _array = null;
+    }
+
+    public override string ToString() => $"Tensor<{typeof(T).Name}>{Format(Shape)}";
+
+    public static int ShapeLength(ReadOnlySpan<int> shape)
+    {
+        int n = 1;
+        foreach (int d in shape)
+        {
+            if (d < 0) throw new ArgumentException("dimensions must be >= 0");
+            n = checked(n * d);
+        }
+        return n;
+    }
+
+    public static string Format(ReadOnlySpan<int> shape) => "[" + string.Join(", ", shape.ToArray()) + "]";
+}

@@ -1,0 +1,171 @@
+using System.Numerics;
+using Bdh.Tensors;
+using Bdh.Tensors.Kernels;
+using FsCheck.Xunit;
+
+namespace Bdh.Autograd.Tests;
+
+/// <summary>
+/// For every op: (1) the double-precision analytic gradient matches central differences to
+/// <see cref="GradCheck.Tolerance"/> (step <see cref="GradCheck.Step"/>), and (2) the float path gives the
+/// same value and gradients as the double path to <see cref="FloatTolerance"/>. Shapes are drawn by
+/// FsCheck and include 1 and odd sizes; a failure names them.
+/// </summary>
+public class GradientProperties
+{
+    public const double FloatTolerance = 1e-5;
+
+    private static int Size(byte raw, int max) => 1 + raw % max;
+
+    /// <summary>Checks op on the inputs: scalarised as Σ op(x) ⊙ W with a fixed random W.</summary>
+    private static void Verify(string label, Func<Var<double>[], Var<double>> opDouble, Func<Var<float>[], Var<float>> opFloat, params Tensor<double>[] inputs)
+    {
+        Tensor<double>? weights = null;
+        Var<T> Scalarise<T>(Var<T> y) where T : unmanaged, IFloatingPointIeee754<T>
+        {
+            weights ??= Tensor<double>.Uniform(new Rng(99), 0.5, 1.5, y.Shape);
+            return Ops.Sum(y * Var<T>.Constant(weights.Convert<T>()));
+        }
+        double[] errors = GradCheck.Errors(x => Scalarise(opDouble(x)), inputs);
+        for (int i = 0; i < errors.Length; i++)
+            Assert.True(errors[i] <= GradCheck.Tolerance, $"{label}: input {i} {Tensor<double>.Format(inputs[i].Shape)} gradient error {errors[i]:e2}");
+
+        var (valueD, gradsD) = Evaluate(x => Scalarise(opDouble(x)), inputs.Select(t => t.Clone()).ToArray());
+        var (valueF, gradsF) = Evaluate(x => Scalarise(opFloat(x)), inputs.Select(t => t.Convert<float>()).ToArray());
+        Assert.True(Math.Abs(valueF - valueD) <= FloatTolerance * Math.Max(1, Math.Abs(valueD)), $"{label}: float value {valueF} vs double {valueD}");
+        for (int i = 0; i < inputs.Length; i++)
+            Assert.True(RelativeError(gradsF[i], gradsD[i]) <= FloatTolerance, $"{label}: input {i} float gradient differs from double by {RelativeError(gradsF[i], gradsD[i]):e2}");
+    }
+
+    private static (double Value, double[][] Grads) Evaluate<T>(Func<Var<T>[], Var<T>> f, Tensor<T>[] inputs) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var vars = inputs.Select(Var<T>.Parameter).ToArray();
+        var y = f(vars);
+        y.Backward();
+        double value = double.CreateTruncating(y.Value.Span[0]);
+        var grads = vars.Select(v => v.Grad!.Span.ToArray().Select(double.CreateTruncating).ToArray()).ToArray();
+        y.ReleaseGraph();
+        return (value, grads);
+    }
+
+    private static double RelativeError(double[] a, double[] b)
+    {
+        double worst = 0, scale = 0;
+        for (int i = 0; i < a.Length; i++) { worst = Math.Max(worst, Math.Abs(a[i] - b[i])); scale = Math.Max(scale, Math.Abs(b[i])); }
+        return scale == 0 ? worst : worst / scale;
+    }
+
+    private static Tensor<double> Random(Rng rng, params int[] shape) => Tensor<double>.Uniform(rng, -1, 1, shape);
+
+    [Property(MaxTest = 60)]
+    public void MatMul(byte mRaw, byte kRaw, byte nRaw, byte bRaw, byte hRaw, byte form, bool transA, bool transB, int seed)
+    {
+        int m = Size(mRaw, 7), k = Size(kRaw, 7), n = Size(nRaw, 7), b = Size(bRaw, 3), h = Size(hRaw, 3);
+        // 0: plain 2-D; 1: [B,1,·,·]·[H,·,·] (x @ encoder); 2: [B,H,·,·]·[H,·,·] (ln(a) @ encoder_v).
+        int[] aBatch = (form % 3) switch { 0 => [], 1 => [b, 1], _ => [b, h] }, bBatch = form % 3 == 0 ? [] : [h];
+        var rng = new Rng((ulong)seed);
+        var a = Random(rng, [.. aBatch, transA ? k : m, transA ? m : k]);
+        var w = Random(rng, [.. bBatch, transB ? n : k, transB ? k : n]);
+        Verify($"matmul {Tensor<double>.Format(a.Shape)}{(transA ? "ᵀ" : "")}·{Tensor<double>.Format(w.Shape)}{(transB ? "ᵀ" : "")}",
+            x => Ops.MatMul(x[0], x[1], transA, transB), x => Ops.MatMul(x[0], x[1], transA, transB), a, w);
+    }
+
+    [Property(MaxTest = 60)]
+    public void AddAndMulBroadcast(byte bRaw, byte hRaw, byte dRaw, byte form, int seed)
+    {
+        int b = Size(bRaw, 3), h = Size(hRaw, 3), d = Size(dRaw, 7);
+        int[] other = (form % 4) switch { 0 => [b, h, d], 1 => [b, 1, d], 2 => [d], _ => [h, 1] };
+        var rng = new Rng((ulong)seed);
+        var x = Random(rng, b, h, d);
+        var y = Random(rng, other);
+        string shapes = $"{Tensor<double>.Format(x.Shape)} with {Tensor<double>.Format(y.Shape)}";
+        Verify("add " + shapes, v => v[0] + v[1], v => v[0] + v[1], x, y);
+        Verify("mul " + shapes, v => v[0] * v[1], v => v[0] * v[1], x.Clone(), y.Clone());
+    }
+
+    [Property(MaxTest = 60)]
+    public void Relu(byte rowsRaw, byte dRaw, int seed)
+    {
+        // Inputs kept at |x| >= 0.1, far from the kink compared with the step 1e-6.
+        var rng = new Rng((ulong)seed);
+        var x = Tensor<double>.Empty(Size(rowsRaw, 5), Size(dRaw, 9));
+        var s = x.Span;
+        for (int i = 0; i < s.Length; i++) s[i] = (rng.NextDouble() < 0.5 ? -1 : 1) * (0.1 + rng.NextDouble());
+        Verify($"relu {Tensor<double>.Format(x.Shape)}", v => Ops.Relu(v[0]), v => Ops.Relu(v[0]), x);
+    }
+
+    [Property(MaxTest = 60)]
+    public void LayerNormIncludingAZeroVarianceRow(byte rowsRaw, byte dRaw, int seed)
+    {
+        int rows = Size(rowsRaw, 4) + 1, d = Size(dRaw, 9) + 1;
+        var x = Random(new Rng((ulong)seed), rows, d);
+        x.Span[..d].Clear(); // row 0 all zeros, as attention's output at t = 0
+        Verify($"layernorm {Tensor<double>.Format(x.Shape)}", v => Ops.LayerNorm(v[0], 1e-5), v => Ops.LayerNorm(v[0], 1e-5), x);
+    }
+
+    [Property(MaxTest = 60)]
+    public void Rope(byte bRaw, byte tRaw, byte halfNRaw, int seed)
+    {
+        int b = Size(bRaw, 3), t = Size(tRaw, 9), n = 2 * Size(halfNRaw, 5);
+        var table = Tensors.Kernels.Rope.Table(Tensors.Kernels.Rope.Frequencies(n), t);
+        var x = Random(new Rng((ulong)seed), b, 1, t, n);
+        Verify($"rope {Tensor<double>.Format(x.Shape)}", v => Ops.Rope(v[0], table), v => Ops.Rope(v[0], table), x);
+    }
+
+    [Property(MaxTest = 60)]
+    public void CausalLinearAttention(byte bRaw, byte hRaw, byte tRaw, byte nRaw, byte dRaw, bool vPerHead, int seed)
+    {
+        int b = Size(bRaw, 2), h = Size(hRaw, 3), t = Size(tRaw, 7), n = Size(nRaw, 6), d = Size(dRaw, 5);
+        var rng = new Rng((ulong)seed);
+        var q = Random(rng, b, h, t, n);
+        var v = Random(rng, b, vPerHead ? h : 1, t, d);
+        Verify($"attention q {Tensor<double>.Format(q.Shape)} v {Tensor<double>.Format(v.Shape)}",
+            x => Ops.CausalLinearAttention(x[0], x[1]), x => Ops.CausalLinearAttention(x[0], x[1]), q, v);
+    }
+
+    [Property(MaxTest = 40)]
+    public void ReshapeAndTranspose(byte aRaw, byte bRaw, byte cRaw, int seed)
+    {
+        int a = Size(aRaw, 3), b = Size(bRaw, 4), c = Size(cRaw, 5);
+        var x = Random(new Rng((ulong)seed), a, b, c);
+        // A non-uniform op after the reshape, so a wrong gradient layout would show.
+        Verify($"reshape {Tensor<double>.Format(x.Shape)}", v => Ops.Reshape(v[0], a * b, c) * Ops.Reshape(v[0], a * b, c),
+            v => Ops.Reshape(v[0], a * b, c) * Ops.Reshape(v[0], a * b, c), x);
+        Verify($"transpose {Tensor<double>.Format(x.Shape)}", v => Ops.Transpose(v[0], 0, 2), v => Ops.Transpose(v[0], 0, 2), x.Clone());
+    }
+
+    [Property(MaxTest = 40)]
+    public void EmbeddingWithRepeatedIds(byte vocabRaw, byte dRaw, byte countRaw, int seed)
+    {
+        int vocab = Size(vocabRaw, 6), d = Size(dRaw, 5), count = Size(countRaw, 9);
+        var rng = new Rng((ulong)seed);
+        var ids = Enumerable.Range(0, count).Select(_ => rng.NextInt(vocab)).ToArray();
+        var w = Random(rng, vocab, d);
+        Verify($"embedding [{vocab}, {d}] × {count} ids", x => Ops.Embedding(x[0], ids, count), x => Ops.Embedding(x[0], ids, count), w);
+    }
+
+    [Property(MaxTest = 40)]
+    public void DropoutWithAFixedMask(byte rowsRaw, byte dRaw, int seed)
+    {
+        var x = Random(new Rng((ulong)seed), Size(rowsRaw, 5), Size(dRaw, 9));
+        Verify($"dropout {Tensor<double>.Format(x.Shape)}", v => Ops.Dropout(v[0], 0.3, new Rng(7)), v => Ops.Dropout(v[0], 0.3, new Rng(7)), x);
+    }
+
+    [Property(MaxTest = 60)]
+    public void CrossEntropy(byte rowsRaw, byte vocabRaw, int seed)
+    {
+        int rows = Size(rowsRaw, 6), vocab = Size(vocabRaw, 9);
+        var rng = new Rng((ulong)seed);
+        var targets = Enumerable.Range(0, rows).Select(_ => rng.NextInt(vocab)).ToArray();
+        var logits = Tensor<double>.Uniform(rng, -3, 3, rows, vocab);
+        Verify($"cross-entropy [{rows}, {vocab}]", x => Ops.CrossEntropy(x[0], targets), x => Ops.CrossEntropy(x[0], targets), logits);
+    }
+
+    [Property(MaxTest = 40)]
+    public void SumAndMean(byte rowsRaw, byte dRaw, int seed)
+    {
+        var x = Random(new Rng((ulong)seed), Size(rowsRaw, 5), Size(dRaw, 9));
+        Verify($"mean {Tensor<double>.Format(x.Shape)}", v => Ops.Mean(v[0] * v[0]), v => Ops.Mean(v[0] * v[0]), x);
+        Verify($"sum {Tensor<double>.Format(x.Shape)}", v => Ops.Sum(v[0] * v[0]), v => Ops.Sum(v[0] * v[0]), x.Clone());
+    }
+}

@@ -1,0 +1,130 @@
+using System.Buffers.Binary;
+using System.Text;
+
+namespace Bdh.Model.Tests;
+
+public sealed class TempDir : IDisposable
+{
+    public string Path { get; } = Directory.CreateTempSubdirectory("bdh-test-").FullName;
+    public void Dispose() => Directory.Delete(Path, recursive: true);
+}
+
+public class CheckpointTests
+{
+    private static readonly BdhConfig Tiny = new() { NLayer = 2, NEmbd = 8, NHead = 2, MlpInternalDimMultiplier = 4, Dropout = 0.1 };
+
+    [Fact]
+    public void SavedModelsLoadBackIdentically()
+    {
+        using var dir = new TempDir();
+        var model = BdhModel<float>.Create(Tiny, 5);
+        string path = Path.Combine(dir.Path, "m.safetensors");
+        Checkpoint.Save(model, path);
+        var loaded = Checkpoint.Load(path);
+        Assert.Equal(model.Config, loaded.Config);
+        Assert.Equal(model.Freqs, loaded.Freqs);
+        foreach (var ((name, a), (_, b)) in model.Parameters.Zip(loaded.Parameters))
+            Assert.True(a.Value.Span.SequenceEqual(b.Value.Span), name);
+        Assert.Empty(Directory.GetFiles(dir.Path, "*.tmp"));
+    }
+
+    /// <summary>A valid two-tensor file, then one corruption at a time.</summary>
+    private static byte[] Build(string header, int dataBytes)
+    {
+        var json = Encoding.UTF8.GetBytes(header);
+        var bytes = new byte[8 + json.Length + dataBytes];
+        BinaryPrimitives.WriteUInt64LittleEndian(bytes, (ulong)json.Length);
+        json.CopyTo(bytes, 8);
+        return bytes;
+    }
+
+    [Theory]
+    [InlineData("truncated", "truncated")]
+    [InlineData("huge-header", "exceeds")]
+    [InlineData("header-past-end", "past the end")]
+    [InlineData("bad-json", "not JSON")]
+    [InlineData("unknown-dtype", "unsupported dtype 'Q7'")]
+    [InlineData("offset-out-of-range", "past the")]
+    [InlineData("overlap", "overlap")]
+    [InlineData("size-mismatch", "need")]
+    [InlineData("negative-dim", "invalid dimension")]
+    public void MalformedFilesAreClearErrors(string corruption, string message)
+    {
+        const string ok = """{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}""";
+        byte[] bytes = corruption switch
+        {
+            "truncated" => [1, 2, 3],
+            "huge-header" => Huge(),
+            "header-past-end" => Build(ok, 16)[..30],
+            "bad-json" => Build("{\"a\": [", 16),
+            "unknown-dtype" => Build(ok.Replace("\"F32\",\"shape\":[2],\"data_offsets\":[8", "\"Q7\",\"shape\":[2],\"data_offsets\":[8"), 16),
+            "offset-out-of-range" => Build(ok.Replace("[8,16]", "[8,1000000008]").Replace("\"shape\":[2],\"data_offsets\":[8", "\"shape\":[250000000],\"data_offsets\":[8"), 16),
+            "overlap" => Build(ok.Replace("[8,16]", "[4,12]"), 16),
+            "size-mismatch" => Build(ok.Replace("[8,16]", "[8,12]"), 16),
+            "negative-dim" => Build(ok.Replace("\"shape\":[2],\"data_offsets\":[8", "\"shape\":[-2],\"data_offsets\":[8"), 16),
+            _ => throw new ArgumentException(corruption),
+        };
+        var e = Assert.Throws<SafetensorsException>(() => SafetensorsFile.Parse("x.safetensors", bytes));
+        Assert.Contains(message, e.Message);
+        Assert.StartsWith("x.safetensors:", e.Message);
+
+        static byte[] Huge()
+        {
+            var b = new byte[16];
+            BinaryPrimitives.WriteUInt64LittleEndian(b, ulong.MaxValue / 2); // claims exabytes: must not allocate
+            return b;
+        }
+    }
+
+    [Fact]
+    public void ShapesThatDisagreeWithTheConfigAreClearErrors()
+    {
+        using var dir = new TempDir();
+        string path = Path.Combine(dir.Path, "m.safetensors");
+        Checkpoint.Save(BdhModel<float>.Create(Tiny, 5), path);
+        var file = SafetensorsFile.Read(path);
+        var e = Assert.Throws<SafetensorsException>(() => Checkpoint.LoadModel<float>(file, Tiny with { NEmbd = 16 }));
+        Assert.Contains("the config needs", e.Message);
+    }
+
+    private static TrainOptions Options(int steps) => new()
+    {
+        Batch = 4, Block = 16, Steps = steps, EvalEvery = 0, CheckpointEvery = 3, Seed = 21,
+    };
+
+    [Fact]
+    public void ResumeIsBitIdenticalToAnUninterruptedRun()
+    {
+        var data = TextData.Load(Shared.Corpus);
+        using var a = new TempDir();
+        using var b = new TempDir();
+        var straight = new Trainer(BdhModel<float>.Create(Tiny, 1), data, Options(6));
+        straight.Run(a.Path, _ => { });
+
+        new Trainer(BdhModel<float>.Create(Tiny, 1), data, Options(3)).Run(b.Path, _ => { });
+        var resumed = new Trainer(BdhModel<float>.Create(Tiny, 99), data, Options(6)); // different init: all state must come from the checkpoint
+        resumed.Resume(b.Path);
+        Assert.Equal(3, resumed.Step);
+        resumed.Run(b.Path, _ => { });
+
+        foreach (var ((name, x), (_, y)) in straight.Model.Parameters.Zip(resumed.Model.Parameters))
+            Assert.True(x.Value.Span.SequenceEqual(y.Value.Span), $"{name} differs after resume");
+        // Dropout is on (0.1) and batches are random: both RNG states had to round-trip.
+        Assert.Equal(Path.Combine(b.Path, "checkpoints", "step-000006.safetensors"), Trainer.LatestCheckpoint(b.Path));
+    }
+
+    [Fact]
+    public void AnIncompleteCheckpointPairIsIgnored()
+    {
+        using var dir = new TempDir();
+        var data = TextData.Load(Shared.Corpus);
+        var trainer = new Trainer(BdhModel<float>.Create(Tiny, 1), data, Options(3));
+        trainer.Run(dir.Path, _ => { });
+        string ckpt = Path.Combine(dir.Path, "checkpoints");
+        // What a kill leaves mid-save: the next optimizer file written, its model file not yet, and a temp file.
+        File.Copy(Path.Combine(ckpt, "step-000003.optim.safetensors"), Path.Combine(ckpt, "step-000006.optim.safetensors"));
+        File.WriteAllBytes(Path.Combine(ckpt, ".step-000006.safetensors.123.tmp"), [1, 2, 3]);
+        Assert.Equal(Path.Combine(ckpt, "step-000003.safetensors"), Trainer.LatestCheckpoint(dir.Path));
+        Checkpoint.Load(Trainer.LatestCheckpoint(dir.Path)!);
+    }
+}

@@ -1,0 +1,2 @@
+global using Bdh.Autograd;
+global using Bdh.Tensors;

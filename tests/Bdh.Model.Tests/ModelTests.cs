@@ -1,0 +1,80 @@
+namespace Bdh.Model.Tests;
+
+public class ModelTests
+{
+    private static readonly BdhConfig Tiny = new() { NLayer = 2, NEmbd = 6, NHead = 2, MlpInternalDimMultiplier = 2, Dropout = 0, VocabSize = 13 };
+
+    [Fact]
+    public void WholeTinyBdhIsGradientCheckedEndToEndInDouble()
+    {
+        // Two layers sharing encoder, encoder_v and decoder; two heads; T = 5 (row 0 of attention is zero).
+        var model = BdhModel<double>.Create(Tiny, seed: 3, std: 0.5);
+        int[] idx = [1, 5, 2, 12, 0, 7, 7, 3, 9, 4], targets = [5, 2, 12, 0, 7, 7, 3, 9, 4, 1];
+        double[] errors = GradCheck.Errors(() => model.Forward(idx, 2, 5, targets).Loss!, model.Parameters.Select(p => p.Value).ToList());
+        for (int i = 0; i < errors.Length; i++)
+            Assert.True(errors[i] <= GradCheck.Tolerance, $"{model.Parameters[i].Name}: gradient error {errors[i]:e2}");
+    }
+
+    [Fact]
+    public void FreshModelsUseTheReferenceFrequencies()
+    {
+        var file = SafetensorsFile.Read(Path.Combine(Shared.Fixtures, "bdh-reference-wide.safetensors"));
+        using var reference = file.ReadTensor<float>("attn.freqs");
+        var config = Checkpoint.ReadConfig(file);
+        Assert.Equal(reference.Span.ToArray(), Bdh.Tensors.Kernels.Rope.Frequencies(config.N));
+    }
+
+    [Theory]
+    [InlineData(0, 4, 4, 16, 0.1, "n_layer")]
+    [InlineData(2, 0, 4, 16, 0.1, "n_embd")]
+    [InlineData(2, 8, 0, 16, 0.1, "n_head")]
+    [InlineData(2, 6, 4, 1, 0.1, "mlp_internal_dim_multiplier")] // N = 1: odd
+    [InlineData(2, 8, 4, 16, 1.0, "dropout")]
+    public void InvalidConfigsNameTheField(int layers, int embd, int heads, int mult, double dropout, string field)
+    {
+        var config = new BdhConfig { NLayer = layers, NEmbd = embd, NHead = heads, MlpInternalDimMultiplier = mult, Dropout = dropout };
+        var e = Assert.Throws<ArgumentException>(() => config.Validate());
+        Assert.StartsWith(field + ":", e.Message);
+    }
+
+    [Fact]
+    public void GreedyDrawIsTheArgmaxAndSamplingIsSeeded()
+    {
+        float[] logits = [0.1f, 3f, -2f, 2.9f];
+        Assert.Equal(1, Sampler.Draw(logits, new SamplingOptions(TopK: 1), new Rng(1)));
+        var a = Enumerable.Range(0, 50).Select(_ => 0).ToArray();
+        var rngA = new Rng(4);
+        var rngB = new Rng(4);
+        var drawsA = a.Select(_ => Sampler.Draw(logits, new SamplingOptions(TopK: 2), rngA)).ToArray();
+        var drawsB = a.Select(_ => Sampler.Draw(logits, new SamplingOptions(TopK: 2), rngB)).ToArray();
+        Assert.Equal(drawsA, drawsB);
+        Assert.All(drawsA, t => Assert.Contains(t, new[] { 1, 3 })); // top-2 only
+        Assert.Contains(3, drawsA);
+    }
+}
+
+public class TrainedReferenceTests
+{
+    private static readonly string Checkpoint = Path.Combine(Shared.Fixtures, "bdh-trained-cpu-tiny-500.safetensors");
+    private static readonly System.Text.Json.JsonElement Expected =
+        System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(Shared.Fixtures, "bdh-trained-cpu-tiny-500.json"))).RootElement;
+
+    [Fact]
+    public void ValLossOnTheFirst256WindowsMatchesTheReference()
+    {
+        var model = Model.Checkpoint.Load(Checkpoint);
+        var val = TextData.Load(Shared.Corpus).Val;
+        Assert.Equal(1742, TextData.WindowCount(val, 64));
+        double loss = Evaluation.MeanLoss(model, val, 64, 256);
+        Assert.Equal(Expected.GetProperty("val_loss").GetDouble(), loss, 1e-4);
+    }
+
+    [Fact]
+    public void GreedyTextMatchesTheReference()
+    {
+        var model = Model.Checkpoint.Load(Checkpoint);
+        var prompt = System.Text.Encoding.UTF8.GetBytes(Expected.GetProperty("greedy_prompt").GetString()!).Select(b => (int)b).ToArray();
+        var tokens = Sampler.Generate(model, prompt, 200, new SamplingOptions(TopK: 1));
+        Assert.Equal(Expected.GetProperty("greedy_200").GetString(), System.Text.Encoding.UTF8.GetString(tokens.Select(t => (byte)t).ToArray()));
+    }
+}

@@ -1,0 +1,90 @@
+using FsCheck.Xunit;
+
+namespace Bdh.Tensors.Tests;
+
+public class GemmTests
+{
+    /// <summary>Sizes 1..70: 1, odd, and not multiples of the 8×32 tile or the 16-lane vector.</summary>
+    private static int Size(byte raw) => 1 + raw % 70;
+
+    private static (double[] A, double[] B, double[] C0) Operands(int m, int n, int k, int seed)
+    {
+        var rng = new Rng((ulong)seed);
+        return (Naive.Random(rng, m * k), Naive.Random(rng, k * n), Naive.Random(rng, m * n));
+    }
+
+    [Property(MaxTest = 200)]
+    public void FloatGemmMatchesNaive(byte mRaw, byte nRaw, byte kRaw, bool transA, bool transB, bool accumulate, int seed)
+    {
+        int m = Size(mRaw), n = Size(nRaw), k = Size(kRaw);
+        var (a, b, c0) = Operands(m, n, k, seed);
+        var expected = Naive.MatMul(a, transA, b, transB, m, n, k);
+        if (accumulate) for (int i = 0; i < expected.Length; i++) expected[i] += c0[i];
+        float[] c = c0.Select(x => (float)x).ToArray();
+        Gemm.Multiply(m, n, k, new MatrixRef<float>(a.Select(x => (float)x).ToArray(), 0, transA ? m : k, transA),
+            new MatrixRef<float>(b.Select(x => (float)x).ToArray(), 0, transB ? k : n, transB), new MatrixRef<float>(c, 0, n), accumulate);
+        // float inputs are rounded (2^-24 relative each), then k products are summed.
+        double err = Naive.RelativeError(c, expected);
+        Assert.True(err < 1e-5, $"m={m} n={n} k={k} transA={transA} transB={transB} accumulate={accumulate}: rel err {err:e2}");
+    }
+
+    [Property(MaxTest = 100)]
+    public void DoubleGemmMatchesNaive(byte mRaw, byte nRaw, byte kRaw, bool transA, bool transB, bool accumulate, int seed)
+    {
+        int m = Size(mRaw), n = Size(nRaw), k = Size(kRaw);
+        var (a, b, c0) = Operands(m, n, k, seed);
+        var expected = Naive.MatMul(a, transA, b, transB, m, n, k);
+        if (accumulate) for (int i = 0; i < expected.Length; i++) expected[i] += c0[i];
+        var c = (double[])c0.Clone();
+        Gemm.Multiply(m, n, k, new MatrixRef<double>(a, 0, transA ? m : k, transA), new MatrixRef<double>(b, 0, transB ? k : n, transB),
+            new MatrixRef<double>(c, 0, n), accumulate);
+        Assert.True(Naive.RelativeError(c, expected) < 1e-13, $"m={m} n={n} k={k} transA={transA} transB={transB}");
+    }
+
+    [Theory]
+    [InlineData(300, 517, 600, false, false)] // k spans three KC slices; several row and column blocks
+    [InlineData(257, 129, 513, true, false)]
+    [InlineData(129, 300, 257, false, true)]
+    [InlineData(64, 2048, 128, true, true)]
+    public void LargeBlockedProductsMatchNaiveAndAreThreadCountIndependent(int m, int n, int k, bool transA, bool transB)
+    {
+        var (a, b, _) = Operands(m, n, k, 7);
+        var expected = Naive.MatMul(a, transA, b, transB, m, n, k);
+        float[] af = a.Select(x => (float)x).ToArray(), bf = b.Select(x => (float)x).ToArray();
+        float[] Run(int threads)
+        {
+            int saved = Parallelism.Threads;
+            Parallelism.Threads = threads;
+            var c = new float[m * n];
+            Gemm.Multiply(m, n, k, new MatrixRef<float>(af, 0, transA ? m : k, transA), new MatrixRef<float>(bf, 0, transB ? k : n, transB),
+                new MatrixRef<float>(c, 0, n), false);
+            Parallelism.Threads = saved;
+            return c;
+        }
+        var one = Run(1);
+        Assert.True(Naive.RelativeError(one, expected) < 1e-5);
+        Assert.Equal(one, Run(2));
+        Assert.Equal(one, Run(3));
+    }
+
+    [Fact]
+    public void StridedSubmatricesAreReadInPlace()
+    {
+        // A 3×4 block inside a 5×9 array (stride 9, offset 11), times a 4×2 block of a 6×7 array.
+        var rng = new Rng(3);
+        var big = Naive.Random(rng, 45);
+        var other = Naive.Random(rng, 42);
+        var a = new double[12];
+        var b = new double[8];
+        for (int i = 0; i < 3; i++) for (int p = 0; p < 4; p++) a[i * 4 + p] = big[11 + i * 9 + p];
+        for (int p = 0; p < 4; p++) for (int j = 0; j < 2; j++) b[p * 2 + j] = other[8 + p * 7 + j];
+        var c = new float[3 * 5];
+        Gemm.Multiply(3, 2, 4, new MatrixRef<float>(big.Select(x => (float)x).ToArray(), 11, 9), new MatrixRef<float>(other.Select(x => (float)x).ToArray(), 8, 7),
+            new MatrixRef<float>(c, 1, 5), false);
+        var expected = Naive.MatMul(a, false, b, false, 3, 2, 4);
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j < 2; j++)
+                Assert.Equal(expected[i * 2 + j], c[1 + i * 5 + j], 5);
+        Assert.Equal(0f, c[0]); // outside the block: untouched
+    }
+}

@@ -1,0 +1,234 @@
+using Bdh.Tensors.Kernels;
+using FsCheck.Xunit;
+
+namespace Bdh.Tensors.Tests;
+
+public class KernelTests
+{
+    private static int Size(byte raw, int max) => 1 + raw % max;
+
+    private static Tensor<double> Random(Rng rng, params int[] shape) => Tensor<double>.Uniform(rng, -1, 1, shape);
+
+    [Property(MaxTest = 100)]
+    public void LayerNormMatchesNaive(byte rowsRaw, byte dRaw, int seed)
+    {
+        int rows = Size(rowsRaw, 9), d = Size(dRaw, 70);
+        var x = Naive.Random(new Rng((ulong)seed), rows * d);
+        var y = new double[x.Length];
+        LayerNorm.Forward<double>(x, y, new double[rows], d, 1e-5);
+        Assert.True(Naive.RelativeError(y, Naive.LayerNorm(x, d, 1e-5)) < 1e-12, $"rows={rows} d={d}");
+    }
+
+    [Fact]
+    public void LayerNormOfAZeroRowIsZero()
+    {
+        var y = new float[8];
+        var rstd = new float[1];
+        LayerNorm.Forward<float>(new float[8], y, rstd, 8, 1e-5f);
+        Assert.All(y, v => Assert.Equal(0f, v));
+        Assert.Equal(1 / MathF.Sqrt(1e-5f), rstd[0], 3);
+    }
+
+    [Property(MaxTest = 100)]
+    public void RopeMatchesTheReferenceFormula(byte rowsRaw, byte tRaw, byte halfNRaw, int seed)
+    {
+        int rows = Size(rowsRaw, 3), t = Size(tRaw, 40), n = 2 * Size(halfNRaw, 40);
+        var freqs = Rope.Frequencies(n);
+        var v = Naive.Random(new Rng((ulong)seed), rows * t * n);
+        var y = new double[v.Length];
+        Rope.Forward<double>(v, y, Rope.Table(freqs, t));
+        // The reference rounds cos/sin to float32 (1 ULP ≈ 6e-8); the naive formula uses exact ones.
+        Assert.True(Naive.RelativeError(y, Naive.Rope(v, t, n, freqs)) < 3e-7, $"rows={rows} T={t} N={n}");
+    }
+
+    [Property(MaxTest = 100)]
+    public void RopeBackwardIsTheTransposeOfForward(byte tRaw, byte halfNRaw, int seed)
+    {
+        // <rope(v), w> = <v, ropeᵀ(w)> for every v, w: the backward is the adjoint of the forward.
+        int t = Size(tRaw, 20), n = 2 * Size(halfNRaw, 20);
+        var rng = new Rng((ulong)seed);
+        var table = Rope.Table(Rope.Frequencies(n), t);
+        double[] v = Naive.Random(rng, t * n), w = Naive.Random(rng, t * n), rv = new double[t * n], rtw = new double[t * n];
+        Rope.Forward<double>(v, rv, table);
+        Rope.Backward<double>(w, rtw, table);
+        double lhs = rv.Zip(w, (a, b) => a * b).Sum(), rhs = v.Zip(rtw, (a, b) => a * b).Sum();
+        Assert.Equal(lhs, rhs, 1e-12);
+    }
+
+    [Fact]
+    public void TorchTrigIsWithinOneUlpOfCorrectlyRounded()
+    {
+        var rng = new Rng(11);
+        for (int i = 0; i < 200_000; i++)
+        {
+            float x = (float)(rng.NextDouble() * 2 * Math.PI);
+            Assert.True(Math.Abs(TorchTrig.Cos(x) - Math.Cos(x)) <= 1.0 * Math.ScaleB(1, -24) + 1e-45, $"cos({x})");
+            Assert.True(Math.Abs(TorchTrig.Sin(x) - Math.Sin(x)) <= 1.0 * Math.ScaleB(1, -24) + 1e-45, $"sin({x})");
+        }
+        Assert.Equal(1f, TorchTrig.Cos(0f));
+        Assert.Equal(0f, TorchTrig.Sin(0f));
+        Assert.Throws<ArgumentOutOfRangeException>(() => TorchTrig.Cos(200f));
+    }
+
+    [Property(MaxTest = 100)]
+    public void CausalAttentionMatchesNaive(byte bRaw, byte hRaw, byte tRaw, byte nRaw, byte dRaw, bool vPerHead, int seed)
+    {
+        int b = Size(bRaw, 2), h = Size(hRaw, 3), t = Size(tRaw, 20), n = Size(nRaw, 40), d = Size(dRaw, 9), vh = vPerHead ? h : 1;
+        var rng = new Rng((ulong)seed);
+        using var q = Random(rng, b, h, t, n);
+        using var v = Random(rng, b, vh, t, d);
+        using var scores = Tensor<double>.Empty(b, h, t, t);
+        using var y = Tensor<double>.Empty(b, h, t, d);
+        CausalLinearAttention.Forward(q, v, scores, y);
+        var expected = Naive.CausalAttention(q.Span.ToArray(), v.Span.ToArray(), b, h, vh, t, n, d);
+        Assert.True(Naive.RelativeError(y.Span, expected) < 1e-12, $"B={b} H={h} T={t} N={n} D={d} vHeads={vh}");
+        // Row 0 attends to nothing: exactly zero (LayerNorm of it must cope).
+        for (int j = 0; j < d; j++) Assert.Equal(0.0, y[0, 0, 0, j]);
+    }
+
+    [Property(MaxTest = 100)]
+    public void CrossEntropyMatchesNaive(byte rowsRaw, byte vocabRaw, int seed)
+    {
+        int rows = Size(rowsRaw, 9), vocab = Size(vocabRaw, 70);
+        var rng = new Rng((ulong)seed);
+        var logits = Naive.Random(rng, rows * vocab, 10);
+        var targets = Enumerable.Range(0, rows).Select(_ => rng.NextInt(vocab)).ToArray();
+        Assert.Equal(Naive.CrossEntropy(logits, targets, vocab), CrossEntropy.Forward<double>(logits, targets, vocab), 1e-12);
+        var floatLoss = CrossEntropy.Forward<float>(logits.Select(x => (float)x).ToArray(), targets, vocab);
+        Assert.Equal(Naive.CrossEntropy(logits, targets, vocab), floatLoss, 1e-4);
+    }
+
+    [Fact]
+    public void CrossEntropyRejectsTargetsOutsideTheVocabulary() =>
+        Assert.Throws<ArgumentOutOfRangeException>(() => CrossEntropy.Forward<float>(new float[4], [4], 4));
+
+    [Fact]
+    public void DropoutMaskIsSeededAndDropsAboutP()
+    {
+        var a = new float[100_000];
+        var b = new float[100_000];
+        Elementwise.DropoutMask<float>(new Rng(5), 0.1, a);
+        Elementwise.DropoutMask<float>(new Rng(5), 0.1, b);
+        Assert.Equal(a, b);
+        double dropped = a.Count(x => x == 0) / (double)a.Length;
+        Assert.InRange(dropped, 0.095, 0.105);
+        Assert.All(a.Where(x => x != 0), x => Assert.Equal(1f / 0.9f, x));
+    }
+
+    [Fact]
+    public void EmbeddingGathersRowsAndScattersGradientsInOrder()
+    {
+        float[] weight = [0, 1, 10, 11, 20, 21];
+        var y = new float[6];
+        Elementwise.EmbeddingForward<float>(weight, [2, 0, 2], y, 2);
+        Assert.Equal([20f, 21, 0, 1, 20, 21], y);
+        var grad = new float[6];
+        Elementwise.EmbeddingBackward<float>([1f, 2, 3, 4, 5, 6], [2, 0, 2], grad, 2);
+        Assert.Equal([3f, 4, 0, 0, 6, 8], grad);
+        Assert.Throws<ArgumentOutOfRangeException>(() => Elementwise.EmbeddingForward<float>(weight, [3], y, 2));
+    }
+
+    [Property(MaxTest = 100)]
+    public void BatchedMatMulBroadcastsLeadingDims(byte bRaw, byte hRaw, byte mRaw, byte kRaw, byte nRaw, int seed)
+    {
+        // [B,1,m,k]·[H,k,n] → [B,H,m,n], the shape of x @ encoder in BDH.
+        int b = Size(bRaw, 3), h = Size(hRaw, 3), m = Size(mRaw, 17), k = Size(kRaw, 17), n = Size(nRaw, 40);
+        var rng = new Rng((ulong)seed);
+        using var x = Random(rng, b, 1, m, k);
+        using var w = Random(rng, h, k, n);
+        using var y = Tensor<double>.Empty(MatMul.OutputShape(x.Shape, false, w.Shape, false));
+        Assert.Equal([b, h, m, n], y.Shape);
+        MatMul.Multiply(x, false, w, false, y, false);
+        for (int bi = 0; bi < b; bi++)
+            for (int hi = 0; hi < h; hi++)
+            {
+                var expected = Naive.MatMul(x.Span.Slice(bi * m * k, m * k).ToArray(), false, w.Span.Slice(hi * k * n, k * n).ToArray(), false, m, n, k);
+                Assert.True(Naive.RelativeError(y.Span.Slice((bi * h + hi) * m * n, m * n), expected) < 1e-13);
+            }
+        // Summing into a smaller output (the gradient of the broadcast w): Σ_b x[b]ᵀ·y[b,h].
+        using var dw = Tensor<double>.Zeros(h, k, n);
+        MatMul.Multiply(x, true, y, false, dw, true);
+        for (int hi = 0; hi < h; hi++)
+        {
+            var expected = new double[k * n];
+            for (int bi = 0; bi < b; bi++)
+            {
+                var term = Naive.MatMul(x.Span.Slice(bi * m * k, m * k).ToArray(), true, y.Span.Slice((bi * h + hi) * m * n, m * n).ToArray(), false, k, n, m);
+                for (int i = 0; i < term.Length; i++) expected[i] += term[i];
+            }
+            Assert.True(Naive.RelativeError(dw.Span.Slice(hi * k * n, k * n), expected) < 1e-12);
+        }
+    }
+
+    [Fact]
+    public void BroadcastAddMultiplyAndSumBack()
+    {
+        using var a = Tensor<double>.From([1, 2, 3, 4, 5, 6], 2, 3);
+        using var row = Tensor<double>.From([10, 20, 30], 1, 3);
+        using var col = Tensor<double>.From([2, 3], 2, 1);
+        Assert.Equal([11.0, 22, 33, 14, 25, 36], BroadcastOps.Add(a, row).Span.ToArray());
+        Assert.Equal([2.0, 4, 6, 12, 15, 18], BroadcastOps.Multiply(a, col).Span.ToArray());
+        Assert.Equal([2.0, 4, 6, 12, 15, 18], BroadcastOps.Multiply(col, a).Span.ToArray());
+        using var rowSum = Tensor<double>.Zeros(1, 3);
+        BroadcastOps.SumInto(a, rowSum);
+        Assert.Equal([5.0, 7, 9], rowSum.Span.ToArray());
+        using var colSum = Tensor<double>.Zeros(2, 1);
+        BroadcastOps.SumInto(a, colSum);
+        Assert.Equal([6.0, 15], colSum.Span.ToArray());
+        Assert.Throws<ArgumentException>(() => Broadcast.Shape([2, 3], [4]));
+    }
+
+    [Fact]
+    public void SwapAxesTransposesTheMiddleDims()
+    {
+        using var x = Tensor<double>.From(Enumerable.Range(0, 24).Select(i => (double)i).ToArray(), 2, 3, 4);
+        using var y = Tensor<double>.Empty(2, 4, 3);
+        BroadcastOps.SwapAxes(x, 1, 2, y, accumulate: false);
+        for (int a = 0; a < 2; a++) for (int b = 0; b < 3; b++) for (int c = 0; c < 4; c++) Assert.Equal(x[a, b, c], y[a, c, b]);
+    }
+}
+
+public class TensorAndRngTests
+{
+    [Fact]
+    public void RngIsReproducibleAndItsStateRoundTrips()
+    {
+        var a = new Rng(42);
+        a.NextUInt64();
+        var state = a.State;
+        var expected = Enumerable.Range(0, 5).Select(_ => a.NextUInt64()).ToArray();
+        var b = new Rng(0) { State = state };
+        Assert.Equal(expected, Enumerable.Range(0, 5).Select(_ => b.NextUInt64()).ToArray());
+        Assert.NotEqual(new Rng(1).NextUInt64(), new Rng(2).NextUInt64());
+    }
+
+    [Fact]
+    public void NormalSamplesHaveTheRequestedMoments()
+    {
+        using var t = Tensor<double>.Normal(new Rng(9), 0.02, 200_000);
+        double mean = t.Span.ToArray().Average(), std = Math.Sqrt(t.Span.ToArray().Select(x => (x - mean) * (x - mean)).Average());
+        Assert.InRange(mean, -2e-4, 2e-4);
+        Assert.InRange(std, 0.0198, 0.0202);
+    }
+
+    [Fact]
+    public void ReshapeIsAViewAndChecksTheElementCount()
+    {
+        using var t = Tensor<float>.Zeros(2, 6);
+        var v = t.Reshape(3, -1);
+        Assert.Equal([3, 4], v.Shape);
+        v[1, 0] = 5;
+        Assert.Equal(5, t[0, 4]);
+        Assert.Throws<ArgumentException>(() => t.Reshape(5, 2));
+    }
+
+    [Fact]
+    public void PooledStorageIsReused()
+    {
+        var first = Tensor<float>.Empty(12345);
+        var array = first.Array;
+        first.Dispose();
+        using var second = Tensor<float>.Empty(12345);
+        Assert.Same(array, second.Array);
+    }
+}
