@@ -12,12 +12,14 @@ root.Subcommands.Add(CheckReferenceCommand.Create());
 var parsed = root.Parse(args);
 if (parsed.Errors.Count > 0)
 {
-    Console.Error.WriteLine($"bdh: {parsed.Errors[0].Message} (see bdh {string.Join(' ', args.Take(1))} --help)");
+    string message = string.Join(' ', parsed.Errors[0].Message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+    Console.Error.WriteLine($"bdh: {message} (see bdh {string.Join(' ', args.Take(1))} --help)");
     return 2;
 }
 try
 {
-    return parsed.Invoke();
+    // Our handler below turns user errors into one line and exit code 2; anything else is a bug and keeps its trace.
+    return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
 }
 catch (Exception e) when (e is UserError or ArgumentException or SafetensorsException or FileNotFoundException or DirectoryNotFoundException or IOException or UnauthorizedAccessException)
 {

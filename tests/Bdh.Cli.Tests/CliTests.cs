@@ -1,0 +1,126 @@
+using System.Diagnostics;
+using Bdh.Model;
+using Bdh.Model.Tests;
+
+namespace Bdh.Cli.Tests;
+
+/// <summary>The bdh command run as a user runs it: a separate process, exit codes, stdout and stderr.</summary>
+public class CliTests
+{
+    private static readonly string Bdh = Path.Combine(AppContext.BaseDirectory, "bdh.dll");
+    private static readonly string Trained = Path.Combine(Shared.Fixtures, "bdh-trained-cpu-tiny-500.safetensors");
+
+    private static Process Start(params string[] args)
+    {
+        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        info.ArgumentList.Add(Bdh);
+        foreach (var a in args) info.ArgumentList.Add(a);
+        info.Environment["BDH_CACHE_DIR"] = Path.Combine(Path.GetTempPath(), "bdh-test-empty-cache"); // never download in tests
+        return Process.Start(info)!;
+    }
+
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        using var p = Start(args);
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        p.WaitForExit();
+        return (p.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    [Fact]
+    public void SampleWritesOnlyThePromptAndContinuationToStdout()
+    {
+        var (code, stdout, stderr) = Run("sample", "--checkpoint", Trained, "--prompt", "ROMEO:", "--tokens", "30", "--top-k", "1");
+        Assert.Equal(0, code);
+        string reference = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(Shared.Fixtures, "bdh-trained-cpu-tiny-500.json")))
+            .RootElement.GetProperty("greedy_200").GetString()!;
+        Assert.Equal(reference[..("ROMEO:".Length + 30)] + "\n", stdout); // the prompt, then the reference's greedy tokens
+        Assert.Matches(@"30 tokens in [\d.]+ s, [\d.]+ tokens/s", stderr);
+    }
+
+    [Fact]
+    public void CheckReferencePrintsOneLinePerGroupAndPasses()
+    {
+        var (code, stdout, _) = Run("check-reference", "--fixture", Path.Combine(Shared.Fixtures, "bdh-reference-small.safetensors"));
+        Assert.Equal(0, code);
+        Assert.Contains("ok   f32 logits", stdout);
+        Assert.Contains("ok   greedy tokens (33)", stdout);
+        Assert.Contains("all groups match the reference", stdout);
+    }
+
+    [Theory]
+    [InlineData("bogus-command")]
+    [InlineData("train", "--steps", "many")]
+    [InlineData("train", "--preset", "huge")]
+    [InlineData("train", "--data", "/no/such/file.txt")]
+    [InlineData("train", "--heads", "3", "--data", "../README.md")]
+    [InlineData("sample", "--checkpoint", "/no/such/model.safetensors")]
+    [InlineData("sample", "--checkpoint", "BAD", "--tokens", "5")]
+    [InlineData("eval", "--checkpoint", "TRAINED", "--block", "0")]
+    [InlineData("check-reference", "--fixture", "/no/such/fixture.safetensors")]
+    public void BadInputIsOneLineAndExitCode2(params string[] args)
+    {
+        using var dir = new TempDir();
+        string bad = Path.Combine(dir.Path, "bad.safetensors");
+        File.WriteAllBytes(bad, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        args = args.Select(a => a switch { "BAD" => bad, "TRAINED" => Trained, _ => a }).ToArray();
+        var (code, stdout, stderr) = Run(args);
+        Assert.Equal(2, code);
+        Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith("bdh: ", stderr);
+        Assert.Equal("", stdout);
+    }
+
+    [Fact]
+    public void TrainRefusesToOverwriteAnExistingRun()
+    {
+        using var dir = new TempDir();
+        string[] tiny = ["train", "--data", Shared.Corpus, "--layers", "1", "--embd", "8", "--heads", "2", "--mult", "4",
+            "--batch", "2", "--block", "8", "--steps", "2", "--eval-every", "1", "--out", dir.Path];
+        var first = Run(tiny);
+        Assert.Equal(0, first.Code);
+        Assert.Contains("done: 2 steps", first.Out);
+        Assert.True(File.Exists(Path.Combine(dir.Path, "loss.svg")));
+        Assert.Equal(3, File.ReadAllLines(Path.Combine(dir.Path, "loss.csv")).Length);
+        var before = Directory.GetFiles(dir.Path, "*", SearchOption.AllDirectories).ToDictionary(f => f, File.ReadAllBytes);
+
+        var again = Run(tiny);
+        Assert.Equal(2, again.Code);
+        Assert.Contains("--resume", again.Err);
+        foreach (var (file, bytes) in before) Assert.Equal(bytes, File.ReadAllBytes(file));
+    }
+
+    [Fact]
+    public void KillingTrainingMidCheckpointLeavesALoadableCheckpointThatResumes()
+    {
+        using var dir = new TempDir();
+        // A tiny model checkpointing every step: the process is almost always inside a checkpoint write.
+        string[] Args(int steps) => ["train", "--data", Shared.Corpus, "--layers", "1", "--embd", "16", "--heads", "2", "--mult", "8",
+            "--batch", "2", "--block", "16", "--steps", steps.ToString(), "--eval-every", "0", "--checkpoint-every", "1", "--out", dir.Path];
+        var args = Args(1_000_000);
+        var rng = new Random(5);
+        for (int kill = 0; kill < 3; kill++)
+        {
+            using var p = Start(kill == 0 ? args : [.. args, "--resume"]);
+            var watch = Stopwatch.StartNew();
+            int startStep = StepOf(Trainer.LatestCheckpoint(dir.Path));
+            while (StepOf(Trainer.LatestCheckpoint(dir.Path)) < startStep + 3 && watch.Elapsed < TimeSpan.FromSeconds(60)) Thread.Sleep(5);
+            Thread.Sleep(rng.Next(0, 40));
+            p.Kill(entireProcessTree: true);
+            p.WaitForExit();
+
+            string latest = Trainer.LatestCheckpoint(dir.Path)!;
+            Assert.NotNull(latest);
+            Checkpoint.Load(latest); // the model file is whole
+            Assert.Equal(StepOf(latest).ToString(), SafetensorsFile.Read(Path.ChangeExtension(latest, ".optim.safetensors")).Metadata["step"]);
+        }
+        int last = StepOf(Trainer.LatestCheckpoint(dir.Path));
+        var resumed = Run([.. Args(last + 2), "--resume"]);
+        Assert.Equal(0, resumed.Code);
+        Assert.Contains($"done: {last + 2} steps", resumed.Out);
+    }
+
+    private static int StepOf(string? checkpoint) =>
+        checkpoint is null ? 0 : int.Parse(Path.GetFileName(checkpoint)["step-".Length..^".safetensors".Length]);
+}
