@@ -1,0 +1,31 @@
+using Bdh.Tensors;
+
+namespace Bdh.Benchmarks;
+
+/// <summary>
+/// The products of one BDH layer at the `cpu` preset's batch (B·T = 1024 tokens, D = 128, nh·N = 2048),
+/// forward and backward. "TN" reads A transposed, "NT" reads B transposed.
+/// </summary>
+public sealed record GemmShape(string Name, int M, int N, int K, bool TransA, bool TransB)
+{
+    public static readonly GemmShape[] Bdh =
+    [
+        new("x·encoder        [1024x128]·[128x2048]", 1024, 2048, 128, false, false),
+        new("xy·decoder       [1024x2048]·[2048x128]", 1024, 128, 2048, false, false),
+        new("dW = xᵀ·dY        [128x1024]ᵀ·[1024x2048]", 128, 2048, 1024, true, false),
+        new("dX = dY·Wᵀ        [1024x2048]·[128x2048]ᵀ", 1024, 128, 2048, false, true),
+        new("square           [1024x1024]·[1024x1024]", 1024, 1024, 1024, false, false),
+    ];
+
+    public double Flops => 2.0 * M * N * K;
+
+    /// <summary>Operands filled with uniform values; the output buffer for C.</summary>
+    public (MatrixRef<float> A, MatrixRef<float> B, MatrixRef<float> C) Operands()
+    {
+        var rng = new Rng(1);
+        float[] a = Tensor<float>.Uniform(rng, -1, 1, M * K).Array, b = Tensor<float>.Uniform(rng, -1, 1, K * N).Array;
+        return (new MatrixRef<float>(a, 0, TransA ? M : K, TransA), new MatrixRef<float>(b, 0, TransB ? K : N, TransB), new MatrixRef<float>(new float[M * N], 0, N));
+    }
+
+    public override string ToString() => Name;
+}

@@ -1,0 +1,26 @@
+using System.Diagnostics;
+using BenchmarkDotNet.Running;
+using Bdh.Benchmarks;
+using Bdh.Tensors;
+
+// `gflops [threads]`: best-of-N wall time per BDH shape, timed exactly as bench/peers/sgemm_openblas.c times
+// OpenBLAS, so the two tables can stand side by side. Anything else goes to BenchmarkDotNet.
+if (args.Length > 0 && args[0] == "gflops")
+{
+    Parallelism.Threads = args.Length > 1 ? int.Parse(args[1]) : Environment.ProcessorCount;
+    Console.WriteLine($"BdhNative Gemm, {Parallelism.Threads} threads, Vector512 {System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated}");
+    foreach (var shape in GemmShape.Bdh)
+    {
+        var (a, b, c) = shape.Operands();
+        double best = double.MaxValue;
+        for (int rep = 0; rep < 30; rep++)
+        {
+            var watch = Stopwatch.StartNew();
+            Gemm.Multiply(shape.M, shape.N, shape.K, a, b, c, accumulate: false);
+            best = Math.Min(best, watch.Elapsed.TotalSeconds);
+        }
+        Console.WriteLine($"{shape.Name,-45} {shape.Flops / best / 1e9,7:0.0} GFLOP/s");
+    }
+    return;
+}
+BenchmarkSwitcher.FromAssembly(typeof(GemmBenchmarks).Assembly).Run(args);
