@@ -1,0 +1,51 @@
+namespace Bdh.Model.Tests;
+
+public class TrainerTests
+{
+    private static readonly BdhConfig Tiny = new() { NLayer = 1, NEmbd = 8, NHead = 2, MlpInternalDimMultiplier = 4, Dropout = 0 };
+
+    [Fact]
+    public void GradientAccumulationEqualsOneLargeBatch()
+    {
+        // Two micro-batches of 2 draw the same sequences as one batch of 4 and average the same gradients.
+        var data = TextData.Load(Shared.Corpus);
+        var whole = new Trainer(BdhModel<float>.Create(Tiny, 2), data, new TrainOptions { Batch = 4, Block = 16, Steps = 1 });
+        var accumulated = new Trainer(BdhModel<float>.Create(Tiny, 2), data, new TrainOptions { Batch = 4, Block = 16, Steps = 1, GradAccum = 2 });
+        double lossWhole = whole.TrainStep(), lossAccumulated = accumulated.TrainStep();
+        Assert.Equal(lossWhole, lossAccumulated, 1e-5);
+        foreach (var ((name, a), (_, b)) in whole.Model.Parameters.Zip(accumulated.Model.Parameters))
+            for (int i = 0; i < a.Value.Length; i++)
+                Assert.True(Math.Abs(a.Value.Span[i] - b.Value.Span[i]) < 1e-6, $"{name}[{i}]: {a.Value.Span[i]} vs {b.Value.Span[i]}");
+    }
+
+    [Fact]
+    public void LearningRateIsConstantByDefaultAndWarmsUpThenDecaysWhenAsked()
+    {
+        var constant = new TrainOptions { LearningRate = 1e-3, Steps = 100 };
+        Assert.All(new[] { 1, 50, 100 }, s => Assert.Equal(1e-3, constant.LearningRateAt(s)));
+        var scheduled = constant with { WarmupSteps = 10, Cosine = true };
+        Assert.Equal(1e-4, scheduled.LearningRateAt(1), 12);
+        Assert.Equal(1e-3, scheduled.LearningRateAt(10), 12);
+        Assert.Equal(1e-4, scheduled.LearningRateAt(100), 12); // cosine ends at 10%
+        Assert.True(scheduled.LearningRateAt(40) > scheduled.LearningRateAt(70));
+    }
+
+    [Fact]
+    public void ClippingBoundsTheGlobalGradientNorm()
+    {
+        var model = BdhModel<float>.Create(Tiny, 2);
+        var adam = new AdamW(model.Parameters.Select(p => p.Value));
+        foreach (var (_, p) in model.Parameters) p.Grad!.Span.Fill(1f);
+        int count = model.Parameters.Sum(p => p.Value.Value.Length);
+        Assert.Equal(Math.Sqrt(count), adam.ClipGradNorm(1.0), 3);
+        double after = Math.Sqrt(model.Parameters.Sum(p => System.Numerics.Tensors.TensorPrimitives.SumOfSquares<float>(p.Value.Grad!.Span)));
+        Assert.Equal(1.0, after, 4);
+    }
+
+    [Fact]
+    public void OptionsRejectABatchThatAccumulationDoesNotDivide()
+    {
+        var e = Assert.Throws<ArgumentException>(() => new TrainOptions { Batch = 5, GradAccum = 2 }.Validate());
+        Assert.StartsWith("--grad-accum", e.Message);
+    }
+}
