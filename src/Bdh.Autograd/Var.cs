@@ -3,7 +3,8 @@ namespace Bdh.Autograd;
 /// <summary>
 /// A node of the computation graph, micrograd-style: a tensor value, the gradient of the final
 /// scalar with respect to it, the inputs it was made from, and a closure that sends its gradient
-/// back to them. Gradients accumulate until <see cref="ZeroGrad"/>.
+/// back to them. Leaves' gradients accumulate until <see cref="ZeroGrad"/>; an intermediate's
+/// gradient is freed once <see cref="Backward"/> has passed it on.
 /// </summary>
 public sealed class Var<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
@@ -58,7 +59,18 @@ public sealed class Var<T> where T : unmanaged, IFloatingPointIeee754<T>
         GradFor(this).Span[0] += T.One;
         var order = TopologicalOrder();
         for (int i = order.Count - 1; i >= 0; i--)
-            if (order[i].Grad is not null) order[i]._backward?.Invoke();
+        {
+            var node = order[i];
+            if (node.Grad is null) continue;
+            node._backward?.Invoke();
+            // As in PyTorch, an intermediate's gradient is dropped once sent on: nothing reads it again,
+            // and keeping every one until the end would double the peak memory of a training step.
+            if (node._inputs.Length > 0)
+            {
+                node.Grad.Dispose();
+                node.Grad = null;
+            }
+        }
     }
 
     public void ZeroGrad() => Grad?.Span.Clear();

@@ -98,7 +98,8 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         return (logits, targets is null ? null : Ops.CrossEntropy(logits, targets));
     }
 
-    private RopeTable RopeTableFor(int t)
+    /// <summary>The RoPE table for positions [0, t), cached per length.</summary>
+    public RopeTable RopeTableFor(int t)
     {
         lock (_ropeTables)
         {

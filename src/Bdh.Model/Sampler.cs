@@ -1,15 +1,51 @@
+using Bdh.Model.Inference;
+
 namespace Bdh.Model;
 
 /// <summary>Sampling settings: temperature, top-k (1 is greedy) and the seed of the draw.</summary>
 public sealed record SamplingOptions(double Temperature = 1.0, int? TopK = null, ulong Seed = 1337);
 
-/// <summary>Autoregressive generation as the reference's generate(): re-run the whole sequence per token.</summary>
+/// <summary>
+/// How generation answers attention: <c>Full</c> re-runs the whole sequence per token (the reference's
+/// generate(), cost ∝ t² per token); <c>Cached</c> keeps past queries and inputs (∝ t); <c>Recurrent</c>
+/// keeps the synaptic state ρ (constant per token).
+/// </summary>
+public enum GenerationMode { Full, Cached, Recurrent }
+
+/// <summary>Autoregressive generation.</summary>
 public static class Sampler
 {
     /// <summary>Appends <paramref name="count"/> tokens to <paramref name="prompt"/>; onToken sees each as it is drawn.</summary>
-    public static int[] Generate(BdhModel<float> model, int[] prompt, int count, SamplingOptions options, Action<int>? onToken = null)
+    public static int[] Generate(BdhModel<float> model, int[] prompt, int count, SamplingOptions options, Action<int>? onToken = null,
+        GenerationMode mode = GenerationMode.Recurrent)
     {
         if (prompt.Length == 0) throw new ArgumentException("the prompt must hold at least one token");
+        if (mode == GenerationMode.Full) return GenerateFull(model, prompt, count, options, onToken);
+        var c = model.Config;
+        IAttentionMemory<float> memory = mode == GenerationMode.Recurrent
+            ? new SynapticState<float>(c.NLayer, c.NHead, c.N, c.NEmbd)
+            : new AttentionCache<float>(c.NLayer, c.NHead, c.N, c.NEmbd);
+        return Continue(new IncrementalBdh<float>(model, memory), prompt, count, options, onToken);
+    }
+
+    /// <summary>Feeds <paramref name="input"/> to a stepper (from wherever it stands), then draws <paramref name="count"/> tokens.</summary>
+    public static int[] Continue(IncrementalBdh<float> stepper, int[] input, int count, SamplingOptions options, Action<int>? onToken = null)
+    {
+        var rng = new Rng(options.Seed);
+        var tokens = new List<int>(input);
+        float[] logits = stepper.Prefill(input).ToArray();
+        for (int i = 0; i < count; i++)
+        {
+            int next = Draw(logits, options, rng);
+            tokens.Add(next);
+            onToken?.Invoke(next);
+            if (i + 1 < count) stepper.Step(next).CopyTo(logits);
+        }
+        return tokens.ToArray();
+    }
+
+    private static int[] GenerateFull(BdhModel<float> model, int[] prompt, int count, SamplingOptions options, Action<int>? onToken)
+    {
         var rng = new Rng(options.Seed);
         var tokens = new List<int>(prompt);
         int vocab = model.Config.VocabSize;

@@ -39,13 +39,42 @@ public class CliTests
         Assert.Matches(@"30 tokens in [\d.]+ s, [\d.]+ tokens/s", stderr);
     }
 
+    [Theory]
+    [InlineData("full")]
+    [InlineData("cached")]
+    [InlineData("recurrent")]
+    public void EveryModeGivesTheReferenceGreedyText(string mode)
+    {
+        var (code, stdout, stderr) = Run("sample", "-c", Trained, "--tokens", "40", "--top-k", "1", "--mode", mode);
+        Assert.Equal(0, code);
+        string reference = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(Shared.Fixtures, "bdh-trained-cpu-tiny-500.json")))
+            .RootElement.GetProperty("greedy_200").GetString()!;
+        Assert.Equal(reference[..("ROMEO:".Length + 40)] + "\n", stdout);
+        Assert.EndsWith($"tokens/s ({mode})", stderr.Trim());
+    }
+
+    [Fact]
+    public void ASavedStateContinuesLikeOneLongRun()
+    {
+        using var dir = new TempDir();
+        string state = Path.Combine(dir.Path, "romeo.safetensors");
+        // 20 greedy tokens, saved; 20 more from the file = the first 40 greedy tokens of one run.
+        var first = Run("sample", "-c", Trained, "--tokens", "20", "--top-k", "1", "--save-state", state);
+        var second = Run("sample", "-c", Trained, "--tokens", "20", "--top-k", "1", "--load-state", state);
+        var whole = Run("sample", "-c", Trained, "--tokens", "40", "--top-k", "1");
+        Assert.Equal(0, first.Code + second.Code + whole.Code);
+        Assert.Equal(whole.Out, first.Out.TrimEnd('\n') + second.Out);
+        var wrongMode = Run("sample", "-c", Trained, "--load-state", state, "--mode", "full");
+        Assert.Equal(2, wrongMode.Code);
+    }
+
     [Fact]
     public void CheckReferencePrintsOneLinePerGroupAndPasses()
     {
         var (code, stdout, _) = Run("check-reference", "--fixture", Path.Combine(Shared.Fixtures, "bdh-reference-small.safetensors"));
         Assert.Equal(0, code);
         Assert.Contains("ok   f32 logits", stdout);
-        Assert.Contains("ok   greedy tokens (33)", stdout);
+        Assert.Contains("ok   greedy tokens, recurrent (33)", stdout);
         Assert.Contains("all groups match the reference", stdout);
     }
 

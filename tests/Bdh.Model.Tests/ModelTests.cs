@@ -69,12 +69,15 @@ public class TrainedReferenceTests
         Assert.Equal(Expected.GetProperty("val_loss").GetDouble(), loss, 1e-4);
     }
 
-    [Fact]
-    public void GreedyTextMatchesTheReference()
+    [Theory]
+    [InlineData(GenerationMode.Full)]
+    [InlineData(GenerationMode.Cached)]
+    [InlineData(GenerationMode.Recurrent)]
+    public void GreedyTextMatchesTheReference(GenerationMode mode)
     {
         var model = Model.Checkpoint.Load(Checkpoint);
         var prompt = System.Text.Encoding.UTF8.GetBytes(Expected.GetProperty("greedy_prompt").GetString()!).Select(b => (int)b).ToArray();
-        var tokens = Sampler.Generate(model, prompt, 200, new SamplingOptions(TopK: 1));
+        var tokens = Sampler.Generate(model, prompt, 200, new SamplingOptions(TopK: 1), mode: mode);
         Assert.Equal(Expected.GetProperty("greedy_200").GetString(), System.Text.Encoding.UTF8.GetString(tokens.Select(t => (byte)t).ToArray()));
     }
 }

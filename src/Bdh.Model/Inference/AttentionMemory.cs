@@ -1,0 +1,103 @@
+using Bdh.Tensors.Kernels;
+
+namespace Bdh.Model.Inference;
+
+/// <summary>
+/// What one layer's attention remembers of earlier tokens when generating one token at a time.
+/// For the token at position t, with q = rope(xs_t) [nh, N] and x = x_t [D] (the layer input):
+/// <c>a[h] = Σ_{s&lt;t} (q[h]·q_s[h]) x_s</c>, then (q, x) is remembered.
+/// </summary>
+public interface IAttentionMemory<T> where T : unmanaged, IFloatingPointIeee754<T>
+{
+    void ReadThenWrite(int layer, ReadOnlySpan<T> q, ReadOnlySpan<T> x, Span<T> a);
+
+    /// <summary>Takes in a whole prompt at once: rotated queries [nh, T, N] and layer inputs [.., T, D] (the parallel form).</summary>
+    void Absorb(int layer, Tensor<T> q, Tensor<T> x);
+}
+
+/// <summary>
+/// The synaptic state: per layer and head, ρ [N, D] = Σ_s q_s ⊗ x_s. Because BDH's attention has no
+/// softmax, <c>a = qᵀρ</c> exactly, so each token costs the same whatever its position. Only the rows of
+/// ρ where q is non-zero are read or written: xs is sparse (ReLU), and rope keeps a pair zero when both
+/// its neurons are.
+/// </summary>
+public sealed class SynapticState<T> : IAttentionMemory<T> where T : unmanaged, IFloatingPointIeee754<T>
+{
+    public int Heads { get; }
+    public int N { get; }
+    public int D { get; }
+    /// <summary>ρ per layer, [nh, N, D] row-major.</summary>
+    public T[][] Rho { get; }
+
+    public SynapticState(int layers, int heads, int n, int d)
+    {
+        (Heads, N, D) = (heads, n, d);
+        Rho = Enumerable.Range(0, layers).Select(_ => new T[heads * n * d]).ToArray();
+    }
+
+    public void ReadThenWrite(int layer, ReadOnlySpan<T> q, ReadOnlySpan<T> x, Span<T> a)
+    {
+        a.Clear();
+        for (int h = 0; h < Heads; h++)
+        {
+            Span<T> ah = a.Slice(h * D, D);
+            for (int n = 0; n < N; n++)
+            {
+                T qn = q[h * N + n];
+                if (qn == T.Zero) continue;
+                Span<T> row = Rho[layer].AsSpan((h * N + n) * D, D);
+                TP.MultiplyAdd(row, qn, ah, ah);   // read: a += q[n]·ρ[n, :] (ρ of tokens before this one)
+                TP.MultiplyAdd(x, qn, row, row);   // write: ρ[n, :] += q[n]·x
+            }
+        }
+    }
+
+    public void Absorb(int layer, Tensor<T> q, Tensor<T> x)
+    {
+        // ρ[h] += q[h]ᵀ·x: [N, T]·[T, D] per head.
+        int t = x.Length / D;
+        for (int h = 0; h < Heads; h++)
+            Gemm.Multiply(N, D, t, new MatrixRef<T>(q.Array, h * t * N, N, Transposed: true), new MatrixRef<T>(x.Array, 0, D),
+                new MatrixRef<T>(Rho[layer], h * N * D, D), accumulate: true);
+    }
+
+    public SynapticState<T> Clone()
+    {
+        var copy = new SynapticState<T>(Rho.Length, Heads, N, D);
+        for (int l = 0; l < Rho.Length; l++) Rho[l].CopyTo(copy.Rho[l], 0);
+        return copy;
+    }
+}
+
+/// <summary>Keeps every past (q, x) and recomputes the scores: O(t) per token, the usual KV cache.</summary>
+public sealed class AttentionCache<T>(int layers, int heads, int n, int d) : IAttentionMemory<T> where T : unmanaged, IFloatingPointIeee754<T>
+{
+    private readonly List<T[]>[] _q = Enumerable.Range(0, layers).Select(_ => new List<T[]>()).ToArray();
+    private readonly List<T[]>[] _x = Enumerable.Range(0, layers).Select(_ => new List<T[]>()).ToArray();
+
+    public void ReadThenWrite(int layer, ReadOnlySpan<T> q, ReadOnlySpan<T> x, Span<T> a)
+    {
+        a.Clear();
+        for (int s = 0; s < _q[layer].Count; s++)
+            for (int h = 0; h < heads; h++)
+            {
+                T score = TP.Dot(q.Slice(h * n, n), _q[layer][s].AsSpan(h * n, n));
+                Span<T> ah = a.Slice(h * d, d);
+                TP.MultiplyAdd(_x[layer][s], score, ah, ah);
+            }
+        _q[layer].Add(q.ToArray());
+        _x[layer].Add(x.ToArray());
+    }
+
+    public void Absorb(int layer, Tensor<T> q, Tensor<T> x)
+    {
+        int t = x.Length / d;
+        for (int s = 0; s < t; s++)
+        {
+            var qs = new T[heads * n];
+            for (int h = 0; h < heads; h++) q.Span.Slice((h * t + s) * n, n).CopyTo(qs.AsSpan(h * n, n));
+            _q[layer].Add(qs);
+            _x[layer].Add(x.Span.Slice(s * d, d).ToArray());
+        }
+    }
+}

@@ -1,0 +1,115 @@
+using Bdh.Model.Inference;
+using FsCheck.Xunit;
+
+namespace Bdh.Model.Tests;
+
+public class InferenceTests
+{
+    /// <summary>Logits [T, V] of the parallel forward pass: the reference's semantics.</summary>
+    private static T[] FullLogits<T>(BdhModel<T> model, int[] tokens) where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
+    {
+        using var _ = NoGrad.Scope();
+        var (logits, _) = model.Forward(tokens, 1, tokens.Length);
+        var result = logits.Value.Span.ToArray();
+        logits.ReleaseGraph();
+        return result;
+    }
+
+    private static double RelativeError<T>(T[] ours, T[] reference) where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
+    {
+        double worst = 0, scale = 0;
+        for (int i = 0; i < ours.Length; i++)
+        {
+            worst = Math.Max(worst, Math.Abs(double.CreateTruncating(ours[i] - reference[i])));
+            scale = Math.Max(scale, Math.Abs(double.CreateTruncating(reference[i])));
+        }
+        return scale == 0 ? worst : worst / scale; // D = 1: LayerNorm makes every logit exactly 0
+    }
+
+    /// <summary>
+    /// Stepping with the synaptic state, stepping with the cache, and parallel prefill then steps all give
+    /// the full pass's logits at every position. In double, so the test checks the algebra (to 1e-10)
+    /// rather than float rounding in tiny LayerNorms.
+    /// </summary>
+    [Property(MaxTest = 40)]
+    public void FullCachedAndRecurrentGiveTheSameLogitsAtEveryPosition(byte layersRaw, byte headsRaw, byte dRaw, byte multRaw, byte tRaw, byte prefillRaw, int seed)
+    {
+        int heads = 1 + headsRaw % 3, d = heads * (1 + dRaw % 6), mult = 2 * (1 + multRaw % 3), t = 1 + tRaw % 24, prefill = 1 + prefillRaw % t;
+        var config = new BdhConfig { NLayer = 1 + layersRaw % 3, NEmbd = d, NHead = heads, MlpInternalDimMultiplier = mult, Dropout = 0, VocabSize = 17 };
+        var model = BdhModel<double>.Create(config, (ulong)seed, std: 0.3);
+        var rng = new Rng((ulong)seed + 1);
+        int[] tokens = Enumerable.Range(0, t).Select(_ => rng.NextInt(17)).ToArray();
+        double[] full = FullLogits(model, tokens);
+        string label = $"layers={config.NLayer} heads={heads} D={d} N={config.N} T={t} prefill={prefill}";
+
+        foreach (var memory in new IAttentionMemory<double>[]
+                 {
+                     new SynapticState<double>(config.NLayer, heads, config.N, d), new AttentionCache<double>(config.NLayer, heads, config.N, d),
+                 })
+        {
+            var stepper = new IncrementalBdh<double>(model, memory);
+            var stepped = tokens.SelectMany(token => stepper.Step(token).ToArray()).ToArray();
+            Assert.True(RelativeError(stepped, full) <= 1e-10, $"{memory.GetType().Name} stepped, {label}: {RelativeError(stepped, full):e2}");
+        }
+        var continued = new IncrementalBdh<double>(model, new SynapticState<double>(config.NLayer, heads, config.N, d));
+        var logits = continued.Prefill(tokens[..prefill]).ToArray().Concat(tokens[prefill..].SelectMany(token => continued.Step(token).ToArray())).ToArray();
+        var expected = full.AsSpan((prefill - 1) * 17).ToArray();
+        Assert.True(RelativeError(logits, expected) <= 1e-10, $"prefill then steps, {label}: {RelativeError(logits, expected):e2}");
+    }
+
+    [Theory]
+    [InlineData(GenerationMode.Cached)]
+    [InlineData(GenerationMode.Recurrent)]
+    public void InFloatTheTrainedModelsLogitsAgreeAtEveryPosition(GenerationMode mode)
+    {
+        var model = Checkpoint.Load(Path.Combine(Shared.Fixtures, "bdh-trained-cpu-tiny-500.safetensors"));
+        var text = File.ReadAllBytes(Shared.Corpus)[..128].Select(b => (int)b).ToArray();
+        var full = FullLogits(model, text);
+        var c = model.Config;
+        IAttentionMemory<float> memory = mode == GenerationMode.Recurrent
+            ? new SynapticState<float>(c.NLayer, c.NHead, c.N, c.NEmbd) : new AttentionCache<float>(c.NLayer, c.NHead, c.N, c.NEmbd);
+        var stepper = new IncrementalBdh<float>(model, memory);
+        var stepped = text.SelectMany(token => stepper.Step(token).ToArray()).ToArray();
+        Assert.True(RelativeError(stepped, full) <= 1e-5, $"{mode}: {RelativeError(stepped, full):e2}");
+    }
+
+    [Fact]
+    public void ASnapshotContinuesExactlyAsTheOriginal()
+    {
+        var config = new BdhConfig { NLayer = 2, NEmbd = 16, NHead = 2, MlpInternalDimMultiplier = 4, Dropout = 0 };
+        var model = BdhModel<float>.Create(config, 8, std: 0.1);
+        int[] prompt = [.. "The synaptic state"u8.ToArray().Select(b => (int)b)];
+        var original = new IncrementalBdh<float>(model, new SynapticState<float>(2, 2, config.N, 16));
+        var generated = Sampler.Continue(original, prompt, 10, new SamplingOptions(TopK: 5, Seed: 3));
+
+        using var dir = new TempDir();
+        string path = Path.Combine(dir.Path, "state.safetensors");
+        var snapshot = StateSnapshot.Capture(original, pendingToken: generated[^1]);
+        snapshot.Save(path, config);
+        var restored = StateSnapshot.Load(path, config);
+        Assert.Equal(snapshot.Position, restored.Position);
+        Assert.Equal(generated[^1], restored.PendingToken);
+
+        // The original, the restored copy and an in-memory fork all continue identically.
+        var fork = snapshot.Fork();
+        var a = Sampler.Continue(original, [generated[^1]], 20, new SamplingOptions(TopK: 5, Seed: 4));
+        var b = Sampler.Continue(restored.Resume(model), [restored.PendingToken], 20, new SamplingOptions(TopK: 5, Seed: 4));
+        var c = Sampler.Continue(fork.Resume(model), [fork.PendingToken], 20, new SamplingOptions(TopK: 5, Seed: 4));
+        Assert.Equal(a, b);
+        Assert.Equal(a, c);
+    }
+
+    [Fact]
+    public void SnapshotsOfAnotherModelShapeAreRefused()
+    {
+        var config = new BdhConfig { NLayer = 1, NEmbd = 8, NHead = 2, MlpInternalDimMultiplier = 4, Dropout = 0 };
+        var model = BdhModel<float>.Create(config, 8);
+        var stepper = new IncrementalBdh<float>(model, new SynapticState<float>(1, 2, config.N, 8));
+        stepper.Step(3);
+        using var dir = new TempDir();
+        string path = Path.Combine(dir.Path, "state.safetensors");
+        StateSnapshot.Capture(stepper, 4).Save(path, config);
+        var e = Assert.Throws<SafetensorsException>(() => StateSnapshot.Load(path, config with { NEmbd = 16 }));
+        Assert.Contains("config", e.Message);
+    }
+}
