@@ -4,7 +4,8 @@ using Bdh.Benchmarks;
 using Bdh.Tensors;
 
 // `gflops [threads]`: best-of-N wall time per BDH shape, timed exactly as bench/peers/sgemm_openblas.c times
-// OpenBLAS, so the two tables can stand side by side. Anything else goes to BenchmarkDotNet.
+// OpenBLAS, so the two tables can stand side by side. `gen CHECKPOINT [max]`: generation speed by position
+// and path. `drift`: float32 RoPE phase error at long positions. Anything else goes to BenchmarkDotNet.
 if (args.Length > 0 && args[0] == "gflops")
 {
     Parallelism.Threads = args.Length > 1 ? int.Parse(args[1]) : Environment.ProcessorCount;
@@ -21,6 +22,16 @@ if (args.Length > 0 && args[0] == "gflops")
         }
         Console.WriteLine($"{shape.Name,-45} {shape.Flops / best / 1e9,7:0.0} GFLOP/s");
     }
+    return;
+}
+if (args.Length > 0 && args[0] == "drift")
+{
+    PhaseDrift.Run();
+    return;
+}
+if (args.Length > 1 && args[0] == "gen")
+{
+    GenerationProfile.Run(args[1], args.Length > 2 ? int.Parse(args[2]) : 2048);
     return;
 }
 BenchmarkSwitcher.FromAssembly(typeof(GemmBenchmarks).Assembly).Run(args);

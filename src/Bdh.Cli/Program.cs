@@ -8,6 +8,7 @@ root.Subcommands.Add(TrainCommand.Create());
 root.Subcommands.Add(SampleCommand.Create());
 root.Subcommands.Add(EvalCommand.Create());
 root.Subcommands.Add(CheckReferenceCommand.Create());
+root.Subcommands.Add(InspectCommand.Create());
 
 var parsed = root.Parse(args);
 if (parsed.Errors.Count > 0)

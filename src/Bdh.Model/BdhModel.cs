@@ -64,7 +64,8 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
     /// <summary>
     /// Logits [B, T, V] for tokens idx [B, T] (row-major), and the mean cross-entropy when targets are
     /// given. Dropout is active only with a <paramref name="dropoutRng"/> (training). <paramref name="trace"/>
-    /// sees every attention input/output and LayerNorm call, named as the fixtures' trace.
+    /// sees every attention input/output and LayerNorm call, named as the fixtures' trace, and each
+    /// layer's ys and xs⊙ys (layer{i}.ys, layer{i}.xy).
     /// </summary>
     public (Var<T> Logits, Var<T>? Loss) Forward(int[] idx, int b, int t, int[]? targets = null,
         Rng? dropoutRng = null, Action<string, Tensor<T>>? trace = null)
@@ -90,6 +91,8 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
             trace?.Invoke($"attn{layer}.out", a.Value);
             var ys = Ops.Relu(Ops.MatMul(Ln(a), EncoderV));                     // [B, nh, T, N]
             var xy = Ops.Dropout(xs * ys, Config.Dropout, dropoutRng);          // [B, nh, T, N]
+            trace?.Invoke($"layer{layer}.ys", ys.Value);
+            trace?.Invoke($"layer{layer}.xy", xy.Value);
             var heads = Ops.Reshape(Ops.Transpose(xy, 1, 2), b, 1, t, nh * n);  // [B, 1, T, nh·N] heads concatenated
             var y = Ln(Ops.MatMul(heads, Decoder));                             // [B, 1, T, D]
             x = Ln(x + y);                                                      // [B, 1, T, D]

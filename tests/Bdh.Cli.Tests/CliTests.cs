@@ -69,6 +69,19 @@ public class CliTests
     }
 
     [Fact]
+    public void InspectSummarisesSparsityAndWritesPictures()
+    {
+        using var dir = new TempDir();
+        var (code, stdout, _) = Run("inspect", "-c", Trained, "--prompt", "ROMEO: But soft", "--out", dir.Path, "--top", "3");
+        Assert.Equal(0, code);
+        Assert.Contains("15 tokens read", stdout);
+        Assert.Contains("strongest synapses of rho", stdout);
+        foreach (var name in new[] { "xs-layer0.png", "xs-layer3.png", "rho-layer0-head0.png", "density.svg" })
+            Assert.True(File.Exists(Path.Combine(dir.Path, name)), name);
+        Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, File.ReadAllBytes(Path.Combine(dir.Path, "xs-layer0.png"))[..4]);
+    }
+
+    [Fact]
     public void CheckReferencePrintsOneLinePerGroupAndPasses()
     {
         var (code, stdout, _) = Run("check-reference", "--fixture", Path.Combine(Shared.Fixtures, "bdh-reference-small.safetensors"));

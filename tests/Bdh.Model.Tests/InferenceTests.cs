@@ -100,6 +100,32 @@ public class InferenceTests
     }
 
     [Fact]
+    public void InspectionDensitiesAreConsistentAndRhoHoldsThePrompt()
+    {
+        var model = Checkpoint.Load(Path.Combine(Shared.Fixtures, "bdh-trained-cpu-tiny-500.safetensors"));
+        int[] prompt = [.. "ROMEO: But soft, what light"u8.ToArray().Select(b => (int)b)];
+        var report = InspectionReport.Run(model, prompt, top: 5);
+        for (int l = 0; l < model.Config.NLayer; l++)
+        {
+            Assert.InRange(report.DensityXs[l], 0.01, 0.99);
+            // xs⊙ys is non-zero only where both are.
+            Assert.True(report.DensityXy[l] <= Math.Min(report.DensityXs[l], report.DensityYs[l]));
+        }
+        Assert.Equal(5, report.TopNeurons.Length);
+        Assert.True(report.TopNeurons.Zip(report.TopNeurons.Skip(1)).All(p => p.First.Total >= p.Second.Total));
+        // The state after reading equals stepping the prompt token by token.
+        var stepped = new SynapticState<float>(model.Config.NLayer, model.Config.NHead, model.Config.N, model.Config.NEmbd);
+        var stepper = new IncrementalBdh<float>(model, stepped);
+        foreach (int token in prompt) stepper.Step(token);
+        float maxRho = stepped.Rho.Max(r => r.Max(Math.Abs));
+        for (int l = 0; l < model.Config.NLayer; l++)
+            for (int i = 0; i < stepped.Rho[l].Length; i++)
+                Assert.True(Math.Abs(stepped.Rho[l][i] - report.State.Rho[l][i]) <= 1e-5 * maxRho);
+        Assert.Equal(report.StrongestSynapses[0].Weight, report.State.Rho[report.StrongestSynapses[0].Layer]
+            .Select(Math.Abs).Max() * Math.Sign(report.StrongestSynapses[0].Weight), 4);
+    }
+
+    [Fact]
     public void SnapshotsOfAnotherModelShapeAreRefused()
     {
         var config = new BdhConfig { NLayer = 1, NEmbd = 8, NHead = 2, MlpInternalDimMultiplier = 4, Dropout = 0 };

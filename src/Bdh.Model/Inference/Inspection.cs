@@ -1,0 +1,95 @@
+namespace Bdh.Model.Inference;
+
+/// <summary>One neuron's activity over a prompt: how strongly and how often it fired.</summary>
+public sealed record NeuronActivity(int Layer, int Head, int Neuron, double Total, double FiringFraction);
+
+/// <summary>One synapse of ρ: neuron n of a head, embedding dimension d.</summary>
+public sealed record Synapse(int Layer, int Head, int Neuron, int Dim, float Weight);
+
+/// <summary>
+/// What BDH did while reading a prompt: per-layer activation densities (the paper: activations are
+/// sparse and positive), the most active neurons, the synaptic state ρ it built, and the raw maps.
+/// </summary>
+public sealed record InspectionReport(
+    int Tokens,
+    double[] DensityXs, double[] DensityYs, double[] DensityXy,
+    NeuronActivity[] TopNeurons, Synapse[] StrongestSynapses,
+    float[][] XsMaps, SynapticState<float> State)
+{
+    /// <summary>Runs the prompt through the parallel pass (for activations) and the synaptic state (for ρ).</summary>
+    public static InspectionReport Run(BdhModel<float> model, int[] prompt, int top = 10)
+    {
+        var c = model.Config;
+        int t = prompt.Length, nh = c.NHead, n = c.N, layers = c.NLayer;
+        double[] dxs = new double[layers], dys = new double[layers], dxy = new double[layers];
+        var xsMaps = new float[layers][];
+        var neurons = new List<NeuronActivity>();
+        using (NoGrad.Scope())
+        {
+            var (logits, _) = model.Forward(prompt, 1, t, trace: (name, value) =>
+            {
+                int layer = LayerOf(name);
+                if (name.StartsWith("attn", StringComparison.Ordinal) && name.EndsWith(".q", StringComparison.Ordinal))
+                {
+                    dxs[layer] = Density(value.Span);
+                    xsMaps[layer] = TokensByNeurons(value.Span, nh, t, n);
+                    neurons.AddRange(Activity(layer, value.Span, nh, t, n));
+                }
+                else if (name.EndsWith(".ys", StringComparison.Ordinal)) dys[layer] = Density(value.Span);
+                else if (name.EndsWith(".xy", StringComparison.Ordinal)) dxy[layer] = Density(value.Span);
+            });
+            logits.ReleaseGraph();
+        }
+        var state = new SynapticState<float>(layers, nh, n, c.NEmbd);
+        new IncrementalBdh<float>(model, state).Prefill(prompt);
+        var synapses = new List<Synapse>();
+        for (int layer = 0; layer < layers; layer++)
+            synapses.AddRange(state.Rho[layer].Select((w, i) => new Synapse(layer, i / (n * c.NEmbd), i / c.NEmbd % n, i % c.NEmbd, w))
+                .OrderByDescending(s => Math.Abs(s.Weight)).Take(top));
+        return new InspectionReport(t, dxs, dys, dxy,
+            neurons.OrderByDescending(a => a.Total).Take(top).ToArray(),
+            synapses.OrderByDescending(s => Math.Abs(s.Weight)).Take(top).ToArray(), xsMaps, state);
+    }
+
+    private static int LayerOf(string name)
+    {
+        int start = name.StartsWith("attn", StringComparison.Ordinal) ? 4 : name.StartsWith("layer", StringComparison.Ordinal) ? 5 : -1;
+        return start < 0 ? 0 : int.Parse(name.AsSpan(start, name.IndexOf('.') - start));
+    }
+
+    private static double Density(ReadOnlySpan<float> v)
+    {
+        int nonZero = 0;
+        foreach (float x in v) if (x != 0) nonZero++;
+        return nonZero / (double)v.Length;
+    }
+
+    /// <summary>[nh, T, N] → [T, nh·N]: one row per token, heads side by side.</summary>
+    private static float[] TokensByNeurons(ReadOnlySpan<float> xs, int nh, int t, int n)
+    {
+        var map = new float[t * nh * n];
+        for (int h = 0; h < nh; h++)
+            for (int s = 0; s < t; s++)
+                xs.Slice((h * t + s) * n, n).CopyTo(map.AsSpan(s * nh * n + h * n, n));
+        return map;
+    }
+
+    private static IEnumerable<NeuronActivity> Activity(int layer, ReadOnlySpan<float> xs, int nh, int t, int n)
+    {
+        var result = new List<NeuronActivity>(nh * n);
+        for (int h = 0; h < nh; h++)
+            for (int j = 0; j < n; j++)
+            {
+                double total = 0;
+                int fired = 0;
+                for (int s = 0; s < t; s++)
+                {
+                    float v = xs[(h * t + s) * n + j];
+                    total += v;
+                    if (v > 0) fired++;
+                }
+                result.Add(new NeuronActivity(layer, h, j, total, fired / (double)t));
+            }
+        return result;
+    }
+}
