@@ -63,6 +63,11 @@ public static class BroadcastOps
     {
         int[] shape = Broadcast.Shape(a.Shape, b.Shape);
         var y = Tensor<T>.Empty(shape);
+        if (a.Shape.AsSpan().SequenceEqual(b.Shape))
+        {
+            if (multiply) TP.Multiply<T>(a.Span, b.Span, y.Span); else TP.Add<T>(a.Span, b.Span, y.Span);
+            return y;
+        }
         int n = shape[^1];
         int[] aOff = Broadcast.BlockOffsets(shape, a.Shape, 1), bOff = Broadcast.BlockOffsets(shape, b.Shape, 1);
         bool aFull = a.Shape[^1] == n, bFull = b.Shape[^1] == n;
@@ -89,6 +94,11 @@ public static class BroadcastOps
     /// <summary>dst += src summed over the dimensions where dst's shape broadcasts to src's.</summary>
     public static void SumInto<T>(Tensor<T> src, Tensor<T> dst) where T : unmanaged, IFloatingPointIeee754<T>
     {
+        if (src.Shape.AsSpan().SequenceEqual(dst.Shape))
+        {
+            TP.Add<T>(dst.Span, src.Span, dst.Span);
+            return;
+        }
         int n = src.Shape[^1];
         bool full = dst.Shape[^1] == n;
         int[] dOff = Broadcast.BlockOffsets(src.Shape, dst.Shape, 1);
