@@ -18,7 +18,8 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
     /// <summary>RoPE frequencies [N], float32 as the reference's buffer attn.freqs.</summary>
     public float[] Freqs { get; }
 
-    private readonly Dictionary<int, RopeTable> _ropeTables = new();
+    private readonly Lock _ropeLock = new();
+    private RopeTable? _rope;
 
     /// <summary>The trainable tensors under their reference state_dict names.</summary>
     public IReadOnlyList<(string Name, Var<T> Value)> Parameters =>
@@ -101,13 +102,17 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         return (logits, targets is null ? null : Ops.CrossEntropy(logits, targets));
     }
 
-    /// <summary>The RoPE table for positions [0, t), cached per length.</summary>
+    /// <summary>
+    /// The RoPE table for positions [0, t). One table is kept, grown by doubling; a shorter one shares
+    /// its rows (row t is the same whatever the length), so generation that asks for every length up
+    /// to T builds O(log T) tables, not T.
+    /// </summary>
     public RopeTable RopeTableFor(int t)
     {
-        lock (_ropeTables)
+        lock (_ropeLock)
         {
-            if (!_ropeTables.TryGetValue(t, out var table)) _ropeTables[t] = table = Rope.Table(Freqs, t);
-            return table;
+            if (_rope is null || _rope.Length < t) _rope = Rope.Table(Freqs, Math.Max(t, 2 * (_rope?.Length ?? 0)));
+            return _rope.Length == t ? _rope : _rope with { Length = t };
         }
     }
 }

@@ -30,37 +30,20 @@ public static class ReferenceCheck
         var file = SafetensorsFile.Read(fixturePath);
         var config = Checkpoint.ReadConfig(file);
         if (config.Dropout != 0) config = config with { Dropout = 0 }; // parity runs are deterministic
-        int[] Shape2(string name) => file.Entry(name).Shape;
         var results = new List<CheckResult>();
-        var f32 = Checkpoint.LoadModel<float>(file, config);
         var idx = file.ReadInts("idx");
         var targets = file.ReadInts("targets");
-        int b = Shape2("idx")[0], t = Shape2("idx")[1];
+        int b = file.Entry("idx").Shape[0], t = file.Entry("idx").Shape[1];
 
-        // Forward in float32 with the trace, then gradients.
+        // Forward and gradients in float32 (with the trace), then in float64 (rope phases stay float32, as in the reference).
         var traced = new List<CheckResult>();
-        var (logits, loss) = f32.Forward(idx, b, t, targets, trace: (name, value) =>
+        var f32 = CheckForwardAndGradients<float>(file, config, idx, targets, b, t, "", "f32", Float32Tolerance, results, (name, value) =>
         {
             string key = "trace." + name;
             if (file.Entries.ContainsKey(key)) traced.Add(new CheckResult(key, RelativeError(value, file, key), Float32Tolerance));
         });
-        results.Add(new CheckResult("f32 logits", RelativeError(logits.Value, file, "logits"), Float32Tolerance));
-        results.Add(new CheckResult("f32 loss", RelativeError(loss!.Value, file, "loss"), Float32Tolerance));
-        loss.Backward();
-        foreach (var (name, p) in f32.Parameters)
-            results.Add(new CheckResult($"f32 grad {name}", RelativeError(p.Grad!, file, "grad." + name), Float32Tolerance));
-        loss.ReleaseGraph();
         results.Add(new CheckResult($"trace ({traced.Count} tensors)", traced.Max(r => r.MaxError), Float32Tolerance));
-
-        // The same in float64 (rope phases stay float32, as in the reference).
-        var f64 = Checkpoint.LoadModel<double>(file, config);
-        var (logits64, loss64) = f64.Forward(idx, b, t, targets);
-        results.Add(new CheckResult("f64 logits", RelativeError(logits64.Value, file, "f64.logits"), Float64Tolerance));
-        results.Add(new CheckResult("f64 loss", RelativeError(loss64!.Value, file, "f64.loss"), Float64Tolerance));
-        loss64.Backward();
-        foreach (var (name, p) in f64.Parameters)
-            results.Add(new CheckResult($"f64 grad {name}", RelativeError(p.Grad!, file, "f64.grad." + name), Float64Tolerance));
-        loss64.ReleaseGraph();
+        CheckForwardAndGradients<double>(file, config, idx, targets, b, t, "f64.", "f64", Float64Tolerance, results, trace: null);
 
         // Two AdamW steps. The first runs on the reference's own gradients: that checks the optimizer alone,
         // because Adam scales each update to ~lr whatever the gradient's size, so float32 noise in a
@@ -94,6 +77,22 @@ public static class ReferenceCheck
             results.Add(new CheckResult($"greedy tokens, {mode.ToString().ToLowerInvariant()} ({expected.Length})", mismatches, 0));
         }
         return results;
+    }
+
+    /// <summary>Logits, loss and every parameter's gradient against the fixture tensors named with <paramref name="prefix"/>.</summary>
+    private static BdhModel<T> CheckForwardAndGradients<T>(SafetensorsFile file, BdhConfig config, int[] idx, int[] targets, int b, int t,
+        string prefix, string label, double tolerance, List<CheckResult> results, Action<string, Tensor<T>>? trace)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var model = Checkpoint.LoadModel<T>(file, config);
+        var (logits, loss) = model.Forward(idx, b, t, targets, trace: trace);
+        results.Add(new CheckResult($"{label} logits", RelativeError(logits.Value, file, prefix + "logits"), tolerance));
+        results.Add(new CheckResult($"{label} loss", RelativeError(loss!.Value, file, prefix + "loss"), tolerance));
+        loss.Backward();
+        foreach (var (name, p) in model.Parameters)
+            results.Add(new CheckResult($"{label} grad {name}", RelativeError(p.Grad!, file, prefix + "grad." + name), tolerance));
+        loss.ReleaseGraph();
+        return model;
     }
 
     private static double RelativeError<T>(Tensor<T> ours, SafetensorsFile file, string name) where T : unmanaged, IFloatingPointIeee754<T>

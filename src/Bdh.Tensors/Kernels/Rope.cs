@@ -37,44 +37,34 @@ public static class Rope
     }
 
     /// <summary>
-    /// y = rope(v) for v of [rows, table.Length, table.N] (rows = batch × heads). Products are rounded before the
-    /// sum, as the reference computes them, so float32 results match it exactly.
+    /// y = rope(v) for v of [rows, table.Length, table.N]. Products are rounded before the sum, as the
+    /// reference computes them, so float32 results match it exactly.
     /// </summary>
-    public static void Forward<T>(ReadOnlySpan<T> v, Span<T> y, RopeTable table)
-        where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        var (cos, sin, length, n) = table;
-        for (int row = 0; row < v.Length / n; row++)
-        {
-            int t = row % length;
-            ReadOnlySpan<T> vr = v.Slice(row * n, n);
-            Span<T> yr = y.Slice(row * n, n);
-            for (int j = 0; j < n; j += 2)
-            {
-                T c0 = T.CreateTruncating(cos[t * n + j]), s0 = T.CreateTruncating(sin[t * n + j]);
-                T c1 = T.CreateTruncating(cos[t * n + j + 1]), s1 = T.CreateTruncating(sin[t * n + j + 1]);
-                yr[j] = vr[j] * c0 + (-vr[j + 1]) * s0;
-                yr[j + 1] = vr[j + 1] * c1 + vr[j] * s1;
-            }
-        }
-    }
+    public static void Forward<T>(ReadOnlySpan<T> v, Span<T> y, RopeTable table) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Rotate(v, y, table, sinSign: 1, accumulate: false);
 
-    /// <summary>dv (+)= Rᵀ dy, the transpose of the per-pair rotation.</summary>
-    public static void Backward<T>(ReadOnlySpan<T> dy, Span<T> dv, RopeTable table)
+    /// <summary>dv (+)= Rᵀ dy: the transpose of a rotation is the rotation by −θ, i.e. sin negated.</summary>
+    public static void Backward<T>(ReadOnlySpan<T> dy, Span<T> dv, RopeTable table) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Rotate(dy, dv, table, sinSign: -1, accumulate: true);
+
+    /// <summary>dst (+)= src·cos + (−src[2i+1], src[2i])·(±sin), pair by pair, row by row.</summary>
+    private static void Rotate<T>(ReadOnlySpan<T> src, Span<T> dst, RopeTable table, int sinSign, bool accumulate)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         var (cos, sin, length, n) = table;
-        for (int row = 0; row < dy.Length / n; row++)
+        T sign = T.CreateTruncating(sinSign);
+        for (int row = 0; row < src.Length / n; row++)
         {
             int t = row % length;
-            ReadOnlySpan<T> dyr = dy.Slice(row * n, n);
-            Span<T> dvr = dv.Slice(row * n, n);
+            ReadOnlySpan<T> s = src.Slice(row * n, n);
+            Span<T> d = dst.Slice(row * n, n);
             for (int j = 0; j < n; j += 2)
             {
-                T c0 = T.CreateTruncating(cos[t * n + j]), s0 = T.CreateTruncating(sin[t * n + j]);
-                T c1 = T.CreateTruncating(cos[t * n + j + 1]), s1 = T.CreateTruncating(sin[t * n + j + 1]);
-                dvr[j] += dyr[j] * c0 + dyr[j + 1] * s1;
-                dvr[j + 1] += dyr[j + 1] * c1 - dyr[j] * s0;
+                T c0 = T.CreateTruncating(cos[t * n + j]), s0 = sign * T.CreateTruncating(sin[t * n + j]);
+                T c1 = T.CreateTruncating(cos[t * n + j + 1]), s1 = sign * T.CreateTruncating(sin[t * n + j + 1]);
+                T even = s[j] * c0 + (-s[j + 1]) * s0, odd = s[j + 1] * c1 + s[j] * s1;
+                d[j] = accumulate ? d[j] + even : even;
+                d[j + 1] = accumulate ? d[j + 1] + odd : odd;
             }
         }
     }
