@@ -15,13 +15,12 @@ public static class PhaseDrift
         {
             float[] freqs = Rope.Frequencies(n);
             Console.WriteLine($"N = {n}: angle error of float32 phases vs exact (radians), over all neurons");
-            foreach (long t in new long[] { 1_000, 10_000, 100_000, 1_000_000 })
+            foreach (int t in new[] { 1_000, 10_000, 100_000, 1_000_000 })
             {
                 double worst = 0, sum = 0;
                 foreach (float f in freqs)
                 {
-                    float phase = t * f;
-                    double angle32 = (phase - MathF.Floor(phase)) * (float)(2 * Math.PI);
+                    double angle32 = Rope.Angle(t, f);
                     double exact = t * (double)f;
                     double angleExact = (exact - Math.Floor(exact)) * 2 * Math.PI;
                     double error = Math.Abs(Math.IEEERemainder(angle32 - angleExact, 2 * Math.PI));

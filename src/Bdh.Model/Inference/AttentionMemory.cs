@@ -5,11 +5,13 @@ namespace Bdh.Model.Inference;
 /// <summary>
 /// What one layer's attention remembers of earlier tokens when generating one token at a time.
 /// For the token at position t, with q = rope(xs_t) [nh, N] and x = x_t [D] (the layer input):
-/// <c>a[h] = Σ_{s&lt;t} (q[h]·q_s[h]) x_s</c>, then (q, x) is remembered.
+/// <c>a[h] = Σ_{s&lt;t} (q[h]·q_s[h]) x_s</c>, then (q[h], x) is remembered. Heads are independent
+/// (and may be called in parallel); each call handles one head.
 /// </summary>
 public interface IAttentionMemory<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
-    void ReadThenWrite(int layer, ReadOnlySpan<T> q, ReadOnlySpan<T> x, Span<T> a);
+    /// <summary>a [D] = attention of head h's query q [N] over earlier tokens; then remembers (q, x [D]).</summary>
+    void ReadThenWrite(int layer, int head, ReadOnlySpan<T> q, ReadOnlySpan<T> x, Span<T> a);
 
     /// <summary>Takes in a whole prompt at once: rotated queries [nh, T, N] and layer inputs [.., T, D] (the parallel form).</summary>
     void Absorb(int layer, Tensor<T> q, Tensor<T> x);
@@ -35,20 +37,16 @@ public sealed class SynapticState<T> : IAttentionMemory<T> where T : unmanaged, 
         Rho = Enumerable.Range(0, layers).Select(_ => new T[heads * n * d]).ToArray();
     }
 
-    public void ReadThenWrite(int layer, ReadOnlySpan<T> q, ReadOnlySpan<T> x, Span<T> a)
+    public void ReadThenWrite(int layer, int head, ReadOnlySpan<T> q, ReadOnlySpan<T> x, Span<T> a)
     {
         a.Clear();
-        for (int h = 0; h < Heads; h++)
+        for (int n = 0; n < N; n++)
         {
-            Span<T> ah = a.Slice(h * D, D);
-            for (int n = 0; n < N; n++)
-            {
-                T qn = q[h * N + n];
-                if (qn == T.Zero) continue;
-                Span<T> row = Rho[layer].AsSpan((h * N + n) * D, D);
-                TP.MultiplyAdd(row, qn, ah, ah);   // read: a += q[n]·ρ[n, :] (ρ of tokens before this one)
-                TP.MultiplyAdd(x, qn, row, row);   // write: ρ[n, :] += q[n]·x
-            }
+            T qn = q[n];
+            if (qn == T.Zero) continue;
+            Span<T> row = Rho[layer].AsSpan((head * N + n) * D, D);
+            TP.MultiplyAdd(row, qn, a, a);       // read: a += q[n]·ρ[n, :] (ρ of tokens before this one)
+            TP.MultiplyAdd(x, qn, row, row);     // write: ρ[n, :] += q[n]·x
         }
     }
 
@@ -69,35 +67,39 @@ public sealed class SynapticState<T> : IAttentionMemory<T> where T : unmanaged, 
     }
 }
 
-/// <summary>Keeps every past (q, x) and recomputes the scores: O(t) per token, the usual KV cache.</summary>
+/// <summary>
+/// Keeps every past (q, x) per head and recomputes the scores: O(t) per token, the usual KV cache.
+/// Each head has its own lists (x is stored once per head), so heads can run in parallel.
+/// </summary>
 public sealed class AttentionCache<T>(int layers, int heads, int n, int d) : IAttentionMemory<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
-    private readonly List<T[]>[] _q = Enumerable.Range(0, layers).Select(_ => new List<T[]>()).ToArray();
-    private readonly List<T[]>[] _x = Enumerable.Range(0, layers).Select(_ => new List<T[]>()).ToArray();
+    private readonly List<T[]>[,] _q = NewLists(layers, heads), _x = NewLists(layers, heads);
 
-    public void ReadThenWrite(int layer, ReadOnlySpan<T> q, ReadOnlySpan<T> x, Span<T> a)
+    private static List<T[]>[,] NewLists(int layers, int heads)
+    {
+        var lists = new List<T[]>[layers, heads];
+        for (int l = 0; l < layers; l++) for (int h = 0; h < heads; h++) lists[l, h] = [];
+        return lists;
+    }
+
+    public void ReadThenWrite(int layer, int head, ReadOnlySpan<T> q, ReadOnlySpan<T> x, Span<T> a)
     {
         a.Clear();
-        for (int s = 0; s < _q[layer].Count; s++)
-            for (int h = 0; h < heads; h++)
-            {
-                T score = TP.Dot(q.Slice(h * n, n), _q[layer][s].AsSpan(h * n, n));
-                Span<T> ah = a.Slice(h * d, d);
-                TP.MultiplyAdd(_x[layer][s], score, ah, ah);
-            }
-        _q[layer].Add(q.ToArray());
-        _x[layer].Add(x.ToArray());
+        List<T[]> queries = _q[layer, head], inputs = _x[layer, head];
+        for (int s = 0; s < queries.Count; s++)
+            TP.MultiplyAdd(inputs[s], TP.Dot(q, queries[s]), a, a);
+        queries.Add(q.ToArray());
+        inputs.Add(x.ToArray());
     }
 
     public void Absorb(int layer, Tensor<T> q, Tensor<T> x)
     {
         int t = x.Length / d;
-        for (int s = 0; s < t; s++)
-        {
-            var qs = new T[heads * n];
-            for (int h = 0; h < heads; h++) q.Span.Slice((h * t + s) * n, n).CopyTo(qs.AsSpan(h * n, n));
-            _q[layer].Add(qs);
-            _x[layer].Add(x.Span.Slice(s * d, d).ToArray());
-        }
+        for (int h = 0; h < heads; h++)
+            for (int s = 0; s < t; s++)
+            {
+                _q[layer, h].Add(q.Span.Slice((h * t + s) * n, n).ToArray());
+                _x[layer, h].Add(x.Span.Slice(s * d, d).ToArray());
+            }
     }
 }

@@ -12,7 +12,7 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
     private readonly BdhModel<T> _model;
     private readonly int _nh, _n, _d, _v;
     private readonly T _eps = T.CreateTruncating(1e-5);
-    private readonly T[] _x, _xs, _q, _a, _ys, _y, _logits, _rstd;
+    private readonly T[] _x, _xs, _q, _a, _ys, _y, _partial, _logits, _rstd;
     private readonly float[] _cos, _sin;
 
     public IAttentionMemory<T> Memory { get; }
@@ -27,32 +27,43 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
         var c = model.Config;
         (_nh, _n, _d, _v) = (c.NHead, c.N, c.NEmbd, c.VocabSize);
         _x = new T[_d]; _xs = new T[_nh * _n]; _q = new T[_nh * _n]; _a = new T[_nh * _d];
-        _ys = new T[_nh * _n]; _y = new T[_d]; _logits = new T[_v]; _rstd = new T[_nh];
+        _ys = new T[_nh * _n]; _y = new T[_d]; _partial = new T[_nh * _d]; _logits = new T[_v]; _rstd = new T[_nh];
         _cos = new float[_n]; _sin = new float[_n];
     }
 
-    /// <summary>Logits [V] for <paramref name="token"/> at <see cref="Position"/>; the memory then holds it too.</summary>
+    /// <summary>
+    /// Logits [V] for <paramref name="token"/> at <see cref="Position"/>; the memory then holds it too.
+    /// Heads are independent until the decoder, so each head's work runs as its own task (one token
+    /// streams all the shared weights: spreading heads over cores uses more memory bandwidth). The
+    /// decoder sums the heads' partial products in head order, so results do not depend on threads.
+    /// </summary>
     public ReadOnlySpan<T> Step(int token)
     {
-        ReadOnlySpan<T> encoder = _model.Encoder.Value.Span, encoderV = _model.EncoderV.Value.Span;
-        ReadOnlySpan<T> decoder = _model.Decoder.Value.Span;
         if ((uint)token >= (uint)_v) throw new ArgumentOutOfRangeException(nameof(token), $"token {token} outside vocabulary of {_v}");
+        T[] encoder = _model.Encoder.Value.Array, encoderV = _model.EncoderV.Value.Array, decoder = _model.Decoder.Value.Array;
         var rope = RopeAt(Position);
 
         _model.Embed.Value.Span.Slice(token * _d, _d).CopyTo(_x);
         LayerNorm(_x, 1);                                                     // x = ln(embed[token])   [D]
         for (int layer = 0; layer < _model.Config.NLayer; layer++)
         {
-            RowTimesHeads(_x, encoder, _xs);                                  // xs = relu(x·encoder)   [nh, N]
-            Elementwise.Relu<T>(_xs, _xs);
-            Rope.Forward<T>(_xs, _q, rope);                                   // q = rope(xs)           [nh, N]
-            Memory.ReadThenWrite(layer, _q, _x, _a);                          // a = Σ_{s<t} (q·q_s) x_s [nh, D]
-            LayerNorm(_a, _nh);
-            for (int h = 0; h < _nh; h++)                                     // ys = relu(ln(a)·encoder_v)  [nh, N]
-                RowTimesMatrix(_a.AsSpan(h * _d, _d), encoderV.Slice(h * _d * _n, _d * _n), _ys.AsSpan(h * _n, _n));
-            Elementwise.Relu<T>(_ys, _ys);
-            TP.Multiply<T>(_xs, _ys, _ys);                                    // xy = xs ⊙ ys, heads concatenated  [nh·N]
-            RowTimesMatrix(_ys, decoder, _y);                                 // y = ln(xy·decoder)     [D]
+            int l = layer;
+            Parallelism.For(_nh, h =>
+            {
+                Span<T> xs = _xs.AsSpan(h * _n, _n), q = _q.AsSpan(h * _n, _n), ys = _ys.AsSpan(h * _n, _n);
+                Span<T> a = _a.AsSpan(h * _d, _d);
+                RowTimesMatrix(_x, encoder.AsSpan(h * _d * _n, _d * _n), xs);  // xs = relu(x·encoder[h])  [N]
+                Elementwise.Relu<T>(xs, xs);
+                Rope.Forward<T>(xs, q, rope);                                 // q = rope(xs)             [N]
+                Memory.ReadThenWrite(l, h, q, _x, a);                         // a = Σ_{s<t} (q·q_s) x_s   [D]
+                Tensors.Kernels.LayerNorm.Forward<T>(a, a, _rstd.AsSpan(h, 1), _d, _eps);
+                RowTimesMatrix(a, encoderV.AsSpan(h * _d * _n, _d * _n), ys); // ys = relu(ln(a)·encoder_v[h])  [N]
+                Elementwise.Relu<T>(ys, ys);
+                TP.Multiply<T>(xs, ys, ys);                                   // xy = xs ⊙ ys             [N]
+                RowTimesMatrix(ys, decoder.AsSpan(h * _n * _d, _n * _d), _partial.AsSpan(h * _d, _d)); // head h's rows of xy·decoder
+            });
+            _y.AsSpan().Clear();
+            for (int h = 0; h < _nh; h++) TP.Add<T>(_y, _partial.AsSpan(h * _d, _d), _y); // y = ln(xy·decoder)  [D]
             LayerNorm(_y, 1);
             TP.Add<T>(_x, _y, _x);                                            // x = ln(x + y)
             LayerNorm(_x, 1);
@@ -106,19 +117,17 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
     /// <summary>The rope table of one position, float32 phases as the reference.</summary>
     private RopeTable RopeAt(int t)
     {
-        const float twoPi = (float)(2 * Math.PI);
         for (int j = 0; j < _n; j++)
         {
-            float phase = t * _model.Freqs[j];
-            float angle = (phase - MathF.Floor(phase)) * twoPi;
+            float angle = Rope.Angle(t, _model.Freqs[j]);
             _cos[j] = TorchTrig.Cos(angle);
             _sin[j] = TorchTrig.Sin(angle);
         }
         return new RopeTable(_cos, _sin, 1, _n);
     }
 
-    private void LayerNorm(Span<T> rows, int count) =>
-        Tensors.Kernels.LayerNorm.Forward<T>(rows, rows, _rstd.AsSpan(0, count), rows.Length / count, _eps);
+    private void LayerNorm(Span<T> row, int count) =>
+        Tensors.Kernels.LayerNorm.Forward<T>(row, row, _rstd.AsSpan(0, count), row.Length / count, _eps);
 
     /// <summary>y = x·W for W [len(x), len(y)]: one axpy per non-zero x[k] (x is often sparse).</summary>
     private static void RowTimesMatrix(ReadOnlySpan<T> x, ReadOnlySpan<T> w, Span<T> y)
@@ -126,12 +135,5 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
         y.Clear();
         for (int k = 0; k < x.Length; k++)
             if (x[k] != T.Zero) TP.MultiplyAdd(w.Slice(k * y.Length, y.Length), x[k], y, y);
-    }
-
-    /// <summary>y[h] = x·W[h] for W [nh, D, N].</summary>
-    private void RowTimesHeads(ReadOnlySpan<T> x, ReadOnlySpan<T> w, Span<T> y)
-    {
-        for (int h = 0; h < _nh; h++)
-            RowTimesMatrix(x, w.Slice(h * _d * _n, _d * _n), y.Slice(h * _n, _n));
     }
 }

@@ -18,18 +18,23 @@ public static class Rope
         return f;
     }
 
+    /// <summary>The rotation angle of position t at frequency f: ((t·f) mod 1)·2π, every step in float32 as the reference.</summary>
+    public static float Angle(int t, float f)
+    {
+        float phase = t * f;
+        return (phase - MathF.Floor(phase)) * (float)(2 * Math.PI);
+    }
+
     /// <summary>cos and sin of the phase of every position t &lt; length and neuron j: two float32 tables [length, n].</summary>
     public static RopeTable Table(ReadOnlySpan<float> freqs, int length)
     {
         int n = freqs.Length;
         var cos = new float[length * n];
         var sin = new float[length * n];
-        const float twoPi = (float)(2 * Math.PI);
         for (int t = 0; t < length; t++)
             for (int j = 0; j < n; j++)
             {
-                float phase = t * freqs[j];
-                float angle = (phase - MathF.Floor(phase)) * twoPi;
+                float angle = Angle(t, freqs[j]);
                 cos[t * n + j] = TorchTrig.Cos(angle);
                 sin[t * n + j] = TorchTrig.Sin(angle);
             }
