@@ -8,7 +8,7 @@ namespace Bdh.Benchmarks;
 /// <summary>
 /// `gen CHECKPOINT [max]`: time per generated token at several positions for each generation path, after
 /// a warm-up, so "cost per token is flat in the position" is a measurement, not a total divided by a count.
-/// Each figure is the rate over the 32 tokens (full: forward passes) ending at that position.
+/// Each figure is the rate over the 128 tokens (full: forward passes) ending at that position.
 /// Full mode re-runs the whole sequence and is timed only up to 512.
 /// </summary>
 public static class GenerationProfile
@@ -19,7 +19,7 @@ public static class GenerationProfile
         var c = model.Config;
         Console.WriteLine($"checkpoint {checkpoint}: {c.ToJson()}");
         int[] marks = [128, 512, 2048, 8192];
-        const int Window = 32; // each figure is the rate over the 32 tokens ending at the mark
+        const int Window = 128; // each figure is the rate over the 128 tokens ending at the mark
         foreach (var mode in Enum.GetValues<GenerationMode>())
         {
             int limit = mode == GenerationMode.Full ? Math.Min(max, 512) : max;
