@@ -39,7 +39,6 @@ public static class GenerationProfile
 
     private static void Time(BdhModel<float> model, GenerationMode mode, int tokens, Action<int, double> atPosition)
     {
-        var c = model.Config;
         if (mode == GenerationMode.Full)
         {
             // The reference's generate(): one full forward per token; time the forward at each marked length.
@@ -56,9 +55,7 @@ public static class GenerationProfile
             }
             return;
         }
-        IAttentionMemory<float> memory = mode == GenerationMode.Recurrent
-            ? new SynapticState<float>(c.NLayer, c.NHead, c.N, c.NEmbd) : new AttentionCache<float>(c.NLayer, c.NHead, c.N, c.NEmbd);
-        var stepper = new IncrementalBdh<float>(model, memory);
+        var stepper = IncrementalBdh<float>.Start(model, mode);
         for (int position = 0; position < tokens; position++)
         {
             var watch = Stopwatch.StartNew();

@@ -51,7 +51,7 @@ public static class SampleCommand
             {
                 // From a saved state: its pending token first, then the prompt.
                 var snapshot = load is null ? null : StateSnapshot.Load(load, model.Config);
-                var stepper = snapshot?.Resume(model) ?? new IncrementalBdh<float>(model, new SynapticState<float>(model.Config.NLayer, model.Config.NHead, model.Config.N, model.Config.NEmbd));
+                var stepper = snapshot?.Resume(model) ?? IncrementalBdh<float>.Start(model, GenerationMode.Recurrent);
                 int[] input = snapshot is null ? CommonOptions.Encode(text) : [snapshot.PendingToken, .. CommonOptions.Encode(text)];
                 var all = Sampler.Continue(stepper, input, count, options, Print);
                 if (save is not null) StateSnapshot.Capture(stepper, pendingToken: all[^1]).Save(save, model.Config);

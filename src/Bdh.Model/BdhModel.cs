@@ -102,6 +102,13 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         return (logits, targets is null ? null : Ops.CrossEntropy(logits, targets));
     }
 
+    /// <summary>The layer a per-layer trace name belongs to: 2 for "attn2.q" or "layer2.ys".</summary>
+    public static int TraceLayer(string name)
+    {
+        int digits = name.IndexOfAnyInRange('0', '9'), dot = name.IndexOf('.');
+        return int.Parse(name.AsSpan(digits, dot - digits), System.Globalization.CultureInfo.InvariantCulture);
+    }
+
     /// <summary>
     /// The RoPE table for positions [0, t). One table is kept, grown by doubling; a shorter one shares
     /// its rows (row t is the same whatever the length), so generation that asks for every length up

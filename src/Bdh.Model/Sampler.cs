@@ -20,12 +20,9 @@ public static class Sampler
         GenerationMode mode = GenerationMode.Recurrent)
     {
         if (prompt.Length == 0) throw new ArgumentException("the prompt must hold at least one token");
-        if (mode == GenerationMode.Full) return GenerateFull(model, prompt, count, options, onToken);
-        var c = model.Config;
-        IAttentionMemory<float> memory = mode == GenerationMode.Recurrent
-            ? new SynapticState<float>(c.NLayer, c.NHead, c.N, c.NEmbd)
-            : new AttentionCache<float>(c.NLayer, c.NHead, c.N, c.NEmbd);
-        return Continue(new IncrementalBdh<float>(model, memory), prompt, count, options, onToken);
+        return mode == GenerationMode.Full
+            ? GenerateFull(model, prompt, count, options, onToken)
+            : Continue(IncrementalBdh<float>.Start(model, mode), prompt, count, options, onToken);
     }
 
     /// <summary>Feeds <paramref name="input"/> to a stepper (from wherever it stands), then draws <paramref name="count"/> tokens.</summary>

@@ -65,10 +65,7 @@ public class InferenceTests
         var model = Checkpoint.Load(Path.Combine(Shared.Fixtures, "bdh-trained-cpu-tiny-500.safetensors"));
         var text = File.ReadAllBytes(Shared.Corpus)[..128].Select(b => (int)b).ToArray();
         var full = FullLogits(model, text);
-        var c = model.Config;
-        IAttentionMemory<float> memory = mode == GenerationMode.Recurrent
-            ? new SynapticState<float>(c.NLayer, c.NHead, c.N, c.NEmbd) : new AttentionCache<float>(c.NLayer, c.NHead, c.N, c.NEmbd);
-        var stepper = new IncrementalBdh<float>(model, memory);
+        var stepper = IncrementalBdh<float>.Start(model, mode);
         var stepped = text.SelectMany(token => stepper.Step(token).ToArray()).ToArray();
         Assert.True(RelativeError(stepped, full) <= 1e-5, $"{mode}: {RelativeError(stepped, full):e2}");
     }

@@ -31,6 +31,19 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
         _cos = new float[_n]; _sin = new float[_n];
     }
 
+    /// <summary>A stepper at position 0 with an empty memory of the mode's kind (the full mode has none: it re-runs the model).</summary>
+    public static IncrementalBdh<T> Start(BdhModel<T> model, GenerationMode mode)
+    {
+        var c = model.Config;
+        IAttentionMemory<T> memory = mode switch
+        {
+            GenerationMode.Recurrent => new SynapticState<T>(c.NLayer, c.NHead, c.N, c.NEmbd),
+            GenerationMode.Cached => new AttentionCache<T>(c.NLayer, c.NHead, c.N, c.NEmbd),
+            _ => throw new ArgumentException($"{mode} generation keeps no memory between tokens", nameof(mode)),
+        };
+        return new IncrementalBdh<T>(model, memory);
+    }
+
     /// <summary>
     /// Logits [V] for <paramref name="token"/> at <see cref="Position"/>; the memory then holds it too.
     /// Heads are independent until the decoder, so each head's work runs as its own task (one token
@@ -44,7 +57,7 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
         var rope = RopeAt(Position);
 
         _model.Embed.Value.Span.Slice(token * _d, _d).CopyTo(_x);
-        LayerNorm(_x, 1);                                                     // x = ln(embed[token])   [D]
+        LayerNorm(_x);                                                     // x = ln(embed[token])   [D]
         for (int layer = 0; layer < _model.Config.NLayer; layer++)
         {
             int l = layer;
@@ -64,9 +77,9 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
             });
             _y.AsSpan().Clear();
             for (int h = 0; h < _nh; h++) TP.Add<T>(_y, _partial.AsSpan(h * _d, _d), _y); // y = ln(xy·decoder)  [D]
-            LayerNorm(_y, 1);
+            LayerNorm(_y);
             TP.Add<T>(_x, _y, _x);                                            // x = ln(x + y)
-            LayerNorm(_x, 1);
+            LayerNorm(_x);
         }
         RowTimesMatrix(_x, _model.LmHead.Value.Span, _logits);                // logits = x·lm_head     [V]
         Position++;
@@ -75,9 +88,10 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
 
     /// <summary>
     /// Takes in a whole prompt with the parallel forward pass (at position 0), fills the memory from its
-    /// per-layer queries and inputs, and returns the last token's logits.
+    /// per-layer queries and inputs, and returns the last token's logits. <paramref name="trace"/> sees
+    /// that pass as <see cref="BdhModel{T}.Forward"/>'s trace (nothing when stepping from a later position).
     /// </summary>
-    public ReadOnlySpan<T> Prefill(int[] prompt)
+    public ReadOnlySpan<T> Prefill(int[] prompt, Action<string, Tensor<T>>? trace = null)
     {
         if (Position != 0)
         {
@@ -91,8 +105,9 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
         {
             var (logits, _) = _model.Forward(prompt, 1, t, trace: (name, value) =>
             {
+                trace?.Invoke(name, value);
                 if (!name.StartsWith("attn", StringComparison.Ordinal)) return;
-                int layer = int.Parse(name.AsSpan(4, name.IndexOf('.') - 4));
+                int layer = BdhModel<T>.TraceLayer(name);
                 if (name.EndsWith(".q", StringComparison.Ordinal))
                 {
                     queries[layer] = Tensor<T>.Empty(_nh, t, _n);
@@ -117,17 +132,12 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
     /// <summary>The rope table of one position, float32 phases as the reference.</summary>
     private RopeTable RopeAt(int t)
     {
-        for (int j = 0; j < _n; j++)
-        {
-            float angle = Rope.Angle(t, _model.Freqs[j]);
-            _cos[j] = TorchTrig.Cos(angle);
-            _sin[j] = TorchTrig.Sin(angle);
-        }
+        Rope.Row(_model.Freqs, t, _cos, _sin);
         return new RopeTable(_cos, _sin, 1, _n);
     }
 
-    private void LayerNorm(Span<T> row, int count) =>
-        Tensors.Kernels.LayerNorm.Forward<T>(row, row, _rstd.AsSpan(0, count), row.Length / count, _eps);
+    /// <summary>LayerNorm of one row in place.</summary>
+    private void LayerNorm(Span<T> row) => Tensors.Kernels.LayerNorm.Forward<T>(row, row, _rstd.AsSpan(0, 1), row.Length, _eps);
 
     /// <summary>y = x·W for W [len(x), len(y)]: one axpy per non-zero x[k] (x is often sparse).</summary>
     private static void RowTimesMatrix(ReadOnlySpan<T> x, ReadOnlySpan<T> w, Span<T> y)

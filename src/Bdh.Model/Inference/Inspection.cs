@@ -24,24 +24,21 @@ public sealed record InspectionReport(
         double[] dxs = new double[layers], dys = new double[layers], dxy = new double[layers];
         var xsMaps = new float[layers][];
         var neurons = new List<NeuronActivity>();
-        using (NoGrad.Scope())
+        // One parallel pass: its trace gives the activations, and the prefill fills ρ from it.
+        var stepper = IncrementalBdh<float>.Start(model, GenerationMode.Recurrent);
+        stepper.Prefill(prompt, (name, value) =>
         {
-            var (logits, _) = model.Forward(prompt, 1, t, trace: (name, value) =>
+            if (name.StartsWith("attn", StringComparison.Ordinal) && name.EndsWith(".q", StringComparison.Ordinal))
             {
-                int layer = LayerOf(name);
-                if (name.StartsWith("attn", StringComparison.Ordinal) && name.EndsWith(".q", StringComparison.Ordinal))
-                {
-                    dxs[layer] = Density(value.Span);
-                    xsMaps[layer] = TokensByNeurons(value.Span, nh, t, n);
-                    neurons.AddRange(Activity(layer, value.Span, nh, t, n));
-                }
-                else if (name.EndsWith(".ys", StringComparison.Ordinal)) dys[layer] = Density(value.Span);
-                else if (name.EndsWith(".xy", StringComparison.Ordinal)) dxy[layer] = Density(value.Span);
-            });
-            logits.ReleaseGraph();
-        }
-        var state = new SynapticState<float>(layers, nh, n, c.NEmbd);
-        new IncrementalBdh<float>(model, state).Prefill(prompt);
+                int layer = BdhModel<float>.TraceLayer(name);
+                dxs[layer] = Density(value.Span);
+                xsMaps[layer] = TokensByNeurons(value.Span, nh, t, n);
+                neurons.AddRange(Activity(layer, value.Span, nh, t, n));
+            }
+            else if (name.EndsWith(".ys", StringComparison.Ordinal)) dys[BdhModel<float>.TraceLayer(name)] = Density(value.Span);
+            else if (name.EndsWith(".xy", StringComparison.Ordinal)) dxy[BdhModel<float>.TraceLayer(name)] = Density(value.Span);
+        });
+        var state = (SynapticState<float>)stepper.Memory;
         var synapses = new List<Synapse>();
         for (int layer = 0; layer < layers; layer++)
             synapses.AddRange(state.Rho[layer].Select((w, i) => new Synapse(layer, i / (n * c.NEmbd), i / c.NEmbd % n, i % c.NEmbd, w))
@@ -49,12 +46,6 @@ public sealed record InspectionReport(
         return new InspectionReport(t, dxs, dys, dxy,
             neurons.OrderByDescending(a => a.Total).Take(top).ToArray(),
             synapses.OrderByDescending(s => Math.Abs(s.Weight)).Take(top).ToArray(), xsMaps, state);
-    }
-
-    private static int LayerOf(string name)
-    {
-        int start = name.StartsWith("attn", StringComparison.Ordinal) ? 4 : name.StartsWith("layer", StringComparison.Ordinal) ? 5 : -1;
-        return start < 0 ? 0 : int.Parse(name.AsSpan(start, name.IndexOf('.') - start));
     }
 
     private static double Density(ReadOnlySpan<float> v)

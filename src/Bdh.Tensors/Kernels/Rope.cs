@@ -31,14 +31,19 @@ public static class Rope
         int n = freqs.Length;
         var cos = new float[length * n];
         var sin = new float[length * n];
-        for (int t = 0; t < length; t++)
-            for (int j = 0; j < n; j++)
-            {
-                float angle = Angle(t, freqs[j]);
-                cos[t * n + j] = TorchTrig.Cos(angle);
-                sin[t * n + j] = TorchTrig.Sin(angle);
-            }
+        for (int t = 0; t < length; t++) Row(freqs, t, cos.AsSpan(t * n, n), sin.AsSpan(t * n, n));
         return new RopeTable(cos, sin, length, n);
+    }
+
+    /// <summary>cos and sin [N] of position t (one row of a table; generation computes them token by token).</summary>
+    public static void Row(ReadOnlySpan<float> freqs, int t, Span<float> cos, Span<float> sin)
+    {
+        for (int j = 0; j < freqs.Length; j++)
+        {
+            float angle = Angle(t, freqs[j]);
+            cos[j] = TorchTrig.Cos(angle);
+            sin[j] = TorchTrig.Sin(angle);
+        }
     }
 
     /// <summary>
