@@ -1,16 +1,18 @@
 using System.CommandLine;
 using System.Diagnostics;
+using Bdh.DirectML;
 using Bdh.Model;
 using Bdh.Model.Inference;
 
 namespace Bdh.Cli;
 
-/// <summary>bdh sample: the prompt and its continuation on stdout; the rate on stderr.</summary>
+/// <summary>bdh sample: the prompt and its continuation on stdout; the rate on stderr. Managed engine or ONNX Runtime.</summary>
 public static class SampleCommand
 {
     public static Command Create()
     {
         var checkpoint = CommonOptions.Checkpoint();
+        checkpoint.Required = false; // the ONNX backend reads an export folder instead
         var prompt = new Option<string?>("--prompt", "-p") { Description = "Text to continue (default \"ROMEO:\"; none after --load-state)" };
         var tokens = new Option<int>("--tokens", "-n") { Description = "Tokens (bytes) to generate", DefaultValueFactory = _ => 200 };
         var topK = new Option<int?>("--top-k") { Description = "Sample among the k most likely tokens (1 = greedy)" };
@@ -23,8 +25,16 @@ public static class SampleCommand
         };
         var saveState = new Option<string?>("--save-state") { Description = "Save the synaptic state after generating (recurrent mode)" };
         var loadState = new Option<string?>("--load-state") { Description = "Continue from a saved synaptic state instead of starting empty" };
+        var backend = new Option<Backend>("--backend") { Description = "managed: the C# engine; onnx: ONNX Runtime on an export-onnx folder", DefaultValueFactory = _ => Backend.Managed };
+        var onnx = new Option<string?>("--onnx") { Description = "Folder written by bdh export-onnx (with --backend onnx)" };
+        var device = new Option<OnnxDevice>("--device")
+        {
+            Description = "ONNX Runtime device: auto (DirectML if present, else the CPU), dml (DirectML required), cpu",
+            DefaultValueFactory = _ => OnnxDevice.Auto,
+        };
         var threads = CommonOptions.Threads();
-        var command = new Command("sample", "Generate text from a checkpoint.") { checkpoint, prompt, tokens, topK, temperature, seed, mode, saveState, loadState, threads };
+        var command = new Command("sample", "Generate text from a checkpoint or an ONNX export.")
+            { checkpoint, prompt, tokens, topK, temperature, seed, mode, saveState, loadState, backend, onnx, device, threads };
         command.SetAction(r =>
         {
             CommonOptions.ApplyThreads(r.GetValue(threads));
@@ -38,30 +48,51 @@ public static class SampleCommand
             if (save is not null && count == 0) throw new UserError("--save-state: generate at least one token");
             string text = r.GetValue(prompt) ?? (load is null ? "ROMEO:" : "");
             if (text.Length == 0 && load is null) throw new UserError("--prompt: must not be empty");
-            var model = CommonOptions.LoadModel(r.GetValue(checkpoint)!);
             var options = new SamplingOptions(r.GetValue(temperature), r.GetValue(topK), r.GetValue(seed));
+            bool onOnnx = r.GetValue(backend) == Backend.Onnx;
+            if (onOnnx)
+            {
+                if (r.GetValue(onnx) is null) throw new UserError("--backend onnx: needs --onnx DIR (a bdh export-onnx folder)");
+                if (r.GetValue(checkpoint) is not null) throw new UserError("--checkpoint: not used with --backend onnx (the export holds the weights)");
+                if (r.GetResult(mode) is { Implicit: false } || (load ?? save) is not null)
+                    throw new UserError("--mode/--save-state/--load-state: for the managed backend (onnx runs prefill, then the recurrent step)");
+            }
+            else
+            {
+                if (r.GetValue(checkpoint) is null) throw new UserError("--checkpoint: required (or --backend onnx --onnx DIR)");
+                if (r.GetValue(onnx) is not null) throw new UserError("--onnx: needs --backend onnx");
+            }
+            using var onnxModel = onOnnx ? OnnxBdh.Load(r.GetValue(onnx)!, r.GetValue(device), m => Console.Error.WriteLine($"bdh: {m}")) : null;
+            var model = onOnnx ? null : CommonOptions.LoadModel(r.GetValue(checkpoint)!);
+            onnxModel?.CheckLength(CommonOptions.Encode(text).Length, count); // before anything reaches stdout
 
             var stdout = Console.OpenStandardOutput();
             stdout.Write(System.Text.Encoding.UTF8.GetBytes(text));
             void Print(int t) { stdout.WriteByte((byte)t); stdout.Flush(); }
             var watch = Stopwatch.StartNew();
-            if (load is null && save is null)
-                Sampler.Generate(model, CommonOptions.Encode(text), count, options, Print, r.GetValue(mode));
-            else
-            {
-                // From a saved state: its pending token first, then the prompt.
-                var snapshot = load is null ? null : StateSnapshot.Load(load, model.Config);
-                var stepper = snapshot?.Resume(model) ?? IncrementalBdh<float>.Start(model, GenerationMode.Recurrent);
-                int[] input = snapshot is null ? CommonOptions.Encode(text) : [snapshot.PendingToken, .. CommonOptions.Encode(text)];
-                var all = Sampler.Continue(stepper, input, count, options, Print);
-                if (save is not null) StateSnapshot.Capture(stepper, pendingToken: all[^1]).Save(save, model.Config);
-            }
+            if (onnxModel is not null) onnxModel.Generate(CommonOptions.Encode(text), count, options, Print);
+            else if (load is null && save is null) Sampler.Generate(model!, CommonOptions.Encode(text), count, options, Print, r.GetValue(mode));
+            else ContinueState(model!, text, load, save, count, options, Print);
             stdout.WriteByte((byte)'\n');
             stdout.Flush();
             double seconds = watch.Elapsed.TotalSeconds;
-            Console.Error.WriteLine($"{count} tokens in {seconds:0.00} s, {count / Math.Max(seconds, 1e-9):0.0} tokens/s ({r.GetValue(mode).ToString().ToLowerInvariant()})");
+            string engine = onnxModel is null ? r.GetValue(mode).ToString().ToLowerInvariant() : $"onnx, {onnxModel.Provider}";
+            Console.Error.WriteLine($"{count} tokens in {seconds:0.00} s, {count / Math.Max(seconds, 1e-9):0.0} tokens/s ({engine})");
             return 0;
         });
         return command;
     }
+
+    /// <summary>Recurrent generation from a saved state (its pending token first, then the prompt), optionally saving the state after.</summary>
+    private static void ContinueState(BdhModel<float> model, string text, string? load, string? save, int count, SamplingOptions options, Action<int> print)
+    {
+        var snapshot = load is null ? null : StateSnapshot.Load(load, model.Config);
+        var stepper = snapshot?.Resume(model) ?? IncrementalBdh<float>.Start(model, GenerationMode.Recurrent);
+        int[] input = snapshot is null ? CommonOptions.Encode(text) : [snapshot.PendingToken, .. CommonOptions.Encode(text)];
+        var all = Sampler.Continue(stepper, input, count, options, print);
+        if (save is not null) StateSnapshot.Capture(stepper, pendingToken: all[^1]).Save(save, model.Config);
+    }
 }
+
+/// <summary>Which engine runs <c>bdh sample</c>.</summary>
+public enum Backend { Managed, Onnx }

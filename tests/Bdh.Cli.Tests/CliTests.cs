@@ -101,6 +101,10 @@ public class CliTests
     [InlineData("sample", "--checkpoint", "BAD", "--tokens", "5")]
     [InlineData("eval", "--checkpoint", "TRAINED", "--block", "0")]
     [InlineData("check-reference", "--fixture", "/no/such/fixture.safetensors")]
+    [InlineData("sample", "--backend", "onnx")]
+    [InlineData("sample", "--backend", "onnx", "--onnx", "/no/such/export")]
+    [InlineData("sample", "--checkpoint", "TRAINED", "--onnx", "/tmp")]
+    [InlineData("export-onnx", "--checkpoint", "TRAINED", "--out", "/tmp/bdh-never-written", "--max-positions", "0")]
     public void BadInputIsOneLineAndExitCode2(params string[] args)
     {
         using var dir = new TempDir();
@@ -112,6 +116,37 @@ public class CliTests
         Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.StartsWith("bdh: ", stderr);
         Assert.Equal("", stdout);
+    }
+
+    [Fact]
+    public void AnOnnxExportSamplesTheManagedGreedyTextAndIsNeverOverwritten()
+    {
+        using var dir = new TempDir();
+        var export = Run("export-onnx", "-c", Trained, "--out", dir.Path, "--max-positions", "128");
+        Assert.Equal(0, export.Code);
+        Assert.Contains("opset 17, IR 8", export.Out);
+
+        var (code, stdout, stderr) = Run("sample", "--backend", "onnx", "--onnx", dir.Path, "--device", "cpu", "--tokens", "60", "--top-k", "1");
+        Assert.Equal(0, code);
+        var managed = Run("sample", "-c", Trained, "--tokens", "60", "--top-k", "1");
+        Assert.Equal(managed.Out, stdout);
+        Assert.EndsWith("tokens/s (onnx, CPUExecutionProvider)", stderr.Trim());
+
+        var before = Directory.GetFiles(dir.Path).ToDictionary(f => f, File.ReadAllBytes);
+        var again = Run("export-onnx", "-c", Trained, "--out", dir.Path);
+        Assert.Equal(2, again.Code);
+        Assert.Contains("--force", again.Err);
+        foreach (var (file, bytes) in before) Assert.Equal(bytes, File.ReadAllBytes(file));
+
+        var tooLong = Run("sample", "--backend", "onnx", "--onnx", dir.Path, "--tokens", "200");
+        Assert.Equal((2, ""), (tooLong.Code, tooLong.Out));
+        Assert.Contains("--max-positions", tooLong.Err);
+        if (!OperatingSystem.IsWindows())
+        {
+            var dml = Run("sample", "--backend", "onnx", "--onnx", dir.Path, "--device", "dml");
+            Assert.Equal((2, ""), (dml.Code, dml.Out));
+            Assert.StartsWith("bdh: --device dml:", dml.Err);
+        }
     }
 
     [Fact]

@@ -1,0 +1,189 @@
+using System.Globalization;
+using Bdh.Model;
+using Bdh.Tensors;
+using Microsoft.ML.OnnxRuntime;
+
+namespace Bdh.DirectML;
+
+/// <summary>Where ONNX Runtime runs the graphs: DirectML when the build and the machine have it, or the CPU.</summary>
+public enum OnnxDevice { Auto, Dml, Cpu }
+
+/// <summary>A user-facing failure of the ONNX backend: a bad export folder, or a device that cannot be had.</summary>
+public sealed class OnnxBdhException(string message) : Exception(message);
+
+/// <summary>
+/// BDH generation from an <see cref="OnnxExport"/> folder through ONNX Runtime. The prompt goes through
+/// prefill.onnx in one run; every further token through step.onnx, the synaptic state ρ staying in
+/// OrtValues bound on the device between steps (on a GPU it never travels back to the host). Only the
+/// logits come back, into one host buffer, and are drawn from exactly as the managed engine does.
+/// </summary>
+public sealed class OnnxBdh : IDisposable
+{
+    public BdhConfig Config { get; }
+    public int MaxPositions { get; }
+    /// <summary>The execution provider running the graphs (DmlExecutionProvider or CPUExecutionProvider).</summary>
+    public string Provider { get; }
+
+    private readonly InferenceSession _prefill, _step;
+    private readonly OrtMemoryInfo _stateMemory;
+
+    private OnnxBdh(InferenceSession prefill, InferenceSession step, string provider, OrtMemoryInfo stateMemory)
+    {
+        _prefill = prefill;
+        _step = step;
+        Provider = provider;
+        _stateMemory = stateMemory;
+        var metadata = prefill.ModelMetadata.CustomMetadataMap;
+        if (!metadata.TryGetValue(OnnxExport.ConfigKey, out var json) || !metadata.TryGetValue(OnnxExport.MaxPositionsKey, out var max)
+            || !int.TryParse(max, CultureInfo.InvariantCulture, out int maxPositions))
+            throw new OnnxBdhException("prefill.onnx: not a bdh export-onnx model (no bdh.config / bdh.max_positions metadata)");
+        Config = BdhConfig.FromJson(json);
+        MaxPositions = maxPositions;
+    }
+
+    /// <summary>
+    /// Opens prefill.onnx and step.onnx in <paramref name="dir"/>. <c>Auto</c> tries DirectML and falls
+    /// back to the CPU with a one-line <paramref name="notice"/>; <c>Dml</c> requires it (an
+    /// <see cref="OnnxBdhException"/> when it cannot be had); <c>Cpu</c> never uses it.
+    /// </summary>
+    public static OnnxBdh Load(string dir, OnnxDevice device = OnnxDevice.Auto, Action<string>? notice = null)
+    {
+        string prefill = Path.Combine(dir, OnnxExport.PrefillFile), step = Path.Combine(dir, OnnxExport.StepFile);
+        foreach (var file in new[] { prefill, step })
+            if (!File.Exists(file)) throw new OnnxBdhException($"--onnx: no {Path.GetFileName(file)} in '{dir}' (write one with bdh export-onnx)");
+
+        if (device != OnnxDevice.Cpu)
+        {
+            string? why = null;
+            if (!ExecutionProviders.HasDirectML) why = "this build has no DirectML (Windows builds only)";
+            else
+            {
+                try
+                {
+                    // DirectML asks for memory patterns off and sequential execution (its documented requirements).
+                    return Open(prefill, step, ExecutionProviders.DirectML,
+                        new OrtMemoryInfo("DML", OrtAllocatorType.DeviceAllocator, 0, OrtMemType.Default),
+                        o => { o.EnableMemoryPattern = false; o.ExecutionMode = ExecutionMode.ORT_SEQUENTIAL; o.AppendExecutionProvider_DML(0); });
+                }
+                catch (OnnxRuntimeException e) { why = $"DirectML failed to start: {e.Message.Split('\n')[0]}"; }
+            }
+            if (device == OnnxDevice.Dml) throw new OnnxBdhException($"--device dml: {why}");
+            notice?.Invoke($"DirectML unavailable: {why}; running on the CPU provider");
+        }
+        return Open(prefill, step, ExecutionProviders.Cpu, OrtMemoryInfo.DefaultInstance, _ => { });
+    }
+
+    private static OnnxBdh Open(string prefill, string step, string provider, OrtMemoryInfo stateMemory, Action<SessionOptions> configure)
+    {
+        InferenceSession Session(string path)
+        {
+            using var options = new SessionOptions();
+            configure(options);
+            try { return new InferenceSession(path, options); }
+            catch (OnnxRuntimeException e) when (provider == ExecutionProviders.Cpu)
+            {
+                throw new OnnxBdhException($"{Path.GetFileName(path)}: ONNX Runtime rejects it: {e.Message.Split('\n')[0]}");
+            }
+        }
+        var prefillSession = Session(prefill);
+        try { return new OnnxBdh(prefillSession, Session(step), provider, stateMemory); }
+        catch { prefillSession.Dispose(); throw; }
+    }
+
+    /// <summary>The prefill graph's logits [T, V] for <paramref name="tokens"/> (row-major), as BdhModel.Forward gives them.</summary>
+    public float[] Logits(int[] tokens)
+    {
+        CheckLength(tokens.Length, 1);
+        using var state = RunPrefill(tokens, out float[] logits);
+        return logits;
+    }
+
+    /// <summary>
+    /// Appends <paramref name="count"/> tokens to <paramref name="prompt"/> with the managed sampler's
+    /// draw and seed, so greedy and seeded text equal the managed engine's. <paramref name="onLogits"/>
+    /// sees the logits [V] each token is drawn from.
+    /// </summary>
+    public int[] Generate(int[] prompt, int count, SamplingOptions options, Action<int>? onToken = null, Action<float[]>? onLogits = null)
+    {
+        if (prompt.Length == 0) throw new ArgumentException("the prompt must hold at least one token");
+        CheckLength(prompt.Length, count);
+        var rng = new Rng(options.Seed);
+        var tokens = new List<int>(prompt);
+        int vocab = Config.VocabSize;
+
+        var state = RunPrefill(prompt, out float[] prefillLogits);
+        var logits = prefillLogits.AsSpan((prompt.Length - 1) * vocab, vocab).ToArray();
+        long[] token = [0], position = [0];
+        using var tokenValue = OrtValue.CreateTensorValueFromMemory(token, [1, 1]);
+        using var positionValue = OrtValue.CreateTensorValueFromMemory(position, [1]);
+        using var logitsValue = OrtValue.CreateTensorValueFromMemory(logits, [1, 1, vocab]);
+        using var binding = _step.CreateIoBinding();
+        using var run = new RunOptions();
+        try
+        {
+            for (int i = 0; i < count; i++)
+            {
+                onLogits?.Invoke(logits);
+                int next = Sampler.Draw(logits, options, rng);
+                tokens.Add(next);
+                onToken?.Invoke(next);
+                if (i + 1 == count) break;
+
+                // Step: the drawn token at its position reads ρ_{t−1} and writes ρ_t; logits land in the host buffer.
+                token[0] = next;
+                position[0] = tokens.Count - 1;
+                binding.ClearBoundInputs();
+                binding.ClearBoundOutputs();
+                binding.BindInput("token", tokenValue);
+                binding.BindInput("position", positionValue);
+                for (int layer = 0; layer < Config.NLayer; layer++) binding.BindInput($"rho{layer}", state[layer]);
+                binding.BindOutput("logits", logitsValue);
+                for (int layer = 0; layer < Config.NLayer; layer++) binding.BindOutputToDevice($"rho{layer}.next", _stateMemory);
+                _step.RunWithBinding(run, binding);
+                var outputs = binding.GetOutputValues();
+                state.Dispose();
+                state = new StateValues(outputs, skip: 1);
+            }
+        }
+        finally { state.Dispose(); }
+        return tokens.ToArray();
+    }
+
+    /// <summary>Runs prefill.onnx; returns ρ per layer on the state device and the logits [T, V] on the host.</summary>
+    private StateValues RunPrefill(int[] tokens, out float[] logits)
+    {
+        logits = new float[tokens.Length * Config.VocabSize];
+        using var tokenValue = OrtValue.CreateTensorValueFromMemory(tokens.Select(t => (long)t).ToArray(), [1, tokens.Length]);
+        using var logitsValue = OrtValue.CreateTensorValueFromMemory(logits, [1, tokens.Length, Config.VocabSize]);
+        using var binding = _prefill.CreateIoBinding();
+        using var run = new RunOptions();
+        binding.BindInput("tokens", tokenValue);
+        binding.BindOutput("logits", logitsValue);
+        for (int layer = 0; layer < Config.NLayer; layer++) binding.BindOutputToDevice($"rho{layer}", _stateMemory);
+        _prefill.RunWithBinding(run, binding);
+        return new StateValues(binding.GetOutputValues(), skip: 1);
+    }
+
+    /// <summary>Throws unless a prompt and <paramref name="count"/> drawn tokens fit the export's RoPE tables (the last draw needs no step).</summary>
+    public void CheckLength(int promptTokens, int count)
+    {
+        int positions = promptTokens + Math.Max(count - 1, 0);
+        if (positions > MaxPositions)
+            throw new ArgumentException($"{positions} positions: this export holds RoPE tables for {MaxPositions} (export again with a larger --max-positions)");
+    }
+
+    /// <summary>The synaptic state ρ per layer: the outputs of a run after the logits, owned until disposed.</summary>
+    private sealed class StateValues(IDisposableReadOnlyCollection<OrtValue> outputs, int skip) : IDisposable
+    {
+        public OrtValue this[int layer] => outputs[skip + layer];
+
+        public void Dispose() => outputs.Dispose();
+    }
+
+    public void Dispose()
+    {
+        _prefill.Dispose();
+        _step.Dispose();
+        if (_stateMemory != OrtMemoryInfo.DefaultInstance) _stateMemory.Dispose();
+    }
+}
