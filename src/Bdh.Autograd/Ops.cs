@@ -38,6 +38,16 @@ public static class Ops
             if (b.RequiresGrad) BroadcastOps.SumInto(y.Grad!, Var<T>.GradFor(b));
         });
 
+    /// <summary>x summed over the dimensions where <paramref name="shape"/> has 1 (x must broadcast from it); dx = dy broadcast back.</summary>
+    public static Var<T> SumTo<T>(Var<T> x, params int[] shape) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (!Broadcast.Shape(shape, x.Shape).AsSpan().SequenceEqual(x.Shape))
+            throw new ArgumentException($"cannot sum {Tensor<T>.Format(x.Shape)} to {Tensor<T>.Format(shape)}");
+        var y = Tensor<T>.Zeros(shape);
+        BroadcastOps.SumInto(x.Value, y);
+        return Var<T>.FromOp(y, "sum_to", [x], o => BroadcastOps.BroadcastInto(o.Grad!, Var<T>.GradFor(x)));
+    }
+
     /// <summary>a ⊙ b with broadcasting: da = Σ dy ⊙ b, db = Σ dy ⊙ a.</summary>
     public static Var<T> Mul<T>(Var<T> a, Var<T> b) where T : unmanaged, IFloatingPointIeee754<T> =>
         Var<T>.FromOp(BroadcastOps.Multiply(a.Value, b.Value), "mul", [a, b], y =>
@@ -48,6 +58,13 @@ public static class Ops
 
     private static void SumProductInto<T>(Tensor<T> dy, Tensor<T> other, Tensor<T> grad) where T : unmanaged, IFloatingPointIeee754<T>
     {
+        if (dy.Shape.AsSpan().SequenceEqual(other.Shape) && dy.Shape.AsSpan().SequenceEqual(grad.Shape))
+        {
+            // xs ⊙ ys: no broadcast, so one fused pass per slice
+            Parallelism.ForSlices(grad.Length, 1, (s, n) =>
+                TP.MultiplyAdd<T>(dy.Span.Slice(s, n), other.Span.Slice(s, n), grad.Span.Slice(s, n), grad.Span.Slice(s, n)));
+            return;
+        }
         using var product = BroadcastOps.Multiply(dy, other);
         BroadcastOps.SumInto(product, grad);
     }
@@ -55,8 +72,12 @@ public static class Ops
     public static Var<T> Relu<T>(Var<T> x) where T : unmanaged, IFloatingPointIeee754<T>
     {
         var y = Tensor<T>.Empty(x.Shape);
-        Elementwise.Relu<T>(x.Value.Span, y.Span);
-        return Var<T>.FromOp(y, "relu", [x], o => Elementwise.ReluBackward<T>(o.Value.Span, o.Grad!.Span, Var<T>.GradFor(x).Span));
+        Parallelism.ForSlices(y.Length, 1, (s, n) => Elementwise.Relu<T>(x.Value.Span.Slice(s, n), y.Span.Slice(s, n)));
+        return Var<T>.FromOp(y, "relu", [x], o =>
+        {
+            var dx = Var<T>.GradFor(x);
+            Parallelism.ForSlices(dx.Length, 1, (s, n) => Elementwise.ReluBackward<T>(o.Value.Span.Slice(s, n), o.Grad!.Span.Slice(s, n), dx.Span.Slice(s, n)));
+        });
     }
 
     /// <summary>LayerNorm over the last dimension, no affine parameters.</summary>
@@ -65,9 +86,14 @@ public static class Ops
         int d = x.Shape[^1];
         var y = Tensor<T>.Empty(x.Shape);
         var rstd = Tensor<T>.Empty(x.Value.Length / d);
-        Tensors.Kernels.LayerNorm.Forward<T>(x.Value.Span, y.Span, rstd.Span, d, T.CreateTruncating(eps));
-        return Var<T>.FromOp(y, "layernorm", [x],
-            o => Tensors.Kernels.LayerNorm.Backward<T>(o.Grad!.Span, o.Value.Span, rstd.Span, Var<T>.GradFor(x).Span, d), rstd);
+        Parallelism.ForSlices(y.Length, d, (s, n) =>
+            Tensors.Kernels.LayerNorm.Forward<T>(x.Value.Span.Slice(s, n), y.Span.Slice(s, n), rstd.Span.Slice(s / d, n / d), d, T.CreateTruncating(eps)));
+        return Var<T>.FromOp(y, "layernorm", [x], o =>
+        {
+            var dx = Var<T>.GradFor(x);
+            Parallelism.ForSlices(dx.Length, d, (s, n) =>
+                Tensors.Kernels.LayerNorm.Backward<T>(o.Grad!.Span.Slice(s, n), o.Value.Span.Slice(s, n), rstd.Span.Slice(s / d, n / d), dx.Span.Slice(s, n), d));
+        }, rstd);
     }
 
     /// <summary>Rotary embedding of x [..., table.Length, table.N] (see <see cref="Tensors.Kernels.Rope"/>).</summary>
@@ -76,16 +102,21 @@ public static class Ops
         if (x.Shape[^1] != table.N || x.Shape[^2] != table.Length)
             throw new ArgumentException($"rope table is [{table.Length}, {table.N}], input {Tensor<T>.Format(x.Shape)}");
         var y = Tensor<T>.Empty(x.Shape);
-        Tensors.Kernels.Rope.Forward<T>(x.Value.Span, y.Span, table);
-        return Var<T>.FromOp(y, "rope", [x], o => Tensors.Kernels.Rope.Backward<T>(o.Grad!.Span, Var<T>.GradFor(x).Span, table));
+        int n = table.N;
+        Parallelism.ForSlices(y.Length, n, (s, len) => Tensors.Kernels.Rope.Forward<T>(x.Value.Span.Slice(s, len), y.Span.Slice(s, len), table, s / n));
+        return Var<T>.FromOp(y, "rope", [x], o =>
+        {
+            var dx = Var<T>.GradFor(x);
+            Parallelism.ForSlices(dx.Length, n, (s, len) => Tensors.Kernels.Rope.Backward<T>(o.Grad!.Span.Slice(s, len), dx.Span.Slice(s, len), table, s / n));
+        });
     }
 
-    /// <summary>tril(q qᵀ, −1)·v per batch and head: q [B,H,T,N], v [B,1|H,T,D] → [B,H,T,D].</summary>
+    /// <summary>tril(q qᵀ, −1)·v per head and sequence: q [H,B,T,N], v [1|H,B,T,D] → [H,B,T,D].</summary>
     public static Var<T> CausalLinearAttention<T>(Var<T> q, Var<T> v) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int b = q.Shape[0], h = q.Shape[1], t = q.Shape[2];
-        var scores = Tensor<T>.Empty(b, h, t, t);
-        var y = Tensor<T>.Empty(b, h, t, v.Shape[^1]);
+        int h = q.Shape[0], b = q.Shape[1], t = q.Shape[2];
+        var scores = Tensor<T>.Empty(h, b, t, t);
+        var y = Tensor<T>.Empty(h, b, t, v.Shape[^1]);
         Tensors.Kernels.CausalLinearAttention.Forward(q.Value, v.Value, scores, y);
         return Var<T>.FromOp(y, "attention", [q, v], o =>
         {
@@ -127,14 +158,19 @@ public static class Ops
     public static Var<T> Dropout<T>(Var<T> x, double p, Rng? rng) where T : unmanaged, IFloatingPointIeee754<T>
     {
         if (p == 0 || rng is null) return x;
+        ulong seed = rng.NextUInt64(); // one draw per call: the mask itself is a hash of (seed, index)
         var mask = Tensor<T>.Empty(x.Shape);
-        Elementwise.DropoutMask<T>(rng, p, mask.Span);
         var y = Tensor<T>.Empty(x.Shape);
-        TP.Multiply<T>(x.Value.Span, mask.Span, y.Span);
+        Parallelism.ForSlices(y.Length, 1, (s, n) =>
+        {
+            Elementwise.DropoutMask<T>(seed, p, mask.Span.Slice(s, n), s);
+            TP.Multiply<T>(x.Value.Span.Slice(s, n), mask.Span.Slice(s, n), y.Span.Slice(s, n));
+        });
         return Var<T>.FromOp(y, "dropout", [x], o =>
         {
-            var dx = Var<T>.GradFor(x).Span;
-            TP.MultiplyAdd<T>(o.Grad!.Span, mask.Span, dx, dx);
+            var dx = Var<T>.GradFor(x);
+            Parallelism.ForSlices(dx.Length, 1, (s, n) =>
+                TP.MultiplyAdd<T>(o.Grad!.Span.Slice(s, n), mask.Span.Slice(s, n), dx.Span.Slice(s, n), dx.Span.Slice(s, n)));
         }, mask);
     }
 

@@ -1,3 +1,5 @@
+using System.Diagnostics;
+
 namespace Bdh.Autograd;
 
 /// <summary>
@@ -42,6 +44,7 @@ public sealed class Var<T> where T : unmanaged, IFloatingPointIeee754<T>
     /// </summary>
     internal static Var<T> FromOp(Tensor<T> value, string op, Var<T>[] inputs, Action<Var<T>> backward, params IDisposable[] saved)
     {
+        if (OpProfile.Enabled && !NoGrad.IsActive) OpProfile.RecordForward(op, value.Shape); // training graphs only
         bool requires = !NoGrad.IsActive && inputs.Any(i => i.RequiresGrad);
         var node = new Var<T>(value, op, requires, inputs, saved);
         if (requires) node._backward = () => backward(node);
@@ -62,7 +65,9 @@ public sealed class Var<T> where T : unmanaged, IFloatingPointIeee754<T>
         {
             var node = order[i];
             if (node.Grad is null) continue;
+            long start = Stopwatch.GetTimestamp();
             node._backward?.Invoke();
+            if (OpProfile.Enabled && node._backward is not null) OpProfile.RecordBackward(node.Op, node.Shape, start);
             // As in PyTorch, an intermediate's gradient is dropped once sent on: nothing reads it again,
             // and keeping every one until the end would double the peak memory of a training step.
             if (node._inputs.Length > 0)

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using Bdh.Autograd;
 using Bdh.Model;
 using Spectre.Console;
 
@@ -41,10 +42,11 @@ public static class TrainCommand
         var checkpointEvery = new Option<int?>("--checkpoint-every") { Description = "Checkpoint every N steps (default 500, and at the end)" };
         var outDir = new Option<string?>("--out") { Description = "Output folder (default: runs/<preset>-<time>)" };
         var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its latest checkpoint, bit-identically" };
+        var profile = new Option<bool>("--profile") { Description = "Print the time per op (forward and backward) per step at the end; the first step (JIT warm-up) is left out" };
         var command = new Command("train", "Train BDH on a text file (bytes as tokens).")
         {
             data, preset, layers, embd, heads, mult, dropout, batch, block, steps, lr, weightDecay, gradAccum, seed, threads,
-            evalEvery, checkpointEvery, outDir, resume,
+            evalEvery, checkpointEvery, outDir, resume, profile,
         };
         command.SetAction(r =>
         {
@@ -74,12 +76,12 @@ public static class TrainCommand
             options.Validate();
             CommonOptions.ApplyThreads(r.GetValue(threads));
             string dir = r.GetValue(outDir) ?? Path.Combine("runs", $"{presetName}-{DateTime.Now:yyyyMMdd-HHmmss}");
-            return Train(config, options, DataSource.Load(r.GetValue(data)), dir, r.GetValue(resume));
+            return Train(config, options, DataSource.Load(r.GetValue(data)), dir, r.GetValue(resume), r.GetValue(profile));
         });
         return command;
     }
 
-    private static int Train(BdhConfig config, TrainOptions options, byte[] bytes, string dir, bool resume)
+    private static int Train(BdhConfig config, TrainOptions options, byte[] bytes, string dir, bool resume, bool profile)
     {
         var data = new TextData(bytes);
         if (data.Train.Length <= options.Block + 1 || data.Val.Length <= options.Block + 1)
@@ -105,6 +107,7 @@ public static class TrainCommand
             foreach (var p in curve) csv.WriteLine(CsvLine(p.Step, p.Train, p.Val, double.NaN));
             void Record(StepReport s)
             {
+                OpProfile.Enabled = profile; // from the second step of this run on
                 stepSeconds.Add(s.Seconds);
                 curve.Add((s.Step, s.Loss, s.ValLoss));
                 csv.WriteLine(CsvLine(s.Step, s.Loss, s.ValLoss, s.Seconds));
@@ -129,6 +132,7 @@ public static class TrainCommand
         double median = stepSeconds.Count == 0 ? double.NaN : stepSeconds.Order().ElementAt(stepSeconds.Count / 2);
         Console.WriteLine($"done: {trainer.Step} steps, median step {median * 1000:0.0} ms, {options.Batch * options.Block / median:0} tokens/s, " +
             $"train loss {lastTrain:0.0000} (mean of last 50 steps), val loss {(lastVal is double v ? v.ToString("0.0000") : "n/a")}");
+        if (profile && stepSeconds.Count > 1) Console.WriteLine(OpProfile.Report(stepSeconds.Count - 1));
         return 0;
     }
 

@@ -65,8 +65,10 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
     /// <summary>
     /// Logits [B, T, V] for tokens idx [B, T] (row-major), and the mean cross-entropy when targets are
     /// given. Dropout is active only with a <paramref name="dropoutRng"/> (training). <paramref name="trace"/>
-    /// sees every attention input/output and LayerNorm call, named as the fixtures' trace, and each
-    /// layer's ys and xs⊙ys (layer{i}.ys, layer{i}.xy).
+    /// sees every attention input/output and LayerNorm call, named and laid out as the fixtures' trace,
+    /// and each layer's ys and xs⊙ys (layer{i}.ys, layer{i}.xy).
+    /// Heads lead the activations ([nh, B, T, ·], not the reference's [B, nh, T, ·]): each head's
+    /// product then covers all B·T tokens at once, and the decoder needs no transposed copy.
     /// </summary>
     public (Var<T> Logits, Var<T>? Loss) Forward(int[] idx, int b, int t, int[]? targets = null,
         Rng? dropoutRng = null, Action<string, Tensor<T>>? trace = null)
@@ -76,30 +78,47 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         Var<T> Ln(Var<T> v)
         {
             var y = Ops.LayerNorm(v, 1e-5);
-            trace?.Invoke($"ln{lnCall}.in", v.Value);
-            trace?.Invoke($"ln{lnCall++}.out", y.Value);
+            Trace(trace, $"ln{lnCall}.in", v.Value);
+            Trace(trace, $"ln{lnCall++}.out", y.Value);
             return y;
         }
         RopeTable rope = RopeTableFor(t);
+        var encoder = Ops.Reshape(Encoder, nh, 1, d, n);                       // [nh, 1, D, N]  one matrix per head, shared by the batch
+        var encoderV = Ops.Reshape(EncoderV, nh, 1, d, n);                     // [nh, 1, D, N]
+        var decoder = Ops.Reshape(Decoder, nh, 1, n, d);                       // [nh, 1, N, D]  head h's rows of the decoder
 
-        var x = Ln(Ops.Embedding(Embed, idx, b, 1, t));                       // [B, 1, T, D]
+        var x = Ln(Ops.Embedding(Embed, idx, 1, b, t));                        // [1, B, T, D]
         for (int layer = 0; layer < Config.NLayer; layer++)
         {
-            var xs = Ops.Relu(Ops.MatMul(x, Encoder));                          // [B, nh, T, N]  sparse, positive
-            var a = Ops.CausalLinearAttention(Ops.Rope(xs, rope), x);           // [B, nh, T, D]  tril(QQᵀ, −1)·x, Q = rope(xs)
-            trace?.Invoke($"attn{layer}.q", xs.Value);
-            trace?.Invoke($"attn{layer}.v", x.Value);
-            trace?.Invoke($"attn{layer}.out", a.Value);
-            var ys = Ops.Relu(Ops.MatMul(Ln(a), EncoderV));                     // [B, nh, T, N]
-            var xy = Ops.Dropout(xs * ys, Config.Dropout, dropoutRng);          // [B, nh, T, N]
-            trace?.Invoke($"layer{layer}.ys", ys.Value);
-            trace?.Invoke($"layer{layer}.xy", xy.Value);
-            var heads = Ops.Reshape(Ops.Transpose(xy, 1, 2), b, 1, t, nh * n);  // [B, 1, T, nh·N] heads concatenated
-            var y = Ln(Ops.MatMul(heads, Decoder));                             // [B, 1, T, D]
-            x = Ln(x + y);                                                      // [B, 1, T, D]
+            var xs = Ops.Relu(Ops.MatMul(x, encoder));                          // [nh, B, T, N]  sparse, positive
+            var a = Ops.CausalLinearAttention(Ops.Rope(xs, rope), x);           // [nh, B, T, D]  tril(QQᵀ, −1)·x, Q = rope(xs)
+            Trace(trace, $"attn{layer}.q", xs.Value);
+            Trace(trace, $"attn{layer}.v", x.Value);
+            Trace(trace, $"attn{layer}.out", a.Value);
+            var ys = Ops.Relu(Ops.MatMul(Ln(a), encoderV));                     // [nh, B, T, N]
+            var xy = Ops.Dropout(xs * ys, Config.Dropout, dropoutRng);          // [nh, B, T, N]
+            Trace(trace, $"layer{layer}.ys", ys.Value);
+            Trace(trace, $"layer{layer}.xy", xy.Value);
+            var y = Ln(Ops.SumTo(Ops.MatMul(xy, decoder), 1, b, t, d));         // [1, B, T, D]  heads concatenated·decoder = Σ_h xy_h·decoder_h
+            x = Ln(x + y);                                                      // [1, B, T, D]
         }
         var logits = Ops.MatMul(Ops.Reshape(x, b, t, d), LmHead);               // [B, T, V]
         return (logits, targets is null ? null : Ops.CrossEntropy(logits, targets));
+    }
+
+    /// <summary>Hands a [heads, B, T, ·] activation to the trace as the reference lays it out: [B, heads, T, ·].</summary>
+    private static void Trace(Action<string, Tensor<T>>? trace, string name, Tensor<T> value)
+    {
+        if (trace is null) return;
+        int[] s = value.Shape;
+        if (s[0] == 1 || s[1] == 1)
+        {
+            trace(name, value.Reshape(s[1], s[0], s[2], s[3])); // the same order in memory
+            return;
+        }
+        using var swapped = Tensor<T>.Empty(s[1], s[0], s[2], s[3]);
+        BroadcastOps.SwapAxes(value, 0, 1, swapped, accumulate: false);
+        trace(name, swapped);
     }
 
     /// <summary>The layer a per-layer trace name belongs to: 2 for "attn2.q" or "layer2.ys".</summary>

@@ -84,6 +84,7 @@ public sealed class Trainer
         for (int i = 0; i < _options.GradAccum; i++)
         {
             var (inputs, targets) = TextData.RandomBatch(_data.Train, micro, _options.Block, _batchRng);
+            OpProfile.Start();
             var (_, l) = _model.Forward(inputs, micro, _options.Block, targets, _dropoutRng);
             l!.Backward();
             loss += l.Value.Span[0];
@@ -93,7 +94,9 @@ public sealed class Trainer
             foreach (var (_, p) in _model.Parameters) TP.Multiply(p.Grad!.Span, 1f / _options.GradAccum, p.Grad.Span);
         if (_options.ClipNorm > 0) _optimizer.ClipGradNorm(_options.ClipNorm);
         _optimizer.LearningRate = _options.LearningRateAt(_optimizer.Step + 1);
+        long update = Stopwatch.GetTimestamp();
         _optimizer.Update();
+        if (OpProfile.Enabled) OpProfile.Record("adamw update", update);
         _optimizer.ZeroGrad();
         return loss / _options.GradAccum;
     }

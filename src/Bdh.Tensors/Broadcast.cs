@@ -65,7 +65,11 @@ public static class BroadcastOps
         var y = Tensor<T>.Empty(shape);
         if (a.Shape.AsSpan().SequenceEqual(b.Shape))
         {
-            if (multiply) TP.Multiply<T>(a.Span, b.Span, y.Span); else TP.Add<T>(a.Span, b.Span, y.Span);
+            Parallelism.ForSlices(y.Length, 1, (s, n) =>
+            {
+                if (multiply) TP.Multiply<T>(a.Span.Slice(s, n), b.Span.Slice(s, n), y.Span.Slice(s, n));
+                else TP.Add<T>(a.Span.Slice(s, n), b.Span.Slice(s, n), y.Span.Slice(s, n));
+            });
             return y;
         }
         int n = shape[^1];
@@ -111,6 +115,20 @@ public static class BroadcastOps
                 TP.Add(dr, sr, dr);
             }
             else dst.Span[dOff[r]] += TP.Sum(sr);
+        }
+    }
+
+    /// <summary>dst += src broadcast to dst's shape (the backward of <see cref="SumInto"/>).</summary>
+    public static void BroadcastInto<T>(Tensor<T> src, Tensor<T> dst) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int n = dst.Shape[^1];
+        bool full = src.Shape[^1] == n;
+        int[] sOff = Broadcast.BlockOffsets(dst.Shape, src.Shape, 1);
+        for (int r = 0; r < sOff.Length; r++)
+        {
+            Span<T> dr = dst.Span.Slice(r * n, n);
+            if (full) TP.Add(dr, src.Span.Slice(sOff[r], n), dr);
+            else TP.Add(dr, src.Span[sOff[r]], dr);
         }
     }
 

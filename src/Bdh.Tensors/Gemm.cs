@@ -65,11 +65,14 @@ public static class Gemm
 }
 
 /// <summary>
-/// The float GEMM, BLIS-style. For each KC-deep slice of k, op(A) is packed into MR-row slivers and
-/// op(B) into NR-column slivers (k-major, zero-padded), so the micro-kernel streams both with unit
-/// stride whatever the transposition. The micro-kernel holds an MR×NR tile of C in registers
-/// (16 zmm accumulators) and does MR·NR/16 FMAs per k step for 2 + MR loads.
-/// Work items are (MC rows × NB columns) blocks of C: disjoint outputs, no split reductions.
+/// The float GEMM, BLIS-style. For each KC-deep slice of k, op(B) is packed into NR-column slivers
+/// (k-major, zero-padded), so the micro-kernel loads B with unit stride whatever the transposition.
+/// A is read where it lies: the kernel broadcasts one element of each of its MR rows per k step, and
+/// a row of A steps through memory by 1 (or by the stride, transposed) — 8 short streams that stay in
+/// L1. Packing A would cost a copy per 2·NR FMAs, which on BDH's narrow products (N = D = 128) was
+/// a third of the time. The micro-kernel holds an MR×NR tile of C in registers (16 zmm accumulators)
+/// and does MR·NR/16 FMAs per k step for 2 + MR loads. Work items are (MC rows × NB columns) blocks
+/// of C: disjoint outputs, no split reductions.
 /// </summary>
 internal static unsafe class PackedGemm
 {
@@ -80,22 +83,18 @@ internal static unsafe class PackedGemm
     public static void Multiply(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c,
         bool accumulate, bool parallel)
     {
-        int mSlivers = (m + MR - 1) / MR, nSlivers = (n + NR - 1) / NR;
-        int kcMax = Math.Min(k, KC);
-        float[] aPack = TensorPool<float>.Rent(mSlivers * MR * kcMax);
-        float[] bPack = TensorPool<float>.Rent(nSlivers * NR * kcMax);
+        int nSlivers = (n + NR - 1) / NR;
+        float[] bPack = TensorPool<float>.Rent(nSlivers * NR * Math.Min(k, KC));
         int rowBlocks = (m + MC - 1) / MC, colBlocks = (n + NB - 1) / NB;
         int threads = parallel ? Parallelism.Threads : 1;
         for (int p0 = 0; p0 < k; p0 += KC)
         {
             int kc = Math.Min(KC, k - p0);
             bool add = accumulate || p0 > 0;
-            ForChunks(mSlivers, threads, (s0, s1) => PackA(a, m, p0, kc, s0, s1, aPack));
             ForChunks(nSlivers, threads, (t0, t1) => PackB(b, n, p0, kc, t0, t1, bPack));
             RunItems(rowBlocks * colBlocks, threads, item =>
-                ComputeBlock(item / colBlocks, item % colBlocks, m, n, kc, aPack, bPack, c, add));
+                ComputeBlock(item / colBlocks, item % colBlocks, m, n, p0, kc, a, bPack, c, add));
         }
-        TensorPool<float>.Return(aPack);
         TensorPool<float>.Return(bPack);
     }
 
@@ -109,26 +108,6 @@ internal static unsafe class PackedGemm
     {
         if (threads == 1) for (int i = 0; i < count; i++) body(i);
         else Parallelism.For(count, body);
-    }
-
-    /// <summary>aPack[s][p][r] = A[s*MR + r, p0 + p], zero past row m.</summary>
-    private static void PackA(MatrixRef<float> a, int m, int p0, int kc, int s0, int s1, float[] aPack)
-    {
-        for (int s = s0; s < s1; s++)
-        {
-            Span<float> dst = aPack.AsSpan(s * MR * kc, MR * kc);
-            int rows = Math.Min(MR, m - s * MR);
-            if (rows < MR) dst.Clear();
-            if (a.Transposed) // A[i, p] = a.Array[p*stride + i]: MR contiguous values per p
-                for (int p = 0; p < kc; p++)
-                    a.Array.AsSpan(a.Offset + (p0 + p) * a.Stride + s * MR, rows).CopyTo(dst.Slice(p * MR));
-            else // row i is contiguous over p: scatter it with stride MR
-                for (int r = 0; r < rows; r++)
-                {
-                    ReadOnlySpan<float> src = a.Array.AsSpan(a.Offset + (s * MR + r) * a.Stride + p0, kc);
-                    for (int p = 0; p < kc; p++) dst[p * MR + r] = src[p];
-                }
-        }
     }
 
     /// <summary>bPack[t][p][j] = B[p0 + p, t*NR + j], zero past column n.</summary>
@@ -151,12 +130,16 @@ internal static unsafe class PackedGemm
         }
     }
 
-    private static void ComputeBlock(int rowBlock, int colBlock, int m, int n, int kc,
-        float[] aPack, float[] bPack, MatrixRef<float> c, bool add)
+    private static void ComputeBlock(int rowBlock, int colBlock, int m, int n, int p0, int kc,
+        MatrixRef<float> a, float[] bPack, MatrixRef<float> c, bool add)
     {
         float* edge = stackalloc float[MR * NR];
-        fixed (float* aP = aPack, bP = bPack, cP = c.Array)
+        float* partialRows = stackalloc float[MR * KC];
+        // A(i, p0 + p) sits at aP + i·aRow + p·aK.
+        nint aRow = a.Transposed ? 1 : a.Stride, aK = a.Transposed ? a.Stride : 1;
+        fixed (float* aBase = a.Array, bP = bPack, cP = c.Array)
         {
+            float* aP = aBase + a.Offset + p0 * aK;
             int sEnd = Math.Min((rowBlock + 1) * MC, m + MR - 1) / MR;
             int tEnd = Math.Min((colBlock + 1) * NB, n + NR - 1) / NR;
             for (int t = colBlock * NB / NR; t < tEnd; t++)
@@ -164,14 +147,24 @@ internal static unsafe class PackedGemm
                 {
                     int i0 = s * MR, j0 = t * NR;
                     int rows = Math.Min(MR, m - i0), cols = Math.Min(NR, n - j0);
+                    float* aSliver = aP + i0 * aRow, bSliver = bP + t * NR * kc;
+                    nint sliverRow = aRow, sliverK = aK;
+                    if (rows < MR) // the last rows of A: copy them beside zero rows, so the kernel reads no further
+                    {
+                        new Span<float>(partialRows, MR * kc).Clear();
+                        for (int r = 0; r < rows; r++)
+                            for (int p = 0; p < kc; p++) partialRows[p * MR + r] = aSliver[r * aRow + p * aK];
+                        aSliver = partialRows;
+                        (sliverRow, sliverK) = (1, MR);
+                    }
                     float* cTile = cP + c.Offset + (long)i0 * c.Stride + j0;
                     if (rows == MR && cols == NR)
                     {
-                        MicroKernel(kc, aP + s * MR * kc, bP + t * NR * kc, cTile, c.Stride, add);
+                        MicroKernel(kc, aSliver, sliverRow, sliverK, bSliver, cTile, c.Stride, add);
                         continue;
                     }
                     // Partial tile at the matrix edge: compute the full tile aside, keep the valid part.
-                    MicroKernel(kc, aP + s * MR * kc, bP + t * NR * kc, edge, NR, false);
+                    MicroKernel(kc, aSliver, sliverRow, sliverK, bSliver, edge, NR, false);
                     for (int r = 0; r < rows; r++)
                         for (int j = 0; j < cols; j++)
                             cTile[(long)r * c.Stride + j] = add ? cTile[(long)r * c.Stride + j] + edge[r * NR + j] : edge[r * NR + j];
@@ -179,36 +172,41 @@ internal static unsafe class PackedGemm
         }
     }
 
-    private static void MicroKernel(int kc, float* a, float* b, float* c, int ldc, bool add)
+    private static void MicroKernel(int kc, float* a, nint aRow, nint aK, float* b, float* c, int ldc, bool add)
     {
         if (Vector512.IsHardwareAccelerated)
-            Kernel8x32(kc, a, b, c, ldc, add);
+            Kernel8x32(kc, a, aRow, aK, b, c, ldc, add);
         else
             for (int r = 0; r < MR; r += 4)
                 for (int j = 0; j < NR; j += 16)
-                    Kernel4x16(kc, a + r, b + j, c + (long)r * ldc + j, ldc, add);
+                    Kernel4x16(kc, a + r * aRow, aRow, aK, b + j, c + (long)r * ldc + j, ldc, add);
     }
 
-    /// <summary>C[8,32] (+)= Σ_p a[p,0..8) ⊗ b[p,0..32): 16 zmm accumulators, 8 broadcasts and 2 loads per p.</summary>
+    /// <summary>
+    /// C[8,32] (+)= Σ_p A[0..8, p] ⊗ b[p, 0..32): 16 zmm accumulators, 8 broadcasts and 2 loads per p.
+    /// Row r of A is at a + r·aRow, stepping by aK per p.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    private static void Kernel8x32(int kc, float* a, float* b, float* c, int ldc, bool add)
+    private static void Kernel8x32(int kc, float* a, nint aRow, nint aK, float* b, float* c, int ldc, bool add)
     {
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default,
             c20 = default, c21 = default, c30 = default, c31 = default,
             c40 = default, c41 = default, c50 = default, c51 = default,
             c60 = default, c61 = default, c70 = default, c71 = default;
-        for (int p = 0; p < kc; p++, a += MR, b += NR)
+        float* a0 = a, a1 = a0 + aRow, a2 = a1 + aRow, a3 = a2 + aRow, a4 = a3 + aRow, a5 = a4 + aRow, a6 = a5 + aRow, a7 = a6 + aRow;
+        nint o = 0;
+        for (int p = 0; p < kc; p++, o += aK, b += NR)
         {
             var b0 = Vector512.Load(b);
             var b1 = Vector512.Load(b + 16);
-            var ai = Vector512.Create(a[0]); c00 = Vector512.FusedMultiplyAdd(ai, b0, c00); c01 = Vector512.FusedMultiplyAdd(ai, b1, c01);
-            ai = Vector512.Create(a[1]); c10 = Vector512.FusedMultiplyAdd(ai, b0, c10); c11 = Vector512.FusedMultiplyAdd(ai, b1, c11);
-            ai = Vector512.Create(a[2]); c20 = Vector512.FusedMultiplyAdd(ai, b0, c20); c21 = Vector512.FusedMultiplyAdd(ai, b1, c21);
-            ai = Vector512.Create(a[3]); c30 = Vector512.FusedMultiplyAdd(ai, b0, c30); c31 = Vector512.FusedMultiplyAdd(ai, b1, c31);
-            ai = Vector512.Create(a[4]); c40 = Vector512.FusedMultiplyAdd(ai, b0, c40); c41 = Vector512.FusedMultiplyAdd(ai, b1, c41);
-            ai = Vector512.Create(a[5]); c50 = Vector512.FusedMultiplyAdd(ai, b0, c50); c51 = Vector512.FusedMultiplyAdd(ai, b1, c51);
-            ai = Vector512.Create(a[6]); c60 = Vector512.FusedMultiplyAdd(ai, b0, c60); c61 = Vector512.FusedMultiplyAdd(ai, b1, c61);
-            ai = Vector512.Create(a[7]); c70 = Vector512.FusedMultiplyAdd(ai, b0, c70); c71 = Vector512.FusedMultiplyAdd(ai, b1, c71);
+            var ai = Vector512.Create(a0[o]); c00 = Vector512.FusedMultiplyAdd(ai, b0, c00); c01 = Vector512.FusedMultiplyAdd(ai, b1, c01);
+            ai = Vector512.Create(a1[o]); c10 = Vector512.FusedMultiplyAdd(ai, b0, c10); c11 = Vector512.FusedMultiplyAdd(ai, b1, c11);
+            ai = Vector512.Create(a2[o]); c20 = Vector512.FusedMultiplyAdd(ai, b0, c20); c21 = Vector512.FusedMultiplyAdd(ai, b1, c21);
+            ai = Vector512.Create(a3[o]); c30 = Vector512.FusedMultiplyAdd(ai, b0, c30); c31 = Vector512.FusedMultiplyAdd(ai, b1, c31);
+            ai = Vector512.Create(a4[o]); c40 = Vector512.FusedMultiplyAdd(ai, b0, c40); c41 = Vector512.FusedMultiplyAdd(ai, b1, c41);
+            ai = Vector512.Create(a5[o]); c50 = Vector512.FusedMultiplyAdd(ai, b0, c50); c51 = Vector512.FusedMultiplyAdd(ai, b1, c51);
+            ai = Vector512.Create(a6[o]); c60 = Vector512.FusedMultiplyAdd(ai, b0, c60); c61 = Vector512.FusedMultiplyAdd(ai, b1, c61);
+            ai = Vector512.Create(a7[o]); c70 = Vector512.FusedMultiplyAdd(ai, b0, c70); c71 = Vector512.FusedMultiplyAdd(ai, b1, c71);
         }
         StoreRow(c, c00, c01, add); c += ldc;
         StoreRow(c, c10, c11, add); c += ldc;
@@ -232,20 +230,22 @@ internal static unsafe class PackedGemm
         hi.Store(c + 16);
     }
 
-    /// <summary>AVX2 fallback: C[4,16] (+)= a ⊗ b over one quarter of the packed 8×32 tile (8 ymm accumulators).</summary>
+    /// <summary>AVX2 fallback: C[4,16] (+)= A ⊗ b over one quarter of the 8×32 tile (8 ymm accumulators).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    private static void Kernel4x16(int kc, float* a, float* b, float* c, int ldc, bool add)
+    private static void Kernel4x16(int kc, float* a, nint aRow, nint aK, float* b, float* c, int ldc, bool add)
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default,
             c20 = default, c21 = default, c30 = default, c31 = default;
-        for (int p = 0; p < kc; p++, a += MR, b += NR)
+        float* a0 = a, a1 = a0 + aRow, a2 = a1 + aRow, a3 = a2 + aRow;
+        nint o = 0;
+        for (int p = 0; p < kc; p++, o += aK, b += NR)
         {
             var b0 = Vector256.Load(b);
             var b1 = Vector256.Load(b + 8);
-            var ai = Vector256.Create(a[0]); c00 = Vector256.FusedMultiplyAdd(ai, b0, c00); c01 = Vector256.FusedMultiplyAdd(ai, b1, c01);
-            ai = Vector256.Create(a[1]); c10 = Vector256.FusedMultiplyAdd(ai, b0, c10); c11 = Vector256.FusedMultiplyAdd(ai, b1, c11);
-            ai = Vector256.Create(a[2]); c20 = Vector256.FusedMultiplyAdd(ai, b0, c20); c21 = Vector256.FusedMultiplyAdd(ai, b1, c21);
-            ai = Vector256.Create(a[3]); c30 = Vector256.FusedMultiplyAdd(ai, b0, c30); c31 = Vector256.FusedMultiplyAdd(ai, b1, c31);
+            var ai = Vector256.Create(a0[o]); c00 = Vector256.FusedMultiplyAdd(ai, b0, c00); c01 = Vector256.FusedMultiplyAdd(ai, b1, c01);
+            ai = Vector256.Create(a1[o]); c10 = Vector256.FusedMultiplyAdd(ai, b0, c10); c11 = Vector256.FusedMultiplyAdd(ai, b1, c11);
+            ai = Vector256.Create(a2[o]); c20 = Vector256.FusedMultiplyAdd(ai, b0, c20); c21 = Vector256.FusedMultiplyAdd(ai, b1, c21);
+            ai = Vector256.Create(a3[o]); c30 = Vector256.FusedMultiplyAdd(ai, b0, c30); c31 = Vector256.FusedMultiplyAdd(ai, b1, c31);
         }
         StoreRow(c, c00, c01, add); c += ldc;
         StoreRow(c, c10, c11, add); c += ldc;

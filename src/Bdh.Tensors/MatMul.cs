@@ -31,13 +31,47 @@ public static class MatMul
     public static void Multiply<T>(Tensor<T> a, bool transA, Tensor<T> b, bool transB, Tensor<T> c, bool accumulate)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        var (m, k, n) = Dims(a.Shape, transA, b.Shape, transB);
+        var (m, _, n) = Dims(a.Shape, transA, b.Shape, transB);
         if (c.Rank < 2 || c.Shape[^2] != m || c.Shape[^1] != n)
             throw new ArgumentException($"output {Tensor<T>.Format(c.Shape)} is not [.., {m}, {n}]");
         int[] batch = Broadcast.Shape(Broadcast.Shape(a.Shape[..^2], b.Shape[..^2]), c.Shape[..^2]);
-        int[] full = [.. batch, 1, 1];
-        int[] aOff = Broadcast.BlockOffsets(full, a.Shape, 2), bOff = Broadcast.BlockOffsets(full, b.Shape, 2);
-        int[] cOff = Broadcast.BlockOffsets(full, c.Shape, 2);
+        int[] aShape = Padded(a.Shape, batch.Length), bShape = Padded(b.Shape, batch.Length), cShape = Padded(c.Shape, batch.Length);
+        Fold(ref aShape, transA, ref bShape, transB, ref cShape);
+        MultiplyBlocks(a.Array, aShape, transA, b.Array, bShape, transB, c.Array, cShape, accumulate);
+    }
+
+    /// <summary>
+    /// Turns batches into bigger products where the memory layout allows, innermost batch dimension first:
+    /// [.., B, m, k]·[.., 1, k, n] → [.., B·m, k]·[.., k, n] (x @ encoder: one GEMM of B·T rows per head,
+    /// not B GEMMs of T rows that each re-pack the weight), and [.., B, k, m]ᵀ·[.., B, k, n] summed into
+    /// [.., 1, m, n] → one product with B·k terms (a weight gradient summed over the batch).
+    /// </summary>
+    private static void Fold(ref int[] a, bool transA, ref int[] b, bool transB, ref int[] c)
+    {
+        while (c.Length > 2)
+        {
+            int i = c.Length - 3;
+            if (a[i] == 1 && b[i] == 1 && c[i] == 1) { a = Without(a, i); b = Without(b, i); c = Without(c, i); }
+            else if (!transA && b[i] == 1 && a[i] == c[i]) { a = Merged(a, i); b = Without(b, i); c = Merged(c, i); }
+            else if (transA && !transB && c[i] == 1 && a[i] == b[i]) { a = Merged(a, i); b = Merged(b, i); c = Without(c, i); }
+            else break;
+        }
+    }
+
+    private static int[] Padded(int[] shape, int batchRank) => [.. Enumerable.Repeat(1, batchRank + 2 - shape.Length), .. shape];
+
+    private static int[] Without(int[] shape, int i) => [.. shape[..i], .. shape[(i + 1)..]];
+
+    /// <summary>Dimension i folded into the rows of the matrix after it (contiguous memory: a view).</summary>
+    private static int[] Merged(int[] shape, int i) => [.. shape[..i], shape[i] * shape[i + 1], .. shape[(i + 2)..]];
+
+    private static void MultiplyBlocks<T>(T[] a, int[] aShape, bool transA, T[] b, int[] bShape, bool transB, T[] c, int[] cShape, bool accumulate)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var (m, k, n) = Dims(aShape, transA, bShape, transB);
+        int[] full = [.. cShape[..^2].Select((d, i) => Math.Max(d, Math.Max(aShape[i], bShape[i]))), 1, 1];
+        int[] aOff = Broadcast.BlockOffsets(full, aShape, 2), bOff = Broadcast.BlockOffsets(full, bShape, 2);
+        int[] cOff = Broadcast.BlockOffsets(full, cShape, 2);
 
         // Group the products by the block of c they write; groups are independent.
         var groups = new Dictionary<int, List<int>>();
@@ -48,7 +82,7 @@ public static class MatMul
         }
         var groupList = groups.Values.ToArray();
         bool parallelGroups = groupList.Length >= Parallelism.Threads && groupList.Length > 1;
-        int lda = a.Shape[^1], ldb = b.Shape[^1];
+        int lda = aShape[^1], ldb = bShape[^1];
         Parallelism.For(parallelGroups ? groupList.Length : 1, g0 =>
         {
             for (int g = g0; g < (parallelGroups ? g0 + 1 : groupList.Length); g++)
@@ -57,8 +91,8 @@ public static class MatMul
                 foreach (int i in groupList[g])
                 {
                     Gemm.Multiply(m, n, k,
-                        new MatrixRef<T>(a.Array, aOff[i], lda, transA), new MatrixRef<T>(b.Array, bOff[i], ldb, transB),
-                        new MatrixRef<T>(c.Array, cOff[i], n), add, parallel: !parallelGroups);
+                        new MatrixRef<T>(a, aOff[i], lda, transA), new MatrixRef<T>(b, bOff[i], ldb, transB),
+                        new MatrixRef<T>(c, cOff[i], n), add, parallel: !parallelGroups);
                     add = true;
                 }
             }

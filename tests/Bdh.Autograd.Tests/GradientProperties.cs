@@ -65,8 +65,8 @@ public class GradientProperties
     public void MatMul(byte mRaw, byte kRaw, byte nRaw, byte bRaw, byte hRaw, byte form, bool transA, bool transB, int seed)
     {
         int m = Size(mRaw, 7), k = Size(kRaw, 7), n = Size(nRaw, 7), b = Size(bRaw, 3), h = Size(hRaw, 3);
-        // 0: plain 2-D; 1: [B,1,·,·]·[H,·,·] (x @ encoder); 2: [B,H,·,·]·[H,·,·] (ln(a) @ encoder_v).
-        int[] aBatch = (form % 3) switch { 0 => [], 1 => [b, 1], _ => [b, h] }, bBatch = form % 3 == 0 ? [] : [h];
+        // 0: plain 2-D; 1: [1,B,·,·]·[H,1,·,·] (x @ encoder, heads leading); 2: [H,B,·,·]·[H,1,·,·] (ln(a) @ encoder_v).
+        int[] aBatch = (form % 3) switch { 0 => [], 1 => [1, b], _ => [h, b] }, bBatch = form % 3 == 0 ? [] : [h, 1];
         var rng = new Rng((ulong)seed);
         var a = Random(rng, [.. aBatch, transA ? k : m, transA ? m : k]);
         var w = Random(rng, [.. bBatch, transB ? n : k, transB ? k : n]);
@@ -124,8 +124,8 @@ public class GradientProperties
     {
         int b = Size(bRaw, 2), h = Size(hRaw, 3), t = Size(tRaw, 7), n = Size(nRaw, 6), d = Size(dRaw, 5);
         var rng = new Rng((ulong)seed);
-        var q = Random(rng, b, h, t, n);
-        var v = Random(rng, b, vPerHead ? h : 1, t, d);
+        var q = Random(rng, h, b, t, n);
+        var v = Random(rng, vPerHead ? h : 1, b, t, d);
         Verify($"attention q {Tensor<double>.Format(q.Shape)} v {Tensor<double>.Format(v.Shape)}",
             x => Ops.CausalLinearAttention(x[0], x[1]), x => Ops.CausalLinearAttention(x[0], x[1]), q, v);
     }
@@ -166,6 +166,17 @@ public class GradientProperties
         var targets = Enumerable.Range(0, rows).Select(_ => rng.NextInt(vocab)).ToArray();
         var logits = Tensor<double>.Uniform(rng, -3, 3, rows, vocab);
         Verify($"cross-entropy [{rows}, {vocab}]", x => Ops.CrossEntropy(x[0], targets), x => Ops.CrossEntropy(x[0], targets), logits);
+    }
+
+    [Property(MaxTest = 40)]
+    public void SumTo(byte hRaw, byte bRaw, byte dRaw, byte form, int seed)
+    {
+        // [H,B,D] summed over the heads (the decoder's Σ_h), over the batch, or over all leading dims.
+        int h = Size(hRaw, 4), b = Size(bRaw, 3), d = Size(dRaw, 7);
+        int[] target = (form % 3) switch { 0 => [1, b, d], 1 => [h, 1, d], _ => [1, 1, d] };
+        var x = Random(new Rng((ulong)seed), h, b, d);
+        Verify($"sum_to {Tensor<double>.Format(x.Shape)} → {Tensor<double>.Format(target)}",
+            v => Ops.SumTo(v[0], target), v => Ops.SumTo(v[0], target), x);
     }
 
     [Property(MaxTest = 40)]

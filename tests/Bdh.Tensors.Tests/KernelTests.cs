@@ -42,6 +42,44 @@ public class KernelTests
     }
 
     [Property(MaxTest = 100)]
+    public void RopeInFloatRoundsAsTheReferenceAndAnyRowSliceAgrees(byte rowsRaw, byte tRaw, byte halfNRaw, byte cutRaw, int seed)
+    {
+        // The float kernel (16 lanes at a time, then pairs) against the reference's arithmetic written out
+        // element by element in float: v·cos + (−v[2i+1], v[2i])·sin, each product rounded. Bit for bit.
+        int t = Size(tRaw, 9), n = 2 * Size(halfNRaw, 40), rows = Size(rowsRaw, 3) * t;
+        var table = Rope.Table(Rope.Frequencies(n), t);
+        var v = Naive.Random(new Rng((ulong)seed), rows * n).Select(x => (float)x).ToArray();
+        var expected = new float[v.Length];
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < n; j += 2)
+            {
+                int at = r * n + j, tab = r % t * n + j;
+                expected[at] = v[at] * table.Cos[tab] + -v[at + 1] * table.Sin[tab];
+                expected[at + 1] = v[at + 1] * table.Cos[tab + 1] + v[at] * table.Sin[tab + 1];
+            }
+        var whole = new float[v.Length];
+        Rope.Forward<float>(v, whole, table);
+        Assert.Equal(expected, whole);
+        // The backward rotates by −θ and accumulates: dv + Rᵀ·dy, written out the same way (dy = v, dv = expected).
+        var back = (float[])expected.Clone();
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < n; j += 2)
+            {
+                int at = r * n + j, tab = r % t * n + j;
+                back[at] += v[at] * table.Cos[tab] + -v[at + 1] * -table.Sin[tab];
+                back[at + 1] += v[at + 1] * table.Cos[tab + 1] + v[at] * -table.Sin[tab + 1];
+            }
+        var accumulated = (float[])expected.Clone();
+        Rope.Backward<float>(v, accumulated, table);
+        Assert.Equal(back, accumulated);
+        // Rows [cut, rows) alone, told where they start, give the same rows.
+        int cut = cutRaw % rows;
+        var tail = new float[(rows - cut) * n];
+        Rope.Forward<float>(v.AsSpan(cut * n), tail, table, firstRow: cut);
+        Assert.Equal(whole.AsSpan(cut * n).ToArray(), tail);
+    }
+
+    [Property(MaxTest = 100)]
     public void RopeBackwardIsTheTransposeOfForward(byte tRaw, byte halfNRaw, int seed)
     {
         // <rope(v), w> = <v, ropeᵀ(w)> for every v, w: the backward is the adjoint of the forward.
@@ -75,10 +113,10 @@ public class KernelTests
     {
         int b = Size(bRaw, 2), h = Size(hRaw, 3), t = Size(tRaw, 20), n = Size(nRaw, 40), d = Size(dRaw, 9), vh = vPerHead ? h : 1;
         var rng = new Rng((ulong)seed);
-        using var q = Random(rng, b, h, t, n);
-        using var v = Random(rng, b, vh, t, d);
-        using var scores = Tensor<double>.Empty(b, h, t, t);
-        using var y = Tensor<double>.Empty(b, h, t, d);
+        using var q = Random(rng, h, b, t, n);
+        using var v = Random(rng, vh, b, t, d);
+        using var scores = Tensor<double>.Empty(h, b, t, t);
+        using var y = Tensor<double>.Empty(h, b, t, d);
         CausalLinearAttention.Forward(q, v, scores, y);
         var expected = Naive.CausalAttention(q.Span.ToArray(), v.Span.ToArray(), b, h, vh, t, n, d);
         Assert.True(Naive.RelativeError(y.Span, expected) < 1e-12, $"B={b} H={h} T={t} N={n} D={d} vHeads={vh}");
@@ -138,16 +176,27 @@ public class KernelTests
     }
 
     [Fact]
-    public void DropoutMaskIsSeededAndDropsAboutP()
+    public void DropoutMaskIsSeededDropsAboutPAndAnySliceDrawsTheSame()
     {
-        var a = new float[100_000];
-        var b = new float[100_000];
-        Elementwise.DropoutMask<float>(new Rng(5), 0.1, a);
-        Elementwise.DropoutMask<float>(new Rng(5), 0.1, b);
-        Assert.Equal(a, b);
+        var a = new float[100_003];
+        Elementwise.DropoutMask<float>(5, 0.1, a, 0);
         double dropped = a.Count(x => x == 0) / (double)a.Length;
-        Assert.InRange(dropped, 0.095, 0.105);
+        Assert.InRange(dropped, 0.098, 0.102);
         Assert.All(a.Where(x => x != 0), x => Assert.Equal(1f / 0.9f, x));
+        // Slices at odd offsets (vector and scalar paths meet at other places) give the same elements,
+        // as does the double path; another seed gives another mask.
+        var slice = new float[50_001];
+        Elementwise.DropoutMask<float>(5, 0.1, slice, 12_345);
+        Assert.Equal(a.AsSpan(12_345, slice.Length).ToArray(), slice);
+        var doubles = new double[1000];
+        Elementwise.DropoutMask<double>(5, 0.1, doubles, 7);
+        Assert.Equal(a.Skip(7).Take(1000).Select(x => (double)(x == 0 ? 0 : 1 / 0.9)), doubles);
+        var other = new float[a.Length];
+        Elementwise.DropoutMask<float>(6, 0.1, other, 0);
+        Assert.InRange(a.Zip(other).Count(p => (p.First == 0) != (p.Second == 0)) / (double)a.Length, 0.17, 0.19); // independent: 2·0.1·0.9
+        // Neighbouring elements are independent too: pairs both dropped at about p².
+        double both = Enumerable.Range(0, a.Length - 1).Count(i => a[i] == 0 && a[i + 1] == 0) / (double)(a.Length - 1);
+        Assert.InRange(both, 0.008, 0.012);
     }
 
     [Fact]
@@ -158,36 +207,34 @@ public class KernelTests
         Assert.Throws<ArgumentOutOfRangeException>(() => Elementwise.EmbeddingForward<float>(weight, [3], y, 2));
     }
 
-    [Property(MaxTest = 100)]
-    public void BatchedMatMulBroadcastsLeadingDims(byte bRaw, byte hRaw, byte mRaw, byte kRaw, byte nRaw, int seed)
+    [Property(MaxTest = 200)]
+    public void BatchedMatMulMatchesLoopsForEveryBroadcastPattern(byte b0Raw, byte b1Raw, byte mRaw, byte kRaw, byte nRaw, byte pattern,
+        bool transA, bool transB, int seed)
     {
-        // [B,1,m,k]·[H,k,n] → [B,H,m,n], the shape of x @ encoder in BDH.
-        int b = Size(bRaw, 3), h = Size(hRaw, 3), m = Size(mRaw, 17), k = Size(kRaw, 17), n = Size(nRaw, 40);
+        // Two batch dimensions; each operand holds each of them in full or as 1 (bits of pattern), and the
+        // output may be smaller (summed), as for the gradient of a broadcast operand. This covers the
+        // folded forms: [B,m,k]·[1,k,n] (x @ encoder) and [B,k,m]ᵀ·[B,k,n] summed over B (its weight gradient).
+        int[] batch = [Size(b0Raw, 3), Size(b1Raw, 4)];
+        int m = Size(mRaw, 17), k = Size(kRaw, 17), n = Size(nRaw, 40);
+        int[] Dims(int bits) => [(bits & 1) != 0 ? batch[0] : 1, (bits & 2) != 0 ? batch[1] : 1];
+        int[] aBatch = Dims(pattern), bBatch = Dims(pattern >> 2);
+        int[] full = [Math.Max(aBatch[0], bBatch[0]), Math.Max(aBatch[1], bBatch[1])];
+        int[] cBatch = [(pattern & 16) != 0 ? 1 : full[0], (pattern & 32) != 0 ? 1 : full[1]];
         var rng = new Rng((ulong)seed);
-        using var x = Random(rng, b, 1, m, k);
-        using var w = Random(rng, h, k, n);
-        using var y = Tensor<double>.Empty(MatMul.OutputShape(x.Shape, false, w.Shape, false));
-        Assert.Equal([b, h, m, n], y.Shape);
-        MatMul.Multiply(x, false, w, false, y, false);
-        for (int bi = 0; bi < b; bi++)
-            for (int hi = 0; hi < h; hi++)
+        using var a = Random(rng, [.. aBatch, transA ? k : m, transA ? m : k]);
+        using var b = Random(rng, [.. bBatch, transB ? n : k, transB ? k : n]);
+        using var c = Random(rng, [.. cBatch, m, n]);
+        var expected = c.Span.ToArray(); // accumulate onto what c holds
+        for (int i0 = 0; i0 < full[0]; i0++)
+            for (int i1 = 0; i1 < full[1]; i1++)
             {
-                var expected = Naive.MatMul(x.Span.Slice(bi * m * k, m * k).ToArray(), false, w.Span.Slice(hi * k * n, k * n).ToArray(), false, m, n, k);
-                Assert.True(Naive.RelativeError(y.Span.Slice((bi * h + hi) * m * n, m * n), expected) < 1e-13);
+                int Block(int[] dims, int size) => ((dims[0] == 1 ? 0 : i0) * dims[1] + (dims[1] == 1 ? 0 : i1)) * size;
+                var product = Naive.MatMul(a.Span.Slice(Block(aBatch, m * k), m * k).ToArray(), transA,
+                    b.Span.Slice(Block(bBatch, k * n), k * n).ToArray(), transB, m, n, k);
+                for (int j = 0; j < product.Length; j++) expected[Block(cBatch, m * n) + j] += product[j];
             }
-        // Summing into a smaller output (the gradient of the broadcast w): Σ_b x[b]ᵀ·y[b,h].
-        using var dw = Tensor<double>.Zeros(h, k, n);
-        MatMul.Multiply(x, true, y, false, dw, true);
-        for (int hi = 0; hi < h; hi++)
-        {
-            var expected = new double[k * n];
-            for (int bi = 0; bi < b; bi++)
-            {
-                var term = Naive.MatMul(x.Span.Slice(bi * m * k, m * k).ToArray(), true, y.Span.Slice((bi * h + hi) * m * n, m * n).ToArray(), false, k, n, m);
-                for (int i = 0; i < term.Length; i++) expected[i] += term[i];
-            }
-            Assert.True(Naive.RelativeError(dw.Span.Slice(hi * k * n, k * n), expected) < 1e-12);
-        }
+        MatMul.Multiply(a, transA, b, transB, c, accumulate: true);
+        Assert.True(Naive.RelativeError(c.Span, expected) < 1e-12);
     }
 
     [Fact]

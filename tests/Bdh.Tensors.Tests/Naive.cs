@@ -51,7 +51,7 @@ public static class Naive
         return y;
     }
 
-    /// <summary>out[b,h,t,:] = Σ_{s&lt;t} (q[b,h,t]·q[b,h,s]) v[b,h or 0,s,:].</summary>
+    /// <summary>out[h,b,t,:] = Σ_{s&lt;t} (q[h,b,t]·q[h,b,s]) v[h or 0,b,s,:].</summary>
     public static double[] CausalAttention(double[] q, double[] v, int b, int h, int vHeads, int t, int n, int d)
     {
         var y = new double[b * h * t * d];
@@ -61,9 +61,9 @@ public static class Naive
                     for (int s = 0; s < i; s++)
                     {
                         double score = 0;
-                        for (int j = 0; j < n; j++) score += q[((bi * h + hi) * t + i) * n + j] * q[((bi * h + hi) * t + s) * n + j];
-                        int vBase = ((bi * vHeads + (vHeads == 1 ? 0 : hi)) * t + s) * d;
-                        for (int j = 0; j < d; j++) y[((bi * h + hi) * t + i) * d + j] += score * v[vBase + j];
+                        for (int j = 0; j < n; j++) score += q[((hi * b + bi) * t + i) * n + j] * q[((hi * b + bi) * t + s) * n + j];
+                        int vBase = (((vHeads == 1 ? 0 : hi) * b + bi) * t + s) * d;
+                        for (int j = 0; j < d; j++) y[((hi * b + bi) * t + i) * d + j] += score * v[vBase + j];
                     }
         return y;
     }

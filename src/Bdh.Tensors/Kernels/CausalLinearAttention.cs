@@ -1,19 +1,19 @@
 namespace Bdh.Tensors.Kernels;
 
 /// <summary>
-/// BDH's attention: <c>out = tril(Q Qᵀ, −1) · V</c> per batch and head — no softmax, keys equal
-/// queries, and the diagonal excluded (a token does not attend to itself).
-/// Q: [B, H, T, N] (already rotated), V: [B, 1 or H, T, D], scores S: [B, H, T, T], out: [B, H, T, D].
+/// BDH's attention: <c>out = tril(Q Qᵀ, −1) · V</c> per head and sequence — no softmax, keys equal
+/// queries, and the diagonal excluded (a token does not attend to itself). Heads lead, as the model lays
+/// them out: Q: [H, B, T, N] (already rotated), V: [1 or H, B, T, D], scores S: [H, B, T, T], out: [H, B, T, D].
 /// </summary>
 public static class CausalLinearAttention
 {
     public static void Forward<T>(Tensor<T> q, Tensor<T> v, Tensor<T> scores, Tensor<T> output)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        var (b, h, t, n, d) = Dims(q, v);
-        Parallelism.For(b * h, bh =>
+        var (h, b, t, n, d) = Dims(q, v);
+        Parallelism.For(h * b, bh =>
         {
-            int vOff = VOffset(bh, h, v.Shape[1], t, d);
+            int vOff = VOffset(bh, b, v.Shape[0], t, d);
             var s = new MatrixRef<T>(scores.Array, bh * t * t, t);
             Gemm.Multiply(t, t, n, new MatrixRef<T>(q.Array, bh * t * n, n), new MatrixRef<T>(q.Array, bh * t * n, n, true), s, false, parallel: false);
             MaskUpperAndDiagonal(scores.Array.AsSpan(bh * t * t, t * t), t);
@@ -28,12 +28,12 @@ public static class CausalLinearAttention
     public static void Backward<T>(Tensor<T> q, Tensor<T> v, Tensor<T> scores, Tensor<T> dOutput,
         Tensor<T>? dq, Tensor<T>? dv, Tensor<T> dScores) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        var (b, h, t, n, d) = Dims(q, v);
+        var (h, b, t, n, d) = Dims(q, v);
         if (dq is not null)
-            Parallelism.For(b * h, bh =>
+            Parallelism.For(h * b, bh =>
             {
                 var ds = new MatrixRef<T>(dScores.Array, bh * t * t, t);
-                Gemm.Multiply(t, t, d, new MatrixRef<T>(dOutput.Array, bh * t * d, d), new MatrixRef<T>(v.Array, VOffset(bh, h, v.Shape[1], t, d), d, true), ds, false, parallel: false);
+                Gemm.Multiply(t, t, d, new MatrixRef<T>(dOutput.Array, bh * t * d, d), new MatrixRef<T>(v.Array, VOffset(bh, b, v.Shape[0], t, d), d, true), ds, false, parallel: false);
                 MaskUpperAndDiagonal(dScores.Array.AsSpan(bh * t * t, t * t), t);
                 var qm = new MatrixRef<T>(q.Array, bh * t * n, n);
                 var dqm = new MatrixRef<T>(dq.Array, bh * t * n, n);
@@ -42,14 +42,14 @@ public static class CausalLinearAttention
             });
         if (dv is not null)
         {
-            int vHeads = v.Shape[1];
+            int vHeads = v.Shape[0];
             // One task per block of dV; the heads that share it (V broadcast over heads) are summed in order.
-            Parallelism.For(b * vHeads, bv =>
+            Parallelism.For(vHeads * b, bv =>
             {
-                int batch = bv / vHeads;
-                for (int head = vHeads == 1 ? 0 : bv % vHeads; head < (vHeads == 1 ? h : bv % vHeads + 1); head++)
+                int batch = bv % b;
+                for (int head = vHeads == 1 ? 0 : bv / b; head < (vHeads == 1 ? h : bv / b + 1); head++)
                 {
-                    int bh = batch * h + head;
+                    int bh = head * b + batch;
                     Gemm.Multiply(t, d, t, new MatrixRef<T>(scores.Array, bh * t * t, t, true),
                         new MatrixRef<T>(dOutput.Array, bh * t * d, d), new MatrixRef<T>(dv.Array, bv * t * d, d), true, parallel: false);
                 }
@@ -57,15 +57,16 @@ public static class CausalLinearAttention
         }
     }
 
-    private static (int B, int H, int T, int N, int D) Dims<T>(Tensor<T> q, Tensor<T> v) where T : unmanaged, IFloatingPointIeee754<T>
+    private static (int H, int B, int T, int N, int D) Dims<T>(Tensor<T> q, Tensor<T> v) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        if (q.Rank != 4 || v.Rank != 4 || v.Shape[0] != q.Shape[0] || v.Shape[2] != q.Shape[2] || (v.Shape[1] != 1 && v.Shape[1] != q.Shape[1]))
-            throw new ArgumentException($"attention wants Q [B,H,T,N] and V [B,1|H,T,D], got {Tensor<T>.Format(q.Shape)} and {Tensor<T>.Format(v.Shape)}");
+        if (q.Rank != 4 || v.Rank != 4 || v.Shape[1] != q.Shape[1] || v.Shape[2] != q.Shape[2] || (v.Shape[0] != 1 && v.Shape[0] != q.Shape[0]))
+            throw new ArgumentException($"attention wants Q [H,B,T,N] and V [1|H,B,T,D], got {Tensor<T>.Format(q.Shape)} and {Tensor<T>.Format(v.Shape)}");
         return (q.Shape[0], q.Shape[1], q.Shape[2], q.Shape[3], v.Shape[3]);
     }
 
-    private static int VOffset(int bh, int heads, int vHeads, int t, int d) =>
-        (vHeads == 1 ? bh / heads : bh) * t * d;
+    /// <summary>Where V of (head, sequence) block hb = head·B + batch starts: the batch's block when V is shared by the heads.</summary>
+    private static int VOffset(int hb, int batches, int vHeads, int t, int d) =>
+        (vHeads == 1 ? hb % batches : hb) * t * d;
 
     /// <summary>Zeroes S[i, j] for j ≥ i: only strictly earlier tokens contribute.</summary>
     private static void MaskUpperAndDiagonal<T>(Span<T> s, int t) where T : unmanaged, IFloatingPointIeee754<T>

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
 namespace Bdh.Tensors.Kernels;
@@ -35,19 +36,45 @@ public static class Elementwise
     }
 
     /// <summary>
-    /// Inverted dropout mask: 0 with probability p, else 1/(1 − p), drawn from <paramref name="rng"/>.
-    /// Each 64-bit draw decides two elements by comparing 32-bit halves with p·2³².
+    /// Inverted dropout mask: 0 with probability p, else 1/(1 − p). Element i of the whole mask is kept
+    /// when a hash of (seed, i) reaches p·2³², so any slice — <paramref name="mask"/> is elements
+    /// [start, start + length) — is drawn on its own: the mask is the same for any thread count, and a
+    /// vector of 16 elements is decided at once. The hash is a 32-bit integer mixer (lowbias32) applied
+    /// twice, keyed by the two halves of the seed.
     /// </summary>
-    public static void DropoutMask<T>(Rng rng, double p, Span<T> mask) where T : unmanaged, IFloatingPointIeee754<T>
+    public static void DropoutMask<T>(ulong seed, double p, Span<T> mask, int start) where T : unmanaged, IFloatingPointIeee754<T>
     {
+        uint threshold = (uint)Math.Min(Math.Round(p * 4294967296.0), uint.MaxValue);
+        uint low = (uint)seed, high = (uint)(seed >> 32);
         T keep = T.CreateTruncating(1.0 / (1.0 - p));
-        ulong threshold = (ulong)Math.Round(p * 4294967296.0);
-        for (int i = 0; i < mask.Length; i += 2)
+        int i = 0;
+        if (typeof(T) == typeof(float) && Vector512.IsHardwareAccelerated)
         {
-            ulong bits = rng.NextUInt64();
-            mask[i] = (bits & 0xFFFFFFFF) < threshold ? T.Zero : keep;
-            if (i + 1 < mask.Length) mask[i + 1] = (bits >> 32) < threshold ? T.Zero : keep;
+            Span<float> m = MemoryMarshal.Cast<T, float>(mask);
+            var index = Vector512.Create((uint)start) + Vector512<uint>.Indices;
+            var keepAll = Vector512.Create(float.CreateTruncating(keep));
+            for (; i <= m.Length - 16; i += 16, index += Vector512.Create(16u))
+            {
+                var kept = Vector512.GreaterThanOrEqual(Mix(Mix(index + Vector512.Create(low)) ^ Vector512.Create(high)), Vector512.Create(threshold));
+                (kept.AsSingle() & keepAll).CopyTo(m.Slice(i));
+            }
         }
+        for (; i < mask.Length; i++)
+            mask[i] = Mix(Mix((uint)(start + i) + low) ^ high) >= threshold ? keep : T.Zero;
+    }
+
+    private static uint Mix(uint x)
+    {
+        x ^= x >> 16; x *= 0x7feb352d;
+        x ^= x >> 15; x *= 0x846ca68b;
+        return x ^ (x >> 16);
+    }
+
+    private static Vector512<uint> Mix(Vector512<uint> x)
+    {
+        x ^= x >> 16; x *= 0x7feb352d;
+        x ^= x >> 15; x *= 0x846ca68b;
+        return x ^ (x >> 16);
     }
 
     /// <summary>y[i, :] = weight[ids[i], :] for weight [V, D].</summary>

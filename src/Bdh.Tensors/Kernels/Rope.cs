@@ -1,3 +1,6 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
 namespace Bdh.Tensors.Kernels;
 
 /// <summary>
@@ -47,28 +50,32 @@ public static class Rope
     }
 
     /// <summary>
-    /// y = rope(v) for v of [rows, table.Length, table.N]. Products are rounded before the sum, as the
-    /// reference computes them, so float32 results match it exactly.
+    /// y = rope(v) for v of [rows, table.Length, table.N], or a slice of it that starts at row
+    /// <paramref name="firstRow"/>. Products are rounded before the sum, as the reference computes
+    /// them, so float32 results match it exactly.
     /// </summary>
-    public static void Forward<T>(ReadOnlySpan<T> v, Span<T> y, RopeTable table) where T : unmanaged, IFloatingPointIeee754<T> =>
-        Rotate(v, y, table, sinSign: 1, accumulate: false);
+    public static void Forward<T>(ReadOnlySpan<T> v, Span<T> y, RopeTable table, int firstRow = 0) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Rotate(v, y, table, sinSign: 1, accumulate: false, firstRow);
 
     /// <summary>dv (+)= Rᵀ dy: the transpose of a rotation is the rotation by −θ, i.e. sin negated.</summary>
-    public static void Backward<T>(ReadOnlySpan<T> dy, Span<T> dv, RopeTable table) where T : unmanaged, IFloatingPointIeee754<T> =>
-        Rotate(dy, dv, table, sinSign: -1, accumulate: true);
+    public static void Backward<T>(ReadOnlySpan<T> dy, Span<T> dv, RopeTable table, int firstRow = 0) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Rotate(dy, dv, table, sinSign: -1, accumulate: true, firstRow);
 
     /// <summary>dst (+)= src·cos + (−src[2i+1], src[2i])·(±sin), pair by pair, row by row.</summary>
-    private static void Rotate<T>(ReadOnlySpan<T> src, Span<T> dst, RopeTable table, int sinSign, bool accumulate)
+    private static void Rotate<T>(ReadOnlySpan<T> src, Span<T> dst, RopeTable table, int sinSign, bool accumulate, int firstRow)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         var (cos, sin, length, n) = table;
         T sign = T.CreateTruncating(sinSign);
         for (int row = 0; row < src.Length / n; row++)
         {
-            int t = row % length;
+            int t = (firstRow + row) % length;
             ReadOnlySpan<T> s = src.Slice(row * n, n);
             Span<T> d = dst.Slice(row * n, n);
-            for (int j = 0; j < n; j += 2)
+            int j = typeof(T) == typeof(float) && Vector512.IsHardwareAccelerated
+                ? RotateVectors(MemoryMarshal.Cast<T, float>(s), MemoryMarshal.Cast<T, float>(d), cos.AsSpan(t * n, n), sin.AsSpan(t * n, n), sinSign, accumulate)
+                : 0;
+            for (; j < n; j += 2)
             {
                 T c0 = T.CreateTruncating(cos[t * n + j]), s0 = sign * T.CreateTruncating(sin[t * n + j]);
                 T c1 = T.CreateTruncating(cos[t * n + j + 1]), s1 = sign * T.CreateTruncating(sin[t * n + j + 1]);
@@ -77,6 +84,24 @@ public static class Rope
                 d[j + 1] = accumulate ? d[j + 1] + odd : odd;
             }
         }
+    }
+
+    /// <summary>
+    /// The same rotation 8 pairs at a time: the pair swap is a shuffle and the sign of (−v[2i+1], v[2i])
+    /// moves onto sin (v[2i+1]·(−sin) is exactly −(v[2i+1]·sin)). Returns how many elements it did.
+    /// </summary>
+    private static int RotateVectors(ReadOnlySpan<float> src, Span<float> dst, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin, int sinSign, bool accumulate)
+    {
+        var swap = Vector512.Create(1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
+        var signs = Vector512.Create(-1f, 1f, -1f, 1f, -1f, 1f, -1f, 1f, -1f, 1f, -1f, 1f, -1f, 1f, -1f, 1f) * sinSign;
+        int j = 0;
+        for (; j <= src.Length - 16; j += 16)
+        {
+            var v = Vector512.Create(src.Slice(j));
+            var rotated = v * Vector512.Create(cos.Slice(j)) + Vector512.Shuffle(v, swap) * (Vector512.Create(sin.Slice(j)) * signs);
+            (accumulate ? Vector512.Create(dst.Slice(j)) + rotated : rotated).CopyTo(dst.Slice(j));
+        }
+        return j;
     }
 }
 
