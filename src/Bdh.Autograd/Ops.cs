@@ -14,20 +14,39 @@ public static class Ops
     {
         var c = Tensor<T>.Empty(Tensors.MatMul.OutputShape(a.Shape, transA, b.Shape, transB));
         Tensors.MatMul.Multiply(a.Value, transA, b.Value, transB, c, accumulate: false);
-        return Var<T>.FromOp(c, "matmul", [a, b], y =>
+        return Var<T>.FromOp(c, "matmul", [a, b], y => SendMatMulGrads(a, b, transA, transB, y.Grad!));
+    }
+
+    /// <summary>
+    /// relu(a·b) in one buffer: the ReLU runs in place on the product (BDH's xs and ys, the largest
+    /// activations, would otherwise be kept twice, before and after the ReLU). Backward: dC = dy where y &gt; 0.
+    /// </summary>
+    public static Var<T> MatMulRelu<T>(Var<T> a, Var<T> b) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var c = Tensor<T>.Empty(Tensors.MatMul.OutputShape(a.Shape, false, b.Shape, false));
+        Tensors.MatMul.Multiply(a.Value, false, b.Value, false, c, accumulate: false);
+        Parallelism.ForSlices(c.Length, 1, (s, n) => Elementwise.Relu<T>(c.Span.Slice(s, n), c.Span.Slice(s, n)));
+        return Var<T>.FromOp(c, "matmul_relu", [a, b], y =>
         {
-            var dc = y.Grad!;
-            if (a.RequiresGrad)
-            {
-                if (transA) Tensors.MatMul.Multiply(b.Value, transB, dc, true, Var<T>.GradFor(a), true);  // dA = op(B)·dCᵀ
-                else Tensors.MatMul.Multiply(dc, false, b.Value, !transB, Var<T>.GradFor(a), true);       // dA = dC·op(B)ᵀ
-            }
-            if (b.RequiresGrad)
-            {
-                if (transB) Tensors.MatMul.Multiply(dc, true, a.Value, transA, Var<T>.GradFor(b), true);  // dB = dCᵀ·op(A)
-                else Tensors.MatMul.Multiply(a.Value, !transA, dc, false, Var<T>.GradFor(b), true);       // dB = op(A)ᵀ·dC
-            }
+            using var dc = Tensor<T>.Zeros(y.Shape);
+            Parallelism.ForSlices(dc.Length, 1, (s, n) => Elementwise.ReluBackward<T>(y.Value.Span.Slice(s, n), y.Grad!.Span.Slice(s, n), dc.Span.Slice(s, n)));
+            SendMatMulGrads(a, b, false, false, dc);
         });
+    }
+
+    /// <summary>dA (+)= dC·op(B)ᵀ and dB (+)= op(A)ᵀ·dC, each in the orientation its operand is stored in.</summary>
+    private static void SendMatMulGrads<T>(Var<T> a, Var<T> b, bool transA, bool transB, Tensor<T> dc) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (a.RequiresGrad)
+        {
+            if (transA) Tensors.MatMul.Multiply(b.Value, transB, dc, true, Var<T>.GradFor(a), true);  // dA = op(B)·dCᵀ
+            else Tensors.MatMul.Multiply(dc, false, b.Value, !transB, Var<T>.GradFor(a), true);       // dA = dC·op(B)ᵀ
+        }
+        if (b.RequiresGrad)
+        {
+            if (transB) Tensors.MatMul.Multiply(dc, true, a.Value, transA, Var<T>.GradFor(b), true);  // dB = dCᵀ·op(A)
+            else Tensors.MatMul.Multiply(a.Value, !transA, dc, false, Var<T>.GradFor(b), true);       // dB = op(A)ᵀ·dC
+        }
     }
 
     /// <summary>a + b with broadcasting; each gradient is summed back to its input's shape.</summary>
@@ -158,20 +177,14 @@ public static class Ops
     public static Var<T> Dropout<T>(Var<T> x, double p, Rng? rng) where T : unmanaged, IFloatingPointIeee754<T>
     {
         if (p == 0 || rng is null) return x;
-        ulong seed = rng.NextUInt64(); // one draw per call: the mask itself is a hash of (seed, index)
-        var mask = Tensor<T>.Empty(x.Shape);
+        ulong seed = rng.NextUInt64(); // one draw per call: the mask is a hash of (seed, index), drawn again by the backward
         var y = Tensor<T>.Empty(x.Shape);
-        Parallelism.ForSlices(y.Length, 1, (s, n) =>
-        {
-            Elementwise.DropoutMask<T>(seed, p, mask.Span.Slice(s, n), s);
-            TP.Multiply<T>(x.Value.Span.Slice(s, n), mask.Span.Slice(s, n), y.Span.Slice(s, n));
-        });
+        Parallelism.ForSlices(y.Length, 1, (s, n) => Elementwise.Dropout<T>(seed, p, x.Value.Span.Slice(s, n), y.Span.Slice(s, n), s, accumulate: false));
         return Var<T>.FromOp(y, "dropout", [x], o =>
         {
             var dx = Var<T>.GradFor(x);
-            Parallelism.ForSlices(dx.Length, 1, (s, n) =>
-                TP.MultiplyAdd<T>(o.Grad!.Span.Slice(s, n), mask.Span.Slice(s, n), dx.Span.Slice(s, n), dx.Span.Slice(s, n)));
-        }, mask);
+            Parallelism.ForSlices(dx.Length, 1, (s, n) => Elementwise.Dropout<T>(seed, p, o.Grad!.Span.Slice(s, n), dx.Span.Slice(s, n), s, accumulate: true));
+        });
     }
 
     /// <summary>Mean cross-entropy of logits [..., V] against targets (one per row) → scalar [1].</summary>
@@ -179,10 +192,19 @@ public static class Ops
     {
         int vocab = logits.Shape[^1];
         if (logits.Value.Length != targets.Length * vocab) throw new ArgumentException($"{targets.Length} targets for logits {Tensor<T>.Format(logits.Shape)}");
+        // Rows split over the cores; the per-row losses are then summed in one fixed order (any thread count, same bits).
+        using var rowLoss = Tensor<T>.Empty(targets.Length);
+        Parallelism.ForSlices(logits.Value.Length, vocab, (s, n) => Tensors.Kernels.CrossEntropy.RowLosses<T>(
+            logits.Value.Span.Slice(s, n), targets.AsSpan(s / vocab, n / vocab), vocab, rowLoss.Span.Slice(s / vocab, n / vocab)));
         var loss = Tensor<T>.Empty(1);
-        loss.Span[0] = Tensors.Kernels.CrossEntropy.Forward<T>(logits.Value.Span, targets, vocab);
-        return Var<T>.FromOp(loss, "cross_entropy", [logits],
-            o => Tensors.Kernels.CrossEntropy.Backward<T>(logits.Value.Span, targets, vocab, o.Grad!.Span[0], Var<T>.GradFor(logits).Span));
+        loss.Span[0] = TP.Sum<T>(rowLoss.Span) / T.CreateTruncating(targets.Length);
+        return Var<T>.FromOp(loss, "cross_entropy", [logits], o =>
+        {
+            T scale = o.Grad!.Span[0] / T.CreateTruncating(targets.Length);
+            var dLogits = Var<T>.GradFor(logits);
+            Parallelism.ForSlices(dLogits.Length, vocab, (s, n) => Tensors.Kernels.CrossEntropy.Backward<T>(
+                logits.Value.Span.Slice(s, n), targets.AsSpan(s / vocab, n / vocab), vocab, scale, dLogits.Span.Slice(s, n)));
+        });
     }
 
     /// <summary>Σ x → [1].</summary>

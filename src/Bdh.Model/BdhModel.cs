@@ -90,12 +90,12 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         var x = Ln(Ops.Embedding(Embed, idx, 1, b, t));                        // [1, B, T, D]
         for (int layer = 0; layer < Config.NLayer; layer++)
         {
-            var xs = Ops.Relu(Ops.MatMul(x, encoder));                          // [nh, B, T, N]  sparse, positive
+            var xs = Ops.MatMulRelu(x, encoder);                                // [nh, B, T, N]  relu(x·encoder): sparse, positive
             var a = Ops.CausalLinearAttention(Ops.Rope(xs, rope), x);           // [nh, B, T, D]  tril(QQᵀ, −1)·x, Q = rope(xs)
             Trace(trace, $"attn{layer}.q", xs.Value);
             Trace(trace, $"attn{layer}.v", x.Value);
             Trace(trace, $"attn{layer}.out", a.Value);
-            var ys = Ops.Relu(Ops.MatMul(Ln(a), encoderV));                     // [nh, B, T, N]
+            var ys = Ops.MatMulRelu(Ln(a), encoderV);                           // [nh, B, T, N]  relu(ln(a)·encoder_v)
             var xy = Ops.Dropout(xs * ys, Config.Dropout, dropoutRng);          // [nh, B, T, N]
             Trace(trace, $"layer{layer}.ys", ys.Value);
             Trace(trace, $"layer{layer}.xy", xy.Value);

@@ -12,6 +12,13 @@ public readonly record struct MatrixRef<T>(T[] Array, int Offset, int Stride, bo
 }
 
 /// <summary>
+/// Zeros a causal product may skip (square T×T operands of attention): <c>LowerOutput</c>, only C[i, j]
+/// with j &lt; i is wanted (the caller masks the rest); <c>LowerA</c>, A[i, p] = 0 for p ≥ i;
+/// <c>UpperA</c>, A[i, p] = 0 for p ≤ i. Skipping exact zeros leaves every wanted value unchanged.
+/// </summary>
+public enum Causal { None, LowerOutput, LowerA, UpperA }
+
+/// <summary>
 /// General matrix multiply <c>C[m,n] = (accumulate ? C : 0) + A[m,k]·B[k,n]</c>.
 /// float runs the packed, register-blocked SIMD kernel (<see cref="PackedGemm"/>); double (used by
 /// gradient checks) runs a row-at-a-time TensorPrimitives loop. Both split work over output rows or
@@ -23,7 +30,7 @@ public static class Gemm
     internal const long ParallelThreshold = 1 << 18;
 
     public static void Multiply<T>(int m, int n, int k, MatrixRef<T> a, MatrixRef<T> b, MatrixRef<T> c,
-        bool accumulate, bool parallel = true) where T : unmanaged, IFloatingPointIeee754<T>
+        bool accumulate, bool parallel = true, Causal causal = Causal.None) where T : unmanaged, IFloatingPointIeee754<T>
     {
         if (c.Transposed) throw new ArgumentException("the output matrix cannot be transposed");
         if (m == 0 || n == 0) return;
@@ -36,7 +43,7 @@ public static class Gemm
         }
         if (typeof(T) == typeof(float) && PackedGemm.IsSupported)
             PackedGemm.Multiply(m, n, k, (MatrixRef<float>)(object)a, (MatrixRef<float>)(object)b,
-                (MatrixRef<float>)(object)c, accumulate, parallel);
+                (MatrixRef<float>)(object)c, accumulate, parallel, causal);
         else
             MultiplyByRows(m, n, k, a, b, c, accumulate, parallel);
     }
@@ -81,7 +88,7 @@ internal static unsafe class PackedGemm
     public static bool IsSupported => Vector512.IsHardwareAccelerated || Vector256.IsHardwareAccelerated;
 
     public static void Multiply(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c,
-        bool accumulate, bool parallel)
+        bool accumulate, bool parallel, Causal causal)
     {
         int nSlivers = (n + NR - 1) / NR;
         float[] bPack = TensorPool<float>.Rent(nSlivers * NR * Math.Min(k, KC));
@@ -93,7 +100,7 @@ internal static unsafe class PackedGemm
             bool add = accumulate || p0 > 0;
             ForChunks(nSlivers, threads, (t0, t1) => PackB(b, n, p0, kc, t0, t1, bPack));
             RunItems(rowBlocks * colBlocks, threads, item =>
-                ComputeBlock(item / colBlocks, item % colBlocks, m, n, p0, kc, a, bPack, c, add));
+                ComputeBlock(item / colBlocks, item % colBlocks, m, n, p0, kc, a, bPack, c, add, causal));
         }
         TensorPool<float>.Return(bPack);
     }
@@ -131,7 +138,7 @@ internal static unsafe class PackedGemm
     }
 
     private static void ComputeBlock(int rowBlock, int colBlock, int m, int n, int p0, int kc,
-        MatrixRef<float> a, float[] bPack, MatrixRef<float> c, bool add)
+        MatrixRef<float> a, float[] bPack, MatrixRef<float> c, bool add, Causal causal)
     {
         float* edge = stackalloc float[MR * NR];
         float* partialRows = stackalloc float[MR * KC];
@@ -146,8 +153,14 @@ internal static unsafe class PackedGemm
                 for (int s = rowBlock * MC / MR; s < sEnd; s++)
                 {
                     int i0 = s * MR, j0 = t * NR;
+                    if (causal == Causal.LowerOutput && j0 >= i0 + MR - 1) continue; // every C[i, j] here has j ≥ i
+                    // The k range [pLo, pHi) of this slice where the sliver's rows of A can be non-zero.
+                    int pLo = causal == Causal.UpperA ? Math.Max(p0, i0 + 1) : p0;
+                    int pHi = causal == Causal.LowerA ? Math.Min(p0 + kc, i0 + MR - 1) : p0 + kc;
+                    if (pHi <= pLo && add) continue;
+                    int depth = Math.Max(pHi - pLo, 0), skip = depth == 0 ? 0 : pLo - p0;
                     int rows = Math.Min(MR, m - i0), cols = Math.Min(NR, n - j0);
-                    float* aSliver = aP + i0 * aRow, bSliver = bP + t * NR * kc;
+                    float* aSliver = aP + i0 * aRow, bSliver = bP + t * NR * kc + skip * NR;
                     nint sliverRow = aRow, sliverK = aK;
                     if (rows < MR) // the last rows of A: copy them beside zero rows, so the kernel reads no further
                     {
@@ -157,14 +170,15 @@ internal static unsafe class PackedGemm
                         aSliver = partialRows;
                         (sliverRow, sliverK) = (1, MR);
                     }
+                    aSliver += skip * sliverK;
                     float* cTile = cP + c.Offset + (long)i0 * c.Stride + j0;
                     if (rows == MR && cols == NR)
                     {
-                        MicroKernel(kc, aSliver, sliverRow, sliverK, bSliver, cTile, c.Stride, add);
+                        MicroKernel(depth, aSliver, sliverRow, sliverK, bSliver, cTile, c.Stride, add);
                         continue;
                     }
                     // Partial tile at the matrix edge: compute the full tile aside, keep the valid part.
-                    MicroKernel(kc, aSliver, sliverRow, sliverK, bSliver, edge, NR, false);
+                    MicroKernel(depth, aSliver, sliverRow, sliverK, bSliver, edge, NR, false);
                     for (int r = 0; r < rows; r++)
                         for (int j = 0; j < cols; j++)
                             cTile[(long)r * c.Stride + j] = add ? cTile[(long)r * c.Stride + j] + edge[r * NR + j] : edge[r * NR + j];

@@ -75,6 +75,22 @@ public class GradientProperties
     }
 
     [Property(MaxTest = 60)]
+    public void MatMulRelu(byte mRaw, byte kRaw, byte nRaw, byte bRaw, byte hRaw, int seed)
+    {
+        // [1,B,m,k]·[H,1,k,n], as xs = relu(x·encoder). A product within 1e-3 of the kink would make
+        // central differences straddle it: such draws are rare and skipped.
+        int m = Size(mRaw, 7), k = Size(kRaw, 7), n = Size(nRaw, 7), b = Size(bRaw, 3), h = Size(hRaw, 3);
+        var rng = new Rng((ulong)seed);
+        var a = Random(rng, 1, b, m, k);
+        var w = Random(rng, h, 1, k, n);
+        using (NoGrad.Scope())
+            if (TP.MinMagnitude<double>(Ops.MatMul(Var<double>.Constant(a.Convert<float>().Convert<double>()), Var<double>.Constant(w.Convert<float>().Convert<double>())).Value.Span) < 1e-3)
+                return;
+        Verify($"matmul_relu {Tensor<double>.Format(a.Shape)}·{Tensor<double>.Format(w.Shape)}",
+            x => Ops.MatMulRelu(x[0], x[1]), x => Ops.MatMulRelu(x[0], x[1]), a, w);
+    }
+
+    [Property(MaxTest = 60)]
     public void AddAndMulBroadcast(byte bRaw, byte hRaw, byte dRaw, byte form, int seed)
     {
         int b = Size(bRaw, 3), h = Size(hRaw, 3), d = Size(dRaw, 7);

@@ -14,6 +14,31 @@ public class GemmTests
     }
 
     [Property(MaxTest = 200)]
+    public void CausalHintsSkipOnlyZeros(byte tRaw, byte nRaw, byte modeRaw, bool transA, bool accumulate, int seed)
+    {
+        // A square T×T A with the zeros a hint promises (or any A for LowerOutput): the hinted product equals
+        // the plain one bit for bit on every value the hint keeps (for LowerOutput, C[i, j] with j < i).
+        int t = Size(tRaw), n = Size(nRaw);
+        var causal = (Causal)(1 + modeRaw % 3);
+        var (a, b, c0) = Operands(t, n, t, seed);
+        float[] af = new float[t * t];
+        for (int i = 0; i < t; i++)
+            for (int p = 0; p < t; p++)
+            {
+                bool zero = causal == Causal.LowerA ? p >= i : causal == Causal.UpperA && p <= i;
+                af[transA ? p * t + i : i * t + p] = zero ? 0 : (float)a[i * t + p];
+            }
+        float[] bf = b.Select(x => (float)x).ToArray(), plain = c0.Select(x => (float)x).ToArray(), hinted = (float[])plain.Clone();
+        var aRef = new MatrixRef<float>(af, 0, t, transA);
+        Gemm.Multiply(t, n, t, aRef, new MatrixRef<float>(bf, 0, n), new MatrixRef<float>(plain, 0, n), accumulate);
+        Gemm.Multiply(t, n, t, aRef, new MatrixRef<float>(bf, 0, n), new MatrixRef<float>(hinted, 0, n), accumulate, causal: causal);
+        for (int i = 0; i < t; i++)
+            for (int j = 0; j < n; j++)
+                if (causal != Causal.LowerOutput || j < i)
+                    Assert.True(plain[i * n + j] == hinted[i * n + j], $"{causal} T={t} n={n}: C[{i},{j}] {hinted[i * n + j]} vs {plain[i * n + j]}");
+    }
+
+    [Property(MaxTest = 200)]
     public void FloatGemmMatchesNaive(byte mRaw, byte nRaw, byte kRaw, bool transA, bool transB, bool accumulate, int seed)
     {
         int m = Size(mRaw), n = Size(nRaw), k = Size(kRaw);

@@ -176,27 +176,33 @@ public class KernelTests
     }
 
     [Fact]
-    public void DropoutMaskIsSeededDropsAboutPAndAnySliceDrawsTheSame()
+    public void DropoutIsSeededDropsAboutPAndAnySliceDrawsTheSameMask()
     {
-        var a = new float[100_003];
-        Elementwise.DropoutMask<float>(5, 0.1, a, 0);
+        static float[] Mask(ulong seed, int length, int start)
+        {
+            var mask = new float[length];
+            Elementwise.Dropout<float>(seed, 0.1, Enumerable.Repeat(1f, length).ToArray(), mask, start, accumulate: false);
+            return mask;
+        }
+        var a = Mask(5, 100_003, 0);
         double dropped = a.Count(x => x == 0) / (double)a.Length;
         Assert.InRange(dropped, 0.098, 0.102);
         Assert.All(a.Where(x => x != 0), x => Assert.Equal(1f / 0.9f, x));
         // Slices at odd offsets (vector and scalar paths meet at other places) give the same elements,
         // as does the double path; another seed gives another mask.
-        var slice = new float[50_001];
-        Elementwise.DropoutMask<float>(5, 0.1, slice, 12_345);
-        Assert.Equal(a.AsSpan(12_345, slice.Length).ToArray(), slice);
+        Assert.Equal(a.AsSpan(12_345, 50_001).ToArray(), Mask(5, 50_001, 12_345));
         var doubles = new double[1000];
-        Elementwise.DropoutMask<double>(5, 0.1, doubles, 7);
-        Assert.Equal(a.Skip(7).Take(1000).Select(x => (double)(x == 0 ? 0 : 1 / 0.9)), doubles);
-        var other = new float[a.Length];
-        Elementwise.DropoutMask<float>(6, 0.1, other, 0);
+        Elementwise.Dropout<double>(5, 0.1, Enumerable.Repeat(1.0, 1000).ToArray(), doubles, 7, accumulate: false);
+        Assert.Equal(a.Skip(7).Take(1000).Select(x => (double)(x == 0 ? 0 : (float)(1 / 0.9))), doubles.Select(x => (double)(float)x));
+        var other = Mask(6, a.Length, 0);
         Assert.InRange(a.Zip(other).Count(p => (p.First == 0) != (p.Second == 0)) / (double)a.Length, 0.17, 0.19); // independent: 2·0.1·0.9
         // Neighbouring elements are independent too: pairs both dropped at about p².
         double both = Enumerable.Range(0, a.Length - 1).Count(i => a[i] == 0 && a[i + 1] == 0) / (double)(a.Length - 1);
         Assert.InRange(both, 0.008, 0.012);
+        // accumulate adds x ⊙ mask onto y.
+        var y = Enumerable.Repeat(2f, 40).ToArray();
+        Elementwise.Dropout<float>(5, 0.1, Enumerable.Repeat(1f, 40).ToArray(), y, 0, accumulate: true);
+        Assert.Equal(a.Take(40).Select(m => 2f + m), y);
     }
 
     [Fact]

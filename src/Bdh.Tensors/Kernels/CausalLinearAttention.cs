@@ -15,9 +15,9 @@ public static class CausalLinearAttention
         {
             int vOff = VOffset(bh, b, v.Shape[0], t, d);
             var s = new MatrixRef<T>(scores.Array, bh * t * t, t);
-            Gemm.Multiply(t, t, n, new MatrixRef<T>(q.Array, bh * t * n, n), new MatrixRef<T>(q.Array, bh * t * n, n, true), s, false, parallel: false);
+            Gemm.Multiply(t, t, n, new MatrixRef<T>(q.Array, bh * t * n, n), new MatrixRef<T>(q.Array, bh * t * n, n, true), s, false, parallel: false, Causal.LowerOutput);
             MaskUpperAndDiagonal(scores.Array.AsSpan(bh * t * t, t * t), t);
-            Gemm.Multiply(t, d, t, s, new MatrixRef<T>(v.Array, vOff, d), new MatrixRef<T>(output.Array, bh * t * d, d), false, parallel: false);
+            Gemm.Multiply(t, d, t, s, new MatrixRef<T>(v.Array, vOff, d), new MatrixRef<T>(output.Array, bh * t * d, d), false, parallel: false, Causal.LowerA);
         });
     }
 
@@ -33,12 +33,12 @@ public static class CausalLinearAttention
             Parallelism.For(h * b, bh =>
             {
                 var ds = new MatrixRef<T>(dScores.Array, bh * t * t, t);
-                Gemm.Multiply(t, t, d, new MatrixRef<T>(dOutput.Array, bh * t * d, d), new MatrixRef<T>(v.Array, VOffset(bh, b, v.Shape[0], t, d), d, true), ds, false, parallel: false);
+                Gemm.Multiply(t, t, d, new MatrixRef<T>(dOutput.Array, bh * t * d, d), new MatrixRef<T>(v.Array, VOffset(bh, b, v.Shape[0], t, d), d, true), ds, false, parallel: false, Causal.LowerOutput);
                 MaskUpperAndDiagonal(dScores.Array.AsSpan(bh * t * t, t * t), t);
                 var qm = new MatrixRef<T>(q.Array, bh * t * n, n);
                 var dqm = new MatrixRef<T>(dq.Array, bh * t * n, n);
-                Gemm.Multiply(t, n, t, ds, qm, dqm, true, parallel: false);
-                Gemm.Multiply(t, n, t, ds with { Transposed = true }, qm, dqm, true, parallel: false);
+                Gemm.Multiply(t, n, t, ds, qm, dqm, true, parallel: false, Causal.LowerA);
+                Gemm.Multiply(t, n, t, ds with { Transposed = true }, qm, dqm, true, parallel: false, Causal.UpperA);
             });
         if (dv is not null)
         {
@@ -51,7 +51,7 @@ public static class CausalLinearAttention
                 {
                     int bh = head * b + batch;
                     Gemm.Multiply(t, d, t, new MatrixRef<T>(scores.Array, bh * t * t, t, true),
-                        new MatrixRef<T>(dOutput.Array, bh * t * d, d), new MatrixRef<T>(dv.Array, bv * t * d, d), true, parallel: false);
+                        new MatrixRef<T>(dOutput.Array, bh * t * d, d), new MatrixRef<T>(dv.Array, bv * t * d, d), true, parallel: false, Causal.UpperA);
                 }
             });
         }

@@ -3,25 +3,34 @@ namespace Bdh.Tensors.Kernels;
 /// <summary>Mean cross-entropy of logits [M, V] against integer targets, via a stable log-softmax.</summary>
 public static class CrossEntropy
 {
+    /// <summary>The mean over rows of <see cref="RowLosses"/>.</summary>
     public static T Forward<T>(ReadOnlySpan<T> logits, ReadOnlySpan<int> targets, int vocab)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        T total = T.Zero;
+        T[] losses = TensorPool<T>.Rent(targets.Length);
+        RowLosses(logits, targets, vocab, losses.AsSpan(0, targets.Length));
+        T mean = TP.Sum<T>(losses.AsSpan(0, targets.Length)) / T.CreateTruncating(targets.Length);
+        TensorPool<T>.Return(losses);
+        return mean;
+    }
+
+    /// <summary>losses[r] = log Σ exp(logits[r]) − logits[r, targets[r]]: rows are independent, so callers may split them.</summary>
+    public static void RowLosses<T>(ReadOnlySpan<T> logits, ReadOnlySpan<int> targets, int vocab, Span<T> losses)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
         T[] scratch = TensorPool<T>.Rent(vocab);
         for (int r = 0; r < targets.Length; r++)
         {
             ReadOnlySpan<T> row = logits.Slice(r * vocab, vocab);
-            total += LogSumExp(row, scratch) - row[CheckTarget(targets[r], vocab)];
+            losses[r] = LogSumExp(row, scratch) - row[CheckTarget(targets[r], vocab)];
         }
         TensorPool<T>.Return(scratch);
-        return total / T.CreateTruncating(targets.Length);
     }
 
-    /// <summary>dlogits (+)= (softmax(logits) − onehot(target)) · dLoss / M.</summary>
-    public static void Backward<T>(ReadOnlySpan<T> logits, ReadOnlySpan<int> targets, int vocab, T dLoss, Span<T> dLogits)
+    /// <summary>dlogits (+)= (softmax(logits) − onehot(target)) · scale, where scale is dLoss / M for the mean over M rows.</summary>
+    public static void Backward<T>(ReadOnlySpan<T> logits, ReadOnlySpan<int> targets, int vocab, T scale, Span<T> dLogits)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        T scale = dLoss / T.CreateTruncating(targets.Length);
         T[] probs = TensorPool<T>.Rent(vocab);
         for (int r = 0; r < targets.Length; r++)
         {

@@ -36,31 +36,37 @@ public static class Elementwise
     }
 
     /// <summary>
-    /// Inverted dropout mask: 0 with probability p, else 1/(1 − p). Element i of the whole mask is kept
-    /// when a hash of (seed, i) reaches p·2³², so any slice — <paramref name="mask"/> is elements
-    /// [start, start + length) — is drawn on its own: the mask is the same for any thread count, and a
-    /// vector of 16 elements is decided at once. The hash is a 32-bit integer mixer (lowbias32) applied
-    /// twice, keyed by the two halves of the seed.
+    /// Inverted dropout: y (+)= x ⊙ mask, where the mask is 0 with probability p and 1/(1 − p) otherwise.
+    /// Element i of the whole tensor is kept when a hash of (seed, i) reaches p·2³²; x and y are elements
+    /// [start, start + length). So the mask is never stored — the backward draws it again from the seed —
+    /// any slice is drawn on its own (the same for any thread count), and 16 elements are decided at once.
+    /// The hash is a 32-bit integer mixer (lowbias32) applied twice, keyed by the two halves of the seed.
     /// </summary>
-    public static void DropoutMask<T>(ulong seed, double p, Span<T> mask, int start) where T : unmanaged, IFloatingPointIeee754<T>
+    public static void Dropout<T>(ulong seed, double p, ReadOnlySpan<T> x, Span<T> y, int start, bool accumulate)
+        where T : unmanaged, IFloatingPointIeee754<T>
     {
         uint threshold = (uint)Math.Min(Math.Round(p * 4294967296.0), uint.MaxValue);
         uint low = (uint)seed, high = (uint)(seed >> 32);
-        T keep = T.CreateTruncating(1.0 / (1.0 - p));
+        T scale = T.CreateTruncating(1.0 / (1.0 - p));
         int i = 0;
         if (typeof(T) == typeof(float) && Vector512.IsHardwareAccelerated)
         {
-            Span<float> m = MemoryMarshal.Cast<T, float>(mask);
+            ReadOnlySpan<float> xf = MemoryMarshal.Cast<T, float>(x);
+            Span<float> yf = MemoryMarshal.Cast<T, float>(y);
             var index = Vector512.Create((uint)start) + Vector512<uint>.Indices;
-            var keepAll = Vector512.Create(float.CreateTruncating(keep));
-            for (; i <= m.Length - 16; i += 16, index += Vector512.Create(16u))
+            var scaleAll = Vector512.Create(float.CreateTruncating(scale));
+            for (; i <= xf.Length - 16; i += 16, index += Vector512.Create(16u))
             {
                 var kept = Vector512.GreaterThanOrEqual(Mix(Mix(index + Vector512.Create(low)) ^ Vector512.Create(high)), Vector512.Create(threshold));
-                (kept.AsSingle() & keepAll).CopyTo(m.Slice(i));
+                var dropped = (Vector512.Create(xf.Slice(i)) * scaleAll) & kept.AsSingle();
+                (accumulate ? Vector512.Create(yf.Slice(i)) + dropped : dropped).CopyTo(yf.Slice(i));
             }
         }
-        for (; i < mask.Length; i++)
-            mask[i] = Mix(Mix((uint)(start + i) + low) ^ high) >= threshold ? keep : T.Zero;
+        for (; i < x.Length; i++)
+        {
+            T value = Mix(Mix((uint)(start + i) + low) ^ high) >= threshold ? x[i] * scale : T.Zero;
+            y[i] = accumulate ? y[i] + value : value;
+        }
     }
 
     private static uint Mix(uint x)

@@ -1,0 +1,53 @@
+using BenchmarkDotNet.Attributes;
+using Bdh.Tensors;
+using Bdh.Tensors.Kernels;
+
+namespace Bdh.Benchmarks;
+
+/// <summary>
+/// Each non-GEMM kernel on the `cpu` preset's shapes, one call on one thread (the trainer splits the
+/// element-wise ones over the cores): activations [nh 4, B 16, T 64, N 512] = 2M floats, x [B·T 1024, D 128],
+/// logits [1024, 256].
+/// </summary>
+[ShortRunJob]
+public class KernelBenchmarks
+{
+    private const int Heads = 4, Batch = 16, T = 64, N = 512, D = 128, Vocab = 256;
+    private Tensor<float> _xs = null!, _ys = null!, _dys = null!, _x = null!, _xNorm = null!, _rstd = null!, _a = null!, _scores = null!, _logits = null!;
+    private RopeTable _rope = null!;
+    private int[] _targets = null!;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        Parallelism.Threads = 1;
+        var rng = new Rng(1);
+        _xs = Tensor<float>.Uniform(rng, -1, 1, Heads, Batch, T, N);
+        _ys = Tensor<float>.Empty(Heads, Batch, T, N);
+        _dys = Tensor<float>.Uniform(rng, -1, 1, Heads, Batch, T, N);
+        _x = Tensor<float>.Uniform(rng, -1, 1, 1, Batch, T, D);
+        _xNorm = Tensor<float>.Empty(1, Batch, T, D);
+        _rstd = Tensor<float>.Empty(Batch * T);
+        _a = Tensor<float>.Empty(Heads, Batch, T, D);
+        _scores = Tensor<float>.Empty(Heads, Batch, T, T);
+        _logits = Tensor<float>.Uniform(rng, -3, 3, Batch * T, Vocab);
+        _targets = Enumerable.Range(0, Batch * T).Select(i => i * 7 % Vocab).ToArray();
+        _rope = Rope.Table(Rope.Frequencies(N), T);
+    }
+
+    [Benchmark] public void Relu() => Elementwise.Relu<float>(_xs.Span, _ys.Span);
+
+    [Benchmark] public void ReluBackward() => Elementwise.ReluBackward<float>(_xs.Span, _dys.Span, _ys.Span);
+
+    [Benchmark] public void Dropout() => Elementwise.Dropout<float>(42, 0.1, _xs.Span, _ys.Span, 0, accumulate: false);
+
+    [Benchmark] public void RopeForward() => Rope.Forward<float>(_xs.Span, _ys.Span, _rope);
+
+    [Benchmark] public void LayerNormForward() => LayerNorm.Forward<float>(_x.Span, _xNorm.Span, _rstd.Span, D, 1e-5f);
+
+    [Benchmark] public void LayerNormBackward() => LayerNorm.Backward<float>(_x.Span, _xNorm.Span, _rstd.Span, _a.Span[..(Batch * T * D)], D);
+
+    [Benchmark] public void AttentionForward() => CausalLinearAttention.Forward(_xs, _x, _scores, _a);
+
+    [Benchmark] public float CrossEntropyForward() => CrossEntropy.Forward<float>(_logits.Span, _targets, Vocab);
+}
