@@ -9,7 +9,7 @@ namespace Bdh.Benchmarks;
 /// element-wise ones over the cores): activations [nh 4, B 16, T 64, N 512] = 2M floats, x [B·T 1024, D 128],
 /// logits [1024, 256].
 /// </summary>
-[ShortRunJob]
+[SimpleJob(launchCount: 1, warmupCount: 3, iterationCount: 10)]
 public class KernelBenchmarks
 {
     private const int Heads = 4, Batch = 16, T = 64, N = 512, D = 128, Vocab = 256;

@@ -9,7 +9,7 @@ namespace Bdh.Benchmarks;
 /// `cpu` as it trains (16 × 64 tokens), `paper` on one 512-token micro-batch (its 32-sequence step is
 /// 32 of these accumulated).
 /// </summary>
-[SimpleJob(launchCount: 1, warmupCount: 1, iterationCount: 5, invocationCount: 1)]
+[SimpleJob(launchCount: 1, warmupCount: 3, iterationCount: 10, invocationCount: 1)]
 public class TrainingStepBenchmarks
 {
     private Trainer _trainer = null!;

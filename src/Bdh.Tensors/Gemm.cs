@@ -20,7 +20,9 @@ public enum Causal { None, LowerOutput, LowerA, UpperA }
 
 /// <summary>
 /// General matrix multiply <c>C[m,n] = (accumulate ? C : 0) + A[m,k]·B[k,n]</c>.
-/// float runs the packed, register-blocked SIMD kernel (<see cref="PackedGemm"/>); double (used by
+/// float runs the packed, register-blocked SIMD kernel (<see cref="PackedGemm"/>), or, when A is mostly
+/// zeros, the sparse one (<see cref="SparseGemm"/>: the choice is made per call from A's measured density
+/// and is deterministic); double (used by
 /// gradient checks) runs a row-at-a-time TensorPrimitives loop. Both split work over output rows or
 /// tiles only, so results are bit-identical for any thread count.
 /// </summary>
@@ -28,6 +30,9 @@ public static class Gemm
 {
     /// <summary>Below this many multiply-adds a product runs on one thread: the fork costs more than it saves.</summary>
     internal const long ParallelThreshold = 1 << 18;
+
+    /// <summary>From this many elements of A on, a float product counts A's non-zeros to choose the sparse kernel.</summary>
+    internal const long SparseCheckSize = 1 << 14;
 
     public static void Multiply<T>(int m, int n, int k, MatrixRef<T> a, MatrixRef<T> b, MatrixRef<T> c,
         bool accumulate, bool parallel = true, Causal causal = Causal.None) where T : unmanaged, IFloatingPointIeee754<T>
@@ -41,7 +46,10 @@ public static class Gemm
                 for (int i = 0; i < m; i++) c.Array.AsSpan(c.Offset + i * c.Stride, n).Clear();
             return;
         }
-        if (typeof(T) == typeof(float) && PackedGemm.IsSupported)
+        if (typeof(T) == typeof(float) && causal == Causal.None && !b.Transposed && (long)m * k >= SparseCheckSize
+            && SparseGemm.Density(m, k, (MatrixRef<float>)(object)a) <= SparseGemm.MaxDensity)
+            SparseGemm.Multiply(m, n, k, (MatrixRef<float>)(object)a, (MatrixRef<float>)(object)b, (MatrixRef<float>)(object)c, accumulate, parallel);
+        else if (typeof(T) == typeof(float) && PackedGemm.IsSupported)
             PackedGemm.Multiply(m, n, k, (MatrixRef<float>)(object)a, (MatrixRef<float>)(object)b,
                 (MatrixRef<float>)(object)c, accumulate, parallel, causal);
         else

@@ -32,7 +32,7 @@ public sealed class Tensor<T> : IDisposable where T : unmanaged, IFloatingPointI
     public static Tensor<T> Zeros(params int[] shape)
     {
         var t = Empty(shape);
-        t.Span.Clear();
+        Parallelism.ForSlices(t.Length, 1, (s, n) => t.Array.AsSpan(s, n).Clear()); // gradients of activations are megabytes
         return t;
     }
 

@@ -13,6 +13,35 @@ public class GemmTests
         return (Naive.Random(rng, m * k), Naive.Random(rng, k * n), Naive.Random(rng, m * n));
     }
 
+    [Property(MaxTest = 60)]
+    public void MostlyZeroAGoesSparseAndMatchesNaiveForAnyThreadCount(byte mRaw, byte nRaw, byte kRaw, bool transA, bool accumulate, int seed)
+    {
+        // About 5% non-zeros, and large enough (m·k ≥ 16384) that Gemm measures A and takes the sparse kernel;
+        // n from 1 to 300 covers the 128-column register tile and the columns after it.
+        int m = 64 + mRaw % 200, k = 256 + kRaw % 64, n = 1 + nRaw % 300;
+        var rng = new Rng((ulong)seed);
+        var a = Naive.Random(rng, m * k).Select(x => rng.NextDouble() < 0.05 ? x : 0).ToArray();
+        var b = Naive.Random(rng, k * n);
+        var c0 = Naive.Random(rng, m * n);
+        var aStored = transA ? Enumerable.Range(0, m * k).Select(i => a[i % m * k + i / m]).ToArray() : a; // [k, m] when transposed
+        var expected = Naive.MatMul(a, false, b, false, m, n, k);
+        if (accumulate) for (int i = 0; i < expected.Length; i++) expected[i] += c0[i];
+        float[] Run(int threads)
+        {
+            int saved = Parallelism.Threads;
+            Parallelism.Threads = threads;
+            float[] c = c0.Select(x => (float)x).ToArray();
+            Gemm.Multiply(m, n, k, new MatrixRef<float>(aStored.Select(x => (float)x).ToArray(), 0, transA ? m : k, transA),
+                new MatrixRef<float>(b.Select(x => (float)x).ToArray(), 0, n), new MatrixRef<float>(c, 0, n), accumulate);
+            Parallelism.Threads = saved;
+            return c;
+        }
+        float[] one = Run(1);
+        Assert.Equal(one, Run(2));
+        Assert.Equal(one, Run(3));
+        Assert.True(Naive.RelativeError(one, expected) < 1e-5, $"m={m} n={n} k={k} transA={transA}");
+    }
+
     [Property(MaxTest = 200)]
     public void CausalHintsSkipOnlyZeros(byte tRaw, byte nRaw, byte modeRaw, bool transA, bool accumulate, int seed)
     {
