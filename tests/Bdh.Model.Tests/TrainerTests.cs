@@ -19,6 +19,30 @@ public class TrainerTests
     }
 
     [Fact]
+    public void TrainingIsBitIdenticalForAnyThreadCount()
+    {
+        // Large enough that every kernel splits its work (GEMM blocks, element-wise slices, attention
+        // blocks, cross-entropy rows), dropout on: three steps on 1, 2 and 3 threads end in the same bits.
+        var config = new BdhConfig { NLayer = 2, NEmbd = 32, NHead = 2, MlpInternalDimMultiplier = 4, Dropout = 0.1 };
+        var data = TextData.Load(Shared.Corpus);
+        float[][] Train(int threads)
+        {
+            int saved = Bdh.Tensors.Parallelism.Threads;
+            Bdh.Tensors.Parallelism.Threads = threads;
+            try
+            {
+                var trainer = new Trainer(BdhModel<float>.Create(config, 3), data, new TrainOptions { Batch = 8, Block = 32, Steps = 3 });
+                for (int i = 0; i < 3; i++) trainer.TrainStep();
+                return trainer.Model.Parameters.Select(p => p.Value.Value.Span.ToArray()).ToArray();
+            }
+            finally { Bdh.Tensors.Parallelism.Threads = saved; }
+        }
+        var one = Train(1);
+        Assert.Equal(one, Train(2));
+        Assert.Equal(one, Train(3));
+    }
+
+    [Fact]
     public void LearningRateIsConstantByDefaultAndWarmsUpThenDecaysWhenAsked()
     {
         var constant = new TrainOptions { LearningRate = 1e-3, Steps = 100 };
