@@ -28,8 +28,8 @@ public static class Ops
         Parallelism.ForSlices(c.Length, 1, (s, n) => Elementwise.Relu<T>(c.Span.Slice(s, n), c.Span.Slice(s, n)));
         return Var<T>.FromOp(c, "matmul_relu", [a, b], y =>
         {
-            using var dc = Tensor<T>.Zeros(y.Shape);
-            Parallelism.ForSlices(dc.Length, 1, (s, n) => Elementwise.ReluBackward<T>(y.Value.Span.Slice(s, n), y.Grad!.Span.Slice(s, n), dc.Span.Slice(s, n)));
+            var dc = y.Grad!; // dy becomes dC in place: nothing reads dy after this op's backward
+            Parallelism.ForSlices(dc.Length, 1, (s, n) => Elementwise.ReluBackward<T>(y.Value.Span.Slice(s, n), dc.Span.Slice(s, n), dc.Span.Slice(s, n), accumulate: false));
             SendMatMulGrads(a, b, false, false, dc);
         });
     }
@@ -39,13 +39,15 @@ public static class Ops
     {
         if (a.RequiresGrad)
         {
-            if (transA) Tensors.MatMul.Multiply(b.Value, transB, dc, true, Var<T>.GradFor(a), true);  // dA = op(B)·dCᵀ
-            else Tensors.MatMul.Multiply(dc, false, b.Value, !transB, Var<T>.GradFor(a), true);       // dA = dC·op(B)ᵀ
+            var (da, add) = Var<T>.GradSlot(a);
+            if (transA) Tensors.MatMul.Multiply(b.Value, transB, dc, true, da, add);  // dA = op(B)·dCᵀ
+            else Tensors.MatMul.Multiply(dc, false, b.Value, !transB, da, add);       // dA = dC·op(B)ᵀ
         }
         if (b.RequiresGrad)
         {
-            if (transB) Tensors.MatMul.Multiply(dc, true, a.Value, transA, Var<T>.GradFor(b), true);  // dB = dCᵀ·op(A)
-            else Tensors.MatMul.Multiply(a.Value, !transA, dc, false, Var<T>.GradFor(b), true);       // dB = op(A)ᵀ·dC
+            var (db, add) = Var<T>.GradSlot(b);
+            if (transB) Tensors.MatMul.Multiply(dc, true, a.Value, transA, db, add);  // dB = dCᵀ·op(A)
+            else Tensors.MatMul.Multiply(a.Value, !transA, dc, false, db, add);       // dB = op(A)ᵀ·dC
         }
     }
 
@@ -71,21 +73,26 @@ public static class Ops
     public static Var<T> Mul<T>(Var<T> a, Var<T> b) where T : unmanaged, IFloatingPointIeee754<T> =>
         Var<T>.FromOp(BroadcastOps.Multiply(a.Value, b.Value), "mul", [a, b], y =>
         {
-            if (a.RequiresGrad) SumProductInto(y.Grad!, b.Value, Var<T>.GradFor(a));
-            if (b.RequiresGrad) SumProductInto(y.Grad!, a.Value, Var<T>.GradFor(b));
+            if (a.RequiresGrad) SumProductInto(y.Grad!, b.Value, a);
+            if (b.RequiresGrad) SumProductInto(y.Grad!, a.Value, b);
         });
 
-    private static void SumProductInto<T>(Tensor<T> dy, Tensor<T> other, Tensor<T> grad) where T : unmanaged, IFloatingPointIeee754<T>
+    /// <summary>x's gradient (+)= Σ dy ⊙ other over the dimensions x was broadcast along.</summary>
+    private static void SumProductInto<T>(Tensor<T> dy, Tensor<T> other, Var<T> x) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        if (dy.Shape.AsSpan().SequenceEqual(other.Shape) && dy.Shape.AsSpan().SequenceEqual(grad.Shape))
+        if (dy.Shape.AsSpan().SequenceEqual(other.Shape) && dy.Shape.AsSpan().SequenceEqual(x.Shape))
         {
             // xs ⊙ ys: no broadcast, so one fused pass per slice
+            var (grad, add) = Var<T>.GradSlot(x);
             Parallelism.ForSlices(grad.Length, 1, (s, n) =>
-                TP.MultiplyAdd<T>(dy.Span.Slice(s, n), other.Span.Slice(s, n), grad.Span.Slice(s, n), grad.Span.Slice(s, n)));
+            {
+                if (add) TP.MultiplyAdd<T>(dy.Span.Slice(s, n), other.Span.Slice(s, n), grad.Span.Slice(s, n), grad.Span.Slice(s, n));
+                else TP.Multiply<T>(dy.Span.Slice(s, n), other.Span.Slice(s, n), grad.Span.Slice(s, n));
+            });
             return;
         }
         using var product = BroadcastOps.Multiply(dy, other);
-        BroadcastOps.SumInto(product, grad);
+        BroadcastOps.SumInto(product, Var<T>.GradFor(x));
     }
 
     public static Var<T> Relu<T>(Var<T> x) where T : unmanaged, IFloatingPointIeee754<T>
@@ -182,8 +189,8 @@ public static class Ops
         Parallelism.ForSlices(y.Length, 1, (s, n) => Elementwise.Dropout<T>(seed, p, x.Value.Span.Slice(s, n), y.Span.Slice(s, n), s, accumulate: false));
         return Var<T>.FromOp(y, "dropout", [x], o =>
         {
-            var dx = Var<T>.GradFor(x);
-            Parallelism.ForSlices(dx.Length, 1, (s, n) => Elementwise.Dropout<T>(seed, p, o.Grad!.Span.Slice(s, n), dx.Span.Slice(s, n), s, accumulate: true));
+            var (dx, add) = Var<T>.GradSlot(x);
+            Parallelism.ForSlices(dx.Length, 1, (s, n) => Elementwise.Dropout<T>(seed, p, o.Grad!.Span.Slice(s, n), dx.Span.Slice(s, n), s, add));
         });
     }
 

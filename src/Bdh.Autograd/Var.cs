@@ -54,6 +54,17 @@ public sealed class Var<T> where T : unmanaged, IFloatingPointIeee754<T>
     /// <summary>The gradient buffer of an input, created as zeros on first use.</summary>
     public static Tensor<T> GradFor(Var<T> v) => v.Grad ??= Tensor<T>.Zeros(v.Shape);
 
+    /// <summary>
+    /// The gradient buffer of an input, and whether to add to it: false when it was just created (not
+    /// zeroed), so the first contribution writes. Saves a pass of zeros over megabyte gradients.
+    /// </summary>
+    public static (Tensor<T> Grad, bool Accumulate) GradSlot(Var<T> v)
+    {
+        if (v.Grad is not null) return (v.Grad, true);
+        v.Grad = Tensor<T>.Empty(v.Shape);
+        return (v.Grad, false);
+    }
+
     /// <summary>Back-propagates from this scalar: d(this)/d(this) = 1, then every node in reverse topological order.</summary>
     public void Backward()
     {

@@ -146,11 +146,15 @@ public class KernelTests
         var x = Naive.Random(new Rng((ulong)seed), Size(nRaw, 70));
         var dy = Naive.Random(new Rng((ulong)seed + 1), x.Length);
         var y = new double[x.Length];
-        var dx = new double[x.Length];
+        var dx = Enumerable.Repeat(1.0, x.Length).ToArray();
         Elementwise.Relu<double>(x, y);
         Elementwise.ReluBackward<double>(y, dy, dx);
         Assert.Equal(x.Select(v => Math.Max(v, 0)), y);
-        Assert.Equal(x.Select((v, i) => v > 0 ? dy[i] : 0), dx);
+        Assert.Equal(x.Select((v, i) => 1 + (v > 0 ? dy[i] : 0)), dx); // accumulated
+        // In place, without accumulating (the fused matmul + relu turns dy into dC this way).
+        var inPlace = (double[])dy.Clone();
+        Elementwise.ReluBackward<double>(y, inPlace, inPlace, accumulate: false);
+        Assert.Equal(x.Select((v, i) => v > 0 ? dy[i] : 0), inPlace);
     }
 
     [Property(MaxTest = 100)]

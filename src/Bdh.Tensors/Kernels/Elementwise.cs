@@ -12,27 +12,28 @@ public static class Elementwise
     /// <summary>
     /// dx (+)= dy where y &gt; 0. Using the output keeps ReLU's backward free of its input. Vectorized as
     /// a masked add: the signs of trained activations are close to random, so a branch per element
-    /// would mispredict half the time.
+    /// would mispredict half the time. Without <paramref name="accumulate"/>, dx may be dy itself (in place).
     /// </summary>
-    public static void ReluBackward<T>(ReadOnlySpan<T> y, ReadOnlySpan<T> dy, Span<T> dx) where T : unmanaged, IFloatingPointIeee754<T>
+    public static void ReluBackward<T>(ReadOnlySpan<T> y, ReadOnlySpan<T> dy, Span<T> dx, bool accumulate = true) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int i = 0;
         if (Vector512.IsHardwareAccelerated)
             for (; i <= y.Length - Vector512<T>.Count; i += Vector512<T>.Count)
             {
-                var positive = Vector512.GreaterThan(Vector512.Create(y.Slice(i)), Vector512<T>.Zero);
-                var sum = Vector512.Create(dx.Slice(i)) + (Vector512.Create(dy.Slice(i)) & positive);
-                sum.CopyTo(dx.Slice(i));
+                var passed = Vector512.Create(dy.Slice(i)) & Vector512.GreaterThan(Vector512.Create(y.Slice(i)), Vector512<T>.Zero);
+                (accumulate ? Vector512.Create(dx.Slice(i)) + passed : passed).CopyTo(dx.Slice(i));
             }
         else if (Vector256.IsHardwareAccelerated)
             for (; i <= y.Length - Vector256<T>.Count; i += Vector256<T>.Count)
             {
-                var positive = Vector256.GreaterThan(Vector256.Create(y.Slice(i)), Vector256<T>.Zero);
-                var sum = Vector256.Create(dx.Slice(i)) + (Vector256.Create(dy.Slice(i)) & positive);
-                sum.CopyTo(dx.Slice(i));
+                var passed = Vector256.Create(dy.Slice(i)) & Vector256.GreaterThan(Vector256.Create(y.Slice(i)), Vector256<T>.Zero);
+                (accumulate ? Vector256.Create(dx.Slice(i)) + passed : passed).CopyTo(dx.Slice(i));
             }
         for (; i < y.Length; i++)
-            if (y[i] > T.Zero) dx[i] += dy[i];
+        {
+            T passed = y[i] > T.Zero ? dy[i] : T.Zero;
+            dx[i] = accumulate ? dx[i] + passed : passed;
+        }
     }
 
     /// <summary>
