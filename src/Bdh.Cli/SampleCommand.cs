@@ -62,7 +62,9 @@ public static class SampleCommand
                 if (r.GetValue(checkpoint) is null) throw new UserError("--checkpoint: required (or --backend onnx --onnx DIR)");
                 if (r.GetValue(onnx) is not null) throw new UserError("--onnx: needs --backend onnx");
             }
-            using var onnxModel = onOnnx ? OnnxBdh.Load(r.GetValue(onnx)!, r.GetValue(device), m => Console.Error.WriteLine($"bdh: {m}")) : null;
+            using var onnxModel = onOnnx
+                ? OnnxBdh.Load(r.GetValue(onnx)!, r.GetValue(device), m => Console.Error.WriteLine($"bdh: {m}"), r.GetValue(threads))
+                : null;
             var model = onOnnx ? null : CommonOptions.LoadModel(r.GetValue(checkpoint)!);
             onnxModel?.CheckLength(CommonOptions.Encode(text).Length, count); // before anything reaches stdout
 

@@ -45,8 +45,9 @@ public sealed class OnnxBdh : IDisposable
     /// Opens prefill.onnx and step.onnx in <paramref name="dir"/>. <c>Auto</c> tries DirectML and falls
     /// back to the CPU with a one-line <paramref name="notice"/>; <c>Dml</c> requires it (an
     /// <see cref="OnnxBdhException"/> when it cannot be had); <c>Cpu</c> never uses it.
+    /// <paramref name="threads"/> caps ONNX Runtime's CPU threads (default: its own choice, all cores).
     /// </summary>
-    public static OnnxBdh Load(string dir, OnnxDevice device = OnnxDevice.Auto, Action<string>? notice = null)
+    public static OnnxBdh Load(string dir, OnnxDevice device = OnnxDevice.Auto, Action<string>? notice = null, int? threads = null)
     {
         string prefill = Path.Combine(dir, OnnxExport.PrefillFile), step = Path.Combine(dir, OnnxExport.StepFile);
         foreach (var file in new[] { prefill, step })
@@ -61,7 +62,7 @@ public sealed class OnnxBdh : IDisposable
                 try
                 {
                     // DirectML asks for memory patterns off and sequential execution (its documented requirements).
-                    return Open(prefill, step, ExecutionProviders.DirectML,
+                    return Open(prefill, step, threads, ExecutionProviders.DirectML,
                         new OrtMemoryInfo("DML", OrtAllocatorType.DeviceAllocator, 0, OrtMemType.Default),
                         o => { o.EnableMemoryPattern = false; o.ExecutionMode = ExecutionMode.ORT_SEQUENTIAL; o.AppendExecutionProvider_DML(0); });
                 }
@@ -70,14 +71,15 @@ public sealed class OnnxBdh : IDisposable
             if (device == OnnxDevice.Dml) throw new OnnxBdhException($"--device dml: {why}");
             notice?.Invoke($"DirectML unavailable: {why}; running on the CPU provider");
         }
-        return Open(prefill, step, ExecutionProviders.Cpu, OrtMemoryInfo.DefaultInstance, _ => { });
+        return Open(prefill, step, threads, ExecutionProviders.Cpu, OrtMemoryInfo.DefaultInstance, _ => { });
     }
 
-    private static OnnxBdh Open(string prefill, string step, string provider, OrtMemoryInfo stateMemory, Action<SessionOptions> configure)
+    private static OnnxBdh Open(string prefill, string step, int? threads, string provider, OrtMemoryInfo stateMemory, Action<SessionOptions> configure)
     {
         InferenceSession Session(string path)
         {
             using var options = new SessionOptions();
+            if (threads is int n) options.IntraOpNumThreads = n;
             configure(options);
             try { return new InferenceSession(path, options); }
             catch (OnnxRuntimeException e) when (provider == ExecutionProviders.Cpu)
