@@ -41,22 +41,22 @@ public sealed class AdamW
     {
         Step++;
         float decay = (float)(1 - LearningRate * WeightDecay);
-        float b1 = (float)Beta1, b2 = (float)Beta2, oneMinusB2 = (float)(1 - Beta2), w = (float)(1 - Beta1);
+        float b2 = (float)Beta2, oneMinusB2 = (float)(1 - Beta2), w = (float)(1 - Beta1);
         double bc1 = 1 - Math.Pow(Beta1, Step), bc2Sqrt = Math.Sqrt(1 - Math.Pow(Beta2, Step));
         float stepSize = (float)(LearningRate / bc1), bc2 = (float)bc2Sqrt, eps = (float)Eps;
-        Parallelism.For(_state.Length, i =>
-        {
-            var (param, grad, m, v) = _state[i];
-            Span<float> p = param.Span, g = grad.Span;
-            for (int j = 0; j < p.Length; j++)
+        foreach (var (param, grad, m, v) in _state)
+            Parallelism.ForSlices(param.Length, 1, (start, length) =>
             {
-                p[j] *= decay;
-                m[j] = w < 0.5f ? m[j] + w * (g[j] - m[j]) : g[j] - (g[j] - m[j]) * (1 - w);   // torch.lerp
-                v[j] = v[j] * b2 + oneMinusB2 * g[j] * g[j];                                       // addcmul
-                float denom = MathF.Sqrt(v[j]) / bc2 + eps;
-                p[j] += -stepSize * (m[j] / denom);
-            }
-        });
+                Span<float> p = param.Span, g = grad.Span;
+                for (int j = start; j < start + length; j++) // element by element: any split gives the same bits
+                {
+                    p[j] *= decay;
+                    m[j] = w < 0.5f ? m[j] + w * (g[j] - m[j]) : g[j] - (g[j] - m[j]) * (1 - w);   // torch.lerp
+                    v[j] = v[j] * b2 + oneMinusB2 * g[j] * g[j];                                       // addcmul
+                    float denom = MathF.Sqrt(v[j]) / bc2 + eps;
+                    p[j] += -stepSize * (m[j] / denom);
+                }
+            });
     }
 
     /// <summary>Scales all gradients so their global L2 norm is at most <paramref name="maxNorm"/>; returns the norm before.</summary>
@@ -72,6 +72,6 @@ public sealed class AdamW
 
     public void ZeroGrad()
     {
-        foreach (var s in _state) s.Grad.Span.Clear();
+        foreach (var s in _state) Parallelism.ForSlices(s.Grad.Length, 1, (start, length) => s.Grad.Span.Slice(start, length).Clear());
     }
 }

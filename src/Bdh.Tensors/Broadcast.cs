@@ -100,7 +100,7 @@ public static class BroadcastOps
     {
         if (src.Shape.AsSpan().SequenceEqual(dst.Shape))
         {
-            TP.Add<T>(dst.Span, src.Span, dst.Span);
+            Parallelism.ForSlices(dst.Length, 1, (s, n) => TP.Add<T>(dst.Span.Slice(s, n), src.Span.Slice(s, n), dst.Span.Slice(s, n)));
             return;
         }
         int n = src.Shape[^1];
