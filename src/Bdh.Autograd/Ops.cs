@@ -101,8 +101,8 @@ public static class Ops
         Parallelism.ForSlices(y.Length, 1, (s, n) => Elementwise.Relu<T>(x.Value.Span.Slice(s, n), y.Span.Slice(s, n)));
         return Var<T>.FromOp(y, "relu", [x], o =>
         {
-            var dx = Var<T>.GradFor(x);
-            Parallelism.ForSlices(dx.Length, 1, (s, n) => Elementwise.ReluBackward<T>(o.Value.Span.Slice(s, n), o.Grad!.Span.Slice(s, n), dx.Span.Slice(s, n)));
+            var (dx, add) = Var<T>.GradSlot(x);
+            Parallelism.ForSlices(dx.Length, 1, (s, n) => Elementwise.ReluBackward<T>(o.Value.Span.Slice(s, n), o.Grad!.Span.Slice(s, n), dx.Span.Slice(s, n), add));
         });
     }
 

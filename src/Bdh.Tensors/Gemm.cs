@@ -47,7 +47,7 @@ public static class Gemm
             return;
         }
         if (typeof(T) == typeof(float) && causal == Causal.None && !b.Transposed && (long)m * k >= SparseCheckSize
-            && SparseGemm.Density(m, k, (MatrixRef<float>)(object)a) <= SparseGemm.MaxDensity)
+            && SparseGemm.IsSparse(m, k, (MatrixRef<float>)(object)a))
             SparseGemm.Multiply(m, n, k, (MatrixRef<float>)(object)a, (MatrixRef<float>)(object)b, (MatrixRef<float>)(object)c, accumulate, parallel);
         else if (typeof(T) == typeof(float) && PackedGemm.IsSupported)
             PackedGemm.Multiply(m, n, k, (MatrixRef<float>)(object)a, (MatrixRef<float>)(object)b,

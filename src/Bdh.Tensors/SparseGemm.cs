@@ -4,6 +4,8 @@ using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
+using Bdh.Tensors.Kernels;
+
 namespace Bdh.Tensors;
 
 /// <summary>
@@ -12,7 +14,7 @@ namespace Bdh.Tensors;
 /// Each thread takes a range of rows of C; for each row it lists the non-zeros of that row of op(A)
 /// (in order of p), then adds A[i, p]·B[p, :] for each, with the row of C held in 8 zmm registers per
 /// 128 columns. Every row adds its terms in order of p, so the result is the same for any thread count.
-/// <see cref="Gemm.Multiply{T}"/> measures A's density and comes here below <see cref="MaxDensity"/>.
+/// <see cref="Gemm.Multiply{T}"/> comes here when <see cref="IsSparse"/> says A is below <see cref="MaxDensity"/>.
 /// </summary>
 internal static unsafe class SparseGemm
 {
@@ -25,22 +27,18 @@ internal static unsafe class SparseGemm
 
     private const int Columns = 128; // 8 × 16 lanes: the register tile of a row of C
 
-    /// <summary>The fraction of non-zeros in op(A) [m, k].</summary>
-    public static double Density(int m, int k, MatrixRef<float> a)
+    /// <summary>
+    /// Whether op(A) [m, k] has at most <see cref="MaxDensity"/> non-zeros. Every large float product asks,
+    /// so the count stops as soon as it passes the bound: a dense A is rejected after a tenth of a scan.
+    /// </summary>
+    public static bool IsSparse(int m, int k, MatrixRef<float> a)
     {
         // Stored rows: m rows of k, or k rows of m when transposed.
         int rows = a.Transposed ? k : m, cols = a.Transposed ? m : k;
-        long nonZero = 0;
-        for (int r = 0; r < rows; r++)
-        {
-            ReadOnlySpan<float> row = a.Array.AsSpan(a.Offset + r * a.Stride, cols);
-            int j = 0;
-            if (Vector512.IsHardwareAccelerated)
-                for (; j <= cols - 16; j += 16)
-                    nonZero += 16 - BitOperations.PopCount(Vector512.Equals(Vector512.Create(row.Slice(j)), Vector512<float>.Zero).ExtractMostSignificantBits());
-            for (; j < cols; j++) if (row[j] != 0) nonZero++;
-        }
-        return nonZero / ((double)m * k);
+        long limit = (long)(MaxDensity * m * k), nonZero = 0;
+        for (int r = 0; r < rows && nonZero <= limit; r++)
+            nonZero += Elementwise.CountNonZeros<float>(a.Array.AsSpan(a.Offset + r * a.Stride, cols));
+        return nonZero <= limit;
     }
 
     public static void Multiply(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c, bool accumulate, bool parallel)

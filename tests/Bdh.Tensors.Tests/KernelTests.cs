@@ -141,6 +141,18 @@ public class KernelTests
         Assert.Throws<ArgumentOutOfRangeException>(() => CrossEntropy.Forward<float>(new float[4], [4], 4));
 
     [Property(MaxTest = 100)]
+    public void CountNonZerosMatchesACountedLoop(byte nRaw, byte zeroRaw, int seed)
+    {
+        // Lengths 1..70 (vector and tail), from no zeros to all zeros; -0 counts as zero.
+        var rng = new Rng((ulong)seed);
+        double zeroShare = zeroRaw / 255.0;
+        var x = Naive.Random(rng, Size(nRaw, 70)).Select(v => rng.NextDouble() < zeroShare ? (v < 0 ? -0.0 : 0.0) : v).ToArray();
+        int expected = x.Count(v => v != 0);
+        Assert.Equal(expected, Elementwise.CountNonZeros<double>(x));
+        Assert.Equal(expected, Elementwise.CountNonZeros<float>(x.Select(v => (float)v).ToArray()));
+    }
+
+    [Property(MaxTest = 100)]
     public void ReluAndItsBackwardMatchNaive(byte nRaw, int seed)
     {
         var x = Naive.Random(new Rng((ulong)seed), Size(nRaw, 70));

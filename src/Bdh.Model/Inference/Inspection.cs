@@ -1,3 +1,5 @@
+using Bdh.Tensors.Kernels;
+
 namespace Bdh.Model.Inference;
 
 /// <summary>One neuron's activity over a prompt: how strongly and how often it fired.</summary>
@@ -48,12 +50,7 @@ public sealed record InspectionReport(
             synapses.OrderByDescending(s => Math.Abs(s.Weight)).Take(top).ToArray(), xsMaps, state);
     }
 
-    private static double Density(ReadOnlySpan<float> v)
-    {
-        int nonZero = 0;
-        foreach (float x in v) if (x != 0) nonZero++;
-        return nonZero / (double)v.Length;
-    }
+    private static double Density(ReadOnlySpan<float> v) => Elementwise.CountNonZeros(v) / (double)v.Length;
 
     /// <summary>[nh, T, N] → [T, nh·N]: one row per token, heads side by side.</summary>
     private static float[] TokensByNeurons(ReadOnlySpan<float> xs, int nh, int t, int n)

@@ -36,6 +36,17 @@ public static class Elementwise
         }
     }
 
+    /// <summary>How many elements of x are not zero (16 compared at a time).</summary>
+    public static int CountNonZeros<T>(ReadOnlySpan<T> x) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int nonZero = 0, i = 0;
+        if (Vector512.IsHardwareAccelerated)
+            for (; i <= x.Length - Vector512<T>.Count; i += Vector512<T>.Count)
+                nonZero += Vector512<T>.Count - BitOperations.PopCount(Vector512.Equals(Vector512.Create(x.Slice(i)), Vector512<T>.Zero).ExtractMostSignificantBits());
+        for (; i < x.Length; i++) if (x[i] != T.Zero) nonZero++;
+        return nonZero;
+    }
+
     /// <summary>
     /// Inverted dropout: y (+)= x ⊙ mask, where the mask is 0 with probability p and 1/(1 − p) otherwise.
     /// Element i of the whole tensor is kept when a hash of (seed, i) reaches p·2³²; x and y are elements
