@@ -113,7 +113,7 @@ internal static unsafe class SparseGemm
     /// returns how many. AVX-512 compresses 16 positions at a time with no branch per element (a branch
     /// on each non-zero mispredicts about once per non-zero, which cost more than the arithmetic).
     /// </summary>
-    private static int NonZeros(float* row, int length, int* found)
+    internal static int NonZeros(float* row, int length, int* found)
     {
         int count = 0, j = 0;
         if (Avx512F.IsSupported)

@@ -108,6 +108,8 @@ public class GemmTests
     [InlineData(257, 129, 513, true, false)]
     [InlineData(129, 300, 257, false, true)]
     [InlineData(64, 2048, 128, true, true)]
+    [InlineData(1, 300, 256, false, false)] // a few rows: the row kernel, two 128-column tiles and the rest
+    [InlineData(3, 517, 70, true, false)]
     public void LargeBlockedProductsMatchNaiveAndAreThreadCountIndependent(int m, int n, int k, bool transA, bool transB)
     {
         var (a, b, _) = Operands(m, n, k, 7);

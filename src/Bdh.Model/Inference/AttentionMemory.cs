@@ -37,18 +37,8 @@ public sealed class SynapticState<T> : IAttentionMemory<T> where T : unmanaged, 
         Rho = Enumerable.Range(0, layers).Select(_ => new T[heads * n * d]).ToArray();
     }
 
-    public void ReadThenWrite(int layer, int head, ReadOnlySpan<T> q, ReadOnlySpan<T> x, Span<T> a)
-    {
-        a.Clear();
-        for (int n = 0; n < N; n++)
-        {
-            T qn = q[n];
-            if (qn == T.Zero) continue;
-            Span<T> row = Rho[layer].AsSpan((head * N + n) * D, D);
-            TP.MultiplyAdd(row, qn, a, a);       // read: a += q[n]·ρ[n, :] (ρ of tokens before this one)
-            TP.MultiplyAdd(x, qn, row, row);     // write: ρ[n, :] += q[n]·x
-        }
-    }
+    public void ReadThenWrite(int layer, int head, ReadOnlySpan<T> q, ReadOnlySpan<T> x, Span<T> a) =>
+        Synapses.ReadThenWrite(q, Rho[layer].AsSpan(head * N * D, N * D), x, a); // a = qᵀρ, then ρ += q ⊗ x
 
     public void Absorb(int layer, Tensor<T> q, Tensor<T> x)
     {

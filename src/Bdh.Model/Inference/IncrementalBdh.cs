@@ -65,15 +65,15 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
             {
                 Span<T> xs = _xs.AsSpan(h * _n, _n), q = _q.AsSpan(h * _n, _n), ys = _ys.AsSpan(h * _n, _n);
                 Span<T> a = _a.AsSpan(h * _d, _d);
-                RowTimesMatrix(_x, encoder.AsSpan(h * _d * _n, _d * _n), xs);  // xs = relu(x·encoder[h])  [N]
+                RowTimesMatrix(_d, _n, (_x, 0), (encoder, h * _d * _n), (_xs, h * _n));  // xs = relu(x·encoder[h])  [N]
                 Elementwise.Relu<T>(xs, xs);
                 Rope.Forward<T>(xs, q, rope);                                 // q = rope(xs)             [N]
                 Memory.ReadThenWrite(l, h, q, _x, a);                         // a = Σ_{s<t} (q·q_s) x_s   [D]
                 Tensors.Kernels.LayerNorm.Forward<T>(a, a, _rstd.AsSpan(h, 1), _d, _eps);
-                RowTimesMatrix(a, encoderV.AsSpan(h * _d * _n, _d * _n), ys); // ys = relu(ln(a)·encoder_v[h])  [N]
+                RowTimesMatrix(_d, _n, (_a, h * _d), (encoderV, h * _d * _n), (_ys, h * _n)); // ys = relu(ln(a)·encoder_v[h])  [N]
                 Elementwise.Relu<T>(ys, ys);
                 TP.Multiply<T>(xs, ys, ys);                                   // xy = xs ⊙ ys             [N]
-                RowTimesMatrix(ys, decoder.AsSpan(h * _n * _d, _n * _d), _partial.AsSpan(h * _d, _d)); // head h's rows of xy·decoder
+                RowTimesMatrix(_n, _d, (_ys, h * _n), (decoder, h * _n * _d), (_partial, h * _d)); // head h's rows of xy·decoder
             });
             _y.AsSpan().Clear();
             for (int h = 0; h < _nh; h++) TP.Add<T>(_y, _partial.AsSpan(h * _d, _d), _y); // y = ln(xy·decoder)  [D]
@@ -81,7 +81,7 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
             TP.Add<T>(_x, _y, _x);                                            // x = ln(x + y)
             LayerNorm(_x);
         }
-        RowTimesMatrix(_x, _model.LmHead.Value.Span, _logits);                // logits = x·lm_head     [V]
+        RowTimesMatrix(_d, _v, (_x, 0), (_model.LmHead.Value.Array, 0), (_logits, 0)); // logits = x·lm_head     [V]
         Position++;
         return _logits;
     }
@@ -139,11 +139,11 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
     /// <summary>LayerNorm of one row in place.</summary>
     private void LayerNorm(Span<T> row) => Tensors.Kernels.LayerNorm.Forward<T>(row, row, _rstd.AsSpan(0, 1), row.Length, _eps);
 
-    /// <summary>y = x·W for W [len(x), len(y)]: one axpy per non-zero x[k] (x is often sparse).</summary>
-    private static void RowTimesMatrix(ReadOnlySpan<T> x, ReadOnlySpan<T> w, Span<T> y)
-    {
-        y.Clear();
-        for (int k = 0; k < x.Length; k++)
-            if (x[k] != T.Zero) TP.MultiplyAdd(w.Slice(k * y.Length, y.Length), x[k], y, y);
-    }
+    /// <summary>
+    /// y [n] = x [k]·W [k, n], each given as (array, offset): a one-row product, which reads W once where
+    /// it lies and, in float, skips the zeros of x (often most of them).
+    /// </summary>
+    private static void RowTimesMatrix(int k, int n, (T[] Array, int At) x, (T[] Array, int At) w, (T[] Array, int At) y) =>
+        Gemm.Multiply(1, n, k, new MatrixRef<T>(x.Array, x.At, k), new MatrixRef<T>(w.Array, w.At, n),
+            new MatrixRef<T>(y.Array, y.At, n), accumulate: false, parallel: false);
 }
