@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
 namespace Bdh.Tensors;
@@ -21,8 +22,8 @@ public enum Causal { None, LowerOutput, LowerA, UpperA }
 /// <summary>
 /// General matrix multiply <c>C[m,n] = (accumulate ? C : 0) + A[m,k]·B[k,n]</c>.
 /// float runs the packed, register-blocked SIMD kernel (<see cref="PackedGemm"/>), or, when A is mostly
-/// zeros or has only a few rows, the sparse one (<see cref="SparseGemm"/>: the choice is made per call from
-/// A's shape and measured density, and is deterministic); double (used by
+/// zeros, the sparse one (<see cref="SparseGemm"/>: the choice is made per call from A's measured density
+/// and is deterministic); double (used by
 /// gradient checks) runs a row-at-a-time TensorPrimitives loop. Both split work over output rows or
 /// tiles only, so results are bit-identical for any thread count.
 /// </summary>
@@ -30,14 +31,6 @@ public static class Gemm
 {
     /// <summary>Below this many multiply-adds a product runs on one thread: the fork costs more than it saves.</summary>
     internal const long ParallelThreshold = 1 << 18;
-
-    /// <summary>
-    /// A float product with fewer rows than this (a vector times a matrix: one token's step) runs the
-    /// sparse kernel whatever A's density or causal hint: it reads B once where it lies, and packing B would
-    /// cost more than the product. Its rows skip their zeros, which in BDH's activations are most of them
-    /// (and include every zero a hint promises).
-    /// </summary>
-    internal const int FewRows = 4;
 
     /// <summary>From this many elements of A on, a float product counts A's non-zeros to choose the sparse kernel.</summary>
     internal const long SparseCheckSize = 1 << 14;
@@ -54,14 +47,32 @@ public static class Gemm
                 for (int i = 0; i < m; i++) c.Array.AsSpan(c.Offset + i * c.Stride, n).Clear();
             return;
         }
-        if (typeof(T) == typeof(float) && !b.Transposed && (m < FewRows
-            || causal == Causal.None && (long)m * k >= SparseCheckSize && SparseGemm.IsSparse(m, k, (MatrixRef<float>)(object)a)))
+        if (typeof(T) == typeof(float) && causal == Causal.None && !b.Transposed && (long)m * k >= SparseCheckSize
+            && SparseGemm.IsSparse(m, k, (MatrixRef<float>)(object)a))
             SparseGemm.Multiply(m, n, k, (MatrixRef<float>)(object)a, (MatrixRef<float>)(object)b, (MatrixRef<float>)(object)c, accumulate, parallel);
         else if (typeof(T) == typeof(float) && PackedGemm.IsSupported)
             PackedGemm.Multiply(m, n, k, (MatrixRef<float>)(object)a, (MatrixRef<float>)(object)b,
                 (MatrixRef<float>)(object)c, accumulate, parallel, causal);
         else
             MultiplyByRows(m, n, k, a, b, c, accumulate, parallel);
+    }
+
+    /// <summary>
+    /// y [n] = x [k]·W [k, n], W row-major: one row times a matrix, as each generated token needs. W is read
+    /// once where it lies (packing it would cost more than the product), and x's zeros, most of them in BDH's
+    /// activations, are skipped: float runs the sparse kernel's row loop.
+    /// </summary>
+    public static void RowTimesMatrix<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> w, Span<T> y) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (w.Length != x.Length * y.Length) throw new ArgumentException($"W must be [{x.Length}, {y.Length}]");
+        if (typeof(T) == typeof(float))
+        {
+            SparseGemm.RowTimesMatrix(MemoryMarshal.Cast<T, float>(x), MemoryMarshal.Cast<T, float>(w), MemoryMarshal.Cast<T, float>(y));
+            return;
+        }
+        y.Clear();
+        for (int p = 0; p < x.Length; p++)
+            if (x[p] != T.Zero) TP.MultiplyAdd(w.Slice(p * y.Length, y.Length), x[p], y, y);
     }
 
     /// <summary>C[i,:] (+)= Σ_p A[i,p]·B[p,:], or a dot product per element when B is transposed.</summary>

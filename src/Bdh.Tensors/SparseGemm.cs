@@ -87,19 +87,8 @@ internal static unsafe class SparseGemm
             fixed (float* bP = b.Array, cP = c.Array, values = value)
             fixed (int* indices = index)
                 for (int r = 0; r < rows; r++)
-                {
-                    float* cRow = cP + c.Offset + (long)(i0 + r) * c.Stride, b0 = bP + b.Offset;
-                    int first = start[r], count = start[r + 1] - first, j = 0;
-                    if (Vector512.IsHardwareAccelerated)
-                        for (; j <= n - Columns; j += Columns)
-                            RowTile(count, indices + first, values + first, b0 + j, b.Stride, cRow + j, accumulate);
-                    for (; j < n; j++) // columns past the last full tile
-                    {
-                        float sum = accumulate ? cRow[j] : 0;
-                        for (int e = first; e < first + count; e++) sum = MathF.FusedMultiplyAdd(values[e], b0[(long)indices[e] * b.Stride + j], sum);
-                        cRow[j] = sum;
-                    }
-                }
+                    MultiplyRow(start[r + 1] - start[r], indices + start[r], values + start[r], bP + b.Offset, b.Stride, n,
+                        cP + c.Offset + (long)(i0 + r) * c.Stride, accumulate);
             ArrayPool<int>.Shared.Return(index);
             ArrayPool<float>.Shared.Return(value);
         }
@@ -108,12 +97,44 @@ internal static unsafe class SparseGemm
         TensorPool<int>.Return(positions);
     }
 
+    /// <summary>y [n] = x [k]·W [k, n] (W row-major, rows of n): the one-row product of a generated token.</summary>
+    public static void RowTimesMatrix(ReadOnlySpan<float> x, ReadOnlySpan<float> w, Span<float> y)
+    {
+        int k = x.Length;
+        int[] index = TensorPool<int>.Rent(k + 16);
+        float[] value = TensorPool<float>.Rent(k);
+        fixed (float* xP = x, wP = w, yP = y, values = value)
+        fixed (int* indices = index)
+        {
+            int count = NonZeros(xP, k, indices);
+            for (int e = 0; e < count; e++) values[e] = xP[indices[e]];
+            MultiplyRow(count, indices, values, wP, y.Length, y.Length, yP, accumulate: false);
+        }
+        TensorPool<int>.Return(index);
+        TensorPool<float>.Return(value);
+    }
+
+    /// <summary>c[0..n) (+)= Σ_e values[e]·b[indices[e], 0..n): one row of C from its row of A in compressed form.</summary>
+    private static void MultiplyRow(int count, int* indices, float* values, float* b, int ldb, int n, float* c, bool accumulate)
+    {
+        int j = 0;
+        if (Vector512.IsHardwareAccelerated)
+            for (; j <= n - Columns; j += Columns)
+                RowTile(count, indices, values, b + j, ldb, c + j, accumulate);
+        for (; j < n; j++) // columns past the last full tile
+        {
+            float sum = accumulate ? c[j] : 0;
+            for (int e = 0; e < count; e++) sum = MathF.FusedMultiplyAdd(values[e], b[(long)indices[e] * ldb + j], sum);
+            c[j] = sum;
+        }
+    }
+
     /// <summary>
     /// Writes the positions of the non-zeros of row[0..length) to found (room for length + 16), in order;
     /// returns how many. AVX-512 compresses 16 positions at a time with no branch per element (a branch
     /// on each non-zero mispredicts about once per non-zero, which cost more than the arithmetic).
     /// </summary>
-    internal static int NonZeros(float* row, int length, int* found)
+    private static int NonZeros(float* row, int length, int* found)
     {
         int count = 0, j = 0;
         if (Avx512F.IsSupported)

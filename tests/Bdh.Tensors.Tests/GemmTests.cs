@@ -108,7 +108,7 @@ public class GemmTests
     [InlineData(257, 129, 513, true, false)]
     [InlineData(129, 300, 257, false, true)]
     [InlineData(64, 2048, 128, true, true)]
-    [InlineData(1, 300, 256, false, false)] // a few rows: the row kernel, two 128-column tiles and the rest
+    [InlineData(1, 300, 256, false, false)] // fewer rows than a micro-kernel sliver
     [InlineData(3, 517, 70, true, false)]
     public void LargeBlockedProductsMatchNaiveAndAreThreadCountIndependent(int m, int n, int k, bool transA, bool transB)
     {
@@ -129,6 +129,23 @@ public class GemmTests
         Assert.True(Naive.RelativeError(one, expected) < 1e-5);
         Assert.Equal(one, Run(2));
         Assert.Equal(one, Run(3));
+    }
+
+    [Property(MaxTest = 60)]
+    public void RowTimesMatrixMatchesNaive(int seed)
+    {
+        // x half zeros; n up to 300 covers the 128-column register tiles of the float kernel and the columns after them.
+        var rng = new Rng((ulong)seed);
+        int k = 1 + (int)(rng.NextDouble() * 200), n = 1 + (int)(rng.NextDouble() * 300);
+        var x = Naive.Random(rng, k).Select(v => rng.NextDouble() < 0.5 ? v : 0).ToArray();
+        var w = Naive.Random(rng, k * n);
+        var expected = Naive.MatMul(x, false, w, false, 1, n, k);
+        var y = new float[n];
+        Gemm.RowTimesMatrix<float>(x.Select(v => (float)v).ToArray(), w.Select(v => (float)v).ToArray(), y);
+        Assert.True(Naive.RelativeError(y, expected) < 1e-5, $"k={k} n={n}");
+        var yDouble = new double[n];
+        Gemm.RowTimesMatrix<double>(x, w, yDouble);
+        Assert.True(Naive.RelativeError(yDouble, expected) < 1e-12, $"k={k} n={n}: double");
     }
 
     [Fact]
