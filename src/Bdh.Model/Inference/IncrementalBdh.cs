@@ -6,6 +6,8 @@ namespace Bdh.Model.Inference;
 /// BDH one token at a time: the same equations as <see cref="BdhModel{T}.Forward"/> for a single
 /// position, with attention answered by an <see cref="IAttentionMemory{T}"/> (the synaptic state ρ, or
 /// a cache of past queries and inputs). Shapes: nh heads, N neurons per head, D = n_embd, V vocab.
+/// A stepper keeps its own copy of encoder_v laid out by neuron, made from the model's weights when the
+/// stepper is made: train the model further and make a new stepper.
 /// </summary>
 public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
@@ -14,6 +16,8 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
     private readonly T _eps = T.CreateTruncating(1e-5);
     private readonly T[] _x, _xs, _q, _a, _ys, _y, _partial, _logits, _rstd;
     private readonly float[] _cos, _sin;
+    /// <summary>encoder_v by neuron, [nh, N, D]: column n of head h's [D, N] block as a contiguous row, so a token reads only the columns it needs.</summary>
+    private readonly T[] _encoderVByNeuron;
 
     public IAttentionMemory<T> Memory { get; }
     /// <summary>Position of the next token to be stepped (tokens seen so far).</summary>
@@ -29,6 +33,12 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
         _x = new T[_d]; _xs = new T[_nh * _n]; _q = new T[_nh * _n]; _a = new T[_nh * _d];
         _ys = new T[_nh * _n]; _y = new T[_d]; _partial = new T[_nh * _d]; _logits = new T[_v]; _rstd = new T[_nh];
         _cos = new float[_n]; _sin = new float[_n];
+        _encoderVByNeuron = new T[_nh * _n * _d];
+        var encoderV = model.EncoderV.Value.Span;
+        for (int h = 0; h < _nh; h++)
+            for (int k = 0; k < _d; k++)
+                for (int n = 0; n < _n; n++)
+                    _encoderVByNeuron[(h * _n + n) * _d + k] = encoderV[(h * _d + k) * _n + n];
     }
 
     /// <summary>A stepper at position 0 with an empty memory of the mode's kind (the full mode has none: it re-runs the model).</summary>
@@ -80,16 +90,18 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
     /// <summary>Head h of one layer, from the layer input x to its share of xy·decoder.</summary>
     private void StepHead(int layer, int h, RopeTable rope)
     {
-        T[] encoder = _model.Encoder.Value.Array, encoderV = _model.EncoderV.Value.Array, decoder = _model.Decoder.Value.Array;
+        T[] encoder = _model.Encoder.Value.Array, decoder = _model.Decoder.Value.Array;
         Span<T> xs = _xs.AsSpan(h * _n, _n), q = _q.AsSpan(h * _n, _n), ys = _ys.AsSpan(h * _n, _n), a = _a.AsSpan(h * _d, _d);
         Gemm.RowTimesMatrix<T>(_x, encoder.AsSpan(h * _d * _n, _d * _n), xs);  // xs = relu(x·encoder[h])  [N]
         Elementwise.Relu<T>(xs, xs);
         Rope.Forward<T>(xs, q, rope);                                       // q = rope(xs)             [N]
         Memory.ReadThenWrite(layer, h, q, _x, a);                           // a = Σ_{s<t} (q·q_s) x_s   [D]
         Tensors.Kernels.LayerNorm.Forward<T>(a, a, _rstd.AsSpan(h, 1), _d, _eps);
-        Gemm.RowTimesMatrix<T>(a, encoderV.AsSpan(h * _d * _n, _d * _n), ys); // ys = relu(ln(a)·encoder_v[h])  [N]
-        Elementwise.Relu<T>(ys, ys);
-        TP.Multiply<T>(xs, ys, ys);                                         // xy = xs ⊙ ys             [N]
+        // ys = relu(ln(a)·encoder_v[h]) [N], but only where xs fires: ys is used only in xs ⊙ ys, so the
+        // other columns of encoder_v (most of them once trained) are never read.
+        var byNeuron = _encoderVByNeuron.AsSpan(h * _n * _d, _n * _d);
+        for (int n = 0; n < _n; n++)
+            ys[n] = xs[n] == T.Zero ? T.Zero : xs[n] * T.Max(TP.Dot<T>(a, byNeuron.Slice(n * _d, _d)), T.Zero); // xy = xs ⊙ ys  [N]
         Gemm.RowTimesMatrix<T>(ys, decoder.AsSpan(h * _n * _d, _n * _d), _partial.AsSpan(h * _d, _d)); // head h's rows of xy·decoder
     }
 
