@@ -66,7 +66,11 @@ public static class Ops
             throw new ArgumentException($"cannot sum {Tensor<T>.Format(x.Shape)} to {Tensor<T>.Format(shape)}");
         var y = Tensor<T>.Zeros(shape);
         BroadcastOps.SumInto(x.Value, y);
-        return Var<T>.FromOp(y, "sum_to", [x], o => BroadcastOps.BroadcastInto(o.Grad!, Var<T>.GradFor(x)));
+        return Var<T>.FromOp(y, "sum_to", [x], o =>
+        {
+            var (dx, accumulate) = Var<T>.GradSlot(x);
+            BroadcastOps.BroadcastInto(o.Grad!, dx, accumulate);
+        });
     }
 
     /// <summary>a ⊙ b with broadcasting: da = Σ dy ⊙ b, db = Σ dy ⊙ a.</summary>
@@ -116,9 +120,9 @@ public static class Ops
             Tensors.Kernels.LayerNorm.Forward<T>(x.Value.Span.Slice(s, n), y.Span.Slice(s, n), rstd.Span.Slice(s / d, n / d), d, T.CreateTruncating(eps)));
         return Var<T>.FromOp(y, "layernorm", [x], o =>
         {
-            var dx = Var<T>.GradFor(x);
+            var (dx, accumulate) = Var<T>.GradSlot(x);
             Parallelism.ForSlices(dx.Length, d, (s, n) =>
-                Tensors.Kernels.LayerNorm.Backward<T>(o.Grad!.Span.Slice(s, n), o.Value.Span.Slice(s, n), rstd.Span.Slice(s / d, n / d), dx.Span.Slice(s, n), d));
+                Tensors.Kernels.LayerNorm.Backward<T>(o.Grad!.Span.Slice(s, n), o.Value.Span.Slice(s, n), rstd.Span.Slice(s / d, n / d), dx.Span.Slice(s, n), d, accumulate));
         }, rstd);
     }
 
@@ -132,8 +136,8 @@ public static class Ops
         Parallelism.ForSlices(y.Length, n, (s, len) => Tensors.Kernels.Rope.Forward<T>(x.Value.Span.Slice(s, len), y.Span.Slice(s, len), table, s / n));
         return Var<T>.FromOp(y, "rope", [x], o =>
         {
-            var dx = Var<T>.GradFor(x);
-            Parallelism.ForSlices(dx.Length, n, (s, len) => Tensors.Kernels.Rope.Backward<T>(o.Grad!.Span.Slice(s, len), dx.Span.Slice(s, len), table, s / n));
+            var (dx, accumulate) = Var<T>.GradSlot(x);
+            Parallelism.ForSlices(dx.Length, n, (s, len) => Tensors.Kernels.Rope.Backward<T>(o.Grad!.Span.Slice(s, len), dx.Span.Slice(s, len), table, s / n, accumulate));
         });
     }
 
@@ -208,9 +212,9 @@ public static class Ops
         return Var<T>.FromOp(loss, "cross_entropy", [logits], o =>
         {
             T scale = o.Grad!.Span[0] / T.CreateTruncating(targets.Length);
-            var dLogits = Var<T>.GradFor(logits);
+            var (dLogits, accumulate) = Var<T>.GradSlot(logits);
             Parallelism.ForSlices(dLogits.Length, vocab, (s, n) => Tensors.Kernels.CrossEntropy.Backward<T>(
-                logits.Value.Span.Slice(s, n), targets.AsSpan(s / vocab, n / vocab), vocab, scale, dLogits.Span.Slice(s, n)));
+                logits.Value.Span.Slice(s, n), targets.AsSpan(s / vocab, n / vocab), vocab, scale, dLogits.Span.Slice(s, n), accumulate));
         });
     }
 

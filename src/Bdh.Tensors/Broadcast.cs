@@ -118,18 +118,26 @@ public static class BroadcastOps
         }
     }
 
-    /// <summary>dst += src broadcast to dst's shape (the backward of <see cref="SumInto"/>).</summary>
-    public static void BroadcastInto<T>(Tensor<T> src, Tensor<T> dst) where T : unmanaged, IFloatingPointIeee754<T>
+    /// <summary>
+    /// dst (+)= src broadcast to dst's shape (the backward of <see cref="SumInto"/>); without
+    /// <paramref name="accumulate"/>, dst is overwritten (it need not be zeroed first). Rows are independent.
+    /// </summary>
+    public static void BroadcastInto<T>(Tensor<T> src, Tensor<T> dst, bool accumulate = true) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int n = dst.Shape[^1];
         bool full = src.Shape[^1] == n;
         int[] sOff = Broadcast.BlockOffsets(dst.Shape, src.Shape, 1);
-        for (int r = 0; r < sOff.Length; r++)
+        Parallelism.ForSlices(dst.Length, n, (start, length) =>
         {
-            Span<T> dr = dst.Span.Slice(r * n, n);
-            if (full) TP.Add(dr, src.Span.Slice(sOff[r], n), dr);
-            else TP.Add(dr, src.Span[sOff[r]], dr);
-        }
+            for (int r = start / n; r < (start + length) / n; r++)
+            {
+                Span<T> dr = dst.Span.Slice(r * n, n);
+                if (full && accumulate) TP.Add(dr, src.Span.Slice(sOff[r], n), dr);
+                else if (full) src.Span.Slice(sOff[r], n).CopyTo(dr);
+                else if (accumulate) TP.Add(dr, src.Span[sOff[r]], dr);
+                else dr.Fill(src.Span[sOff[r]]);
+            }
+        });
     }
 
     /// <summary>dst (+)= src with dimensions d0 and d1 swapped; dst has the swapped shape.</summary>

@@ -93,6 +93,35 @@ public class KernelTests
         Assert.Equal(lhs, rhs, 1e-12);
     }
 
+    [Property(MaxTest = 50)]
+    public void BackwardKernelsOverwriteWhenNotAccumulating(byte rowsRaw, byte halfDRaw, int seed)
+    {
+        // Each backward kernel with accumulate: false into a buffer of NaNs equals accumulate: true into
+        // zeros, bit for bit: a fresh gradient buffer is written, never read.
+        int rows = Size(rowsRaw, 9), d = 2 * Size(halfDRaw, 40);
+        var rng = new Rng((ulong)seed);
+        double[] x = Naive.Random(rng, rows * d), dy = Naive.Random(rng, rows * d);
+        int[] targets = Enumerable.Range(0, rows).Select(_ => rng.NextInt(d)).ToArray();
+        var y = new double[rows * d];
+        var rstd = new double[rows];
+        LayerNorm.Forward<double>(x, y, rstd, d, 1e-5);
+        var table = Rope.Table(Rope.Frequencies(d), rows);
+        var kernels = new (string Name, Action<double[], bool> Run)[]
+        {
+            ("layernorm", (dx, add) => LayerNorm.Backward<double>(dy, y, rstd, dx, d, add)),
+            ("rope", (dx, add) => Rope.Backward<double>(dy, dx, table, accumulate: add)),
+            ("cross-entropy", (dx, add) => CrossEntropy.Backward<double>(x, targets, d, 0.25, dx, add)),
+            ("broadcast", (dx, add) => BroadcastOps.BroadcastInto(Tensor<double>.From(dy.AsSpan(0, d).ToArray(), 1, d), Tensor<double>.From(dx, rows, d), add)),
+        };
+        foreach (var (name, run) in kernels)
+        {
+            double[] accumulated = new double[rows * d], written = Enumerable.Repeat(double.NaN, rows * d).ToArray();
+            run(accumulated, true);
+            run(written, false);
+            Assert.True(accumulated.SequenceEqual(written), $"{name}, rows={rows} d={d}");
+        }
+    }
+
     [Fact]
     public void TorchTrigIsWithinOneUlpOfCorrectlyRounded()
     {

@@ -27,8 +27,11 @@ public static class CrossEntropy
         TensorPool<T>.Return(scratch);
     }
 
-    /// <summary>dlogits (+)= (softmax(logits) − onehot(target)) · scale, where scale is dLoss / M for the mean over M rows.</summary>
-    public static void Backward<T>(ReadOnlySpan<T> logits, ReadOnlySpan<int> targets, int vocab, T scale, Span<T> dLogits)
+    /// <summary>
+    /// dlogits (+)= (softmax(logits) − onehot(target)) · scale, where scale is dLoss / M for the mean over M
+    /// rows; without <paramref name="accumulate"/>, dlogits is overwritten (it need not be zeroed first).
+    /// </summary>
+    public static void Backward<T>(ReadOnlySpan<T> logits, ReadOnlySpan<int> targets, int vocab, T scale, Span<T> dLogits, bool accumulate = true)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         T[] probs = TensorPool<T>.Rent(vocab);
@@ -39,7 +42,8 @@ public static class CrossEntropy
             TP.SoftMax(row, p);
             p[targets[r]] -= T.One;
             Span<T> dRow = dLogits.Slice(r * vocab, vocab);
-            TP.MultiplyAdd(p, scale, dRow, dRow);
+            if (accumulate) TP.MultiplyAdd(p, scale, dRow, dRow);
+            else TP.Multiply(p, scale, dRow);
         }
         TensorPool<T>.Return(probs);
     }

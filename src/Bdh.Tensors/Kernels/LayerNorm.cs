@@ -23,8 +23,11 @@ public static class LayerNorm
         }
     }
 
-    /// <summary>dx (+)= rstd · (dy − mean(dy) − y · mean(dy ⊙ y)), per row.</summary>
-    public static void Backward<T>(ReadOnlySpan<T> dy, ReadOnlySpan<T> y, ReadOnlySpan<T> rstd, Span<T> dx, int d)
+    /// <summary>
+    /// dx (+)= rstd · (dy − mean(dy) − y · mean(dy ⊙ y)), per row; without <paramref name="accumulate"/>,
+    /// dx is overwritten (it need not be zeroed first).
+    /// </summary>
+    public static void Backward<T>(ReadOnlySpan<T> dy, ReadOnlySpan<T> y, ReadOnlySpan<T> rstd, Span<T> dx, int d, bool accumulate = true)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         T invD = T.One / T.CreateTruncating(d);
@@ -35,7 +38,7 @@ public static class LayerNorm
             T meanDy = TP.Sum(dyr) * invD;
             T meanDyY = TP.Dot(dyr, yr) * invD;
             for (int i = 0; i < d; i++)
-                dxr[i] += rstd[r] * (dyr[i] - meanDy - yr[i] * meanDyY);
+                dxr[i] = (accumulate ? dxr[i] : T.Zero) + rstd[r] * (dyr[i] - meanDy - yr[i] * meanDyY);
         }
     }
 }

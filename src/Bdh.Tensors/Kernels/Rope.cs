@@ -58,8 +58,8 @@ public static class Rope
         Rotate(v, y, table, sinSign: 1, accumulate: false, firstRow);
 
     /// <summary>dv (+)= Rᵀ dy: the transpose of a rotation is the rotation by −θ, i.e. sin negated.</summary>
-    public static void Backward<T>(ReadOnlySpan<T> dy, Span<T> dv, RopeTable table, int firstRow = 0) where T : unmanaged, IFloatingPointIeee754<T> =>
-        Rotate(dy, dv, table, sinSign: -1, accumulate: true, firstRow);
+    public static void Backward<T>(ReadOnlySpan<T> dy, Span<T> dv, RopeTable table, int firstRow = 0, bool accumulate = true) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Rotate(dy, dv, table, sinSign: -1, accumulate, firstRow);
 
     /// <summary>dst (+)= src·cos + (−src[2i+1], src[2i])·(±sin), pair by pair, row by row.</summary>
     private static void Rotate<T>(ReadOnlySpan<T> src, Span<T> dst, RopeTable table, int sinSign, bool accumulate, int firstRow)
