@@ -114,14 +114,21 @@ internal static unsafe class SparseGemm
         TensorPool<float>.Return(value);
     }
 
-    /// <summary>c[0..n) (+)= Σ_e values[e]·b[indices[e], 0..n): one row of C from its row of A in compressed form.</summary>
+    /// <summary>
+    /// c[0..n) (+)= Σ_e values[e]·b[indices[e], 0..n): one row of C from its row of A in compressed form, in
+    /// 128-column register tiles, then 16 columns at a time, then one.
+    /// </summary>
     private static void MultiplyRow(int count, int* indices, float* values, float* b, int ldb, int n, float* c, bool accumulate)
     {
         int j = 0;
         if (Vector512.IsHardwareAccelerated)
+        {
             for (; j <= n - Columns; j += Columns)
                 RowTile(count, indices, values, b + j, ldb, c + j, accumulate);
-        for (; j < n; j++) // columns past the last full tile
+            for (; j <= n - 16; j += 16)
+                RowStrip(count, indices, values, b + j, ldb, c + j, accumulate);
+        }
+        for (; j < n; j++) // columns past the last strip
         {
             float sum = accumulate ? c[j] : 0;
             for (int e = 0; e < count; e++) sum = MathF.FusedMultiplyAdd(values[e], b[(long)indices[e] * ldb + j], sum);
@@ -146,6 +153,15 @@ internal static unsafe class SparseGemm
             }
         for (; j < length; j++) if (row[j] != 0) found[count++] = j;
         return count;
+    }
+
+    /// <summary>c[0..16) (+)= Σ_e values[e]·b[indices[e], 0..16): the columns after the last full tile.</summary>
+    private static void RowStrip(int count, int* indices, float* values, float* b, int ldb, float* c, bool accumulate)
+    {
+        var sum = accumulate ? Vector512.Load(c) : Vector512<float>.Zero;
+        for (int e = 0; e < count; e++)
+            sum = Vector512.FusedMultiplyAdd(Vector512.Create(values[e]), Vector512.Load(b + (long)indices[e] * ldb), sum);
+        sum.Store(c);
     }
 
     /// <summary>c[0..128) (+)= Σ_e values[e]·b[indices[e], 0..128): the row of C stays in 8 registers.</summary>
