@@ -14,7 +14,8 @@ namespace Bdh.Tensors;
 /// Each thread takes a range of rows of C; for each row it lists the non-zeros of that row of op(A)
 /// (in order of p), then adds A[i, p]·B[p, :] for each, with the row of C held in 8 zmm registers per
 /// 128 columns. Every row adds its terms in order of p, so the result is the same for any thread count.
-/// <see cref="Gemm.Multiply{T}"/> comes here when <see cref="IsSparse"/> says A is below <see cref="MaxDensity"/>.
+/// <see cref="Gemm.Multiply{T}"/> comes here when <see cref="IsSparse"/> says A is below <see cref="MaxDensity"/>,
+/// and <see cref="Gemm.RowTimesMatrix{T}"/> for every one-row product of a generated token, whatever its density.
 /// </summary>
 internal static unsafe class SparseGemm
 {
