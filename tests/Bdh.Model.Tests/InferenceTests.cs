@@ -76,17 +76,11 @@ public class InferenceTests
         // Heads are shared out over the threads and summed in head order; rho's deferred writes flush per head.
         var model = Checkpoint.Load(Path.Combine(Shared.Fixtures, "bdh-trained-cpu-tiny-500.safetensors"));
         var text = File.ReadAllBytes(Shared.Corpus)[..40].Select(b => (int)b).ToArray();
-        float[] Run(int threads)
+        float[] Run(int threads) => Shared.OnThreads(threads, () =>
         {
-            int saved = Bdh.Tensors.Parallelism.Threads;
-            Bdh.Tensors.Parallelism.Threads = threads;
-            try
-            {
-                var stepper = IncrementalBdh<float>.Start(model, GenerationMode.Recurrent);
-                return text.SelectMany(token => stepper.Step(token).ToArray()).ToArray();
-            }
-            finally { Bdh.Tensors.Parallelism.Threads = saved; }
-        }
+            var stepper = IncrementalBdh<float>.Start(model, GenerationMode.Recurrent);
+            return text.SelectMany(token => stepper.Step(token).ToArray()).ToArray();
+        });
         var one = Run(1);
         Assert.Equal(one, Run(2));
         Assert.Equal(one, Run(3));

@@ -8,6 +8,15 @@ public static class Shared
     public static string Fixtures => Path.Combine(Root, "fixtures");
     public static string Corpus => Path.Combine(Root, "data", "tinyshakespeare.txt");
 
+    /// <summary>Runs <paramref name="body"/> with <see cref="Bdh.Tensors.Parallelism.Threads"/> set to <paramref name="threads"/>, then restores it.</summary>
+    public static TResult OnThreads<TResult>(int threads, Func<TResult> body)
+    {
+        int saved = Bdh.Tensors.Parallelism.Threads;
+        Bdh.Tensors.Parallelism.Threads = threads;
+        try { return body(); }
+        finally { Bdh.Tensors.Parallelism.Threads = saved; }
+    }
+
     /// <summary>Parity fixtures: every bdh-reference-*.safetensors (other shapes may be added).</summary>
     public static IEnumerable<object[]> ParityFixtures() =>
         Directory.EnumerateFiles(Fixtures, "bdh-reference-*.safetensors").Order().Select(f => new object[] { Path.GetFileName(f) });

@@ -25,18 +25,12 @@ public class TrainerTests
         // blocks, cross-entropy rows), dropout on: three steps on 1, 2 and 3 threads end in the same bits.
         var config = new BdhConfig { NLayer = 2, NEmbd = 32, NHead = 2, MlpInternalDimMultiplier = 4, Dropout = 0.1 };
         var data = TextData.Load(Shared.Corpus);
-        float[][] Train(int threads)
+        float[][] Train(int threads) => Shared.OnThreads(threads, () =>
         {
-            int saved = Bdh.Tensors.Parallelism.Threads;
-            Bdh.Tensors.Parallelism.Threads = threads;
-            try
-            {
-                var trainer = new Trainer(BdhModel<float>.Create(config, 3), data, new TrainOptions { Batch = 8, Block = 32, Steps = 3 });
-                for (int i = 0; i < 3; i++) trainer.TrainStep();
-                return trainer.Model.Parameters.Select(p => p.Value.Value.Span.ToArray()).ToArray();
-            }
-            finally { Bdh.Tensors.Parallelism.Threads = saved; }
-        }
+            var trainer = new Trainer(BdhModel<float>.Create(config, 3), data, new TrainOptions { Batch = 8, Block = 32, Steps = 3 });
+            for (int i = 0; i < 3; i++) trainer.TrainStep();
+            return trainer.Model.Parameters.Select(p => p.Value.Value.Span.ToArray()).ToArray();
+        });
         var one = Train(1);
         Assert.Equal(one, Train(2));
         Assert.Equal(one, Train(3));

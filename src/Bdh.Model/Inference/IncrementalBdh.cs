@@ -34,11 +34,7 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
         _ys = new T[_nh * _n]; _y = new T[_d]; _partial = new T[_nh * _d]; _logits = new T[_v]; _rstd = new T[_nh];
         _cos = new float[_n]; _sin = new float[_n];
         _encoderVByNeuron = new T[_nh * _n * _d];
-        var encoderV = model.EncoderV.Value.Span;
-        for (int h = 0; h < _nh; h++)
-            for (int k = 0; k < _d; k++)
-                for (int n = 0; n < _n; n++)
-                    _encoderVByNeuron[(h * _n + n) * _d + k] = encoderV[(h * _d + k) * _n + n];
+        BroadcastOps.SwapAxes(model.EncoderV.Value, 1, 2, Tensor<T>.From(_encoderVByNeuron, _nh, _n, _d), accumulate: false); // [nh, D, N] → [nh, N, D]
     }
 
     /// <summary>A stepper at position 0 with an empty memory of the mode's kind (the full mode has none: it re-runs the model).</summary>
