@@ -75,6 +75,25 @@ public static class Gemm
             if (x[p] != T.Zero) TP.MultiplyAdd(w.Slice(p * y.Length, y.Length), x[p], y, y);
     }
 
+    /// <summary>
+    /// y [m] = W [m, k]·x [k] on the rows where <paramref name="where"/> is non-zero, 0 on the others: a
+    /// token needs only the rows of its active neurons, so only those are read. float reads four rows at
+    /// a time (a row at a time waits on memory for each); every row is summed the same way wherever it
+    /// falls in the list, so y[i] depends only on row i and x.
+    /// </summary>
+    public static void MatrixTimesVector<T>(ReadOnlySpan<T> w, ReadOnlySpan<T> x, Span<T> y, ReadOnlySpan<T> where) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (w.Length != y.Length * x.Length) throw new ArgumentException($"W must be [{y.Length}, {x.Length}]");
+        if (where.Length != y.Length) throw new ArgumentException($"where must have {y.Length} entries");
+        if (typeof(T) == typeof(float))
+        {
+            SparseGemm.MatrixTimesVector(MemoryMarshal.Cast<T, float>(w), MemoryMarshal.Cast<T, float>(x), MemoryMarshal.Cast<T, float>(y), MemoryMarshal.Cast<T, float>(where));
+            return;
+        }
+        for (int i = 0; i < y.Length; i++)
+            y[i] = where[i] == T.Zero ? T.Zero : TP.Dot<T>(w.Slice(i * x.Length, x.Length), x);
+    }
+
     /// <summary>C[i,:] (+)= Σ_p A[i,p]·B[p,:], or a dot product per element when B is transposed.</summary>
     private static void MultiplyByRows<T>(int m, int n, int k, MatrixRef<T> a, MatrixRef<T> b, MatrixRef<T> c,
         bool accumulate, bool parallel) where T : unmanaged, IFloatingPointIeee754<T>

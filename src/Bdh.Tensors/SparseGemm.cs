@@ -27,6 +27,7 @@ internal static unsafe class SparseGemm
     public const double MaxDensity = 0.12;
 
     private const int Columns = 128; // 8 × 16 lanes: the register tile of a row of C
+    private const int RowRun = 32;   // rows of B per run of MultiplyRow: 32 KB at 256 columns, in L1/L2 for the next tile
 
     /// <summary>
     /// Whether op(A) [m, k] has at most <see cref="MaxDensity"/> non-zeros. Every large float product asks,
@@ -115,19 +116,79 @@ internal static unsafe class SparseGemm
         TensorPool<float>.Return(value);
     }
 
+    /// <summary>y[i] = W[i, :]·x where mask[i] ≠ 0, else 0; W row-major [y.Length, x.Length].</summary>
+    public static void MatrixTimesVector(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> mask)
+    {
+        int m = y.Length, k = x.Length;
+        int[] index = TensorPool<int>.Rent(m + 16);
+        y.Clear();
+        fixed (float* wP = w, xP = x, yP = y, maskP = mask)
+        fixed (int* rows = index)
+        {
+            int count = NonZeros(maskP, m, rows);
+            if (count > 0)
+            {
+                // Pad the list to a multiple of four with its last row (computed again, same value).
+                int padded = (count + 3) & ~3;
+                for (int e = count; e < padded; e++) rows[e] = rows[count - 1];
+                for (int e = 0; e < padded; e += 4) FourRowDots(rows + e, wP, k, xP, yP);
+            }
+        }
+        TensorPool<int>.Return(index);
+    }
+
+    /// <summary>y[r] = W[r, :]·x for the four rows r in rows[0..4): four rows' loads in flight at once.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    private static void FourRowDots(int* rows, float* w, int k, float* x, float* y)
+    {
+        float* w0 = w + (long)rows[0] * k, w1 = w + (long)rows[1] * k, w2 = w + (long)rows[2] * k, w3 = w + (long)rows[3] * k;
+        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        int j = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            Vector512<float> v0 = default, v1 = default, v2 = default, v3 = default;
+            for (; j <= k - 16; j += 16)
+            {
+                var xj = Vector512.Load(x + j);
+                v0 = Vector512.FusedMultiplyAdd(xj, Vector512.Load(w0 + j), v0);
+                v1 = Vector512.FusedMultiplyAdd(xj, Vector512.Load(w1 + j), v1);
+                v2 = Vector512.FusedMultiplyAdd(xj, Vector512.Load(w2 + j), v2);
+                v3 = Vector512.FusedMultiplyAdd(xj, Vector512.Load(w3 + j), v3);
+            }
+            (s0, s1, s2, s3) = (Vector512.Sum(v0), Vector512.Sum(v1), Vector512.Sum(v2), Vector512.Sum(v3));
+        }
+        for (; j < k; j++) // the columns past the last full vector
+        {
+            s0 = MathF.FusedMultiplyAdd(x[j], w0[j], s0);
+            s1 = MathF.FusedMultiplyAdd(x[j], w1[j], s1);
+            s2 = MathF.FusedMultiplyAdd(x[j], w2[j], s2);
+            s3 = MathF.FusedMultiplyAdd(x[j], w3[j], s3);
+        }
+        (y[rows[0]], y[rows[1]], y[rows[2]], y[rows[3]]) = (s0, s1, s2, s3);
+    }
+
     /// <summary>
     /// c[0..n) (+)= Σ_e values[e]·b[indices[e], 0..n): one row of C from its row of A in compressed form, in
-    /// 128-column register tiles, then 16 columns at a time, then one.
+    /// 128-column register tiles, then 16 columns at a time, then one. The terms go in runs of
+    /// <see cref="RowRun"/>, all tiles of one run before the next, so B's rows are read from memory once, not
+    /// once per tile (a row of 256 floats is two tiles); each element still adds its terms in order of p.
     /// </summary>
     private static void MultiplyRow(int count, int* indices, float* values, float* b, int ldb, int n, float* c, bool accumulate)
     {
         int j = 0;
         if (Vector512.IsHardwareAccelerated)
         {
-            for (; j <= n - Columns; j += Columns)
-                RowTile(count, indices, values, b + j, ldb, c + j, accumulate);
-            for (; j <= n - 16; j += 16)
-                RowStrip(count, indices, values, b + j, ldb, c + j, accumulate);
+            int e = 0;
+            do // once even with no terms, to zero C's row when not accumulating
+            {
+                int run = Math.Min(RowRun, count - e);
+                bool addToC = accumulate || e > 0;
+                for (j = 0; j <= n - Columns; j += Columns)
+                    RowTile(run, indices + e, values + e, b + j, ldb, c + j, addToC);
+                for (; j <= n - 16; j += 16)
+                    RowStrip(run, indices + e, values + e, b + j, ldb, c + j, addToC);
+                e += RowRun;
+            } while (e < count);
         }
         for (; j < n; j++) // columns past the last strip
         {

@@ -69,8 +69,15 @@ public sealed class SynapticState<T> : IAttentionMemory<T> where T : unmanaged, 
         Gemm.RowTimesMatrix(q, _rho[layer].AsSpan(head * N * D, N * D), a);
         for (int s = 0; s < pending; s++)
             TP.MultiplyAdd(inputs.AsSpan(s * D, D), TP.Dot(q, queries.AsSpan(s * N, N)), a, a);
-        q.CopyTo(queries.AsSpan(pending * N, N));
-        x.CopyTo(inputs.AsSpan(pending * D, D));
+        Remember(slot, q, x);
+    }
+
+    /// <summary>Adds (q, x) to a slot's pending tokens; a full buffer joins ρ.</summary>
+    private void Remember(int slot, ReadOnlySpan<T> q, ReadOnlySpan<T> x)
+    {
+        int pending = _pendingCount[slot];
+        q.CopyTo(_pendingQ[slot].AsSpan(pending * N, N));
+        x.CopyTo(_pendingX[slot].AsSpan(pending * D, D));
         _pendingCount[slot] = pending + 1;
         if (pending + 1 == Pending) Flush(slot);
     }
@@ -85,13 +92,27 @@ public sealed class SynapticState<T> : IAttentionMemory<T> where T : unmanaged, 
         _pendingCount[slot] = 0;
     }
 
+    /// <summary>
+    /// A prompt that fits in the pending buffer waits there like generated tokens (ρ, 32 MB per layer on
+    /// the paper config, is then first touched by the first flush, not once more for a few tokens); a
+    /// longer one joins ρ in one product per head.
+    /// </summary>
     public void Absorb(int layer, Tensor<T> q, Tensor<T> x)
     {
-        // ρ[h] += q[h]ᵀ·x: [N, T]·[T, D] per head.
         int t = x.Length / D;
         for (int h = 0; h < Heads; h++)
+        {
+            int slot = layer * Heads + h;
+            if (_pendingCount[slot] + t <= Pending)
+            {
+                for (int s = 0; s < t; s++) Remember(slot, q.Span.Slice((h * t + s) * N, N), x.Span.Slice(s * D, D));
+                continue;
+            }
+            Flush(slot);
+            // ρ[h] += q[h]ᵀ·x: [N, T]·[T, D].
             Gemm.Multiply(N, D, t, new MatrixRef<T>(q.Array, h * t * N, N, Transposed: true), new MatrixRef<T>(x.Array, 0, D),
                 new MatrixRef<T>(_rho[layer], h * N * D, D), accumulate: true);
+        }
     }
 
     public SynapticState<T> Clone()

@@ -93,11 +93,11 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
         Rope.Forward<T>(xs, q, rope);                                       // q = rope(xs)             [N]
         Memory.ReadThenWrite(layer, h, q, _x, a);                           // a = Σ_{s<t} (q·q_s) x_s   [D]
         Tensors.Kernels.LayerNorm.Forward<T>(a, a, _rstd.AsSpan(h, 1), _d, _eps);
-        // ys = relu(ln(a)·encoder_v[h]) [N], but only where xs fires: ys is used only in xs ⊙ ys, so the
-        // other columns of encoder_v (most of them once trained) are never read.
-        var byNeuron = _encoderVByNeuron.AsSpan(h * _n * _d, _n * _d);
-        for (int n = 0; n < _n; n++)
-            ys[n] = xs[n] == T.Zero ? T.Zero : xs[n] * T.Max(TP.Dot<T>(a, byNeuron.Slice(n * _d, _d)), T.Zero); // xy = xs ⊙ ys  [N]
+        // ys only where xs fires: ys is used only in xs ⊙ ys, so the other neurons' rows of the by-neuron
+        // encoder_v (most of them once trained) are never read.
+        Gemm.MatrixTimesVector<T>(_encoderVByNeuron.AsSpan(h * _n * _d, _n * _d), a, ys, where: xs);
+        Elementwise.Relu<T>(ys, ys);                                        // ys = relu(ln(a)·encoder_v[h]) [N]
+        TP.Multiply<T>(xs, ys, ys);                                         // xy = xs ⊙ ys              [N]
         Gemm.RowTimesMatrix<T>(ys, decoder.AsSpan(h * _n * _d, _n * _d), _partial.AsSpan(h * _d, _d)); // head h's rows of xy·decoder
     }
 
