@@ -109,8 +109,8 @@ public sealed class SynapticState<T> : IAttentionMemory<T> where T : unmanaged, 
     }
 
     /// <summary>
-    /// A prompt that fits in the pending buffer waits there like generated tokens (ρ, 32 MB per layer on
-    /// the paper config, is then first touched by the first flush, not once more for a few tokens); a
+    /// A prompt that fits in the pending buffer waits there like generated tokens (a product for a few
+    /// tokens would read and write all of ρ, 32 MB per layer on the paper config, for little work); a
     /// longer one joins ρ in one product per head.
     /// </summary>
     public void Absorb(int layer, Tensor<T> q, Tensor<T> x)
