@@ -139,6 +139,31 @@ public class InferenceTests
     }
 
     [Fact]
+    public void RhoTakesAPromptAbsorbedRightAfterTheStateIsMade()
+    {
+        // ρ's zeros are written on a pool thread when the state is made, layer by layer; a long prompt
+        // absorbed at once into the last layer (one product straight into ρ) must not be overwritten by
+        // them. 4 layers of 8 MB: the product is done before the clearing reaches the last (a fresh page's
+        // first touch costs ~10 µs here, 32 MB ~0.1–0.2 s).
+        const int layers = 4, n = 8192, d = 256, t = SynapticState<float>.Pending + 3;
+        var rng = new Rng(5);
+        var q = Tensor<float>.From(Enumerable.Range(0, t * n).Select(_ => rng.NextDouble() < 0.002 ? (float)rng.NextDouble() : 0f).ToArray(), 1, t, n);
+        var x = Tensor<float>.From(Enumerable.Range(0, t * d).Select(_ => (float)rng.NextDouble()).ToArray(), t, d);
+        new SynapticState<float>(1, 1, n, d).Absorb(0, q, x); // compile the product first, so that it is fast below
+        var state = new SynapticState<float>(layers, 1, n, d);
+        state.Absorb(layers - 1, q, x);
+        Thread.Sleep(1000); // an unawaited clearing would pass the last layer meanwhile
+        var expected = new float[n * d]; // Σ_s q_s ⊗ x_s
+        for (int s = 0; s < t; s++)
+            for (int i = 0; i < n; i++)
+                if (q.Span[s * n + i] != 0)
+                    for (int j = 0; j < d; j++) expected[i * d + j] += q.Span[s * n + i] * x.Span[s * d + j];
+        var rho = state.Rho[layers - 1];
+        for (int i = 0; i < expected.Length; i++)
+            Assert.True(Math.Abs(rho[i] - expected[i]) <= 1e-5 * (1 + Math.Abs(expected[i])), $"element {i}: {rho[i]} vs {expected[i]}");
+    }
+
+    [Fact]
     public void SnapshotsOfAnotherModelShapeAreRefused()
     {
         var config = new BdhConfig { NLayer = 1, NEmbd = 8, NHead = 2, MlpInternalDimMultiplier = 4, Dropout = 0 };
