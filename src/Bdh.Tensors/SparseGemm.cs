@@ -16,6 +16,8 @@ namespace Bdh.Tensors;
 /// 128 columns. Every row adds its terms in order of p, so the result is the same for any thread count.
 /// <see cref="Gemm.Multiply{T}"/> comes here when <see cref="IsSparse"/> says A is below <see cref="MaxDensity"/>,
 /// and <see cref="Gemm.RowTimesMatrix{T}"/> for every one-row product of a generated token, whatever its density.
+/// <see cref="Gemm.MatrixTimesVector{T}"/> also comes here: the other way round, the rows of W that a token's
+/// active neurons need, dotted with a dense x (listed with the same <see cref="NonZeros"/>).
 /// </summary>
 internal static unsafe class SparseGemm
 {
