@@ -155,9 +155,10 @@ public static class BroadcastOps
                 for (int m = 0; m < mid; m++)
                     for (int b = 0; b < B; b++)
                     {
-                        var x = from.Slice((((o * A + a) * mid + m) * B + b) * inner, inner);
-                        var y = to.Slice((((o * B + b) * mid + m) * A + a) * inner, inner);
-                        if (accumulate) TP.Add(y, x, y); else x.CopyTo(y);
+                        int x = (((o * A + a) * mid + m) * B + b) * inner, y = (((o * B + b) * mid + m) * A + a) * inner;
+                        if (inner == 1) to[y] = accumulate ? to[y] + from[x] : from[x]; // a transposed matrix: one element, no span calls
+                        else if (accumulate) TP.Add(to.Slice(y, inner), from.Slice(x, inner), to.Slice(y, inner));
+                        else from.Slice(x, inner).CopyTo(to.Slice(y, inner));
                     }
     }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Bdh.Tensors.Kernels;
 
 namespace Bdh.Model.Inference;
@@ -18,6 +19,8 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
     private readonly float[] _cos, _sin;
     /// <summary>encoder_v by neuron, [nh, N, D]: column n of head h's [D, N] block as a contiguous row, so a token reads only the columns it needs.</summary>
     private readonly T[] _encoderVByNeuron;
+    /// <summary>float only: per head, xs = relu(x·encoder[h]) computing only the neurons that can fire.</summary>
+    private readonly ScreenedReluProduct[]? _encoderByHead;
 
     public IAttentionMemory<T> Memory { get; }
     /// <summary>Position of the next token to be stepped (tokens seen so far).</summary>
@@ -35,6 +38,8 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
         _cos = new float[_n]; _sin = new float[_n];
         _encoderVByNeuron = new T[_nh * _n * _d];
         BroadcastOps.SwapAxes(model.EncoderV.Value, 1, 2, Tensor<T>.From(_encoderVByNeuron, _nh, _n, _d), accumulate: false); // [nh, D, N] → [nh, N, D]
+        if (model.Encoder.Value.Array is float[] encoder)
+            _encoderByHead = Enumerable.Range(0, _nh).Select(h => new ScreenedReluProduct(encoder.AsSpan(h * _d * _n, _d * _n), _d, _n)).ToArray();
     }
 
     /// <summary>A stepper at position 0 with an empty memory of the mode's kind (the full mode has none: it re-runs the model).</summary>
@@ -68,7 +73,7 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
         for (int layer = 0; layer < _model.Config.NLayer; layer++)
         {
             int l = layer, runs = Math.Min(_nh, Parallelism.Threads);
-            Parallelism.For(runs, run =>
+            Parallelism.ForLowLatency(runs, run =>
             {
                 for (int h = run * _nh / runs; h < (run + 1) * _nh / runs; h++) StepHead(l, h, rope);
             });
@@ -88,8 +93,12 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
     {
         T[] encoder = _model.Encoder.Value.Array, decoder = _model.Decoder.Value.Array;
         Span<T> xs = _xs.AsSpan(h * _n, _n), q = _q.AsSpan(h * _n, _n), ys = _ys.AsSpan(h * _n, _n), a = _a.AsSpan(h * _d, _d);
-        Gemm.RowTimesMatrix<T>(_x, encoder.AsSpan(h * _d * _n, _d * _n), xs);  // xs = relu(x·encoder[h])  [N]
-        Elementwise.Relu<T>(xs, xs);
+        if (_encoderByHead is null)
+        {
+            Gemm.RowTimesMatrix<T>(_x, encoder.AsSpan(h * _d * _n, _d * _n), xs); // xs = relu(x·encoder[h])  [N]
+            Elementwise.Relu<T>(xs, xs);
+        }
+        else _encoderByHead[h].Apply(MemoryMarshal.Cast<T, float>(_x.AsSpan()), MemoryMarshal.Cast<T, float>(xs)); // the same, reading only the columns of neurons that can fire
         Rope.Forward<T>(xs, q, rope);                                       // q = rope(xs)             [N]
         Memory.ReadThenWrite(layer, h, q, _x, a);                           // a = Σ_{s<t} (q·q_s) x_s   [D]
         Tensors.Kernels.LayerNorm.Forward<T>(a, a, _rstd.AsSpan(h, 1), _d, _eps);

@@ -1,0 +1,54 @@
+namespace Bdh.Tensors.Tests;
+
+public class ParallelismTests
+{
+    private static void OnThreads(int threads, Action body)
+    {
+        int saved = Parallelism.Threads;
+        Parallelism.Threads = threads;
+        try { body(); }
+        finally { Parallelism.Threads = saved; }
+    }
+
+    [Theory]
+    [InlineData(2, 2)]
+    [InlineData(2, 7)]
+    [InlineData(3, 2)]
+    [InlineData(4, 1000)]
+    public void ForRunsEveryItemOnceJobAfterJob(int threads, int count) => OnThreads(threads, () =>
+    {
+        // Many jobs back to back, as a generated token forks once per layer: workers that join late or spin between
+        // jobs must neither skip an item nor run one twice.
+        for (int job = 0; job < 300; job++)
+        {
+            var runs = new int[count];
+            Parallelism.ForLowLatency(count, i => Interlocked.Increment(ref runs[i]));
+            Assert.True(runs.All(r => r == 1), $"job {job}: runs {string.Join(",", runs)}");
+        }
+    });
+
+    [Fact]
+    public void CallersOnSeveralThreadsAndNestedCallsEachGetAllTheirItems() => OnThreads(2, () =>
+    {
+        // Four threads share the team (one holds it, the others fall back to the thread pool), and every item forks again.
+        var totals = new long[4];
+        var callers = Enumerable.Range(0, 4).Select(c => new Thread(() =>
+        {
+            for (int job = 0; job < 200; job++)
+                Parallelism.ForLowLatency(3, i => Parallelism.ForLowLatency(5, j => Interlocked.Add(ref totals[c], 1 + i * 5 + j)));
+        })).ToArray();
+        foreach (var t in callers) t.Start();
+        foreach (var t in callers) t.Join();
+        Assert.All(totals, total => Assert.Equal(200L * Enumerable.Range(1, 15).Sum(), total));
+    });
+
+    [Fact]
+    public void AnItemsExceptionReachesTheCallerAndTheNextJobStillRuns() => OnThreads(2, () =>
+    {
+        var error = Assert.Throws<AggregateException>(() => Parallelism.ForLowLatency(8, i => { if (i == 5) throw new InvalidOperationException("item 5"); }));
+        Assert.Equal("item 5", Assert.IsType<InvalidOperationException>(error.InnerExceptions.Single()).Message);
+        var runs = new int[8];
+        Parallelism.ForLowLatency(8, i => Interlocked.Increment(ref runs[i]));
+        Assert.All(runs, r => Assert.Equal(1, r));
+    });
+}
