@@ -8,7 +8,10 @@ public class ScreenedReluProductTests
     private static void AssertMatchesNaive(double[] x, double[] w, int k, int n, string what)
     {
         var y = Enumerable.Repeat(float.NaN, n).ToArray();
-        new ScreenedReluProduct(w.Select(v => (float)v).ToArray(), k, n).Apply(x.Select(v => (float)v).ToArray(), y);
+        // The W under test is the second of a stack of three; the others hold noise.
+        var stack = Naive.Random(new Rng(1), 3 * k * n).Select(v => (float)v).ToArray();
+        for (int i = 0; i < k * n; i++) stack[k * n + i] = (float)w[i];
+        new ScreenedReluProduct(Tensor<float>.From(stack, 3, k, n)).Apply(1, x.Select(v => (float)v).ToArray(), y);
         for (int j = 0; j < n; j++)
         {
             double exact = 0, scale = 0;
@@ -58,7 +61,7 @@ public class ScreenedReluProductTests
         var w = Naive.Random(rng, k * n).Select(v => (float)v).ToArray();
         var x = Naive.Random(rng, k).Select(v => (float)v).ToArray();
         var y = new float[n];
-        int computed = new ScreenedReluProduct(w, k, n).Apply(x, y), fired = y.Count(v => v > 0);
+        int computed = new ScreenedReluProduct(Tensor<float>.From(w, 1, k, n)).Apply(0, x, y), fired = y.Count(v => v > 0);
         Assert.True(fired > 400 && computed >= fired && computed <= fired + 100, $"fired {fired}, computed {computed} of {n}");
     }
 
@@ -71,7 +74,7 @@ public class ScreenedReluProductTests
         var x = Naive.Random(rng, k).Select(v => (float)v).ToArray();
         x[3] = float.NaN;
         var y = new float[n];
-        Assert.Equal(n, new ScreenedReluProduct(w, k, n).Apply(x, y));
+        Assert.Equal(n, new ScreenedReluProduct(Tensor<float>.From(w, 1, k, n)).Apply(0, x, y));
         Assert.All(y, v => Assert.True(float.IsNaN(v)));
     }
 }
