@@ -16,7 +16,7 @@ namespace Bdh.Tensors;
 /// Column j is stored as q_j = round(W[:, j] / s_j), s_j = max|W[:, j]| / 127, so W[d, j] = s_j (q_dj + e_dj)
 /// with |e_dj| ≤ ½ and (x·W)_j = s_j (r_j + Σ_d x_d e_dj) where r_j = Σ_d x_d q_dj. As |Σ_d x_d e_dj| ≤ ½‖x‖₁,
 /// output j can be positive only if r_j > −½‖x‖₁. r_j and ‖x‖₁ are summed in float: each is off by at most
-/// k·2⁻²⁴ of Σ_d |x_d q_dj| ≤ 127‖x‖₁ (resp. of ‖x‖₁), which the margin <see cref="Threshold"/> adds covers
+/// k·2⁻²⁴ of Σ_d |x_d q_dj| ≤ 127‖x‖₁ (resp. of ‖x‖₁); the margin that <see cref="Threshold"/> adds covers both
 /// for k below 2¹⁶. Memory: the float columns and the int8 panels, 1.25× W.
 /// </remarks>
 public sealed unsafe class ScreenedReluProduct
