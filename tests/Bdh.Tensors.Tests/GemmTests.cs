@@ -7,15 +7,6 @@ public class GemmTests
     /// <summary>Sizes 1..70: 1, odd, and not multiples of the 8×32 tile or the 16-lane vector.</summary>
     private static int Size(byte raw) => 1 + raw % 70;
 
-    /// <summary>Runs <paramref name="body"/> with <see cref="Parallelism.Threads"/> set to <paramref name="threads"/>, then restores it.</summary>
-    private static T OnThreads<T>(int threads, Func<T> body)
-    {
-        int saved = Parallelism.Threads;
-        Parallelism.Threads = threads;
-        try { return body(); }
-        finally { Parallelism.Threads = saved; }
-    }
-
     private static (double[] A, double[] B, double[] C0) Operands(int m, int n, int k, int seed)
     {
         var rng = new Rng((ulong)seed);
@@ -35,7 +26,7 @@ public class GemmTests
         var aStored = transA ? Enumerable.Range(0, m * k).Select(i => a[i % m * k + i / m]).ToArray() : a; // [k, m] when transposed
         var expected = Naive.MatMul(a, false, b, false, m, n, k);
         if (accumulate) for (int i = 0; i < expected.Length; i++) expected[i] += c0[i];
-        float[] Run(int threads) => OnThreads(threads, () =>
+        float[] Run(int threads) => Threads.On(threads, () =>
         {
             float[] c = c0.Select(x => (float)x).ToArray();
             Gemm.Multiply(m, n, k, new MatrixRef<float>(aStored.Select(x => (float)x).ToArray(), 0, transA ? m : k, transA),
@@ -121,7 +112,7 @@ public class GemmTests
         var (a, b, _) = Operands(m, n, k, 7);
         var expected = Naive.MatMul(a, transA, b, transB, m, n, k);
         float[] af = a.Select(x => (float)x).ToArray(), bf = b.Select(x => (float)x).ToArray();
-        float[] Run(int threads) => OnThreads(threads, () =>
+        float[] Run(int threads) => Threads.On(threads, () =>
         {
             var c = new float[m * n];
             Gemm.Multiply(m, n, k, new MatrixRef<float>(af, 0, transA ? m : k, transA), new MatrixRef<float>(bf, 0, transB ? k : n, transB),

@@ -2,20 +2,12 @@ namespace Bdh.Tensors.Tests;
 
 public class ParallelismTests
 {
-    private static void OnThreads(int threads, Action body)
-    {
-        int saved = Parallelism.Threads;
-        Parallelism.Threads = threads;
-        try { body(); }
-        finally { Parallelism.Threads = saved; }
-    }
-
     [Theory]
     [InlineData(2, 2)]
     [InlineData(2, 7)]
     [InlineData(3, 2)]
     [InlineData(4, 1000)]
-    public void ForRunsEveryItemOnceJobAfterJob(int threads, int count) => OnThreads(threads, () =>
+    public void ForRunsEveryItemOnceJobAfterJob(int threads, int count) => Threads.On(threads, () =>
     {
         // Many jobs back to back, as a generated token forks once per layer: workers that join late or spin between
         // jobs must neither skip an item nor run one twice.
@@ -28,7 +20,7 @@ public class ParallelismTests
     });
 
     [Fact]
-    public void CallersOnSeveralThreadsAndNestedCallsEachGetAllTheirItems() => OnThreads(2, () =>
+    public void CallersOnSeveralThreadsAndNestedCallsEachGetAllTheirItems() => Threads.On(2, () =>
     {
         // Four threads share the team (one holds it, the others fall back to the thread pool), and every item forks again.
         var totals = new long[4];
@@ -43,7 +35,7 @@ public class ParallelismTests
     });
 
     [Fact]
-    public void AnItemsExceptionReachesTheCallerAndTheNextJobStillRuns() => OnThreads(2, () =>
+    public void AnItemsExceptionReachesTheCallerAndTheNextJobStillRuns() => Threads.On(2, () =>
     {
         var error = Assert.Throws<AggregateException>(() => Parallelism.ForLowLatency(8, i => { if (i == 5) throw new InvalidOperationException("item 5"); }));
         Assert.Equal("item 5", Assert.IsType<InvalidOperationException>(error.InnerExceptions.Single()).Message);
