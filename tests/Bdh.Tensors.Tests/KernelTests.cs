@@ -122,6 +122,24 @@ public class KernelTests
         }
     }
 
+    [Property(MaxTest = 50)]
+    public void RopeRowIsTheTrigOfEachNeuronsAngle(byte nRaw, ushort t, int seed)
+    {
+        // Row computes a frequency once when it repeats its neighbour's (rope's pairs); these frequencies
+        // repeat in runs of random length, or not at all, and every entry must still be its own angle's trig.
+        var rng = new Rng((ulong)seed);
+        int n = Size(nRaw, 60);
+        var freqs = new float[n];
+        for (int j = 0; j < n; j++) freqs[j] = j > 0 && rng.NextDouble() < 0.5 ? freqs[j - 1] : (float)rng.NextDouble();
+        float[] cos = new float[n], sin = new float[n];
+        Rope.Row(freqs, t, cos, sin);
+        for (int j = 0; j < n; j++)
+        {
+            float angle = Rope.Angle(t, freqs[j]);
+            Assert.Equal((TorchTrig.Cos(angle), TorchTrig.Sin(angle)), (cos[j], sin[j]));
+        }
+    }
+
     [Fact]
     public void TorchTrigIsWithinOneUlpOfCorrectlyRounded()
     {
