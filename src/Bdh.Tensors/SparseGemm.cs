@@ -111,7 +111,7 @@ internal static unsafe class SparseGemm
     public static void RowTimesMatrix(ReadOnlySpan<float> x, ReadOnlySpan<float> w, Span<float> y)
     {
         int k = x.Length;
-        int[] index = TensorPool<int>.Rent(k + 16 + PrefetchRows);
+        int[] index = TensorPool<int>.Rent(k + 16 + PrefetchRows); // room for NonZeros' 16-lane stores and the rows read ahead
         float[] value = TensorPool<float>.Rent(k);
         fixed (float* xP = x, wP = w, yP = y, values = value)
         fixed (int* indices = index)
@@ -129,7 +129,7 @@ internal static unsafe class SparseGemm
     public static void MatrixTimesVector(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> mask)
     {
         int m = y.Length, k = x.Length;
-        int[] index = TensorPool<int>.Rent(m + 16 + 3 + PrefetchRows);
+        int[] index = TensorPool<int>.Rent(m + 16 + 3 + PrefetchRows); // room for NonZeros' 16-lane stores, the padding to four and the rows read ahead
         y.Clear();
         fixed (float* wP = w, xP = x, yP = y, maskP = mask)
         fixed (int* rows = index)
@@ -195,9 +195,10 @@ internal static unsafe class SparseGemm
     /// 128-column register tiles, then 16 columns at a time, then one. The terms go in runs of
     /// <see cref="RowRun"/>, all tiles of one run before the next, so B's rows are read from memory once, not
     /// once per tile (a row of 256 floats is two tiles); each element still adds its terms in order of p.
-    /// <paramref name="streamed"/>: C is one row, so each row of B is read once (ρ for a generated token): its tiles
-    /// are requested <see cref="PrefetchRows"/> terms ahead (indices valid that far, see PadList), non-temporally, to
-    /// leave the caches to the weights. Several rows of C read each row of B again: the caches keep it, no prefetch.
+    /// <paramref name="streamed"/>: C is one row, so this product reads each row of B once: its tiles are requested
+    /// <see cref="PrefetchRows"/> terms ahead (indices valid that far, see PadList), non-temporally, as ρ, the largest
+    /// B of a generated token, is read once per token and should not push the encoders out of the caches (the
+    /// decoder's rows take the same path). Several rows of C read each row of B again: the caches keep it, no prefetch.
     /// </summary>
     private static void MultiplyRow(int count, int* indices, float* values, float* b, int ldb, int n, float* c, bool accumulate, bool streamed = false)
     {
