@@ -36,9 +36,10 @@ public sealed class SynapticState<T> : IAttentionMemory<T> where T : unmanaged, 
 
     private readonly T[][] _rho; // read through RhoLayers, which waits for the first touch
     /// <summary>
-    /// Writes ρ's zeros on a pool thread as soon as it is allocated. A page's first touch costs ~10 µs on this
-    /// VM, ~0.4 s for the paper config's 192 MB of ρ: done here, it overlaps with the prompt's prefill (JIT and
-    /// small products, mostly one thread) instead of stalling the first tokens.
+    /// Writes ρ's zeros on a pool thread as soon as it is allocated. A page's first touch costs 10–14 µs on this
+    /// VM, 0.4–0.7 s for the paper config's 192 MB of ρ (serialized: two threads clear it no faster than one).
+    /// Done here, it overlaps with the prompt's prefill (JIT and small products, mostly one thread) instead of
+    /// stalling the first tokens.
     /// </summary>
     private readonly Task _firstTouch;
     private readonly T[][] _pendingQ, _pendingX; // per layer and head: [Pending, N] and [Pending, D]
