@@ -125,12 +125,12 @@ public class KernelTests
     [Property(MaxTest = 50)]
     public void RopeRowIsTheTrigOfEachNeuronsAngle(byte nRaw, ushort t, int seed)
     {
-        // Row computes a frequency once when it repeats its neighbour's (rope's pairs); these frequencies
-        // repeat in runs of random length, or not at all, and every entry must still be its own angle's trig.
+        // Row computes whole vectors of angles (the last one padded) and its cos in place of the angles: every
+        // entry, for any N, must be the one-angle functions' value of its own angle.
         var rng = new Rng((ulong)seed);
         int n = Size(nRaw, 60);
         var freqs = new float[n];
-        for (int j = 0; j < n; j++) freqs[j] = j > 0 && rng.NextDouble() < 0.5 ? freqs[j - 1] : (float)rng.NextDouble();
+        for (int j = 0; j < n; j++) freqs[j] = (float)rng.NextDouble();
         float[] cos = new float[n], sin = new float[n];
         Rope.Row(freqs, t, cos, sin);
         for (int j = 0; j < n; j++)
@@ -153,6 +153,7 @@ public class KernelTests
         Assert.Equal(1f, TorchTrig.Cos(0f));
         Assert.Equal(0f, TorchTrig.Sin(0f));
         Assert.Throws<ArgumentOutOfRangeException>(() => TorchTrig.Cos(200f));
+        Assert.Throws<ArgumentOutOfRangeException>(() => TorchTrig.SinCos([0.5f, float.NaN], new float[2], new float[2])); // a NaN in any lane
     }
 
     [Property(MaxTest = 100)]

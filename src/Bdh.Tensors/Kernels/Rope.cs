@@ -39,23 +39,10 @@ public static class Rope
     }
 
     /// <summary>cos and sin [N] of position t (one row of a table; generation computes them token by token).</summary>
-    /// <remarks>
-    /// Pairs share a frequency, so a neuron whose frequency equals its predecessor's copies its cos and sin:
-    /// half the trig, which is most of a generated token's one-thread work before its first layer.
-    /// </remarks>
     public static void Row(ReadOnlySpan<float> freqs, int t, Span<float> cos, Span<float> sin)
     {
-        for (int j = 0; j < freqs.Length; j++)
-        {
-            if (j > 0 && freqs[j] == freqs[j - 1])
-            {
-                (cos[j], sin[j]) = (cos[j - 1], sin[j - 1]);
-                continue;
-            }
-            float angle = Angle(t, freqs[j]);
-            cos[j] = TorchTrig.Cos(angle);
-            sin[j] = TorchTrig.Sin(angle);
-        }
+        for (int j = 0; j < freqs.Length; j++) cos[j] = Angle(t, freqs[j]); // the angles, then their cos in place
+        TorchTrig.SinCos(cos, sin, cos);
     }
 
     /// <summary>
