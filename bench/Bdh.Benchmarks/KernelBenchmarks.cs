@@ -7,7 +7,7 @@ namespace Bdh.Benchmarks;
 /// <summary>
 /// Each non-GEMM kernel on the `cpu` preset's shapes, one call on one thread (the trainer splits the
 /// element-wise ones over the cores): activations [nh 4, B 16, T 64, N 512] = 2M floats, x [B·T 1024, D 128],
-/// logits [1024, 256].
+/// logits [1024, 256]; and one position's rope row at the paper config's N (each generated token computes one).
 /// </summary>
 [SimpleJob(launchCount: 1, warmupCount: 3, iterationCount: 10)]
 public class KernelBenchmarks
@@ -16,6 +16,7 @@ public class KernelBenchmarks
     private Tensor<float> _xs = null!, _ys = null!, _dys = null!, _x = null!, _xNorm = null!, _rstd = null!, _a = null!, _scores = null!, _logits = null!;
     private RopeTable _rope = null!;
     private int[] _targets = null!;
+    private readonly float[] _paperFreqs = Rope.Frequencies(8192), _cos = new float[8192], _sin = new float[8192];
 
     [GlobalSetup]
     public void Setup()
@@ -42,6 +43,8 @@ public class KernelBenchmarks
     [Benchmark] public void Dropout() => Elementwise.Dropout<float>(42, 0.1, _xs.Span, _ys.Span, 0, accumulate: false);
 
     [Benchmark] public void RopeForward() => Rope.Forward<float>(_xs.Span, _ys.Span, _rope);
+
+    [Benchmark] public void RopeRowPaper() => Rope.Row(_paperFreqs, 1000, _cos, _sin);
 
     [Benchmark] public void LayerNormForward() => LayerNorm.Forward<float>(_x.Span, _xNorm.Span, _rstd.Span, D, 1e-5f);
 
