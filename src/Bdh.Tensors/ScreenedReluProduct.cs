@@ -1,6 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 
 namespace Bdh.Tensors;
 
@@ -16,20 +14,20 @@ namespace Bdh.Tensors;
 /// Column j is stored as q_j = round(W[:, j] / s_j), s_j = max|W[:, j]| / 127, so W[d, j] = s_j (q_dj + e_dj)
 /// with |e_dj| ≤ ½ and (x·W)_j = s_j (r_j + Σ_d x_d e_dj) where r_j = Σ_d x_d q_dj. As |Σ_d x_d e_dj| ≤ ½‖x‖₁,
 /// output j can be positive only if r_j > −½‖x‖₁. r_j and ‖x‖₁ are summed in float: each is off by at most
-/// k·2⁻²⁴ of Σ_d |x_d q_dj| ≤ 127‖x‖₁ (resp. of ‖x‖₁); the margin that <see cref="Threshold"/> adds covers both
-/// for k below 2¹⁶. Memory: the float columns and the int8 panels, 1.25× W.
+/// (k + 1)·2⁻²⁴ of Σ_d |x_d q_dj| ≤ 127‖x‖₁ (resp. of ‖x‖₁; the + 1 for a product rounded apart from its sum, on a CPU
+/// without FMA); the margin that <see cref="Threshold"/> adds, 256·k·2⁻²⁴‖x‖₁, covers both for k below 2¹⁶. Memory: the float columns and the int8 panels, 1.25× W.
 /// </remarks>
 public sealed unsafe class ScreenedReluProduct
 {
-    private const int Panel = 128; // columns per int8 panel: the 8 zmm accumulators of the screening kernel
+    private const int Panel = 128; // columns per int8 panel: 8 accumulators of 16 lanes (512 bits), in 1, 2 or 4 passes
 
     private readonly int _k, _n, _panelCount;
     private readonly float[] _columns;  // [count, n, k]: column j of each W as a contiguous row
     private readonly sbyte[] _panels;   // [count, ceil(n / 128), k, 128]: q, zero past column n
     private readonly bool _screens;
 
-    /// <summary>Whether the int8 screen runs here (AVX-512); without it every output is computed.</summary>
-    public static bool Screens => Avx512F.IsSupported;
+    /// <summary>Whether the int8 screen runs here (any accelerated vector width); without it every output is computed.</summary>
+    public static bool Screens => Simd.Widest > 0;
 
     /// <param name="w">W [count, k, n]: count matrices of k rows of n.</param>
     public ScreenedReluProduct(Tensor<float> w)
@@ -88,41 +86,45 @@ public sealed unsafe class ScreenedReluProduct
     }
 
     /// <summary>
-    /// candidates[0..128) = 1 where r = x·q over this panel's 128 columns exceeds the threshold, else 0.
-    /// The panel's k rows of 128 bytes lie one after the other, so it streams.
+    /// candidates[0..128) = 1 where r = x·q over this panel's 128 columns exceeds the threshold, else 0: as many
+    /// passes over the panel's k rows of 128 bytes as the width needs (one at 512 bits, two at 256, four at 128).
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     private static void ScreenPanel(float* x, int k, sbyte* q, float threshold, float* candidates)
     {
-        Vector512<float> r0 = default, r1 = default, r2 = default, r3 = default, r4 = default, r5 = default, r6 = default, r7 = default;
-        for (int d = 0; d < k; d++, q += Panel)
+        switch (Simd.Widest)
         {
-            var xd = Vector512.Create(x[d]);
-            r0 = Vector512.FusedMultiplyAdd(xd, Widen(q), r0);
-            r1 = Vector512.FusedMultiplyAdd(xd, Widen(q + 16), r1);
-            r2 = Vector512.FusedMultiplyAdd(xd, Widen(q + 32), r2);
-            r3 = Vector512.FusedMultiplyAdd(xd, Widen(q + 48), r3);
-            r4 = Vector512.FusedMultiplyAdd(xd, Widen(q + 64), r4);
-            r5 = Vector512.FusedMultiplyAdd(xd, Widen(q + 80), r5);
-            r6 = Vector512.FusedMultiplyAdd(xd, Widen(q + 96), r6);
-            r7 = Vector512.FusedMultiplyAdd(xd, Widen(q + 112), r7);
+            case 512: for (int j = 0; j < Panel; j += 8 * Float512.Count) ScreenColumns<Float512>(x, k, q + j, threshold, candidates + j); break;
+            case 256: for (int j = 0; j < Panel; j += 8 * Float256.Count) ScreenColumns<Float256>(x, k, q + j, threshold, candidates + j); break;
+            default: for (int j = 0; j < Panel; j += 8 * Float128.Count) ScreenColumns<Float128>(x, k, q + j, threshold, candidates + j); break;
         }
-        var bound = Vector512.Create(threshold);
-        Candidates(r0, bound).Store(candidates);
-        Candidates(r1, bound).Store(candidates + 16);
-        Candidates(r2, bound).Store(candidates + 32);
-        Candidates(r3, bound).Store(candidates + 48);
-        Candidates(r4, bound).Store(candidates + 64);
-        Candidates(r5, bound).Store(candidates + 80);
-        Candidates(r6, bound).Store(candidates + 96);
-        Candidates(r7, bound).Store(candidates + 112);
     }
 
-    /// <summary>16 int8 values as floats.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Widen(sbyte* q) => Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(q)));
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Candidates(Vector512<float> r, Vector512<float> bound) =>
-        Vector512.ConditionalSelect(Vector512.GreaterThan(r, bound), Vector512<float>.One, Vector512<float>.Zero);
+    /// <summary>candidates[0..8·V.Count) for the panel's columns from q on: 8 accumulators, one int8 row per step.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    internal static void ScreenColumns<V>(float* x, int k, sbyte* q, float threshold, float* candidates) where V : struct, IFloatVector<V>
+    {
+        int w = V.Count;
+        V r0 = V.Zero, r1 = V.Zero, r2 = V.Zero, r3 = V.Zero, r4 = V.Zero, r5 = V.Zero, r6 = V.Zero, r7 = V.Zero;
+        for (int d = 0; d < k; d++, q += Panel)
+        {
+            var xd = V.Create(x[d]);
+            r0 = V.MultiplyAdd(xd, V.WidenInt8(q), r0);
+            r1 = V.MultiplyAdd(xd, V.WidenInt8(q + w), r1);
+            r2 = V.MultiplyAdd(xd, V.WidenInt8(q + 2 * w), r2);
+            r3 = V.MultiplyAdd(xd, V.WidenInt8(q + 3 * w), r3);
+            r4 = V.MultiplyAdd(xd, V.WidenInt8(q + 4 * w), r4);
+            r5 = V.MultiplyAdd(xd, V.WidenInt8(q + 5 * w), r5);
+            r6 = V.MultiplyAdd(xd, V.WidenInt8(q + 6 * w), r6);
+            r7 = V.MultiplyAdd(xd, V.WidenInt8(q + 7 * w), r7);
+        }
+        var bound = V.Create(threshold);
+        V.Store(V.GreaterThanAsOne(r0, bound), candidates);
+        V.Store(V.GreaterThanAsOne(r1, bound), candidates + w);
+        V.Store(V.GreaterThanAsOne(r2, bound), candidates + 2 * w);
+        V.Store(V.GreaterThanAsOne(r3, bound), candidates + 3 * w);
+        V.Store(V.GreaterThanAsOne(r4, bound), candidates + 4 * w);
+        V.Store(V.GreaterThanAsOne(r5, bound), candidates + 5 * w);
+        V.Store(V.GreaterThanAsOne(r6, bound), candidates + 6 * w);
+        V.Store(V.GreaterThanAsOne(r7, bound), candidates + 7 * w);
+    }
 }

@@ -1,8 +1,6 @@
 using System.Buffers;
 using System.Numerics;
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 
 using Bdh.Tensors.Kernels;
 
@@ -12,8 +10,8 @@ namespace Bdh.Tensors;
 /// C (+)= A·B for an A that is mostly zeros, B row-major. BDH's xs⊙ys is a few percent non-zero once
 /// trained, so the decoder product and its weight gradient need a small fraction of the dense work.
 /// Each thread takes a range of rows of C; for each row it lists the non-zeros of that row of op(A)
-/// (in order of p), then adds A[i, p]·B[p, :] for each, with the row of C held in 8 zmm registers per
-/// 128 columns. Every row adds its terms in order of p, so the result is the same for any thread count.
+/// (in order of p), then adds A[i, p]·B[p, :] for each, with the row of C held in 8 vector registers
+/// (128 columns at 512 bits). Every row adds its terms in order of p, so the result is the same for any thread count.
 /// <see cref="Gemm.Multiply{T}"/> comes here when <see cref="IsSparse"/> says A is below <see cref="MaxDensity"/>,
 /// and <see cref="Gemm.RowTimesMatrix{T}"/> for every one-row product of a generated token, whatever its density.
 /// <see cref="Gemm.MatrixTimesVector{T}"/> also comes here: the other way round, the rows of W that a token's
@@ -28,7 +26,6 @@ internal static unsafe class SparseGemm
     /// </summary>
     public const double MaxDensity = 0.12;
 
-    private const int Columns = 128; // 8 × 16 lanes: the register tile of a row of C
     private const int RowRun = 32;   // rows of B per run of MultiplyRow: 32 KB at 256 columns, in L1/L2 for the next tile
     /// <summary>
     /// How many listed rows ahead the one-token products ask for the rows they will read. Their rows are scattered,
@@ -53,19 +50,32 @@ internal static unsafe class SparseGemm
 
     public static void Multiply(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c, bool accumulate, bool parallel)
     {
+        switch (Simd.Widest)
+        {
+            case 512: Multiply<Float512>(m, n, k, a, b, c, accumulate, parallel); break;
+            case 256: Multiply<Float256>(m, n, k, a, b, c, accumulate, parallel); break;
+            default: Multiply<Float128>(m, n, k, a, b, c, accumulate, parallel); break; // 128 bits, or scalar where V.IsAccelerated is false
+        }
+    }
+
+    /// <summary><see cref="Multiply"/> at width V.</summary>
+    internal static void Multiply<V>(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c, bool accumulate, bool parallel)
+        where V : struct, IFloatVector<V>
+    {
         int chunks = parallel ? Math.Min(Parallelism.Threads, m) : 1;
         Parallelism.For(chunks, chunk =>
-            MultiplyRows((int)((long)chunk * m / chunks), (int)((long)(chunk + 1) * m / chunks), n, k, a, b, c, accumulate));
+            MultiplyRows<V>((int)((long)chunk * m / chunks), (int)((long)(chunk + 1) * m / chunks), n, k, a, b, c, accumulate));
     }
 
     /// <summary>Rows [i0, i1) of C.</summary>
-    private static void MultiplyRows(int i0, int i1, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c, bool accumulate)
+    private static void MultiplyRows<V>(int i0, int i1, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c, bool accumulate)
+        where V : struct, IFloatVector<V>
     {
         // op(A)'s rows [i0, i1) in compressed form (CSR): row r's non-zeros are entries start[r]..start[r+1], in
         // order of p. A is scanned by its stored rows, 16 values at a time: rows of op(A) when A is plain,
         // its columns when A is transposed (two passes then: count per row, then place).
         int rows = i1 - i0, storedRows = a.Transposed ? k : rows, storedLength = a.Transposed ? rows : k;
-        int[] start = TensorPool<int>.Rent(rows + 1), next = TensorPool<int>.Rent(rows), positions = TensorPool<int>.Rent(storedLength + 16);
+        int[] start = TensorPool<int>.Rent(rows + 1), next = TensorPool<int>.Rent(rows), positions = TensorPool<int>.Rent(storedLength + 16); // + 16: NonZeros' last whole-register store
         Array.Clear(start, 0, rows + 1);
         fixed (float* aP = a.Array)
         fixed (int* found = positions)
@@ -74,7 +84,7 @@ internal static unsafe class SparseGemm
             float* a0 = aP + a.Offset + (a.Transposed ? i0 : (long)i0 * a.Stride);
             for (int s = 0; s < storedRows; s++)
             {
-                int count = NonZeros(a0 + (long)s * a.Stride, storedLength, found);
+                int count = NonZeros<V>(a0 + (long)s * a.Stride, storedLength, found);
                 if (a.Transposed) for (int e = 0; e < count; e++) start[found[e] + 1]++;
                 else start[s + 1] = count;
             }
@@ -86,7 +96,7 @@ internal static unsafe class SparseGemm
             for (int s = 0; s < storedRows; s++)
             {
                 float* stored = a0 + (long)s * a.Stride;
-                int count = NonZeros(stored, storedLength, found);
+                int count = NonZeros<V>(stored, storedLength, found);
                 for (int e = 0; e < count; e++)
                 {
                     int r = a.Transposed ? found[e] : s, at = next[r]++;
@@ -97,7 +107,7 @@ internal static unsafe class SparseGemm
             fixed (float* bP = b.Array, cP = c.Array, values = value)
             fixed (int* indices = index)
                 for (int r = 0; r < rows; r++)
-                    MultiplyRow(start[r + 1] - start[r], indices + start[r], values + start[r], bP + b.Offset, b.Stride, n,
+                    MultiplyRow<V>(start[r + 1] - start[r], indices + start[r], values + start[r], bP + b.Offset, b.Stride, n,
                         cP + c.Offset + (long)(i0 + r) * c.Stride, accumulate);
             ArrayPool<int>.Shared.Return(index);
             ArrayPool<float>.Shared.Return(value);
@@ -110,16 +120,27 @@ internal static unsafe class SparseGemm
     /// <summary>y [n] = x [k]·W [k, n] (W row-major, rows of n): the one-row product of a generated token.</summary>
     public static void RowTimesMatrix(ReadOnlySpan<float> x, ReadOnlySpan<float> w, Span<float> y)
     {
+        switch (Simd.Widest)
+        {
+            case 512: RowTimesMatrix<Float512>(x, w, y); break;
+            case 256: RowTimesMatrix<Float256>(x, w, y); break;
+            default: RowTimesMatrix<Float128>(x, w, y); break;
+        }
+    }
+
+    /// <summary><see cref="RowTimesMatrix"/> at width V.</summary>
+    internal static void RowTimesMatrix<V>(ReadOnlySpan<float> x, ReadOnlySpan<float> w, Span<float> y) where V : struct, IFloatVector<V>
+    {
         int k = x.Length;
         int[] index = TensorPool<int>.Rent(k + 16 + PrefetchRows); // room for NonZeros' 16-lane stores and the rows read ahead
         float[] value = TensorPool<float>.Rent(k);
         fixed (float* xP = x, wP = w, yP = y, values = value)
         fixed (int* indices = index)
         {
-            int count = NonZeros(xP, k, indices);
+            int count = NonZeros<V>(xP, k, indices);
             for (int e = 0; e < count; e++) values[e] = xP[indices[e]];
             PadList(indices, count, PrefetchRows);
-            MultiplyRow(count, indices, values, wP, y.Length, y.Length, yP, accumulate: false, streamed: true);
+            MultiplyRow<V>(count, indices, values, wP, y.Length, y.Length, yP, accumulate: false, streamed: true);
         }
         TensorPool<int>.Return(index);
         TensorPool<float>.Return(value);
@@ -128,19 +149,30 @@ internal static unsafe class SparseGemm
     /// <summary>y[i] = W[i, :]·x where mask[i] ≠ 0, else 0; W row-major [y.Length, x.Length].</summary>
     public static void MatrixTimesVector(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> mask)
     {
+        switch (Simd.Widest)
+        {
+            case 512: MatrixTimesVector<Float512>(w, x, y, mask); break;
+            case 256: MatrixTimesVector<Float256>(w, x, y, mask); break;
+            default: MatrixTimesVector<Float128>(w, x, y, mask); break;
+        }
+    }
+
+    /// <summary><see cref="MatrixTimesVector"/> at width V.</summary>
+    internal static void MatrixTimesVector<V>(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> mask) where V : struct, IFloatVector<V>
+    {
         int m = y.Length, k = x.Length;
         int[] index = TensorPool<int>.Rent(m + 16 + 3 + PrefetchRows); // room for NonZeros' 16-lane stores, the padding to four and the rows read ahead
         y.Clear();
         fixed (float* wP = w, xP = x, yP = y, maskP = mask)
         fixed (int* rows = index)
         {
-            int count = NonZeros(maskP, m, rows);
+            int count = NonZeros<V>(maskP, m, rows);
             if (count > 0)
             {
                 // Pad the list to a multiple of four with its last row (computed again, same value).
                 int padded = (count + 3) & ~3;
                 PadList(rows, count, padded - count + PrefetchRows);
-                for (int e = 0; e < padded; e += 4) FourRowDots(rows + e, wP, k, xP, yP);
+                for (int e = 0; e < padded; e += 4) FourRowDots<V>(rows + e, wP, k, xP, yP);
             }
         }
         TensorPool<int>.Return(index);
@@ -158,27 +190,27 @@ internal static unsafe class SparseGemm
     /// <see cref="PrefetchRows"/> further on the list (valid entries, see PadList) requested into the caches.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    private static void FourRowDots(int* rows, float* w, int k, float* x, float* y)
+    private static void FourRowDots<V>(int* rows, float* w, int k, float* x, float* y) where V : struct, IFloatVector<V>
     {
         float* w0 = w + (long)rows[0] * k, w1 = w + (long)rows[1] * k, w2 = w + (long)rows[2] * k, w3 = w + (long)rows[3] * k;
         int* later = rows + PrefetchRows;
         float* p0 = w + (long)later[0] * k, p1 = w + (long)later[1] * k, p2 = w + (long)later[2] * k, p3 = w + (long)later[3] * k;
         float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
         int j = 0;
-        if (Vector512.IsHardwareAccelerated)
+        if (V.IsAccelerated)
         {
-            Vector512<float> v0 = default, v1 = default, v2 = default, v3 = default;
-            for (; j <= k - 16; j += 16)
+            V v0 = V.Zero, v1 = V.Zero, v2 = V.Zero, v3 = V.Zero;
+            for (; j <= k - V.Count; j += V.Count)
             {
-                // W is kept in the caches (the encoders are read again by the next layer): a plain prefetch.
-                Sse.Prefetch0(p0 + j); Sse.Prefetch0(p1 + j); Sse.Prefetch0(p2 + j); Sse.Prefetch0(p3 + j);
-                var xj = Vector512.Load(x + j);
-                v0 = Vector512.FusedMultiplyAdd(xj, Vector512.Load(w0 + j), v0);
-                v1 = Vector512.FusedMultiplyAdd(xj, Vector512.Load(w1 + j), v1);
-                v2 = Vector512.FusedMultiplyAdd(xj, Vector512.Load(w2 + j), v2);
-                v3 = Vector512.FusedMultiplyAdd(xj, Vector512.Load(w3 + j), v3);
+                // W is kept in the caches (the encoders are read again by the next layer): a plain prefetch, once per 64-byte line.
+                if ((j & 15) == 0) { Simd.Prefetch(p0 + j); Simd.Prefetch(p1 + j); Simd.Prefetch(p2 + j); Simd.Prefetch(p3 + j); }
+                var xj = V.Load(x + j);
+                v0 = V.MultiplyAdd(xj, V.Load(w0 + j), v0);
+                v1 = V.MultiplyAdd(xj, V.Load(w1 + j), v1);
+                v2 = V.MultiplyAdd(xj, V.Load(w2 + j), v2);
+                v3 = V.MultiplyAdd(xj, V.Load(w3 + j), v3);
             }
-            (s0, s1, s2, s3) = (Vector512.Sum(v0), Vector512.Sum(v1), Vector512.Sum(v2), Vector512.Sum(v3));
+            (s0, s1, s2, s3) = (V.Sum(v0), V.Sum(v1), V.Sum(v2), V.Sum(v3));
         }
         for (; j < k; j++) // the columns past the last full vector
         {
@@ -191,33 +223,35 @@ internal static unsafe class SparseGemm
     }
 
     /// <summary>
-    /// c[0..n) (+)= Σ_e values[e]·b[indices[e], 0..n): one row of C from its row of A in compressed form, in
-    /// 128-column register tiles, then 16 columns at a time, then one. The terms go in runs of
-    /// <see cref="RowRun"/>, all tiles of one run before the next, so B's rows are read from memory once, not
-    /// once per tile (a row of 256 floats is two tiles); each element still adds its terms in order of p.
+    /// c[0..n) (+)= Σ_e values[e]·b[indices[e], 0..n): one row of C from its row of A in compressed form, in register
+    /// tiles of 8 vectors (128 columns at 512 bits, 64 at 256, 32 at 128), then one vector, then one column. The terms
+    /// go in runs of <see cref="RowRun"/>, all tiles of one run before the next, so B's rows are read from memory once,
+    /// not once per tile (a row of 256 floats is two tiles at 512 bits); each element still adds its terms in order of
+    /// p, so any thread count gives the same bits, and so does any width where the CPU has FMA (one rounding per term).
     /// <paramref name="streamed"/>: C is one row, so this product reads each row of B once: its tiles are requested
     /// <see cref="PrefetchRows"/> terms ahead (indices valid that far, see PadList), non-temporally, as ρ, the largest
     /// B of a generated token, is read once per token and should not push the encoders out of the caches (the
     /// decoder's rows take the same path). Several rows of C read each row of B again: the caches keep it, no prefetch.
     /// </summary>
-    private static void MultiplyRow(int count, int* indices, float* values, float* b, int ldb, int n, float* c, bool accumulate, bool streamed = false)
+    private static void MultiplyRow<V>(int count, int* indices, float* values, float* b, int ldb, int n, float* c, bool accumulate, bool streamed = false)
+        where V : struct, IFloatVector<V>
     {
         int j = 0;
-        if (Vector512.IsHardwareAccelerated)
+        if (V.IsAccelerated)
         {
-            int e = 0;
+            int e = 0, tile = 8 * V.Count;
             do // once even with no terms, to zero C's row when not accumulating
             {
                 int run = Math.Min(RowRun, count - e);
                 bool addToC = accumulate || e > 0;
-                for (j = 0; j <= n - Columns; j += Columns)
-                    RowTile(run, indices + e, values + e, b + j, ldb, c + j, addToC, streamed);
-                for (; j <= n - 16; j += 16)
-                    RowStrip(run, indices + e, values + e, b + j, ldb, c + j, addToC);
+                for (j = 0; j <= n - tile; j += tile)
+                    RowTile<V>(run, indices + e, values + e, b + j, ldb, c + j, addToC, streamed);
+                for (; j <= n - V.Count; j += V.Count)
+                    RowVector<V>(run, indices + e, values + e, b + j, ldb, c + j, addToC);
                 e += RowRun;
             } while (e < count);
         }
-        for (; j < n; j++) // columns past the last strip
+        for (; j < n; j++) // columns past the last vector
         {
             float sum = accumulate ? c[j] : 0;
             for (int e = 0; e < count; e++) sum = MathF.FusedMultiplyAdd(values[e], b[(long)indices[e] * ldb + j], sum);
@@ -227,62 +261,61 @@ internal static unsafe class SparseGemm
 
     /// <summary>
     /// Writes the positions of the non-zeros of row[0..length) to found (room for length + 16), in order;
-    /// returns how many. AVX-512 compresses 16 positions at a time with no branch per element (a branch
-    /// on each non-zero mispredicts about once per non-zero, which cost more than the arithmetic).
+    /// returns how many. A register's positions are stored with no branch per element where the ISA can (AVX-512's
+    /// compress; a branch on each non-zero mispredicts about once per non-zero, which costs more than the arithmetic),
+    /// elsewhere one step per non-zero of a register's mask, none for a register of zeros.
     /// </summary>
-    private static int NonZeros(float* row, int length, int* found)
+    private static int NonZeros<V>(float* row, int length, int* found) where V : struct, IFloatVector<V>
     {
         int count = 0, j = 0;
-        if (Avx512F.IsSupported)
-            for (; j <= length - 16; j += 16)
-            {
-                var keep = ~Vector512.Equals(Vector512.Load(row + j), Vector512<float>.Zero).AsInt32();
-                Avx512F.Compress(Vector512<int>.Zero, keep, Vector512<int>.Indices + Vector512.Create(j)).Store(found + count);
-                count += BitOperations.PopCount(keep.ExtractMostSignificantBits());
-            }
+        if (V.IsAccelerated)
+            for (; j <= length - V.Count; j += V.Count)
+                count += V.StoreNonZeroPositions(V.Load(row + j), j, found + count);
         for (; j < length; j++) if (row[j] != 0) found[count++] = j;
         return count;
     }
 
-    /// <summary>c[0..16) (+)= Σ_e values[e]·b[indices[e], 0..16): the columns after the last full tile.</summary>
-    private static void RowStrip(int count, int* indices, float* values, float* b, int ldb, float* c, bool accumulate)
+    /// <summary>c[0..V.Count) (+)= Σ_e values[e]·b[indices[e], 0..V.Count): the columns after the last full tile.</summary>
+    private static void RowVector<V>(int count, int* indices, float* values, float* b, int ldb, float* c, bool accumulate) where V : struct, IFloatVector<V>
     {
-        var sum = accumulate ? Vector512.Load(c) : Vector512<float>.Zero;
+        var sum = accumulate ? V.Load(c) : V.Zero;
         for (int e = 0; e < count; e++)
-            sum = Vector512.FusedMultiplyAdd(Vector512.Create(values[e]), Vector512.Load(b + (long)indices[e] * ldb), sum);
-        sum.Store(c);
+            sum = V.MultiplyAdd(V.Create(values[e]), V.Load(b + (long)indices[e] * ldb), sum);
+        V.Store(sum, c);
     }
 
     /// <summary>
-    /// c[0..128) (+)= Σ_e values[e]·b[indices[e], 0..128): the row of C stays in 8 registers. With
-    /// <paramref name="streamed"/>, the same 128 columns of the row <see cref="PrefetchRows"/> terms on are requested.
+    /// c[0..8·V.Count) (+)= Σ_e values[e]·b[indices[e], 0..8·V.Count): the row of C stays in 8 registers. With
+    /// <paramref name="streamed"/>, the same columns of the row <see cref="PrefetchRows"/> terms on are requested.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    private static void RowTile(int count, int* indices, float* values, float* b, int ldb, float* c, bool accumulate, bool streamed)
+    private static void RowTile<V>(int count, int* indices, float* values, float* b, int ldb, float* c, bool accumulate, bool streamed)
+        where V : struct, IFloatVector<V>
     {
-        Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
+        int w = V.Count;
+        V c0 = V.Zero, c1 = V.Zero, c2 = V.Zero, c3 = V.Zero, c4 = V.Zero, c5 = V.Zero, c6 = V.Zero, c7 = V.Zero;
         if (accumulate)
-            (c0, c1, c2, c3, c4, c5, c6, c7) = (Vector512.Load(c), Vector512.Load(c + 16), Vector512.Load(c + 32), Vector512.Load(c + 48),
-                Vector512.Load(c + 64), Vector512.Load(c + 80), Vector512.Load(c + 96), Vector512.Load(c + 112));
+            (c0, c1, c2, c3, c4, c5, c6, c7) = (V.Load(c), V.Load(c + w), V.Load(c + 2 * w), V.Load(c + 3 * w),
+                V.Load(c + 4 * w), V.Load(c + 5 * w), V.Load(c + 6 * w), V.Load(c + 7 * w));
         for (int e = 0; e < count; e++)
         {
             if (streamed)
             {
                 float* later = b + (long)indices[e + PrefetchRows] * ldb;
-                for (int line = 0; line < Columns; line += 16) Sse.PrefetchNonTemporal(later + line);
+                for (int line = 0; line < 8 * w; line += 16) Simd.PrefetchNonTemporal(later + line);
             }
-            var x = Vector512.Create(values[e]);
+            var x = V.Create(values[e]);
             float* row = b + (long)indices[e] * ldb;
-            c0 = Vector512.FusedMultiplyAdd(x, Vector512.Load(row), c0);
-            c1 = Vector512.FusedMultiplyAdd(x, Vector512.Load(row + 16), c1);
-            c2 = Vector512.FusedMultiplyAdd(x, Vector512.Load(row + 32), c2);
-            c3 = Vector512.FusedMultiplyAdd(x, Vector512.Load(row + 48), c3);
-            c4 = Vector512.FusedMultiplyAdd(x, Vector512.Load(row + 64), c4);
-            c5 = Vector512.FusedMultiplyAdd(x, Vector512.Load(row + 80), c5);
-            c6 = Vector512.FusedMultiplyAdd(x, Vector512.Load(row + 96), c6);
-            c7 = Vector512.FusedMultiplyAdd(x, Vector512.Load(row + 112), c7);
+            c0 = V.MultiplyAdd(x, V.Load(row), c0);
+            c1 = V.MultiplyAdd(x, V.Load(row + w), c1);
+            c2 = V.MultiplyAdd(x, V.Load(row + 2 * w), c2);
+            c3 = V.MultiplyAdd(x, V.Load(row + 3 * w), c3);
+            c4 = V.MultiplyAdd(x, V.Load(row + 4 * w), c4);
+            c5 = V.MultiplyAdd(x, V.Load(row + 5 * w), c5);
+            c6 = V.MultiplyAdd(x, V.Load(row + 6 * w), c6);
+            c7 = V.MultiplyAdd(x, V.Load(row + 7 * w), c7);
         }
-        c0.Store(c); c1.Store(c + 16); c2.Store(c + 32); c3.Store(c + 48);
-        c4.Store(c + 64); c5.Store(c + 80); c6.Store(c + 96); c7.Store(c + 112);
+        V.Store(c0, c); V.Store(c1, c + w); V.Store(c2, c + 2 * w); V.Store(c3, c + 3 * w);
+        V.Store(c4, c + 4 * w); V.Store(c5, c + 5 * w); V.Store(c6, c + 6 * w); V.Store(c7, c + 7 * w);
     }
 }

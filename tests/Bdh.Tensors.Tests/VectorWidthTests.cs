@@ -1,0 +1,167 @@
+using System.Runtime.Intrinsics.Arm;
+using System.Runtime.Intrinsics.X86;
+using FsCheck.Xunit;
+using Xunit.Abstractions;
+
+namespace Bdh.Tensors.Tests;
+
+/// <summary>
+/// Every kernel written over <see cref="IFloatVector{TSelf}"/> at each width this machine accelerates, called
+/// directly, not only at the width <see cref="Simd.Widest"/> picks: an AVX-512 machine proves the 512-, 256- and
+/// 128-bit forms in one run. The suite run again with the JIT held to a level (.ci/run's legs) proves the dispatch.
+/// </summary>
+public class VectorWidthTests(ITestOutputHelper output)
+{
+    private static readonly bool HasFma = Fma.IsSupported || AdvSimd.IsSupported;
+
+    [Fact]
+    public void TheWidestWidthHonoursTheJitKnobs()
+    {
+        // A knob that does nothing (a renamed variable, a runtime that ignores it) would leave a wider path running:
+        // the widths are printed for every leg, and a knob this runtime implements is held to its word.
+        // .NET 10 took AVX-512's knob as DOTNET_EnableAVX512; its earlier name, DOTNET_EnableAVX512F, does nothing.
+        string report = $"[vector widths] accelerated: {Simd.Accelerated}; kernels run at {Simd.Widest} bits";
+        output.WriteLine(report);
+        static bool Off(string knob) => Environment.GetEnvironmentVariable("DOTNET_" + knob) == "0";
+        if (Off("EnableAVX512F") && Simd.Widest == 512)
+            output.WriteLine("[vector widths] DOTNET_EnableAVX512F=0 has no effect on this runtime: use DOTNET_EnableAVX512=0");
+        int limit = Off("EnableHWIntrinsic") ? 0 : Off("EnableAVX2") ? 128 : Off("EnableAVX512") ? 256 : 512;
+        Assert.True(Simd.Widest <= limit, $"kernels run at {Simd.Widest} bits although the JIT knobs allow {limit}");
+        if (limit == 0) Assert.Equal("none", Simd.Accelerated);
+    }
+
+    public static TheoryData<int> Widths => new() { 512, 256, 128 };
+
+    /// <summary>Runs body at the given width, or says in the output that this machine cannot.</summary>
+    private void At(int width, Action<int> body)
+    {
+        bool accelerated = width switch { 512 => Float512.IsAccelerated, 256 => Float256.IsAccelerated, _ => Float128.IsAccelerated };
+        if (!accelerated) output.WriteLine($"{width}-bit vectors are not accelerated here: not run");
+        else body(width);
+    }
+
+    /// <summary>The sparse product's definition in float: each output adds its terms in order of p, one FMA per term.</summary>
+    private static float[] SequentialFma(float[] a, float[] b, float[] c0, int m, int n, int k, bool accumulate)
+    {
+        var c = new float[m * n];
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                float sum = accumulate ? c0[i * n + j] : 0;
+                for (int p = 0; p < k; p++)
+                    if (a[i * k + p] != 0) sum = MathF.FusedMultiplyAdd(a[i * k + p], b[p * n + j], sum);
+                c[i * n + j] = sum;
+            }
+        return c;
+    }
+
+    private static float[] Floats(Rng rng, int count, double density = 1) =>
+        Naive.Random(rng, count).Select(v => rng.NextDouble() < density ? (float)v : 0f).ToArray();
+
+    [Theory, MemberData(nameof(Widths))]
+    public void SparseProductGivesTheSequentialFmaBits(int width) => At(width, w =>
+    {
+        // n covers whole 8-register tiles at every width (up to 128 columns), one-register strips and the scalar tail.
+        var rng = new Rng((ulong)w);
+        foreach (var (m, n, k) in new[] { (1, 1, 1), (7, 300, 33), (40, 129, 64), (3, 37, 200) })
+            foreach (bool accumulate in new[] { false, true })
+            {
+                float[] a = Floats(rng, m * k, 0.1), b = Floats(rng, k * n), c0 = Floats(rng, m * n), c = (float[])c0.Clone();
+                var (ar, br, cr) = (new MatrixRef<float>(a, 0, k), new MatrixRef<float>(b, 0, n), new MatrixRef<float>(c, 0, n));
+                switch (w)
+                {
+                    case 512: SparseGemm.Multiply<Float512>(m, n, k, ar, br, cr, accumulate, parallel: true); break;
+                    case 256: SparseGemm.Multiply<Float256>(m, n, k, ar, br, cr, accumulate, parallel: true); break;
+                    default: SparseGemm.Multiply<Float128>(m, n, k, ar, br, cr, accumulate, parallel: true); break;
+                }
+                var expected = SequentialFma(a, b, c0, m, n, k, accumulate);
+                if (HasFma) Assert.Equal(expected, c);
+                else Assert.True(Naive.RelativeError(c, expected.Select(v => (double)v).ToArray()) < 1e-5, $"{w} bits, m={m} n={n} k={k}");
+            }
+    });
+
+    [Theory, MemberData(nameof(Widths))]
+    public void OneTokenProductsMatchTheirDefinitions(int width) => At(width, w =>
+    {
+        var rng = new Rng(10 + (ulong)w);
+        foreach (var (k, n) in new[] { (1, 1), (5, 3), (64, 300), (257, 131) })
+        {
+            // y = x·W over x's non-zeros: the same bits as the sequential definition.
+            float[] x = Floats(rng, k, 0.5), wk = Floats(rng, k * n), y = Enumerable.Repeat(float.NaN, n).ToArray();
+            switch (w)
+            {
+                case 512: SparseGemm.RowTimesMatrix<Float512>(x, wk, y); break;
+                case 256: SparseGemm.RowTimesMatrix<Float256>(x, wk, y); break;
+                default: SparseGemm.RowTimesMatrix<Float128>(x, wk, y); break;
+            }
+            var expected = SequentialFma(x, wk, new float[n], 1, n, k, false);
+            if (HasFma) Assert.Equal(expected, y);
+            else Assert.True(Naive.RelativeError(y, expected.Select(v => (double)v).ToArray()) < 1e-5);
+
+            // y[i] = W[i, :]·x on the masked rows (dots in V.Count partial sums: float rounding of the double result), 0 elsewhere.
+            float[] wm = Floats(rng, n * k), xd = Floats(rng, k), mask = Floats(rng, n, 0.5), ym = Enumerable.Repeat(float.NaN, n).ToArray();
+            switch (w)
+            {
+                case 512: SparseGemm.MatrixTimesVector<Float512>(wm, xd, ym, mask); break;
+                case 256: SparseGemm.MatrixTimesVector<Float256>(wm, xd, ym, mask); break;
+                default: SparseGemm.MatrixTimesVector<Float128>(wm, xd, ym, mask); break;
+            }
+            var dots = Naive.MatMul(wm.Select(v => (double)v).ToArray(), false, xd.Select(v => (double)v).ToArray(), false, n, 1, k);
+            Assert.True(Naive.RelativeError(ym, dots.Select((v, i) => mask[i] == 0 ? 0 : v).ToArray()) < 1e-5, $"{w} bits, n={n} k={k}");
+        }
+    });
+
+    [Theory, MemberData(nameof(Widths))]
+    public unsafe void Int8ScreenMarksExactlyTheColumnsAboveTheBound(int width) => At(width, w =>
+    {
+        // One 128-column panel of int8 rows; ScreenColumns covers 8 registers' worth of it per call.
+        var rng = new Rng(20 + (ulong)w);
+        foreach (int k in new[] { 1, 3, 256 })
+        {
+            var q = Enumerable.Range(0, k * 128).Select(_ => (sbyte)(rng.NextDouble() * 255 - 127)).ToArray();
+            var x = Floats(rng, k);
+            float threshold = -0.5f * x.Sum(MathF.Abs);
+            var candidates = Enumerable.Repeat(float.NaN, 128).ToArray();
+            fixed (float* xp = x, cp = candidates)
+            fixed (sbyte* qp = q)
+                for (int j = 0; j < 128; j += 8 * (w / 32))
+                    switch (w)
+                    {
+                        case 512: ScreenedReluProduct.ScreenColumns<Float512>(xp, k, qp + j, threshold, cp + j); break;
+                        case 256: ScreenedReluProduct.ScreenColumns<Float256>(xp, k, qp + j, threshold, cp + j); break;
+                        default: ScreenedReluProduct.ScreenColumns<Float128>(xp, k, qp + j, threshold, cp + j); break;
+                    }
+            for (int j = 0; j < 128; j++)
+            {
+                double r = 0, scale = 0;
+                for (int d = 0; d < k; d++) (r, scale) = (r + x[d] * (double)q[d * 128 + j], scale + Math.Abs(x[d] * (double)q[d * 128 + j]));
+                if (Math.Abs(r - threshold) > 1e-5 * scale) // away from the bound, float and double agree on the side
+                    Assert.True(candidates[j] == (r > threshold ? 1 : 0), $"{w} bits, k={k}, column {j}: r = {r}, bound {threshold}, marked {candidates[j]}");
+            }
+        }
+    });
+
+    [Property(MaxTest = 30)]
+    public void EveryWidthListsTheSameNonZeros(int seed)
+    {
+        // Positions by each width's compaction (AVX-512 compress; mask and bit scan below it), through the sparse product of a
+        // row with the identity: y[j] = x[j] exactly where x is non-zero, so a missed, extra or misplaced position shows.
+        var rng = new Rng((ulong)seed);
+        int k = 1 + (int)(rng.NextDouble() * 150);
+        var x = Floats(rng, k, rng.NextDouble());
+        var identity = new float[k * k];
+        for (int i = 0; i < k; i++) identity[i * k + i] = 1;
+        foreach (int w in new[] { 512, 256, 128 })
+            At(w, _ =>
+            {
+                var y = Enumerable.Repeat(float.NaN, k).ToArray();
+                switch (w)
+                {
+                    case 512: SparseGemm.RowTimesMatrix<Float512>(x, identity, y); break;
+                    case 256: SparseGemm.RowTimesMatrix<Float256>(x, identity, y); break;
+                    default: SparseGemm.RowTimesMatrix<Float128>(x, identity, y); break;
+                }
+                Assert.Equal(x, y);
+            });
+    }
+}
