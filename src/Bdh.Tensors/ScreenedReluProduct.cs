@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using System.Runtime.CompilerServices;
 
 namespace Bdh.Tensors;
@@ -93,38 +94,38 @@ public sealed unsafe class ScreenedReluProduct
     {
         switch (Simd.Widest)
         {
-            case 512: for (int j = 0; j < Panel; j += 8 * Float512.Count) ScreenColumns<Float512>(x, k, q + j, threshold, candidates + j); break;
-            case 256: for (int j = 0; j < Panel; j += 8 * Float256.Count) ScreenColumns<Float256>(x, k, q + j, threshold, candidates + j); break;
-            default: for (int j = 0; j < Panel; j += 8 * Float128.Count) ScreenColumns<Float128>(x, k, q + j, threshold, candidates + j); break;
+            case 512: for (int j = 0; j < Panel; j += 8 * Float512.Count) ScreenColumns<Float512, Vector512<float>>(x, k, q + j, threshold, candidates + j); break;
+            case 256: for (int j = 0; j < Panel; j += 8 * Float256.Count) ScreenColumns<Float256, Vector256<float>>(x, k, q + j, threshold, candidates + j); break;
+            default: for (int j = 0; j < Panel; j += 8 * Float128.Count) ScreenColumns<Float128, Vector128<float>>(x, k, q + j, threshold, candidates + j); break;
         }
     }
 
-    /// <summary>candidates[0..8·V.Count) for the panel's columns from q on: 8 accumulators, one int8 row per step.</summary>
+    /// <summary>candidates[0..8·W.Count) for the panel's columns from q on: 8 accumulators, one int8 row per step.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    internal static void ScreenColumns<V>(float* x, int k, sbyte* q, float threshold, float* candidates) where V : struct, IFloatVector<V>
+    internal static void ScreenColumns<W, V>(float* x, int k, sbyte* q, float threshold, float* candidates) where W : struct, IFloatVector<V> where V : struct
     {
-        int w = V.Count;
-        V r0 = V.Zero, r1 = V.Zero, r2 = V.Zero, r3 = V.Zero, r4 = V.Zero, r5 = V.Zero, r6 = V.Zero, r7 = V.Zero;
+        int w = W.Count;
+        V r0 = default, r1 = default, r2 = default, r3 = default, r4 = default, r5 = default, r6 = default, r7 = default;
         for (int d = 0; d < k; d++, q += Panel)
         {
-            var xd = V.Create(x[d]);
-            r0 = V.MultiplyAdd(xd, V.WidenInt8(q), r0);
-            r1 = V.MultiplyAdd(xd, V.WidenInt8(q + w), r1);
-            r2 = V.MultiplyAdd(xd, V.WidenInt8(q + 2 * w), r2);
-            r3 = V.MultiplyAdd(xd, V.WidenInt8(q + 3 * w), r3);
-            r4 = V.MultiplyAdd(xd, V.WidenInt8(q + 4 * w), r4);
-            r5 = V.MultiplyAdd(xd, V.WidenInt8(q + 5 * w), r5);
-            r6 = V.MultiplyAdd(xd, V.WidenInt8(q + 6 * w), r6);
-            r7 = V.MultiplyAdd(xd, V.WidenInt8(q + 7 * w), r7);
+            var xd = W.Create(x[d]);
+            r0 = W.MultiplyAdd(xd, W.WidenInt8(q), r0);
+            r1 = W.MultiplyAdd(xd, W.WidenInt8(q + w), r1);
+            r2 = W.MultiplyAdd(xd, W.WidenInt8(q + 2 * w), r2);
+            r3 = W.MultiplyAdd(xd, W.WidenInt8(q + 3 * w), r3);
+            r4 = W.MultiplyAdd(xd, W.WidenInt8(q + 4 * w), r4);
+            r5 = W.MultiplyAdd(xd, W.WidenInt8(q + 5 * w), r5);
+            r6 = W.MultiplyAdd(xd, W.WidenInt8(q + 6 * w), r6);
+            r7 = W.MultiplyAdd(xd, W.WidenInt8(q + 7 * w), r7);
         }
-        var bound = V.Create(threshold);
-        V.Store(V.GreaterThanAsOne(r0, bound), candidates);
-        V.Store(V.GreaterThanAsOne(r1, bound), candidates + w);
-        V.Store(V.GreaterThanAsOne(r2, bound), candidates + 2 * w);
-        V.Store(V.GreaterThanAsOne(r3, bound), candidates + 3 * w);
-        V.Store(V.GreaterThanAsOne(r4, bound), candidates + 4 * w);
-        V.Store(V.GreaterThanAsOne(r5, bound), candidates + 5 * w);
-        V.Store(V.GreaterThanAsOne(r6, bound), candidates + 6 * w);
-        V.Store(V.GreaterThanAsOne(r7, bound), candidates + 7 * w);
+        var bound = W.Create(threshold);
+        W.Store(W.GreaterThanAsOne(r0, bound), candidates);
+        W.Store(W.GreaterThanAsOne(r1, bound), candidates + w);
+        W.Store(W.GreaterThanAsOne(r2, bound), candidates + 2 * w);
+        W.Store(W.GreaterThanAsOne(r3, bound), candidates + 3 * w);
+        W.Store(W.GreaterThanAsOne(r4, bound), candidates + 4 * w);
+        W.Store(W.GreaterThanAsOne(r5, bound), candidates + 5 * w);
+        W.Store(W.GreaterThanAsOne(r6, bound), candidates + 6 * w);
+        W.Store(W.GreaterThanAsOne(r7, bound), candidates + 7 * w);
     }
 }

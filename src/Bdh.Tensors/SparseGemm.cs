@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using System.Buffers;
 using System.Numerics;
 using System.Runtime.CompilerServices;
@@ -52,24 +53,24 @@ internal static unsafe class SparseGemm
     {
         switch (Simd.Widest)
         {
-            case 512: Multiply<Float512>(m, n, k, a, b, c, accumulate, parallel); break;
-            case 256: Multiply<Float256>(m, n, k, a, b, c, accumulate, parallel); break;
-            default: Multiply<Float128>(m, n, k, a, b, c, accumulate, parallel); break; // 128 bits, or scalar where V.IsAccelerated is false
+            case 512: Multiply<Float512, Vector512<float>>(m, n, k, a, b, c, accumulate, parallel); break;
+            case 256: Multiply<Float256, Vector256<float>>(m, n, k, a, b, c, accumulate, parallel); break;
+            default: Multiply<Float128, Vector128<float>>(m, n, k, a, b, c, accumulate, parallel); break; // 128 bits, or scalar where W.IsAccelerated is false
         }
     }
 
-    /// <summary><see cref="Multiply"/> at width V.</summary>
-    internal static void Multiply<V>(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c, bool accumulate, bool parallel)
-        where V : struct, IFloatVector<V>
+    /// <summary><see cref="Multiply"/> at width W.</summary>
+    internal static void Multiply<W, V>(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c, bool accumulate, bool parallel)
+        where W : struct, IFloatVector<V> where V : struct
     {
         int chunks = parallel ? Math.Min(Parallelism.Threads, m) : 1;
         Parallelism.For(chunks, chunk =>
-            MultiplyRows<V>((int)((long)chunk * m / chunks), (int)((long)(chunk + 1) * m / chunks), n, k, a, b, c, accumulate));
+            MultiplyRows<W, V>((int)((long)chunk * m / chunks), (int)((long)(chunk + 1) * m / chunks), n, k, a, b, c, accumulate));
     }
 
     /// <summary>Rows [i0, i1) of C.</summary>
-    private static void MultiplyRows<V>(int i0, int i1, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c, bool accumulate)
-        where V : struct, IFloatVector<V>
+    private static void MultiplyRows<W, V>(int i0, int i1, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c, bool accumulate)
+        where W : struct, IFloatVector<V> where V : struct
     {
         // op(A)'s rows [i0, i1) in compressed form (CSR): row r's non-zeros are entries start[r]..start[r+1], in
         // order of p. A is scanned by its stored rows, 16 values at a time: rows of op(A) when A is plain,
@@ -84,7 +85,7 @@ internal static unsafe class SparseGemm
             float* a0 = aP + a.Offset + (a.Transposed ? i0 : (long)i0 * a.Stride);
             for (int s = 0; s < storedRows; s++)
             {
-                int count = NonZeros<V>(a0 + (long)s * a.Stride, storedLength, found);
+                int count = NonZeros<W, V>(a0 + (long)s * a.Stride, storedLength, found);
                 if (a.Transposed) for (int e = 0; e < count; e++) start[found[e] + 1]++;
                 else start[s + 1] = count;
             }
@@ -96,7 +97,7 @@ internal static unsafe class SparseGemm
             for (int s = 0; s < storedRows; s++)
             {
                 float* stored = a0 + (long)s * a.Stride;
-                int count = NonZeros<V>(stored, storedLength, found);
+                int count = NonZeros<W, V>(stored, storedLength, found);
                 for (int e = 0; e < count; e++)
                 {
                     int r = a.Transposed ? found[e] : s, at = next[r]++;
@@ -107,7 +108,7 @@ internal static unsafe class SparseGemm
             fixed (float* bP = b.Array, cP = c.Array, values = value)
             fixed (int* indices = index)
                 for (int r = 0; r < rows; r++)
-                    MultiplyRow<V>(start[r + 1] - start[r], indices + start[r], values + start[r], bP + b.Offset, b.Stride, n,
+                    MultiplyRow<W, V>(start[r + 1] - start[r], indices + start[r], values + start[r], bP + b.Offset, b.Stride, n,
                         cP + c.Offset + (long)(i0 + r) * c.Stride, accumulate);
             ArrayPool<int>.Shared.Return(index);
             ArrayPool<float>.Shared.Return(value);
@@ -122,14 +123,14 @@ internal static unsafe class SparseGemm
     {
         switch (Simd.Widest)
         {
-            case 512: RowTimesMatrix<Float512>(x, w, y); break;
-            case 256: RowTimesMatrix<Float256>(x, w, y); break;
-            default: RowTimesMatrix<Float128>(x, w, y); break;
+            case 512: RowTimesMatrix<Float512, Vector512<float>>(x, w, y); break;
+            case 256: RowTimesMatrix<Float256, Vector256<float>>(x, w, y); break;
+            default: RowTimesMatrix<Float128, Vector128<float>>(x, w, y); break;
         }
     }
 
-    /// <summary><see cref="RowTimesMatrix"/> at width V.</summary>
-    internal static void RowTimesMatrix<V>(ReadOnlySpan<float> x, ReadOnlySpan<float> w, Span<float> y) where V : struct, IFloatVector<V>
+    /// <summary><see cref="RowTimesMatrix"/> at width W.</summary>
+    internal static void RowTimesMatrix<W, V>(ReadOnlySpan<float> x, ReadOnlySpan<float> w, Span<float> y) where W : struct, IFloatVector<V> where V : struct
     {
         int k = x.Length;
         int[] index = TensorPool<int>.Rent(k + 16 + PrefetchRows); // room for NonZeros' 16-lane stores and the rows read ahead
@@ -137,10 +138,10 @@ internal static unsafe class SparseGemm
         fixed (float* xP = x, wP = w, yP = y, values = value)
         fixed (int* indices = index)
         {
-            int count = NonZeros<V>(xP, k, indices);
+            int count = NonZeros<W, V>(xP, k, indices);
             for (int e = 0; e < count; e++) values[e] = xP[indices[e]];
             PadList(indices, count, PrefetchRows);
-            MultiplyRow<V>(count, indices, values, wP, y.Length, y.Length, yP, accumulate: false, streamed: true);
+            MultiplyRow<W, V>(count, indices, values, wP, y.Length, y.Length, yP, accumulate: false, streamed: true);
         }
         TensorPool<int>.Return(index);
         TensorPool<float>.Return(value);
@@ -151,14 +152,14 @@ internal static unsafe class SparseGemm
     {
         switch (Simd.Widest)
         {
-            case 512: MatrixTimesVector<Float512>(w, x, y, mask); break;
-            case 256: MatrixTimesVector<Float256>(w, x, y, mask); break;
-            default: MatrixTimesVector<Float128>(w, x, y, mask); break;
+            case 512: MatrixTimesVector<Float512, Vector512<float>>(w, x, y, mask); break;
+            case 256: MatrixTimesVector<Float256, Vector256<float>>(w, x, y, mask); break;
+            default: MatrixTimesVector<Float128, Vector128<float>>(w, x, y, mask); break;
         }
     }
 
-    /// <summary><see cref="MatrixTimesVector"/> at width V.</summary>
-    internal static void MatrixTimesVector<V>(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> mask) where V : struct, IFloatVector<V>
+    /// <summary><see cref="MatrixTimesVector"/> at width W.</summary>
+    internal static void MatrixTimesVector<W, V>(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> mask) where W : struct, IFloatVector<V> where V : struct
     {
         int m = y.Length, k = x.Length;
         int[] index = TensorPool<int>.Rent(m + 16 + 3 + PrefetchRows); // room for NonZeros' 16-lane stores, the padding to four and the rows read ahead
@@ -166,13 +167,13 @@ internal static unsafe class SparseGemm
         fixed (float* wP = w, xP = x, yP = y, maskP = mask)
         fixed (int* rows = index)
         {
-            int count = NonZeros<V>(maskP, m, rows);
+            int count = NonZeros<W, V>(maskP, m, rows);
             if (count > 0)
             {
                 // Pad the list to a multiple of four with its last row (computed again, same value).
                 int padded = (count + 3) & ~3;
                 PadList(rows, count, padded - count + PrefetchRows);
-                for (int e = 0; e < padded; e += 4) FourRowDots<V>(rows + e, wP, k, xP, yP);
+                for (int e = 0; e < padded; e += 4) FourRowDots<W, V>(rows + e, wP, k, xP, yP);
             }
         }
         TensorPool<int>.Return(index);
@@ -190,27 +191,27 @@ internal static unsafe class SparseGemm
     /// <see cref="PrefetchRows"/> further on the list (valid entries, see PadList) requested into the caches.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    private static void FourRowDots<V>(int* rows, float* w, int k, float* x, float* y) where V : struct, IFloatVector<V>
+    private static void FourRowDots<W, V>(int* rows, float* w, int k, float* x, float* y) where W : struct, IFloatVector<V> where V : struct
     {
         float* w0 = w + (long)rows[0] * k, w1 = w + (long)rows[1] * k, w2 = w + (long)rows[2] * k, w3 = w + (long)rows[3] * k;
         int* later = rows + PrefetchRows;
         float* p0 = w + (long)later[0] * k, p1 = w + (long)later[1] * k, p2 = w + (long)later[2] * k, p3 = w + (long)later[3] * k;
         float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
         int j = 0;
-        if (V.IsAccelerated)
+        if (W.IsAccelerated)
         {
-            V v0 = V.Zero, v1 = V.Zero, v2 = V.Zero, v3 = V.Zero;
-            for (; j <= k - V.Count; j += V.Count)
+            V v0 = default, v1 = default, v2 = default, v3 = default;
+            for (; j <= k - W.Count; j += W.Count)
             {
                 // W is kept in the caches (the encoders are read again by the next layer): a plain prefetch, once per 64-byte line.
                 if ((j & 15) == 0) { Simd.Prefetch(p0 + j); Simd.Prefetch(p1 + j); Simd.Prefetch(p2 + j); Simd.Prefetch(p3 + j); }
-                var xj = V.Load(x + j);
-                v0 = V.MultiplyAdd(xj, V.Load(w0 + j), v0);
-                v1 = V.MultiplyAdd(xj, V.Load(w1 + j), v1);
-                v2 = V.MultiplyAdd(xj, V.Load(w2 + j), v2);
-                v3 = V.MultiplyAdd(xj, V.Load(w3 + j), v3);
+                var xj = W.Load(x + j);
+                v0 = W.MultiplyAdd(xj, W.Load(w0 + j), v0);
+                v1 = W.MultiplyAdd(xj, W.Load(w1 + j), v1);
+                v2 = W.MultiplyAdd(xj, W.Load(w2 + j), v2);
+                v3 = W.MultiplyAdd(xj, W.Load(w3 + j), v3);
             }
-            (s0, s1, s2, s3) = (V.Sum(v0), V.Sum(v1), V.Sum(v2), V.Sum(v3));
+            (s0, s1, s2, s3) = (W.Sum(v0), W.Sum(v1), W.Sum(v2), W.Sum(v3));
         }
         for (; j < k; j++) // the columns past the last full vector
         {
@@ -233,21 +234,21 @@ internal static unsafe class SparseGemm
     /// B of a generated token, is read once per token and should not push the encoders out of the caches (the
     /// decoder's rows take the same path). Several rows of C read each row of B again: the caches keep it, no prefetch.
     /// </summary>
-    private static void MultiplyRow<V>(int count, int* indices, float* values, float* b, int ldb, int n, float* c, bool accumulate, bool streamed = false)
-        where V : struct, IFloatVector<V>
+    private static void MultiplyRow<W, V>(int count, int* indices, float* values, float* b, int ldb, int n, float* c, bool accumulate, bool streamed = false)
+        where W : struct, IFloatVector<V> where V : struct
     {
         int j = 0;
-        if (V.IsAccelerated)
+        if (W.IsAccelerated)
         {
-            int e = 0, tile = 8 * V.Count;
+            int e = 0, tile = 8 * W.Count;
             do // once even with no terms, to zero C's row when not accumulating
             {
                 int run = Math.Min(RowRun, count - e);
                 bool addToC = accumulate || e > 0;
                 for (j = 0; j <= n - tile; j += tile)
-                    RowTile<V>(run, indices + e, values + e, b + j, ldb, c + j, addToC, streamed);
-                for (; j <= n - V.Count; j += V.Count)
-                    RowVector<V>(run, indices + e, values + e, b + j, ldb, c + j, addToC);
+                    RowTile<W, V>(run, indices + e, values + e, b + j, ldb, c + j, addToC, streamed);
+                for (; j <= n - W.Count; j += W.Count)
+                    RowVector<W, V>(run, indices + e, values + e, b + j, ldb, c + j, addToC);
                 e += RowRun;
             } while (e < count);
         }
@@ -265,38 +266,38 @@ internal static unsafe class SparseGemm
     /// compress; a branch on each non-zero mispredicts about once per non-zero, which costs more than the arithmetic),
     /// elsewhere one step per non-zero of a register's mask, none for a register of zeros.
     /// </summary>
-    private static int NonZeros<V>(float* row, int length, int* found) where V : struct, IFloatVector<V>
+    private static int NonZeros<W, V>(float* row, int length, int* found) where W : struct, IFloatVector<V> where V : struct
     {
         int count = 0, j = 0;
-        if (V.IsAccelerated)
-            for (; j <= length - V.Count; j += V.Count)
-                count += V.StoreNonZeroPositions(V.Load(row + j), j, found + count);
+        if (W.IsAccelerated)
+            for (; j <= length - W.Count; j += W.Count)
+                count += W.StoreNonZeroPositions(W.Load(row + j), j, found + count);
         for (; j < length; j++) if (row[j] != 0) found[count++] = j;
         return count;
     }
 
-    /// <summary>c[0..V.Count) (+)= Σ_e values[e]·b[indices[e], 0..V.Count): the columns after the last full tile.</summary>
-    private static void RowVector<V>(int count, int* indices, float* values, float* b, int ldb, float* c, bool accumulate) where V : struct, IFloatVector<V>
+    /// <summary>c[0..W.Count) (+)= Σ_e values[e]·b[indices[e], 0..W.Count): the columns after the last full tile.</summary>
+    private static void RowVector<W, V>(int count, int* indices, float* values, float* b, int ldb, float* c, bool accumulate) where W : struct, IFloatVector<V> where V : struct
     {
-        var sum = accumulate ? V.Load(c) : V.Zero;
+        var sum = accumulate ? W.Load(c) : default;
         for (int e = 0; e < count; e++)
-            sum = V.MultiplyAdd(V.Create(values[e]), V.Load(b + (long)indices[e] * ldb), sum);
-        V.Store(sum, c);
+            sum = W.MultiplyAdd(W.Create(values[e]), W.Load(b + (long)indices[e] * ldb), sum);
+        W.Store(sum, c);
     }
 
     /// <summary>
-    /// c[0..8·V.Count) (+)= Σ_e values[e]·b[indices[e], 0..8·V.Count): the row of C stays in 8 registers. With
+    /// c[0..8·W.Count) (+)= Σ_e values[e]·b[indices[e], 0..8·W.Count): the row of C stays in 8 registers. With
     /// <paramref name="streamed"/>, the same columns of the row <see cref="PrefetchRows"/> terms on are requested.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    private static void RowTile<V>(int count, int* indices, float* values, float* b, int ldb, float* c, bool accumulate, bool streamed)
-        where V : struct, IFloatVector<V>
+    private static void RowTile<W, V>(int count, int* indices, float* values, float* b, int ldb, float* c, bool accumulate, bool streamed)
+        where W : struct, IFloatVector<V> where V : struct
     {
-        int w = V.Count;
-        V c0 = V.Zero, c1 = V.Zero, c2 = V.Zero, c3 = V.Zero, c4 = V.Zero, c5 = V.Zero, c6 = V.Zero, c7 = V.Zero;
+        int w = W.Count;
+        V c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
         if (accumulate)
-            (c0, c1, c2, c3, c4, c5, c6, c7) = (V.Load(c), V.Load(c + w), V.Load(c + 2 * w), V.Load(c + 3 * w),
-                V.Load(c + 4 * w), V.Load(c + 5 * w), V.Load(c + 6 * w), V.Load(c + 7 * w));
+            (c0, c1, c2, c3, c4, c5, c6, c7) = (W.Load(c), W.Load(c + w), W.Load(c + 2 * w), W.Load(c + 3 * w),
+                W.Load(c + 4 * w), W.Load(c + 5 * w), W.Load(c + 6 * w), W.Load(c + 7 * w));
         for (int e = 0; e < count; e++)
         {
             if (streamed)
@@ -304,18 +305,18 @@ internal static unsafe class SparseGemm
                 float* later = b + (long)indices[e + PrefetchRows] * ldb;
                 for (int line = 0; line < 8 * w; line += 16) Simd.PrefetchNonTemporal(later + line);
             }
-            var x = V.Create(values[e]);
+            var x = W.Create(values[e]);
             float* row = b + (long)indices[e] * ldb;
-            c0 = V.MultiplyAdd(x, V.Load(row), c0);
-            c1 = V.MultiplyAdd(x, V.Load(row + w), c1);
-            c2 = V.MultiplyAdd(x, V.Load(row + 2 * w), c2);
-            c3 = V.MultiplyAdd(x, V.Load(row + 3 * w), c3);
-            c4 = V.MultiplyAdd(x, V.Load(row + 4 * w), c4);
-            c5 = V.MultiplyAdd(x, V.Load(row + 5 * w), c5);
-            c6 = V.MultiplyAdd(x, V.Load(row + 6 * w), c6);
-            c7 = V.MultiplyAdd(x, V.Load(row + 7 * w), c7);
+            c0 = W.MultiplyAdd(x, W.Load(row), c0);
+            c1 = W.MultiplyAdd(x, W.Load(row + w), c1);
+            c2 = W.MultiplyAdd(x, W.Load(row + 2 * w), c2);
+            c3 = W.MultiplyAdd(x, W.Load(row + 3 * w), c3);
+            c4 = W.MultiplyAdd(x, W.Load(row + 4 * w), c4);
+            c5 = W.MultiplyAdd(x, W.Load(row + 5 * w), c5);
+            c6 = W.MultiplyAdd(x, W.Load(row + 6 * w), c6);
+            c7 = W.MultiplyAdd(x, W.Load(row + 7 * w), c7);
         }
-        V.Store(c0, c); V.Store(c1, c + w); V.Store(c2, c + 2 * w); V.Store(c3, c + 3 * w);
-        V.Store(c4, c + 4 * w); V.Store(c5, c + 5 * w); V.Store(c6, c + 6 * w); V.Store(c7, c + 7 * w);
+        W.Store(c0, c); W.Store(c1, c + w); W.Store(c2, c + 2 * w); W.Store(c3, c + 3 * w);
+        W.Store(c4, c + 4 * w); W.Store(c5, c + 5 * w); W.Store(c6, c + 6 * w); W.Store(c7, c + 7 * w);
     }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
 using FsCheck.Xunit;
@@ -70,9 +71,9 @@ public class VectorWidthTests(ITestOutputHelper output)
                 var (ar, br, cr) = (new MatrixRef<float>(a, 0, k), new MatrixRef<float>(b, 0, n), new MatrixRef<float>(c, 0, n));
                 switch (w)
                 {
-                    case 512: SparseGemm.Multiply<Float512>(m, n, k, ar, br, cr, accumulate, parallel: true); break;
-                    case 256: SparseGemm.Multiply<Float256>(m, n, k, ar, br, cr, accumulate, parallel: true); break;
-                    default: SparseGemm.Multiply<Float128>(m, n, k, ar, br, cr, accumulate, parallel: true); break;
+                    case 512: SparseGemm.Multiply<Float512, Vector512<float>>(m, n, k, ar, br, cr, accumulate, parallel: true); break;
+                    case 256: SparseGemm.Multiply<Float256, Vector256<float>>(m, n, k, ar, br, cr, accumulate, parallel: true); break;
+                    default: SparseGemm.Multiply<Float128, Vector128<float>>(m, n, k, ar, br, cr, accumulate, parallel: true); break;
                 }
                 var expected = SequentialFma(a, b, c0, m, n, k, accumulate);
                 if (HasFma) Assert.Equal(expected, c);
@@ -90,21 +91,21 @@ public class VectorWidthTests(ITestOutputHelper output)
             float[] x = Floats(rng, k, 0.5), wk = Floats(rng, k * n), y = Enumerable.Repeat(float.NaN, n).ToArray();
             switch (w)
             {
-                case 512: SparseGemm.RowTimesMatrix<Float512>(x, wk, y); break;
-                case 256: SparseGemm.RowTimesMatrix<Float256>(x, wk, y); break;
-                default: SparseGemm.RowTimesMatrix<Float128>(x, wk, y); break;
+                case 512: SparseGemm.RowTimesMatrix<Float512, Vector512<float>>(x, wk, y); break;
+                case 256: SparseGemm.RowTimesMatrix<Float256, Vector256<float>>(x, wk, y); break;
+                default: SparseGemm.RowTimesMatrix<Float128, Vector128<float>>(x, wk, y); break;
             }
             var expected = SequentialFma(x, wk, new float[n], 1, n, k, false);
             if (HasFma) Assert.Equal(expected, y);
             else Assert.True(Naive.RelativeError(y, expected.Select(v => (double)v).ToArray()) < 1e-5);
 
-            // y[i] = W[i, :]·x on the masked rows (dots in V.Count partial sums: float rounding of the double result), 0 elsewhere.
+            // y[i] = W[i, :]·x on the masked rows (dots in W.Count partial sums: float rounding of the double result), 0 elsewhere.
             float[] wm = Floats(rng, n * k), xd = Floats(rng, k), mask = Floats(rng, n, 0.5), ym = Enumerable.Repeat(float.NaN, n).ToArray();
             switch (w)
             {
-                case 512: SparseGemm.MatrixTimesVector<Float512>(wm, xd, ym, mask); break;
-                case 256: SparseGemm.MatrixTimesVector<Float256>(wm, xd, ym, mask); break;
-                default: SparseGemm.MatrixTimesVector<Float128>(wm, xd, ym, mask); break;
+                case 512: SparseGemm.MatrixTimesVector<Float512, Vector512<float>>(wm, xd, ym, mask); break;
+                case 256: SparseGemm.MatrixTimesVector<Float256, Vector256<float>>(wm, xd, ym, mask); break;
+                default: SparseGemm.MatrixTimesVector<Float128, Vector128<float>>(wm, xd, ym, mask); break;
             }
             var dots = Naive.MatMul(wm.Select(v => (double)v).ToArray(), false, xd.Select(v => (double)v).ToArray(), false, n, 1, k);
             Assert.True(Naive.RelativeError(ym, dots.Select((v, i) => mask[i] == 0 ? 0 : v).ToArray()) < 1e-5, $"{w} bits, n={n} k={k}");
@@ -127,9 +128,9 @@ public class VectorWidthTests(ITestOutputHelper output)
                 for (int j = 0; j < 128; j += 8 * (w / 32))
                     switch (w)
                     {
-                        case 512: ScreenedReluProduct.ScreenColumns<Float512>(xp, k, qp + j, threshold, cp + j); break;
-                        case 256: ScreenedReluProduct.ScreenColumns<Float256>(xp, k, qp + j, threshold, cp + j); break;
-                        default: ScreenedReluProduct.ScreenColumns<Float128>(xp, k, qp + j, threshold, cp + j); break;
+                        case 512: ScreenedReluProduct.ScreenColumns<Float512, Vector512<float>>(xp, k, qp + j, threshold, cp + j); break;
+                        case 256: ScreenedReluProduct.ScreenColumns<Float256, Vector256<float>>(xp, k, qp + j, threshold, cp + j); break;
+                        default: ScreenedReluProduct.ScreenColumns<Float128, Vector128<float>>(xp, k, qp + j, threshold, cp + j); break;
                     }
             for (int j = 0; j < 128; j++)
             {
@@ -157,9 +158,9 @@ public class VectorWidthTests(ITestOutputHelper output)
                 var y = Enumerable.Repeat(float.NaN, k).ToArray();
                 switch (w)
                 {
-                    case 512: SparseGemm.RowTimesMatrix<Float512>(x, identity, y); break;
-                    case 256: SparseGemm.RowTimesMatrix<Float256>(x, identity, y); break;
-                    default: SparseGemm.RowTimesMatrix<Float128>(x, identity, y); break;
+                    case 512: SparseGemm.RowTimesMatrix<Float512, Vector512<float>>(x, identity, y); break;
+                    case 256: SparseGemm.RowTimesMatrix<Float256, Vector256<float>>(x, identity, y); break;
+                    default: SparseGemm.RowTimesMatrix<Float128, Vector128<float>>(x, identity, y); break;
                 }
                 Assert.Equal(x, y);
             });
