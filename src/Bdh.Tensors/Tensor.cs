@@ -22,7 +22,7 @@ public sealed class Tensor<T> : IDisposable where T : unmanaged, IFloatingPointI
         _pooled = pooled;
     }
 
-    /// <summary>The backing array; may be longer than <see cref="Length"/> only for wrapped arrays.</summary>
+    /// <summary>The backing array: pooled storage is rounded up to a size class, so it may be longer than <see cref="Length"/>.</summary>
     public T[] Array => _array ?? throw new ObjectDisposedException(nameof(Tensor<T>));
     public Span<T> Span => Array.AsSpan(0, Length);
 

@@ -1,51 +1,84 @@
+using System.Numerics;
+
 namespace Bdh.Tensors;
 
 /// <summary>
-/// Recycles tensor storage by exact length. A training step allocates the same shapes every step,
-/// so after the first step every buffer comes from here and the loop makes no garbage.
-/// Pooled bytes are capped so a workload of ever-changing shapes (generation) cannot grow it without bound.
+/// Recycles tensor storage. A training step allocates the same shapes every step, so after the first step every
+/// buffer comes from here and the loop makes no garbage. Lengths are rounded up to size classes, four per octave
+/// (at most 25% more than asked), so a workload whose shapes change a little at a time (full-recompute generation:
+/// one more token per step) reuses the last step's arrays instead of pooling one array per length.
+/// The pool never holds more than the most bytes that were ever in use at once (rented and not yet returned): the
+/// working set's high-water mark. Past it, the arrays of the least recently used classes go to the GC first.
 /// </summary>
 public static class TensorPool<T> where T : unmanaged
 {
-    private static readonly Dictionary<int, Stack<T[]>> Free = new();
-    private static long _pooledBytes;
-
-    /// <summary>Most bytes kept for reuse; arrays returned beyond it are left to the GC.</summary>
-    public static long CapBytes { get; set; } = 8L << 30;
-
-    /// <summary>An array of exactly <paramref name="length"/> elements with unspecified contents.</summary>
-    public static T[] Rent(int length)
+    private sealed class SizeClass
     {
-        lock (Free)
-        {
-            if (Free.TryGetValue(length, out var stack) && stack.Count > 0)
-            {
-                _pooledBytes -= (long)length * Unsafe.SizeOf<T>();
-                return stack.Pop();
-            }
-        }
-        return GC.AllocateUninitializedArray<T>(length);
+        public readonly Stack<T[]> Arrays = new();
+        public long LastUse;
     }
 
+    private static readonly Dictionary<int, SizeClass> Free = new();
+    private static long _pooledBytes, _inUseBytes, _peakInUseBytes, _clock;
+
+    /// <summary>Bytes held for reuse now.</summary>
+    public static long PooledBytes { get { lock (Free) return _pooledBytes; } }
+
+    /// <summary>The most bytes ever rented and not yet returned at one time: the bound on <see cref="PooledBytes"/>.</summary>
+    public static long PeakInUseBytes { get { lock (Free) return _peakInUseBytes; } }
+
+    /// <summary>
+    /// The length of the class that holds <paramref name="length"/>: exact up to 64, else the next multiple of a
+    /// quarter of the octave's base, so (2ᵐ, 2ᵐ⁺¹] rounds up to one of 1.25, 1.5, 1.75 or 2 × 2ᵐ.
+    /// </summary>
+    internal static int ClassLength(int length)
+    {
+        if (length <= 64) return length;
+        int step = 1 << (BitOperations.Log2((uint)length - 1) - 2);
+        long rounded = ((long)length + step - 1) / step * step;
+        return rounded <= Array.MaxLength ? (int)rounded : length;
+    }
+
+    /// <summary>An array of at least <paramref name="length"/> elements (its class's length) with unspecified contents.</summary>
+    public static T[] Rent(int length)
+    {
+        int size = ClassLength(length);
+        long bytes = (long)size * Unsafe.SizeOf<T>();
+        lock (Free)
+        {
+            _inUseBytes += bytes;
+            _peakInUseBytes = Math.Max(_peakInUseBytes, _inUseBytes);
+            if (Free.TryGetValue(size, out var sizeClass) && sizeClass.Arrays.Count > 0)
+            {
+                sizeClass.LastUse = ++_clock;
+                _pooledBytes -= bytes;
+                return sizeClass.Arrays.Pop();
+            }
+        }
+        return GC.AllocateUninitializedArray<T>(size);
+    }
+
+    /// <summary>Takes back an array from <see cref="Rent"/>.</summary>
     public static void Return(T[] array)
     {
         long bytes = (long)array.Length * Unsafe.SizeOf<T>();
         lock (Free)
         {
-            if (_pooledBytes + bytes > CapBytes) return;
-            if (!Free.TryGetValue(array.Length, out var stack)) Free[array.Length] = stack = new Stack<T[]>();
-            stack.Push(array);
+            _inUseBytes = Math.Max(_inUseBytes - bytes, 0);
+            if (!Free.TryGetValue(array.Length, out var sizeClass)) Free[array.Length] = sizeClass = new SizeClass();
+            sizeClass.Arrays.Push(array);
+            sizeClass.LastUse = ++_clock;
             _pooledBytes += bytes;
+            while (_pooledBytes > _peakInUseBytes) DropLeastRecentlyUsed();
         }
     }
 
-    /// <summary>Drops every pooled array (e.g. after training, before generation).</summary>
-    public static void Clear()
+    /// <summary>Leaves one array of the class used longest ago to the GC (called under the lock).</summary>
+    private static void DropLeastRecentlyUsed()
     {
-        lock (Free)
-        {
-            Free.Clear();
-            _pooledBytes = 0;
-        }
+        var (length, oldest) = Free.Where(c => c.Value.Arrays.Count > 0).MinBy(c => c.Value.LastUse);
+        oldest.Arrays.Pop();
+        _pooledBytes -= (long)length * Unsafe.SizeOf<T>();
+        if (oldest.Arrays.Count == 0) Free.Remove(length);
     }
 }

@@ -1,0 +1,61 @@
+using FsCheck.Xunit;
+
+namespace Bdh.Tensors.Tests;
+
+public class TensorPoolTests
+{
+    // Each test rents from a pool of its own element type: the pool is per type, so tests that run at the same time
+    // on the float pool cannot move these counts.
+    private readonly record struct GenerationProbe(float Value);
+    private readonly record struct StepProbe(float Value);
+
+    [Property(MaxTest = 300)]
+    public void ASizeClassHoldsTheLengthWithAtMostAQuarterMore(int raw)
+    {
+        int length = raw == int.MinValue ? 0 : Math.Abs(raw) % 50_000_000;
+        int size = TensorPool<float>.ClassLength(length);
+        Assert.True(size >= length, $"{length} -> {size}");
+        Assert.True(length <= 64 ? size == length : size <= 1.25 * length, $"{length} -> {size}");
+        Assert.True(TensorPool<float>.ClassLength(length + 1) >= size, $"classes are monotone at {length}");
+        Assert.Equal(size, TensorPool<float>.ClassLength(size)); // a class length is its own class
+    }
+
+    [Fact]
+    public void ALongGenerationOfEverChangingLengthsKeepsThePoolBounded()
+    {
+        // Full-recompute generation: step t rents its activations for t tokens (lengths t·512 and t²), then returns them.
+        // With a pool by exact length, every step's arrays would stay pooled: ~1.7 GB of probes here.
+        long pooledMax = 0, stepBytesMax = 0;
+        for (int t = 1; t <= 600; t++)
+        {
+            int[] lengths = [t * 512, t * 512, t * t, t * 128, 256];
+            var arrays = lengths.Select(TensorPool<GenerationProbe>.Rent).ToList();
+            Assert.All(arrays.Zip(lengths), p => Assert.True(p.First.Length >= p.Second));
+            stepBytesMax = Math.Max(stepBytesMax, lengths.Sum(n => 4L * n));
+            arrays.ForEach(TensorPool<GenerationProbe>.Return);
+            pooledMax = Math.Max(pooledMax, TensorPool<GenerationProbe>.PooledBytes);
+        }
+        // Never more pooled than was in use at once, and that is one step's work rounded up to its classes.
+        Assert.True(pooledMax <= TensorPool<GenerationProbe>.PeakInUseBytes, $"pooled {pooledMax} > peak in use {TensorPool<GenerationProbe>.PeakInUseBytes}");
+        Assert.True(TensorPool<GenerationProbe>.PeakInUseBytes <= 1.25 * stepBytesMax, $"peak in use {TensorPool<GenerationProbe>.PeakInUseBytes}, largest step {stepBytesMax}");
+    }
+
+    [Fact]
+    public void ARepeatedStepTakesEveryArrayFromThePool()
+    {
+        // A training step: the same lengths every time. After the first, nothing new is allocated.
+        int[] lengths = [100_000, 100_000, 3_000, 65, 1];
+        var first = lengths.Select(TensorPool<StepProbe>.Rent).ToArray();
+        foreach (var a in first) TensorPool<StepProbe>.Return(a);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var rented = new StepProbe[lengths.Length][];
+        for (int round = 0; round < 10; round++)
+        {
+            for (int i = 0; i < lengths.Length; i++) rented[i] = TensorPool<StepProbe>.Rent(lengths[i]);
+            for (int i = 0; i < lengths.Length; i++) TensorPool<StepProbe>.Return(rented[i]);
+        }
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.True(allocated < 1000, $"{allocated} bytes allocated by ten repeated steps");
+        Assert.Contains(rented[0], first); // the same arrays come back
+    }
+}
