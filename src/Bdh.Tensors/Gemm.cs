@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
@@ -50,9 +51,16 @@ public static class Gemm
         if (typeof(T) == typeof(float) && causal == Causal.None && !b.Transposed && (long)m * k >= SparseCheckSize
             && SparseGemm.IsSparse(m, k, (MatrixRef<float>)(object)a))
             SparseGemm.Multiply(m, n, k, (MatrixRef<float>)(object)a, (MatrixRef<float>)(object)b, (MatrixRef<float>)(object)c, accumulate, parallel);
-        else if (typeof(T) == typeof(float) && PackedGemm.IsSupported)
-            PackedGemm.Multiply(m, n, k, (MatrixRef<float>)(object)a, (MatrixRef<float>)(object)b,
-                (MatrixRef<float>)(object)c, accumulate, parallel, causal);
+        else if (typeof(T) == typeof(float) && Simd.Widest > 0)
+        {
+            var (af, bf, cf) = ((MatrixRef<float>)(object)a, (MatrixRef<float>)(object)b, (MatrixRef<float>)(object)c);
+            switch (Simd.Widest)
+            {
+                case 512: PackedGemm.Multiply<Float512, Vector512<float>>(m, n, k, af, bf, cf, accumulate, parallel, causal); break;
+                case 256: PackedGemm.Multiply<Float256, Vector256<float>>(m, n, k, af, bf, cf, accumulate, parallel, causal); break;
+                default: PackedGemm.Multiply<Float128, Vector128<float>>(m, n, k, af, bf, cf, accumulate, parallel, causal); break;
+            }
+        }
         else
             MultiplyByRows(m, n, k, a, b, c, accumulate, parallel);
     }
@@ -118,24 +126,25 @@ public static class Gemm
 }
 
 /// <summary>
-/// The float GEMM, BLIS-style. For each KC-deep slice of k, op(B) is packed into NR-column slivers
-/// (k-major, zero-padded), so the micro-kernel loads B with unit stride whatever the transposition.
-/// A is read where it lies: the kernel broadcasts one element of each of its MR rows per k step, and
-/// a row of A steps through memory by 1 (or by the stride, transposed) — 8 short streams that stay in
-/// L1. Packing A would cost a copy per 2·NR FMAs, which on BDH's narrow products (N = D = 128) was
-/// a third of the time. The micro-kernel holds an MR×NR tile of C in registers (16 zmm accumulators)
-/// and does MR·NR/16 FMAs per k step for 2 + MR loads. Work items are (MC rows × NB columns) blocks
-/// of C: disjoint outputs, no split reductions.
+/// The float GEMM, BLIS-style, written once over the vector width W (<see cref="IFloatVector{V}"/>). For each KC-deep
+/// slice of k, op(B) is packed into NR-column slivers (k-major, zero-padded), so the micro-kernel loads B with unit
+/// stride whatever the transposition. A is read where it lies: the kernel broadcasts one element of each of its MR
+/// rows per k step, and a row of A steps through memory by 1 (or by the stride, transposed) — MR short streams that
+/// stay in L1. Packing A would cost a copy per 2·NR FMAs, which on BDH's narrow products (N = D = 128) was a third of
+/// the time. The micro-kernel holds an MR×NR tile of C in registers, two vectors per row (NR = 2·W.Count), with MR
+/// as large as the register file allows (<see cref="IFloatVector{V}.GemmRows"/>: 8×32 in 16 of AVX-512's 32 zmm,
+/// 6×16 in 12 of AVX2's 16 ymm), and does 2·MR FMAs per k step for 2 + MR loads. Work items are (MC rows × NB columns)
+/// blocks of C: disjoint outputs, no split reductions.
 /// </summary>
 internal static unsafe class PackedGemm
 {
-    private const int MR = 8, NR = 32, KC = 256, MC = 64, NB = 256;
+    private const int KC = 256, NB = 256;
+    private const int MaxRows = 8; // the most rows of C a micro-kernel tile has, at any width
 
-    public static bool IsSupported => Vector512.IsHardwareAccelerated || Vector256.IsHardwareAccelerated;
-
-    public static void Multiply(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c,
-        bool accumulate, bool parallel, Causal causal)
+    public static void Multiply<W, V>(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c,
+        bool accumulate, bool parallel, Causal causal) where W : struct, IFloatVector<V> where V : struct
     {
+        int NR = 2 * W.Count, MC = 8 * W.GemmRows; // MC: a whole number of row slivers
         int nSlivers = (n + NR - 1) / NR;
         float[] bPack = TensorPool<float>.Rent(nSlivers * NR * Math.Min(k, KC));
         int rowBlocks = (m + MC - 1) / MC, colBlocks = (n + NB - 1) / NB;
@@ -144,9 +153,9 @@ internal static unsafe class PackedGemm
         {
             int kc = Math.Min(KC, k - p0);
             bool add = accumulate || p0 > 0;
-            ForChunks(nSlivers, threads, (t0, t1) => PackB(b, n, p0, kc, t0, t1, bPack));
+            ForChunks(nSlivers, threads, (t0, t1) => PackB(b, n, p0, kc, NR, t0, t1, bPack));
             RunItems(rowBlocks * colBlocks, threads, item =>
-                ComputeBlock(item / colBlocks, item % colBlocks, m, n, p0, kc, a, bPack, c, add, causal));
+                ComputeBlock<W, V>(item / colBlocks, item % colBlocks, m, n, p0, kc, a, bPack, c, add, causal));
         }
         TensorPool<float>.Return(bPack);
     }
@@ -163,31 +172,32 @@ internal static unsafe class PackedGemm
         else Parallelism.For(count, body);
     }
 
-    /// <summary>bPack[t][p][j] = B[p0 + p, t*NR + j], zero past column n.</summary>
-    private static void PackB(MatrixRef<float> b, int n, int p0, int kc, int t0, int t1, float[] bPack)
+    /// <summary>bPack[t][p][j] = B[p0 + p, t*nr + j], zero past column n.</summary>
+    private static void PackB(MatrixRef<float> b, int n, int p0, int kc, int nr, int t0, int t1, float[] bPack)
     {
         for (int t = t0; t < t1; t++)
         {
-            Span<float> dst = bPack.AsSpan(t * NR * kc, NR * kc);
-            int cols = Math.Min(NR, n - t * NR);
-            if (cols < NR) dst.Clear();
+            Span<float> dst = bPack.AsSpan(t * nr * kc, nr * kc);
+            int cols = Math.Min(nr, n - t * nr);
+            if (cols < nr) dst.Clear();
             if (b.Transposed) // B[p, j] = b.Array[j*stride + p]: column j is contiguous over p
                 for (int j = 0; j < cols; j++)
                 {
-                    ReadOnlySpan<float> src = b.Array.AsSpan(b.Offset + (t * NR + j) * b.Stride + p0, kc);
-                    for (int p = 0; p < kc; p++) dst[p * NR + j] = src[p];
+                    ReadOnlySpan<float> src = b.Array.AsSpan(b.Offset + (t * nr + j) * b.Stride + p0, kc);
+                    for (int p = 0; p < kc; p++) dst[p * nr + j] = src[p];
                 }
             else
                 for (int p = 0; p < kc; p++)
-                    b.Array.AsSpan(b.Offset + (p0 + p) * b.Stride + t * NR, cols).CopyTo(dst.Slice(p * NR));
+                    b.Array.AsSpan(b.Offset + (p0 + p) * b.Stride + t * nr, cols).CopyTo(dst.Slice(p * nr));
         }
     }
 
-    private static void ComputeBlock(int rowBlock, int colBlock, int m, int n, int p0, int kc,
-        MatrixRef<float> a, float[] bPack, MatrixRef<float> c, bool add, Causal causal)
+    private static void ComputeBlock<W, V>(int rowBlock, int colBlock, int m, int n, int p0, int kc,
+        MatrixRef<float> a, float[] bPack, MatrixRef<float> c, bool add, Causal causal) where W : struct, IFloatVector<V> where V : struct
     {
-        float* edge = stackalloc float[MR * NR];
-        float* partialRows = stackalloc float[MR * KC];
+        int MR = W.GemmRows, NR = 2 * W.Count, MC = 8 * MR;
+        float* edge = stackalloc float[MaxRows * 32];
+        float* partialRows = stackalloc float[MaxRows * KC];
         // A(i, p0 + p) sits at aP + i·aRow + p·aK.
         nint aRow = a.Transposed ? 1 : a.Stride, aK = a.Transposed ? a.Stride : 1;
         fixed (float* aBase = a.Array, bP = bPack, cP = c.Array)
@@ -220,11 +230,11 @@ internal static unsafe class PackedGemm
                     float* cTile = cP + c.Offset + (long)i0 * c.Stride + j0;
                     if (rows == MR && cols == NR)
                     {
-                        MicroKernel(depth, aSliver, sliverRow, sliverK, bSliver, cTile, c.Stride, add);
+                        MicroKernel<W, V>(depth, aSliver, sliverRow, sliverK, bSliver, cTile, c.Stride, add);
                         continue;
                     }
                     // Partial tile at the matrix edge: compute the full tile aside, keep the valid part.
-                    MicroKernel(depth, aSliver, sliverRow, sliverK, bSliver, edge, NR, false);
+                    MicroKernel<W, V>(depth, aSliver, sliverRow, sliverK, bSliver, edge, NR, false);
                     for (int r = 0; r < rows; r++)
                         for (int j = 0; j < cols; j++)
                             cTile[(long)r * c.Stride + j] = add ? cTile[(long)r * c.Stride + j] + edge[r * NR + j] : edge[r * NR + j];
@@ -232,96 +242,58 @@ internal static unsafe class PackedGemm
         }
     }
 
-    private static void MicroKernel(int kc, float* a, nint aRow, nint aK, float* b, float* c, int ldc, bool add)
-    {
-        if (Vector512.IsHardwareAccelerated)
-            Kernel8x32(kc, a, aRow, aK, b, c, ldc, add);
-        else
-            for (int r = 0; r < MR; r += 4)
-                for (int j = 0; j < NR; j += 16)
-                    Kernel4x16(kc, a + r * aRow, aRow, aK, b + j, c + (long)r * ldc + j, ldc, add);
-    }
-
     /// <summary>
-    /// C[8,32] (+)= Σ_p A[0..8, p] ⊗ b[p, 0..32): 16 zmm accumulators, 8 broadcasts and 2 loads per p.
-    /// Row r of A is at a + r·aRow, stepping by aK per p.
+    /// C[MR, NR] (+)= Σ_p A[0..MR, p] ⊗ b[p, 0..NR): the tile in 2·MR accumulators, MR broadcasts and 2 loads per p.
+    /// Row r of A is at a + r·aRow, stepping by aK per p. MR is 6 or 8, a constant of each width's copy, so the rows past
+    /// it and their tests compile away.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    private static void Kernel8x32(int kc, float* a, nint aRow, nint aK, float* b, float* c, int ldc, bool add)
+    private static void MicroKernel<W, V>(int kc, float* a, nint aRow, nint aK, float* b, float* c, int ldc, bool add)
+        where W : struct, IFloatVector<V> where V : struct
     {
-        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default,
-            c20 = default, c21 = default, c30 = default, c31 = default,
-            c40 = default, c41 = default, c50 = default, c51 = default,
-            c60 = default, c61 = default, c70 = default, c71 = default;
+        int w = W.Count, MR = W.GemmRows;
+        V c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default, c30 = default, c31 = default,
+            c40 = default, c41 = default, c50 = default, c51 = default, c60 = default, c61 = default, c70 = default, c71 = default;
         float* a0 = a, a1 = a0 + aRow, a2 = a1 + aRow, a3 = a2 + aRow, a4 = a3 + aRow, a5 = a4 + aRow, a6 = a5 + aRow, a7 = a6 + aRow;
         nint o = 0;
-        for (int p = 0; p < kc; p++, o += aK, b += NR)
+        for (int p = 0; p < kc; p++, o += aK, b += 2 * w)
         {
-            var b0 = Vector512.Load(b);
-            var b1 = Vector512.Load(b + 16);
-            var ai = Vector512.Create(a0[o]); c00 = Vector512.FusedMultiplyAdd(ai, b0, c00); c01 = Vector512.FusedMultiplyAdd(ai, b1, c01);
-            ai = Vector512.Create(a1[o]); c10 = Vector512.FusedMultiplyAdd(ai, b0, c10); c11 = Vector512.FusedMultiplyAdd(ai, b1, c11);
-            ai = Vector512.Create(a2[o]); c20 = Vector512.FusedMultiplyAdd(ai, b0, c20); c21 = Vector512.FusedMultiplyAdd(ai, b1, c21);
-            ai = Vector512.Create(a3[o]); c30 = Vector512.FusedMultiplyAdd(ai, b0, c30); c31 = Vector512.FusedMultiplyAdd(ai, b1, c31);
-            ai = Vector512.Create(a4[o]); c40 = Vector512.FusedMultiplyAdd(ai, b0, c40); c41 = Vector512.FusedMultiplyAdd(ai, b1, c41);
-            ai = Vector512.Create(a5[o]); c50 = Vector512.FusedMultiplyAdd(ai, b0, c50); c51 = Vector512.FusedMultiplyAdd(ai, b1, c51);
-            ai = Vector512.Create(a6[o]); c60 = Vector512.FusedMultiplyAdd(ai, b0, c60); c61 = Vector512.FusedMultiplyAdd(ai, b1, c61);
-            ai = Vector512.Create(a7[o]); c70 = Vector512.FusedMultiplyAdd(ai, b0, c70); c71 = Vector512.FusedMultiplyAdd(ai, b1, c71);
+            var b0 = W.Load(b);
+            var b1 = W.Load(b + w);
+            var ai = W.Create(a0[o]); c00 = W.MultiplyAdd(ai, b0, c00); c01 = W.MultiplyAdd(ai, b1, c01);
+            ai = W.Create(a1[o]); c10 = W.MultiplyAdd(ai, b0, c10); c11 = W.MultiplyAdd(ai, b1, c11);
+            ai = W.Create(a2[o]); c20 = W.MultiplyAdd(ai, b0, c20); c21 = W.MultiplyAdd(ai, b1, c21);
+            ai = W.Create(a3[o]); c30 = W.MultiplyAdd(ai, b0, c30); c31 = W.MultiplyAdd(ai, b1, c31);
+            ai = W.Create(a4[o]); c40 = W.MultiplyAdd(ai, b0, c40); c41 = W.MultiplyAdd(ai, b1, c41);
+            ai = W.Create(a5[o]); c50 = W.MultiplyAdd(ai, b0, c50); c51 = W.MultiplyAdd(ai, b1, c51);
+            if (MR == 8)
+            {
+                ai = W.Create(a6[o]); c60 = W.MultiplyAdd(ai, b0, c60); c61 = W.MultiplyAdd(ai, b1, c61);
+                ai = W.Create(a7[o]); c70 = W.MultiplyAdd(ai, b0, c70); c71 = W.MultiplyAdd(ai, b1, c71);
+            }
         }
-        StoreRow(c, c00, c01, add); c += ldc;
-        StoreRow(c, c10, c11, add); c += ldc;
-        StoreRow(c, c20, c21, add); c += ldc;
-        StoreRow(c, c30, c31, add); c += ldc;
-        StoreRow(c, c40, c41, add); c += ldc;
-        StoreRow(c, c50, c51, add); c += ldc;
-        StoreRow(c, c60, c61, add); c += ldc;
-        StoreRow(c, c70, c71, add);
+        StoreRow<W, V>(c, c00, c01, add); c += ldc;
+        StoreRow<W, V>(c, c10, c11, add); c += ldc;
+        StoreRow<W, V>(c, c20, c21, add); c += ldc;
+        StoreRow<W, V>(c, c30, c31, add); c += ldc;
+        StoreRow<W, V>(c, c40, c41, add); c += ldc;
+        StoreRow<W, V>(c, c50, c51, add);
+        if (MR == 8)
+        {
+            c += ldc; StoreRow<W, V>(c, c60, c61, add);
+            c += ldc; StoreRow<W, V>(c, c70, c71, add);
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreRow(float* c, Vector512<float> lo, Vector512<float> hi, bool add)
+    private static void StoreRow<W, V>(float* c, V lo, V hi, bool add) where W : struct, IFloatVector<V> where V : struct
     {
         if (add)
         {
-            lo += Vector512.Load(c);
-            hi += Vector512.Load(c + 16);
+            lo = W.Add(lo, W.Load(c));
+            hi = W.Add(hi, W.Load(c + W.Count));
         }
-        lo.Store(c);
-        hi.Store(c + 16);
-    }
-
-    /// <summary>AVX2 fallback: C[4,16] (+)= A ⊗ b over one quarter of the 8×32 tile (8 ymm accumulators).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    private static void Kernel4x16(int kc, float* a, nint aRow, nint aK, float* b, float* c, int ldc, bool add)
-    {
-        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default,
-            c20 = default, c21 = default, c30 = default, c31 = default;
-        float* a0 = a, a1 = a0 + aRow, a2 = a1 + aRow, a3 = a2 + aRow;
-        nint o = 0;
-        for (int p = 0; p < kc; p++, o += aK, b += NR)
-        {
-            var b0 = Vector256.Load(b);
-            var b1 = Vector256.Load(b + 8);
-            var ai = Vector256.Create(a0[o]); c00 = Vector256.FusedMultiplyAdd(ai, b0, c00); c01 = Vector256.FusedMultiplyAdd(ai, b1, c01);
-            ai = Vector256.Create(a1[o]); c10 = Vector256.FusedMultiplyAdd(ai, b0, c10); c11 = Vector256.FusedMultiplyAdd(ai, b1, c11);
-            ai = Vector256.Create(a2[o]); c20 = Vector256.FusedMultiplyAdd(ai, b0, c20); c21 = Vector256.FusedMultiplyAdd(ai, b1, c21);
-            ai = Vector256.Create(a3[o]); c30 = Vector256.FusedMultiplyAdd(ai, b0, c30); c31 = Vector256.FusedMultiplyAdd(ai, b1, c31);
-        }
-        StoreRow(c, c00, c01, add); c += ldc;
-        StoreRow(c, c10, c11, add); c += ldc;
-        StoreRow(c, c20, c21, add); c += ldc;
-        StoreRow(c, c30, c31, add);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreRow(float* c, Vector256<float> lo, Vector256<float> hi, bool add)
-    {
-        if (add)
-        {
-            lo += Vector256.Load(c);
-            hi += Vector256.Load(c + 8);
-        }
-        lo.Store(c);
-        hi.Store(c + 8);
+        W.Store(lo, c);
+        W.Store(hi, c + W.Count);
     }
 }

@@ -25,7 +25,13 @@ internal unsafe interface IFloatVector<V> where V : struct
     static abstract void Store(V value, float* destination);
     /// <summary>a·b + c, rounded once where the CPU has FMA (every AVX2 and ARM64 machine); else rounded twice.</summary>
     static abstract V MultiplyAdd(V a, V b, V c);
+    static abstract V Add(V a, V b);
     static abstract float Sum(V value);
+    /// <summary>
+    /// Rows of C in a GEMM micro-kernel tile of two vectors per row: as many as leave room, beside their 2·rows
+    /// accumulators, for the two vectors of B and a broadcast of A.
+    /// </summary>
+    static abstract int GemmRows { get; }
     /// <summary>Count int8 values from <paramref name="source"/>, as floats.</summary>
     static abstract V WidenInt8(sbyte* source);
     /// <summary>1 in the lanes where a &gt; b, else 0.</summary>
@@ -81,7 +87,9 @@ internal readonly unsafe struct Float512 : IFloatVector<Vector512<float>>
     public static Vector512<float> Load(float* source) => Vector512.Load(source);
     public static void Store(Vector512<float> value, float* destination) => value.Store(destination);
     public static Vector512<float> MultiplyAdd(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.FusedMultiplyAdd(a, b, c);
+    public static Vector512<float> Add(Vector512<float> a, Vector512<float> b) => a + b;
     public static float Sum(Vector512<float> value) => Vector512.Sum(value);
+    public static int GemmRows => 8; // 16 of 32 zmm
     public static Vector512<float> WidenInt8(sbyte* source) => Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(source)));
     public static Vector512<float> GreaterThanAsOne(Vector512<float> a, Vector512<float> b) => Vector512.GreaterThan(a, b) & Vector512<float>.One;
 
@@ -103,7 +111,9 @@ internal readonly unsafe struct Float256 : IFloatVector<Vector256<float>>
     public static Vector256<float> Load(float* source) => Vector256.Load(source);
     public static void Store(Vector256<float> value, float* destination) => value.Store(destination);
     public static Vector256<float> MultiplyAdd(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.FusedMultiplyAdd(a, b, c);
+    public static Vector256<float> Add(Vector256<float> a, Vector256<float> b) => a + b;
     public static float Sum(Vector256<float> value) => Vector256.Sum(value);
+    public static int GemmRows => 6; // 12 of 16 ymm
     public static Vector256<float> WidenInt8(sbyte* source) => Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(source));
     public static Vector256<float> GreaterThanAsOne(Vector256<float> a, Vector256<float> b) => Vector256.GreaterThan(a, b) & Vector256<float>.One;
     public static int StoreNonZeroPositions(Vector256<float> value, int offset, int* found) =>
@@ -120,7 +130,9 @@ internal readonly unsafe struct Float128 : IFloatVector<Vector128<float>>
     public static void Store(Vector128<float> value, float* destination) => value.Store(destination);
     public static Vector128<float> MultiplyAdd(Vector128<float> a, Vector128<float> b, Vector128<float> c) =>
         Fma.IsSupported || AdvSimd.IsSupported ? Vector128.FusedMultiplyAdd(a, b, c) : Vector128.MultiplyAddEstimate(a, b, c);
+    public static Vector128<float> Add(Vector128<float> a, Vector128<float> b) => a + b;
     public static float Sum(Vector128<float> value) => Vector128.Sum(value);
+    public static int GemmRows => AdvSimd.IsSupported ? 8 : 6; // 16 of ARM64's 32 q registers; 12 of x64's 16 xmm
     public static Vector128<float> WidenInt8(sbyte* source) =>
         Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)source).AsSByte())));
     public static Vector128<float> GreaterThanAsOne(Vector128<float> a, Vector128<float> b) => Vector128.GreaterThan(a, b) & Vector128<float>.One;
