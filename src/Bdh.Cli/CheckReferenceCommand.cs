@@ -14,19 +14,32 @@ public static class CheckReferenceCommand
             Required = true,
             AllowMultipleArgumentsPerToken = true,
         };
-        var command = new Command("check-reference", "Check logits, loss, gradients (f32 and f64), AdamW steps, greedy tokens and the trace against a reference fixture.") { fixture };
+        var trig = new Option<string?>("--trig")
+        {
+            Description = $"The reference's float32 rope cos/sin, for the float64 check at 1e-12 (default: {ReferenceTrig.FileName} beside each fixture)",
+        };
+        var command = new Command("check-reference",
+            "Check logits, loss, gradients (f32, f64 on our rope trig and on the reference's), AdamW steps, greedy tokens and the trace against a reference fixture.")
+        { fixture, trig };
         command.SetAction(r =>
         {
-            bool allPassed = true;
-            foreach (var path in r.GetValue(fixture)!)
-            {
+            var fixtures = r.GetValue(fixture)!;
+            foreach (var path in fixtures)
                 if (!File.Exists(path)) throw new UserError($"--fixture: no such file '{path}'");
+            var given = r.GetValue(trig);
+            if (given is not null && !File.Exists(given)) throw new UserError($"--trig: no such file '{given}'");
+            var trigs = fixtures.Select(path => given ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, ReferenceTrig.FileName)).ToArray();
+            foreach (var (path, trigPath) in fixtures.Zip(trigs))
+                if (!File.Exists(trigPath)) throw new UserError($"--fixture: no {ReferenceTrig.FileName} beside '{path}' (pass --trig FILE)");
+
+            bool allPassed = true;
+            foreach (var (path, trigPath) in fixtures.Zip(trigs))
+            {
+                var report = ReferenceCheck.Run(path, ReferenceTrig.Read(trigPath));
                 Console.WriteLine($"{Path.GetFileName(path)}:");
-                foreach (var result in ReferenceCheck.Run(path))
-                {
-                    Console.WriteLine("  " + result);
-                    allPassed &= result.Passed;
-                }
+                foreach (var result in report.Results) Console.WriteLine("  " + result);
+                Console.WriteLine("  " + report.OurTrig);
+                allPassed &= report.Passed;
             }
             Console.WriteLine(allPassed ? "all groups match the reference" : "MISMATCH: some groups differ from the reference");
             return allPassed ? 0 : 1;

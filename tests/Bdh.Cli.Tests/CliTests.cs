@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Bdh.Model;
 using Bdh.Model.Tests;
+using Bdh.Tensors.Kernels;
 
 namespace Bdh.Cli.Tests;
 
@@ -9,6 +10,7 @@ public class CliTests
 {
     private static readonly string Bdh = Path.Combine(AppContext.BaseDirectory, "bdh.dll");
     private static readonly string Trained = Path.Combine(Shared.Fixtures, "bdh-trained-cpu-tiny-500.safetensors");
+    private static readonly string Small = Path.Combine(Shared.Fixtures, "bdh-reference-small.safetensors");
 
     private static Process Start(params string[] args)
     {
@@ -84,11 +86,33 @@ public class CliTests
     [Fact]
     public void CheckReferencePrintsOneLinePerGroupAndPasses()
     {
-        var (code, stdout, _) = Run("check-reference", "--fixture", Path.Combine(Shared.Fixtures, "bdh-reference-small.safetensors"));
+        var (code, stdout, _) = Run("check-reference", "--fixture", Small);
         Assert.Equal(0, code);
         Assert.Contains("ok   f32 logits", stdout);
         Assert.Contains("ok   greedy tokens, recurrent (33)", stdout);
+        Assert.Contains("ok   f64 ref-trig logits", stdout);
+        Assert.Contains("(tol 1e-12)", stdout);
+        Assert.Matches(@"our rope cos/sin against torch-float32-trig\.safetensors, 3072 values: cos differs on \d+ \(max \d ulp\), sin on \d+ \(max \d ulp\)", stdout);
         Assert.Contains("all groups match the reference", stdout);
+    }
+
+    [Fact]
+    public void CheckReferenceNeedsTheReferenceTrigOfEveryPhase()
+    {
+        using var dir = new TempDir();
+        string fixture = Path.Combine(dir.Path, "bdh-reference-small.safetensors");
+        File.Copy(Small, fixture);
+        var alone = Run("check-reference", "--fixture", fixture);
+        Assert.Equal((2, "", $"bdh: --fixture: no torch-float32-trig.safetensors beside '{fixture}' (pass --trig FILE)"), (alone.Code, alone.Out, alone.Err.Trim()));
+
+        var model = Checkpoint.LoadModel<float>(SafetensorsFile.Read(Small));
+        float missing = Rope.Angle(23, model.Freqs[^1]); // the last position's last neuron
+        string trig = Path.Combine(dir.Path, "trig.safetensors");
+        Shared.WriteTrigWithoutAngle(Shared.Trig, missing, trig);
+        var (code, stdout, stderr) = Run("check-reference", "--fixture", fixture, "--trig", trig);
+        Assert.Equal((2, ""), (code, stdout));
+        Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith($"bdh: {trig}: no rope phase {missing:R} (bits 0x", stderr);
     }
 
     [Theory]
@@ -101,6 +125,8 @@ public class CliTests
     [InlineData("sample", "--checkpoint", "BAD", "--tokens", "5")]
     [InlineData("eval", "--checkpoint", "TRAINED", "--block", "0")]
     [InlineData("check-reference", "--fixture", "/no/such/fixture.safetensors")]
+    [InlineData("check-reference", "--fixture", "SMALL", "--trig", "/no/such/trig.safetensors")]
+    [InlineData("check-reference", "--fixture", "SMALL", "--trig", "BAD")]
     [InlineData("sample", "--backend", "onnx")]
     [InlineData("sample", "--backend", "onnx", "--onnx", "/no/such/export")]
     [InlineData("sample", "--checkpoint", "TRAINED", "--onnx", "/tmp")]
@@ -110,7 +136,7 @@ public class CliTests
         using var dir = new TempDir();
         string bad = Path.Combine(dir.Path, "bad.safetensors");
         File.WriteAllBytes(bad, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
-        args = args.Select(a => a switch { "BAD" => bad, "TRAINED" => Trained, _ => a }).ToArray();
+        args = args.Select(a => a switch { "BAD" => bad, "TRAINED" => Trained, "SMALL" => Small, _ => a }).ToArray();
         var (code, stdout, stderr) = Run(args);
         Assert.Equal(2, code);
         Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));

@@ -1,3 +1,5 @@
+using Bdh.Tensors.Kernels;
+
 namespace Bdh.Model.Tests;
 
 public class ParityTests(ITestOutputHelper output)
@@ -6,11 +8,53 @@ public class ParityTests(ITestOutputHelper output)
     [MemberData(nameof(Shared.ParityFixtures), MemberType = typeof(Shared))]
     public void EveryGroupOfTheFixtureMatchesTheReference(string fixture)
     {
-        var results = ReferenceCheck.Run(Path.Combine(Shared.Fixtures, fixture));
+        var report = ReferenceCheck.Run(Path.Combine(Shared.Fixtures, fixture), Shared.Trig);
+        var results = report.Results;
         foreach (var r in results) output.WriteLine(r.ToString());
+        output.WriteLine(report.OurTrig.ToString());
         string[] groups = ["f32 logits", "f32 loss", "f32 grad encoder", "trace (", "f64 logits", "f64 loss", "f64 grad decoder",
+            "f64 ref-trig logits", "f64 ref-trig loss", "f64 ref-trig grad decoder",
             "adamw step 1", "loss after step 1", "adamw step 2", "greedy tokens, full", "greedy tokens, cached", "greedy tokens, recurrent"];
         Assert.All(groups, g => Assert.Contains(results, r => r.Group.StartsWith(g, StringComparison.Ordinal)));
         Assert.All(results, r => Assert.True(r.Passed, r.ToString()));
+        Assert.All(results.Where(r => r.Group.StartsWith("f64 ref-trig", StringComparison.Ordinal)),
+            r => Assert.Equal(ReferenceCheck.Float64ReferenceTrigTolerance, r.Tolerance));
+        // The 1e-12 check tells the two trigs apart: where ours differs from the reference's, our own float64 run misses 1e-12.
+        if (report.OurTrig.CosDiffer + report.OurTrig.SinDiffer > 0)
+            Assert.True(results.Single(r => r.Group == "f64 logits").MaxError > ReferenceCheck.Float64ReferenceTrigTolerance);
+    }
+
+    [Theory]
+    [MemberData(nameof(Shared.ParityFixtures), MemberType = typeof(Shared))]
+    public void TheTrigReportCountsEveryValueOfTheFloat64RopeTableWhereOursDiffers(string fixture)
+    {
+        var file = SafetensorsFile.Read(Path.Combine(Shared.Fixtures, fixture));
+        var model = Checkpoint.LoadModel<float>(file);
+        int t = file.Entry("idx").Shape[1];
+        var ours = Rope.Table(model.Freqs, t);
+        var theirs = Rope.Table(model.Freqs, t, Shared.Trig.SinCos);
+        long Ulps(float a, float b) => Math.Abs(ReferenceTrig.OrderedBits(a) - ReferenceTrig.OrderedBits(b));
+        var cosUlps = ours.Cos.Zip(theirs.Cos, Ulps).ToArray();
+        var sinUlps = ours.Sin.Zip(theirs.Sin, Ulps).ToArray();
+
+        var report = ReferenceCheck.CompareRopeTrig(file, model.Config, Shared.Trig);
+        Assert.Equal(new TrigComparison(ReferenceTrig.FileName, t * model.Config.N, cosUlps.Count(u => u != 0), cosUlps.Max(), sinUlps.Count(u => u != 0), sinUlps.Max()), report);
+        Assert.InRange(report.CosMaxUlps, 0, 1); // TorchTrig is a 1-ulp function, and so is PyTorch's
+        Assert.InRange(report.SinMaxUlps, 0, 1);
+    }
+
+    [Fact]
+    public void APhaseMissingFromTheTrigFileIsAnErrorNamingIt()
+    {
+        string fixture = Path.Combine(Shared.Fixtures, "bdh-reference-small.safetensors");
+        var model = Checkpoint.LoadModel<float>(SafetensorsFile.Read(fixture));
+        float missing = Rope.Angle(5, model.Freqs[7]);
+        using var dir = new TempDir();
+        string trimmed = Path.Combine(dir.Path, "trig-without-one-phase.safetensors");
+        Shared.WriteTrigWithoutAngle(Shared.Trig, missing, trimmed);
+
+        var error = Assert.Throws<SafetensorsException>(() => ReferenceCheck.Run(fixture, ReferenceTrig.Read(trimmed)));
+        Assert.Contains(trimmed, error.Message);
+        Assert.Contains($"no rope phase {missing:R} (bits 0x{BitConverter.SingleToInt32Bits(missing):X8})", error.Message);
     }
 }
