@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Bdh.Model;
+using Bdh.Tensors.Kernels;
 
 namespace Bdh.Cli;
 
@@ -32,15 +33,18 @@ public static class CheckReferenceCommand
             foreach (var (path, trigPath) in fixtures.Zip(trigs))
                 if (!File.Exists(trigPath)) throw new UserError($"--fixture: no {ReferenceTrig.FileName} beside '{path}' (pass --trig FILE)");
 
+            var referenceTrigs = trigs.Distinct().ToDictionary(p => p, ReferenceTrig.Read);
             bool allPassed = true;
             foreach (var (path, trigPath) in fixtures.Zip(trigs))
             {
-                var report = ReferenceCheck.Run(path, ReferenceTrig.Read(trigPath));
+                var report = ReferenceCheck.Run(path, referenceTrigs[trigPath]);
                 Console.WriteLine($"{Path.GetFileName(path)}:");
                 foreach (var result in report.Results) Console.WriteLine("  " + result);
                 Console.WriteLine("  " + report.OurTrig);
                 allPassed &= report.Passed;
             }
+            foreach (var referenceTrig in referenceTrigs.Values) // every angle of the file, not only the fixtures' (informational, as the line above)
+                Console.WriteLine(referenceTrig.Compare(referenceTrig.Angles, TorchTrig.SinCos));
             Console.WriteLine(allPassed ? "all groups match the reference" : "MISMATCH: some groups differ from the reference");
             return allPassed ? 0 : 1;
         });

@@ -12,18 +12,24 @@ public class CliTests
     private static readonly string Trained = Path.Combine(Shared.Fixtures, "bdh-trained-cpu-tiny-500.safetensors");
     private static readonly string Small = Path.Combine(Shared.Fixtures, "bdh-reference-small.safetensors");
 
-    private static Process Start(params string[] args)
+    private static Process Start(params string[] args) => StartWith(null, args);
+
+    /// <summary>bdh with <paramref name="args"/>; <paramref name="environment"/> is one NAME=VALUE setting for it, or null.</summary>
+    private static Process StartWith(string? environment, params string[] args)
     {
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         info.ArgumentList.Add(Bdh);
         foreach (var a in args) info.ArgumentList.Add(a);
         info.Environment["BDH_CACHE_DIR"] = Path.Combine(Path.GetTempPath(), "bdh-test-empty-cache"); // never download in tests
+        if (environment?.Split('=') is [var name, var value]) info.Environment[name] = value;
         return Process.Start(info)!;
     }
 
-    private static (int Code, string Out, string Err) Run(params string[] args)
+    private static (int Code, string Out, string Err) Run(params string[] args) => RunWith(null, args);
+
+    private static (int Code, string Out, string Err) RunWith(string? environment, params string[] args)
     {
-        using var p = Start(args);
+        using var p = StartWith(environment, args);
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
         p.WaitForExit();
@@ -83,16 +89,21 @@ public class CliTests
         Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, File.ReadAllBytes(Path.Combine(dir.Path, "xs-layer0.png"))[..4]);
     }
 
-    [Fact]
-    public void CheckReferencePrintsOneLinePerGroupAndPasses()
+    [Theory]
+    [InlineData(null)]                              // Vector<float> of 8 lanes (AVX2)
+    [InlineData("DOTNET_EnableAVX2=0")]             // 4 lanes
+    [InlineData("DOTNET_MaxVectorTBitWidth=512")]   // 16 lanes where the CPU has AVX-512, else 8
+    public void CheckReferencePrintsOneLinePerGroupAndPassesAtEveryVectorWidth(string? environment)
     {
-        var (code, stdout, _) = Run("check-reference", "--fixture", Small);
+        var (code, stdout, _) = RunWith(environment, "check-reference", "--fixture", Small);
         Assert.Equal(0, code);
         Assert.Contains("ok   f32 logits", stdout);
         Assert.Contains("ok   greedy tokens, recurrent (33)", stdout);
-        Assert.Contains("ok   f64 ref-trig logits", stdout);
-        Assert.Contains("(tol 1e-12)", stdout);
-        Assert.Matches(@"our rope cos/sin against torch-float32-trig\.safetensors, 3072 values: cos differs on \d+ \(max \d ulp\), sin on \d+ \(max \d ulp\)", stdout);
+        Assert.Matches(@"ok   f64 ref-trig logits +max rel err \S+ \(tol 1e-12\)", stdout);
+        // Our cos and sin have the reference's bits, on the fixture's rope table and on every angle of the trig file.
+        Assert.Contains("  our rope cos/sin against torch-float32-trig.safetensors, 3072 values: cos differs on 0 (max 0 ulp), sin on 0 (max 0 ulp)\n", stdout);
+        int angles = Shared.Trig.Angles.Length;
+        Assert.Contains($"\nour rope cos/sin against torch-float32-trig.safetensors, {angles} values: cos differs on 0 (max 0 ulp), sin on 0 (max 0 ulp)\n", stdout);
         Assert.Contains("all groups match the reference", stdout);
     }
 
