@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Bdh.Model;
+using Bdh.Tensors.Kernels;
 
 namespace Bdh.Cli;
 
@@ -14,20 +15,36 @@ public static class CheckReferenceCommand
             Required = true,
             AllowMultipleArgumentsPerToken = true,
         };
-        var command = new Command("check-reference", "Check logits, loss, gradients (f32 and f64), AdamW steps, greedy tokens and the trace against a reference fixture.") { fixture };
+        var trig = new Option<string?>("--trig")
+        {
+            Description = $"The reference's float32 rope cos/sin, for the float64 check at 1e-12 (default: {ReferenceTrig.FileName} beside each fixture)",
+        };
+        var command = new Command("check-reference",
+            "Check logits, loss, gradients (f32, f64 on our rope trig and on the reference's), AdamW steps, greedy tokens and the trace against a reference fixture.")
+        { fixture, trig };
         command.SetAction(r =>
         {
-            bool allPassed = true;
-            foreach (var path in r.GetValue(fixture)!)
-            {
+            var fixtures = r.GetValue(fixture)!;
+            foreach (var path in fixtures)
                 if (!File.Exists(path)) throw new UserError($"--fixture: no such file '{path}'");
+            var given = r.GetValue(trig);
+            if (given is not null && !File.Exists(given)) throw new UserError($"--trig: no such file '{given}'");
+            var trigs = fixtures.Select(path => given ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, ReferenceTrig.FileName)).ToArray();
+            foreach (var (path, trigPath) in fixtures.Zip(trigs))
+                if (!File.Exists(trigPath)) throw new UserError($"--fixture: no {ReferenceTrig.FileName} beside '{path}' (pass --trig FILE)");
+
+            var referenceTrigs = trigs.Distinct().ToDictionary(p => p, ReferenceTrig.Read);
+            bool allPassed = true;
+            foreach (var (path, trigPath) in fixtures.Zip(trigs))
+            {
+                var report = ReferenceCheck.Run(path, referenceTrigs[trigPath]);
                 Console.WriteLine($"{Path.GetFileName(path)}:");
-                foreach (var result in ReferenceCheck.Run(path))
-                {
-                    Console.WriteLine("  " + result);
-                    allPassed &= result.Passed;
-                }
+                foreach (var result in report.Results) Console.WriteLine("  " + result);
+                Console.WriteLine("  " + report.OurTrig);
+                allPassed &= report.Passed;
             }
+            foreach (var referenceTrig in referenceTrigs.Values) // every angle of the file, not only the fixtures' (informational, as the line above)
+                Console.WriteLine(referenceTrig.Compare(referenceTrig.Angles, TorchTrig.SinCos));
             Console.WriteLine(allPassed ? "all groups match the reference" : "MISMATCH: some groups differ from the reference");
             return allPassed ? 0 : 1;
         });

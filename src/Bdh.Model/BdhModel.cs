@@ -17,6 +17,11 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
     public Var<T> LmHead { get; }    // [D, V]
     /// <summary>RoPE frequencies [N], float32 as the reference's buffer attn.freqs.</summary>
     public float[] Freqs { get; }
+    /// <summary>
+    /// rope's float32 cos and sin of the phases: null (the default) is <see cref="TorchTrig"/>. Only the reference check
+    /// sets it, to run the float64 model on the reference's own trig values.
+    /// </summary>
+    public SinCosKernel? RopeSinCos { get; }
 
     private readonly Lock _ropeLock = new();
     private RopeTable? _rope;
@@ -25,7 +30,7 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
     public IReadOnlyList<(string Name, Var<T> Value)> Parameters =>
         [("decoder", Decoder), ("embed.weight", Embed), ("encoder", Encoder), ("encoder_v", EncoderV), ("lm_head", LmHead)];
 
-    public BdhModel(BdhConfig config, IReadOnlyDictionary<string, Tensor<T>> weights, float[] freqs)
+    public BdhModel(BdhConfig config, IReadOnlyDictionary<string, Tensor<T>> weights, float[] freqs, SinCosKernel? ropeSinCos = null)
     {
         Config = config.Validate();
         int nh = config.NHead, d = config.NEmbd, n = config.N, v = config.VocabSize;
@@ -43,6 +48,7 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         LmHead = Param("lm_head", d, v);
         if (freqs.Length != n) throw new ArgumentException($"attn.freqs has {freqs.Length} values, the config needs {n}");
         Freqs = freqs;
+        RopeSinCos = ropeSinCos;
     }
 
     /// <summary>A fresh model initialised as the reference: every weight ~ Normal(0, 0.02).</summary>
@@ -137,7 +143,7 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
         lock (_ropeLock)
         {
-            if (_rope is null || _rope.Length < t) _rope = Rope.Table(Freqs, Math.Max(t, 2 * (_rope?.Length ?? 0)));
+            if (_rope is null || _rope.Length < t) _rope = Rope.Table(Freqs, Math.Max(t, 2 * (_rope?.Length ?? 0)), RopeSinCos);
             return _rope.Length == t ? _rope : _rope with { Length = t };
         }
     }

@@ -21,16 +21,18 @@ public static class Checkpoint
         }
     }
 
-    public static BdhModel<T> LoadModel<T>(SafetensorsFile file, BdhConfig? config = null) where T : unmanaged, IFloatingPointIeee754<T>
+    /// <summary>The model in a file; <paramref name="ropeSinCos"/> as <see cref="BdhModel{T}.RopeSinCos"/> (null: ours).</summary>
+    public static BdhModel<T> LoadModel<T>(SafetensorsFile file, BdhConfig? config = null, Tensors.Kernels.SinCosKernel? ropeSinCos = null) where T : unmanaged, IFloatingPointIeee754<T>
     {
         config ??= ReadConfig(file);
         var weights = ParameterNames.ToDictionary(n => n, n => file.ReadTensor<T>(n));
-        float[] freqs = file.Entries.ContainsKey("attn.freqs")
-            ? file.ReadTensor<float>("attn.freqs").Span.ToArray()
-            : Tensors.Kernels.Rope.Frequencies(config.N);
-        try { return new BdhModel<T>(config, weights, freqs); }
+        try { return new BdhModel<T>(config, weights, ReadFreqs(file, config), ropeSinCos); }
         catch (ArgumentException e) { throw new SafetensorsException($"{file.Path}: {e.Message}"); }
     }
+
+    /// <summary>The rope frequencies [N]: the file's attn.freqs buffer, or get_freqs(N) for a file without one.</summary>
+    public static float[] ReadFreqs(SafetensorsFile file, BdhConfig config) =>
+        file.Entries.ContainsKey("attn.freqs") ? file.ReadTensor<float>("attn.freqs").Span.ToArray() : Tensors.Kernels.Rope.Frequencies(config.N);
 
     public static BdhModel<float> Load(string path) => LoadModel<float>(SafetensorsFile.Read(path));
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Bdh.Model;
 using Bdh.Model.Tests;
+using Bdh.Tensors.Kernels;
 
 namespace Bdh.Cli.Tests;
 
@@ -9,19 +10,26 @@ public class CliTests
 {
     private static readonly string Bdh = Path.Combine(AppContext.BaseDirectory, "bdh.dll");
     private static readonly string Trained = Path.Combine(Shared.Fixtures, "bdh-trained-cpu-tiny-500.safetensors");
+    private static readonly string Small = Path.Combine(Shared.Fixtures, "bdh-reference-small.safetensors");
 
-    private static Process Start(params string[] args)
+    private static Process Start(params string[] args) => StartWith(null, args);
+
+    /// <summary>bdh with <paramref name="args"/>; <paramref name="environment"/> is one NAME=VALUE setting for it, or null.</summary>
+    private static Process StartWith(string? environment, params string[] args)
     {
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         info.ArgumentList.Add(Bdh);
         foreach (var a in args) info.ArgumentList.Add(a);
         info.Environment["BDH_CACHE_DIR"] = Path.Combine(Path.GetTempPath(), "bdh-test-empty-cache"); // never download in tests
+        if (environment?.Split('=') is [var name, var value]) info.Environment[name] = value;
         return Process.Start(info)!;
     }
 
-    private static (int Code, string Out, string Err) Run(params string[] args)
+    private static (int Code, string Out, string Err) Run(params string[] args) => RunWith(null, args);
+
+    private static (int Code, string Out, string Err) RunWith(string? environment, params string[] args)
     {
-        using var p = Start(args);
+        using var p = StartWith(environment, args);
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
         p.WaitForExit();
@@ -81,14 +89,41 @@ public class CliTests
         Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, File.ReadAllBytes(Path.Combine(dir.Path, "xs-layer0.png"))[..4]);
     }
 
-    [Fact]
-    public void CheckReferencePrintsOneLinePerGroupAndPasses()
+    [Theory]
+    [InlineData(null)]                              // Vector<float> of 8 lanes (AVX2)
+    [InlineData("DOTNET_EnableAVX2=0")]             // 4 lanes
+    [InlineData("DOTNET_MaxVectorTBitWidth=512")]   // 16 lanes where the CPU has AVX-512, else 8
+    public void CheckReferencePrintsOneLinePerGroupAndPassesAtEveryVectorWidth(string? environment)
     {
-        var (code, stdout, _) = Run("check-reference", "--fixture", Path.Combine(Shared.Fixtures, "bdh-reference-small.safetensors"));
+        var (code, stdout, _) = RunWith(environment, "check-reference", "--fixture", Small);
         Assert.Equal(0, code);
         Assert.Contains("ok   f32 logits", stdout);
         Assert.Contains("ok   greedy tokens, recurrent (33)", stdout);
+        Assert.Matches(@"ok   f64 ref-trig logits +max rel err \S+ \(tol 1e-12\)", stdout);
+        // Our cos and sin have the reference's bits, on the fixture's rope table and on every angle of the trig file.
+        Assert.Contains("  our rope cos/sin against torch-float32-trig.safetensors, 3072 values: cos differs on 0 (max 0 ulp), sin on 0 (max 0 ulp)\n", stdout);
+        int angles = Shared.Trig.Angles.Length;
+        Assert.Contains($"\nour rope cos/sin against torch-float32-trig.safetensors, {angles} values: cos differs on 0 (max 0 ulp), sin on 0 (max 0 ulp)\n", stdout);
         Assert.Contains("all groups match the reference", stdout);
+    }
+
+    [Fact]
+    public void CheckReferenceNeedsTheReferenceTrigOfEveryPhase()
+    {
+        using var dir = new TempDir();
+        string fixture = Path.Combine(dir.Path, "bdh-reference-small.safetensors");
+        File.Copy(Small, fixture);
+        var alone = Run("check-reference", "--fixture", fixture);
+        Assert.Equal((2, "", $"bdh: --fixture: no torch-float32-trig.safetensors beside '{fixture}' (pass --trig FILE)"), (alone.Code, alone.Out, alone.Err.Trim()));
+
+        var model = Checkpoint.LoadModel<float>(SafetensorsFile.Read(Small));
+        float missing = Rope.Angle(23, model.Freqs[^1]); // the last position's last neuron
+        string trig = Path.Combine(dir.Path, "trig.safetensors");
+        Shared.WriteTrigWithoutAngle(Shared.Trig, missing, trig);
+        var (code, stdout, stderr) = Run("check-reference", "--fixture", fixture, "--trig", trig);
+        Assert.Equal((2, ""), (code, stdout));
+        Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith($"bdh: {trig}: no rope phase {missing:R} (bits 0x", stderr);
     }
 
     [Theory]
@@ -101,6 +136,8 @@ public class CliTests
     [InlineData("sample", "--checkpoint", "BAD", "--tokens", "5")]
     [InlineData("eval", "--checkpoint", "TRAINED", "--block", "0")]
     [InlineData("check-reference", "--fixture", "/no/such/fixture.safetensors")]
+    [InlineData("check-reference", "--fixture", "SMALL", "--trig", "/no/such/trig.safetensors")]
+    [InlineData("check-reference", "--fixture", "SMALL", "--trig", "BAD")]
     [InlineData("sample", "--backend", "onnx")]
     [InlineData("sample", "--backend", "onnx", "--onnx", "/no/such/export")]
     [InlineData("sample", "--checkpoint", "TRAINED", "--onnx", "/tmp")]
@@ -110,7 +147,7 @@ public class CliTests
         using var dir = new TempDir();
         string bad = Path.Combine(dir.Path, "bad.safetensors");
         File.WriteAllBytes(bad, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
-        args = args.Select(a => a switch { "BAD" => bad, "TRAINED" => Trained, _ => a }).ToArray();
+        args = args.Select(a => a switch { "BAD" => bad, "TRAINED" => Trained, "SMALL" => Small, _ => a }).ToArray();
         var (code, stdout, stderr) = Run(args);
         Assert.Equal(2, code);
         Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));

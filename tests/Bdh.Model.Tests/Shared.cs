@@ -8,6 +8,23 @@ public static class Shared
     public static string Fixtures => Path.Combine(Root, "fixtures");
     public static string Corpus => Path.Combine(Root, "data", "tinyshakespeare.txt");
 
+    /// <summary>The reference's float32 rope cos/sin (fixtures/torch-float32-trig.safetensors), read once.</summary>
+    public static ReferenceTrig Trig => LazyTrig.Value;
+    private static readonly Lazy<ReferenceTrig> LazyTrig = new(() => ReferenceTrig.Read(Path.Combine(Fixtures, ReferenceTrig.FileName)));
+
+    /// <summary>Writes <paramref name="trig"/> without <paramref name="angle"/> to <paramref name="path"/>.</summary>
+    public static void WriteTrigWithoutAngle(ReferenceTrig trig, float angle, string path)
+    {
+        var angles = trig.Angles.ToArray();
+        var (sin, cos) = (new float[angles.Length], new float[angles.Length]);
+        trig.SinCos(angles, sin, cos);
+        var keep = Enumerable.Range(0, angles.Length).Where(i => angles[i] != angle).ToArray();
+        Assert.Equal(angles.Length - 1, keep.Length);
+        float[] Kept(float[] values) => keep.Select(i => values[i]).ToArray();
+        SafetensorsFile.Write(path, [("angle", [keep.Length], Kept(angles)), ("cos", [keep.Length], Kept(cos)), ("sin", [keep.Length], Kept(sin))],
+            new Dictionary<string, string>());
+    }
+
     /// <summary>Runs <paramref name="body"/> with <see cref="Bdh.Tensors.Parallelism.Threads"/> set to <paramref name="threads"/>, then restores it.</summary>
     public static TResult OnThreads<TResult>(int threads, Func<TResult> body)
     {

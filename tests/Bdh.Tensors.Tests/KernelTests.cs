@@ -141,17 +141,25 @@ public class KernelTests
     }
 
     [Fact]
-    public void TorchTrigIsWithinOneUlpOfCorrectlyRounded()
+    public void TorchTrigIsWithinSixTenthsOfAnUlpOverItsWholeRange()
     {
+        // Rounding adds half an ulp to the polynomial's relative error of 6.05e-9 (0.10 ulp at most): PyTorch's bound, 0.60 ulp
+        // measured on its own values. The range reduction keeps it up to |x| = 125, and around multiples of π/2, where
+        // the result is small.
+        static double Ulps(float ours, double exact) => Math.Abs(ours - exact) / Math.ScaleB(1, Math.ILogB((float)exact) - 23);
         var rng = new Rng(11);
+        double worst = 0;
         for (int i = 0; i < 200_000; i++)
         {
-            float x = (float)(rng.NextDouble() * 2 * Math.PI);
-            Assert.True(Math.Abs(TorchTrig.Cos(x) - Math.Cos(x)) <= 1.0 * Math.ScaleB(1, -24) + 1e-45, $"cos({x})");
-            Assert.True(Math.Abs(TorchTrig.Sin(x) - Math.Sin(x)) <= 1.0 * Math.ScaleB(1, -24) + 1e-45, $"sin({x})");
+            float x = (float)((rng.NextDouble() * 2 - 1) * TorchTrig.MaxArgument);
+            if (i % 2 == 0) x = (float)(Math.Round(x / (Math.PI / 2)) * (Math.PI / 2)) * (1 + (float)(rng.NextDouble() - 0.5) * 1e-5f);
+            if (x == 0 || Math.Abs(x) >= TorchTrig.MaxArgument) continue; // 0 is checked below
+            worst = Math.Max(worst, Math.Max(Ulps(TorchTrig.Cos(x), Math.Cos(x)), Ulps(TorchTrig.Sin(x), Math.Sin(x))));
         }
+        Assert.InRange(worst, 0.5, 0.61);
         Assert.Equal(1f, TorchTrig.Cos(0f));
         Assert.Equal(0f, TorchTrig.Sin(0f));
+        Assert.True(float.IsNegative(TorchTrig.Sin(-0f)));
         Assert.Throws<ArgumentOutOfRangeException>(() => TorchTrig.Cos(200f));
         Assert.Throws<ArgumentOutOfRangeException>(() => TorchTrig.SinCos([0.5f, float.NaN], new float[2], new float[2])); // a NaN in any lane
     }

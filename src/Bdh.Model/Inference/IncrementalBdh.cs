@@ -164,7 +164,7 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
     /// <summary>The rope table of one position, float32 phases as the reference.</summary>
     private RopeTable RopeAt(int t)
     {
-        Rope.Row(_model.Freqs, t, _cos, _sin);
+        Rope.Row(_model.Freqs, t, _cos, _sin, _model.RopeSinCos);
         return new RopeTable(_cos, _sin, 1, _n);
     }
 

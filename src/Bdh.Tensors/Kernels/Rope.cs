@@ -28,21 +28,25 @@ public static class Rope
         return (phase - MathF.Floor(phase)) * (float)(2 * Math.PI);
     }
 
-    /// <summary>cos and sin of the phase of every position t &lt; length and neuron j: two float32 tables [length, n].</summary>
-    public static RopeTable Table(ReadOnlySpan<float> freqs, int length)
+    /// <summary>
+    /// cos and sin of the phase of every position t &lt; length and neuron j: two float32 tables [length, n],
+    /// by <see cref="TorchTrig"/> unless <paramref name="sinCos"/> is given.
+    /// </summary>
+    public static RopeTable Table(ReadOnlySpan<float> freqs, int length, SinCosKernel? sinCos = null)
     {
         int n = freqs.Length;
         var cos = new float[length * n];
         var sin = new float[length * n];
-        for (int t = 0; t < length; t++) Row(freqs, t, cos.AsSpan(t * n, n), sin.AsSpan(t * n, n));
+        for (int t = 0; t < length; t++) Row(freqs, t, cos.AsSpan(t * n, n), sin.AsSpan(t * n, n), sinCos);
         return new RopeTable(cos, sin, length, n);
     }
 
     /// <summary>cos and sin [N] of position t (one row of a table; generation computes them token by token).</summary>
-    public static void Row(ReadOnlySpan<float> freqs, int t, Span<float> cos, Span<float> sin)
+    public static void Row(ReadOnlySpan<float> freqs, int t, Span<float> cos, Span<float> sin, SinCosKernel? sinCos = null)
     {
         for (int j = 0; j < freqs.Length; j++) cos[j] = Angle(t, freqs[j]); // the angles, then their cos in place
-        TorchTrig.SinCos(cos, sin, cos);
+        if (sinCos is null) TorchTrig.SinCos(cos, sin, cos); // the default calls TorchTrig directly: training and generation never go through a delegate
+        else sinCos(cos, sin, cos);
     }
 
     /// <summary>
@@ -100,6 +104,12 @@ public static class Rope
         return j;
     }
 }
+
+/// <summary>
+/// float32 sin[i] and cos[i] of every angle x[i]; cos may be x itself. <see cref="TorchTrig.SinCos"/> is one; a reference
+/// check passes another (the reference's own values) to separate the float64 arithmetic from the trig's last bits.
+/// </summary>
+public delegate void SinCosKernel(ReadOnlySpan<float> x, Span<float> sin, Span<float> cos);
 
 /// <summary>Rotation tables for positions [0, Length) and N neurons: Cos, Sin are [Length, N] float32.</summary>
 public sealed record RopeTable(float[] Cos, float[] Sin, int Length, int N);
