@@ -36,9 +36,9 @@ public sealed class BdhChatClient : IChatClient
     private long _clock;
 
     /// <param name="Session">the conversation so far.</param>
-    /// <param name="TurnOpen">whether the last reply ended without <see cref="TurnEnd"/> (cut by a stop sequence, the token limit or a cancellation), so the next prompt closes it first.</param>
     private sealed record Conversation(BdhSession Session)
     {
+        /// <summary>Whether the last reply ended without <see cref="TurnEnd"/> (cut by a stop sequence, the token limit or a cancellation), so the next prompt closes its turn first.</summary>
         public bool TurnOpen { get; set; }
         public long LastUse { get; set; }
     }

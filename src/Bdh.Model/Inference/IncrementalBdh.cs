@@ -24,6 +24,9 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
     /// <summary>Position of the next token to be stepped (tokens seen so far).</summary>
     public int Position { get; private set; }
 
+    /// <param name="model">the weights, read only.</param>
+    /// <param name="memory">the attention memory this stepper reads and writes (its own).</param>
+    /// <param name="position">the position of the first token to step (the tokens <paramref name="memory"/> holds).</param>
     /// <param name="layouts">the model's <see cref="StepperLayouts{T}.Make"/>, shared with other steppers; made here when null.</param>
     public IncrementalBdh(BdhModel<T> model, IAttentionMemory<T> memory, int position = 0, Task<StepperLayouts<T>>? layouts = null)
     {
