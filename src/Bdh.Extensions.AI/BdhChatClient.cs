@@ -72,15 +72,16 @@ public sealed class BdhChatClient : IChatClient
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(messages);
-        var generation = new GenerationOptions
+        var defaults = new GenerationOptions();
+        var generation = (defaults with
         {
-            MaxTokens = options?.MaxOutputTokens ?? new GenerationOptions().MaxTokens,
-            Temperature = options?.Temperature ?? 1.0,
+            MaxTokens = options?.MaxOutputTokens ?? defaults.MaxTokens,
+            Temperature = options?.Temperature ?? defaults.Temperature,
             TopK = options?.TopK,
             TopP = options?.TopP,
-            Seed = options?.Seed is long seed ? unchecked((ulong)seed) : new GenerationOptions().Seed,
+            Seed = options?.Seed is long seed ? unchecked((ulong)seed) : defaults.Seed,
             StopSequences = [TurnEnd, .. options?.StopSequences ?? []],
-        }.Validate();
+        }).Validate();
         var (id, conversation, isNew) = Find(options?.ConversationId);
         string prompt = (conversation.TurnOpen ? TurnEnd : "") + FormatPrompt(messages, isNew ? options?.Instructions : null);
         return Stream(id, conversation, prompt, generation, cancellationToken);
