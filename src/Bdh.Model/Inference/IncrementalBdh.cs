@@ -7,8 +7,8 @@ namespace Bdh.Model.Inference;
 /// BDH one token at a time: the same equations as <see cref="BdhModel{T}.Forward"/> for a single
 /// position, with attention answered by an <see cref="IAttentionMemory{T}"/> (the synaptic state ρ, or
 /// a cache of past queries and inputs). Shapes: nh heads, N neurons per head, D = n_embd, V vocab.
-/// A stepper reads the encoders in layouts of its own (<see cref="StepperLayouts{T}"/>), made from the model's
-/// weights when the stepper is made or handed in: train the model further and make new layouts and steppers.
+/// A stepper reads the encoders laid out for one token (<see cref="StepperLayouts{T}"/>), made from the model's
+/// weights with the stepper or shared by the steppers of one model: train the model further and make new ones.
 /// </summary>
 public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
