@@ -9,7 +9,7 @@ public static class GradCheck
     /// <summary>The finite-difference step h.</summary>
     public const double Step = 1e-6;
 
-    /// <summary>The largest error the test suite accepts (see <see cref="Errors"/> for the measure).</summary>
+    /// <summary>The largest error the test suite accepts (see <c>Errors</c> for the measure).</summary>
     public const double Tolerance = 1e-6;
 
     /// <summary>

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Bdh.Model;
+using Bdh.Model.Text;
 
 namespace Bdh.Cli;
 
@@ -22,14 +23,14 @@ public static class CommonOptions
 
     public static BdhModel<float> LoadModel(string path)
     {
-        string file = Directory.Exists(path)
-            ? Trainer.LatestCheckpoint(path) ?? throw new UserError($"--checkpoint: no checkpoint in folder '{path}'")
-            : File.Exists(path) ? path : throw new UserError($"--checkpoint: no such file or folder '{path}'");
+        string file;
+        try { file = Bdh.Model.Checkpoint.Find(path); }
+        catch (FileNotFoundException e) { throw new UserError($"--checkpoint: {e.Message}"); }
         return Bdh.Model.Checkpoint.Load(file);
     }
 
     /// <summary>Text as byte tokens (the vocabulary is the 256 byte values).</summary>
-    public static int[] Encode(string text) => System.Text.Encoding.UTF8.GetBytes(text).Select(b => (int)b).ToArray();
+    public static int[] Encode(string text) => ByteTokens.Encode(text);
 
-    public static string Decode(IEnumerable<int> tokens) => System.Text.Encoding.UTF8.GetString(tokens.Select(t => (byte)t).ToArray());
+    public static string Decode(IEnumerable<int> tokens) => ByteTokens.Decode(tokens);
 }

@@ -36,6 +36,13 @@ public static class Checkpoint
 
     public static BdhModel<float> Load(string path) => LoadModel<float>(SafetensorsFile.Read(path));
 
+    /// <summary>The checkpoint a path names: a file as it is, a <c>bdh train</c> output folder its latest complete checkpoint.</summary>
+    /// <exception cref="FileNotFoundException">no such file or folder, or a folder without a checkpoint.</exception>
+    public static string Find(string fileOrFolder) =>
+        Directory.Exists(fileOrFolder)
+            ? Trainer.LatestCheckpoint(fileOrFolder) ?? throw new FileNotFoundException($"no checkpoint in folder '{fileOrFolder}'", fileOrFolder)
+            : File.Exists(fileOrFolder) ? fileOrFolder : throw new FileNotFoundException($"no such file or folder '{fileOrFolder}'", fileOrFolder);
+
     public static void Save(BdhModel<float> model, string path, IReadOnlyDictionary<string, string>? extraMetadata = null)
     {
         var metadata = new Dictionary<string, string> { ["config"] = model.Config.ToJson(), ["format"] = "pt" };

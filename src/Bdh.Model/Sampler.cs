@@ -2,8 +2,18 @@ using Bdh.Model.Inference;
 
 namespace Bdh.Model;
 
-/// <summary>Sampling settings: temperature, top-k (1 is greedy) and the seed of the draw.</summary>
-public sealed record SamplingOptions(double Temperature = 1.0, int? TopK = null, ulong Seed = 1337);
+/// <summary>Sampling settings: temperature, top-k (1 is greedy), the seed of the draw and top-p (nucleus, in (0, 1]).</summary>
+public sealed record SamplingOptions(double Temperature = 1.0, int? TopK = null, ulong Seed = 1337, double? TopP = null)
+{
+    /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first setting out of its range.</summary>
+    public SamplingOptions Validate()
+    {
+        if (Temperature is not > 0) throw new ArgumentOutOfRangeException(nameof(Temperature), Temperature, "temperature must be > 0");
+        if (TopK is < 1) throw new ArgumentOutOfRangeException(nameof(TopK), TopK, "top-k must be >= 1");
+        if (TopP is not (null or (> 0 and <= 1))) throw new ArgumentOutOfRangeException(nameof(TopP), TopP, "top-p must be in (0, 1]");
+        return this;
+    }
+}
 
 /// <summary>
 /// How generation answers attention: <c>Full</c> re-runs the whole sequence per token (the reference's
@@ -62,7 +72,8 @@ public static class Sampler
 
     /// <summary>
     /// One token from logits: divide by the temperature, keep values ≥ the k-th largest (as the
-    /// reference's topk mask), softmax, draw. With top-k 1 this is the argmax.
+    /// reference's topk mask), softmax, keep the most likely tokens whose probabilities first reach top-p
+    /// (the nucleus; ties kept in token order) and renormalise, draw. With top-k 1 this is the argmax.
     /// </summary>
     public static int Draw(ReadOnlySpan<float> logits, SamplingOptions options, Rng rng)
     {
@@ -74,6 +85,7 @@ public static class Sampler
             for (int i = 0; i < scaled.Length; i++) if (scaled[i] < kth) scaled[i] = float.NegativeInfinity;
         }
         TP.SoftMax(scaled, scaled);
+        if (options.TopP is double p && p < 1) KeepNucleus(scaled, p);
         double u = rng.NextDouble(), cumulative = 0;
         int lastNonZero = 0;
         for (int i = 0; i < scaled.Length; i++)
@@ -84,5 +96,16 @@ public static class Sampler
             if (u < cumulative) return i;
         }
         return lastNonZero; // rounding left u just above the total
+    }
+
+    /// <summary>Zeroes every probability outside the nucleus (the fewest most likely tokens whose sum reaches p), then rescales the rest to sum to 1.</summary>
+    private static void KeepNucleus(float[] probabilities, double p)
+    {
+        int[] byProbability = Enumerable.Range(0, probabilities.Length).OrderByDescending(i => probabilities[i]).ToArray(); // stable: ties in token order
+        double kept = 0;
+        int count = 0;
+        while (count < byProbability.Length && kept < p) kept += probabilities[byProbability[count++]];
+        foreach (int i in byProbability.AsSpan(count)) probabilities[i] = 0;
+        TP.Divide(probabilities, (float)kept, probabilities);
     }
 }

@@ -18,7 +18,7 @@ public static class Broadcast
     }
 
     /// <summary>
-    /// For each block of <paramref name="blockSize"/> trailing elements of <paramref name="outShape"/>
+    /// For each block of the <paramref name="trailingDims"/> trailing dimensions of <paramref name="outShape"/>
     /// (in row-major order), the offset of the matching block in an operand of
     /// <paramref name="operandShape"/> broadcast to it. The operand's trailing elements must match.
     /// </summary>

@@ -66,7 +66,7 @@ public static class Parallelism
 
     /// <summary>
     /// Worker threads that spin for a while between jobs before they sleep. Generating a token forks once
-    /// per layer with ~50 µs of serial work between forks; with <see cref="Parallel.For"/>, the second thread's
+    /// per layer with ~50 µs of serial work between forks; with <c>Parallel.For</c>, the second thread's
     /// items began ~300 µs after each fork on this VM (its pool worker had gone to sleep and took that long to
     /// wake), 1.8 ms of a 14 ms token on the paper config. Spinning keeps the core ready; after
     /// <see cref="SpinTicks"/> without work a worker sleeps, so an idle process costs nothing.

@@ -7,8 +7,8 @@ namespace Bdh.Model.Inference;
 /// BDH one token at a time: the same equations as <see cref="BdhModel{T}.Forward"/> for a single
 /// position, with attention answered by an <see cref="IAttentionMemory{T}"/> (the synaptic state ρ, or
 /// a cache of past queries and inputs). Shapes: nh heads, N neurons per head, D = n_embd, V vocab.
-/// A stepper keeps its own copy of encoder_v laid out by neuron, made from the model's weights when the
-/// stepper is made: train the model further and make a new stepper.
+/// A stepper reads the encoders laid out for one token (<see cref="StepperLayouts{T}"/>), made from the model's
+/// weights with the stepper or shared by the steppers of one model: train the model further and make new ones.
 /// </summary>
 public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
@@ -17,21 +17,18 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
     private readonly T _eps = T.CreateTruncating(1e-5);
     private readonly T[] _x, _xs, _q, _a, _ys, _y, _partial, _logits, _rstd;
     private readonly float[] _cos, _sin;
-    /// <summary>
-    /// The stepper's own layouts of the encoders, 72 MB on the paper config. Made on a pool thread, as ~0.3 s
-    /// of it is first touches of new pages: it overlaps with the prompt's prefill, and the first step waits.
-    /// </summary>
-    private readonly Task<EncoderLayouts> _layouts;
-
-    /// <param name="EncoderVByNeuron">encoder_v by neuron, [nh, N, D]: column n of head h's [D, N] block as a contiguous row, so a token reads only the columns it needs.</param>
-    /// <param name="Encoder">float only: xs = relu(x·encoder[h]) computing only the neurons that can fire.</param>
-    private sealed record EncoderLayouts(T[] EncoderVByNeuron, ScreenedReluProduct? Encoder);
+    /// <summary>The encoders' layouts, read-only: steppers of one model may share them.</summary>
+    private readonly Task<StepperLayouts<T>> _layouts;
 
     public IAttentionMemory<T> Memory { get; }
     /// <summary>Position of the next token to be stepped (tokens seen so far).</summary>
     public int Position { get; private set; }
 
-    public IncrementalBdh(BdhModel<T> model, IAttentionMemory<T> memory, int position = 0)
+    /// <param name="model">the weights, read only.</param>
+    /// <param name="memory">the attention memory this stepper reads and writes (its own).</param>
+    /// <param name="position">the position of the first token to step (the tokens <paramref name="memory"/> holds).</param>
+    /// <param name="layouts">the model's <see cref="StepperLayouts{T}.Make"/>, shared with other steppers; made here when null.</param>
+    public IncrementalBdh(BdhModel<T> model, IAttentionMemory<T> memory, int position = 0, Task<StepperLayouts<T>>? layouts = null)
     {
         _model = model;
         Memory = memory;
@@ -41,16 +38,11 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
         _x = new T[_d]; _xs = new T[_nh * _n]; _q = new T[_nh * _n]; _a = new T[_nh * _d];
         _ys = new T[_nh * _n]; _y = new T[_d]; _partial = new T[_nh * _d]; _logits = new T[_v]; _rstd = new T[_nh];
         _cos = new float[_n]; _sin = new float[_n];
-        _layouts = Task.Run(() =>
-        {
-            var encoderVByNeuron = new T[_nh * _n * _d];
-            BroadcastOps.SwapAxes(model.EncoderV.Value, 1, 2, Tensor<T>.From(encoderVByNeuron, _nh, _n, _d), accumulate: false); // [nh, D, N] → [nh, N, D]
-            return new EncoderLayouts(encoderVByNeuron, model.Encoder.Value is Tensor<float> encoder ? new ScreenedReluProduct(encoder) : null);
-        });
+        _layouts = layouts ?? StepperLayouts<T>.Make(model);
     }
 
     /// <summary>A stepper at position 0 with an empty memory of the mode's kind (the full mode has none: it re-runs the model).</summary>
-    public static IncrementalBdh<T> Start(BdhModel<T> model, GenerationMode mode)
+    public static IncrementalBdh<T> Start(BdhModel<T> model, GenerationMode mode, Task<StepperLayouts<T>>? layouts = null)
     {
         var c = model.Config;
         IAttentionMemory<T> memory = mode switch
@@ -59,7 +51,7 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
             GenerationMode.Cached => new AttentionCache<T>(c.NLayer, c.NHead, c.N, c.NEmbd),
             _ => throw new ArgumentException($"{mode} generation keeps no memory between tokens", nameof(mode)),
         };
-        return new IncrementalBdh<T>(model, memory);
+        return new IncrementalBdh<T>(model, memory, layouts: layouts);
     }
 
     /// <summary>
@@ -97,7 +89,7 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
     }
 
     /// <summary>Head h of one layer, from the layer input x to its share of xy·decoder.</summary>
-    private void StepHead(int layer, int h, RopeTable rope, EncoderLayouts layouts)
+    private void StepHead(int layer, int h, RopeTable rope, StepperLayouts<T> layouts)
     {
         T[] encoder = _model.Encoder.Value.Array, decoder = _model.Decoder.Value.Array;
         Span<T> xs = _xs.AsSpan(h * _n, _n), q = _q.AsSpan(h * _n, _n), ys = _ys.AsSpan(h * _n, _n), a = _a.AsSpan(h * _d, _d);
@@ -170,4 +162,30 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
 
     /// <summary>LayerNorm of one row in place.</summary>
     private void LayerNorm(Span<T> row) => Tensors.Kernels.LayerNorm.Forward<T>(row, row, _rstd.AsSpan(0, 1), row.Length, _eps);
+}
+
+/// <summary>
+/// The encoders laid out for one token at a time, 72 MB on the paper config: made once per model, read by every
+/// stepper of it (they never write it).
+/// </summary>
+public sealed class StepperLayouts<T> where T : unmanaged, IFloatingPointIeee754<T>
+{
+    /// <summary>encoder_v by neuron, [nh, N, D]: column n of head h's [D, N] block as a contiguous row, so a token reads only the columns it needs.</summary>
+    internal T[] EncoderVByNeuron { get; }
+    /// <summary>float only: xs = relu(x·encoder[h]) computing only the neurons that can fire.</summary>
+    internal ScreenedReluProduct? Encoder { get; }
+
+    private StepperLayouts(BdhModel<T> model)
+    {
+        var c = model.Config;
+        EncoderVByNeuron = new T[c.NHead * c.N * c.NEmbd];
+        BroadcastOps.SwapAxes(model.EncoderV.Value, 1, 2, Tensor<T>.From(EncoderVByNeuron, c.NHead, c.N, c.NEmbd), accumulate: false); // [nh, D, N] → [nh, N, D]
+        Encoder = model.Encoder.Value is Tensor<float> encoder ? new ScreenedReluProduct(encoder) : null;
+    }
+
+    /// <summary>
+    /// Made on a pool thread, as ~0.3 s of it (paper config) is first touches of new pages: it overlaps with a
+    /// prompt's prefill, and the first step waits.
+    /// </summary>
+    public static Task<StepperLayouts<T>> Make(BdhModel<T> model) => Task.Run(() => new StepperLayouts<T>(model));
 }

@@ -20,7 +20,7 @@ public sealed record StateSnapshot(SynapticState<float> State, int Position, int
     public StateSnapshot Fork() => this with { State = State.Clone() };
 
     /// <summary>A stepper that continues from here (on a copy, so the snapshot can be resumed again).</summary>
-    public IncrementalBdh<float> Resume(BdhModel<float> model) => new(model, State.Clone(), Position);
+    public IncrementalBdh<float> Resume(BdhModel<float> model, Task<StepperLayouts<float>>? layouts = null) => new(model, State.Clone(), Position, layouts);
 
     public void Save(string path, BdhConfig config)
     {

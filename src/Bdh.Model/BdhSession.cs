@@ -1,0 +1,186 @@
+using System.Runtime.CompilerServices;
+using Bdh.Model.Inference;
+using Bdh.Model.Text;
+
+namespace Bdh.Model;
+
+/// <summary>How a call to <see cref="BdhSession.GenerateAsync"/> generates. Defaults: 256 tokens, temperature 1, no top-k or top-p, seed 1337.</summary>
+public sealed record GenerationOptions
+{
+    /// <summary>Most tokens (bytes) to generate; 0 only reads the prompt.</summary>
+    public int MaxTokens { get; init; } = 256;
+    /// <summary>Softmax temperature, &gt; 0.</summary>
+    public double Temperature { get; init; } = 1.0;
+    /// <summary>Draw among the k most likely tokens only; 1 is greedy.</summary>
+    public int? TopK { get; init; }
+    /// <summary>Draw among the most likely tokens whose probabilities first reach p (nucleus sampling), in (0, 1].</summary>
+    public double? TopP { get; init; }
+    /// <summary>The seed of this call's draws: the same session state, prompt, options and seed give the same tokens.</summary>
+    public ulong Seed { get; init; } = 1337;
+    /// <summary>Generation stops when the reply ends with one of these; the stop sequence is not part of the reply's text.</summary>
+    public IReadOnlyList<string> StopSequences { get; init; } = [];
+
+    internal SamplingOptions Sampling => new(Temperature, TopK, Seed, TopP);
+
+    /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first setting out of its range.</summary>
+    public GenerationOptions Validate()
+    {
+        if (MaxTokens < 0) throw new ArgumentOutOfRangeException(nameof(MaxTokens), MaxTokens, "max tokens must be >= 0");
+        ArgumentNullException.ThrowIfNull(StopSequences);
+        Sampling.Validate();
+        return this;
+    }
+}
+
+/// <summary>Why a reply ended.</summary>
+public enum FinishReason
+{
+    /// <summary>The reply reached one of the stop sequences.</summary>
+    Stop,
+    /// <summary>The reply reached <see cref="GenerationOptions.MaxTokens"/>.</summary>
+    Length,
+}
+
+/// <summary>
+/// One generated token: its <paramref name="Id"/> (a byte value), the <paramref name="Text"/> it makes visible
+/// (concatenated, the reply; often "" while a UTF-8 character or a possible stop sequence is incomplete), and
+/// on the last token only, why the reply ended.
+/// </summary>
+public readonly record struct GeneratedToken(int Id, string Text, FinishReason? Finish);
+
+/// <summary>
+/// One conversation with a <see cref="BdhLanguageModel"/>. Its whole memory is the synaptic state ρ of every layer,
+/// a fixed size whatever the conversation's length (<see cref="BdhLanguageModel.StateBytes"/>): a session can be
+/// kept for as long as the conversation lasts, and continuing it costs only the new tokens. It can be forked,
+/// snapshotted, restored and saved.
+/// </summary>
+/// <remarks>
+/// A session runs one call at a time (a second one while it generates throws <see cref="InvalidOperationException"/>);
+/// different sessions, of one model or several, run concurrently, each giving exactly what it gives alone: they only
+/// read the weights, and of the kernels' shared workers, the spinning team (<c>Parallelism.ForLowLatency</c>) serves one
+/// generating session at a time while the others fork on the thread pool; no result depends on which threads run it.
+/// The last token of the conversation (the last generated one, or the prompt's last when nothing is generated)
+/// is kept unread: the next call reads it first. A <see cref="StateSnapshot"/> holds it as its pending token.
+/// </remarks>
+public sealed class BdhSession
+{
+    private IncrementalBdh<float> _stepper;
+    private int? _pendingToken;
+    private int _busy;
+
+    internal BdhSession(BdhLanguageModel model, IncrementalBdh<float> stepper, int? pendingToken)
+    {
+        Model = model;
+        _stepper = stepper;
+        _pendingToken = pendingToken;
+    }
+
+    public BdhLanguageModel Model { get; }
+
+    /// <summary>Tokens in the conversation so far: every prompt byte and generated token.</summary>
+    public int Length => _stepper.Position + (_pendingToken is null ? 0 : 1);
+
+    /// <summary>
+    /// Reads <paramref name="prompt"/> after the conversation so far, then generates a reply token by token: each is
+    /// drawn as the caller asks for the next (the model runs on the thread pool, never ahead of the reader). The
+    /// tokens become part of the conversation as they are drawn, so after a stop sequence, the end of
+    /// <see cref="GenerationOptions.MaxTokens"/>, or a cancellation (which throws <see cref="OperationCanceledException"/>
+    /// within a token), the next call continues after the last token drawn.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">an option out of its range (thrown here, before anything runs).</exception>
+    /// <exception cref="ArgumentException">on enumeration: an empty prompt in a new session.</exception>
+    /// <exception cref="InvalidOperationException">on enumeration: the session is already busy.</exception>
+    public IAsyncEnumerable<GeneratedToken> GenerateAsync(string prompt, GenerationOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        return Generate(ByteTokens.Encode(prompt), (options ?? new GenerationOptions()).Validate(), cancellationToken);
+    }
+
+    private async IAsyncEnumerable<GeneratedToken> Generate(int[] prompt, GenerationOptions options, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        Enter();
+        try
+        {
+            int[] input = _pendingToken is int pending ? [pending, .. prompt] : prompt;
+            if (input.Length == 0) throw new ArgumentException("a new session needs a non-empty prompt", nameof(prompt));
+            if (options.MaxTokens == 0)
+            {
+                await Task.Run(() => ReadAllButTheLast(input), cancellationToken).ConfigureAwait(false);
+                yield break;
+            }
+            var logits = new float[ByteTokens.VocabSize];
+            var sampling = options.Sampling;
+            var rng = new Rng(options.Seed);
+            var reply = new ReplyText(options.StopSequences);
+            await Task.Run(() => Read(input, logits), cancellationToken).ConfigureAwait(false);
+            for (int count = 1; ; count++)
+            {
+                int next = Sampler.Draw(logits, sampling, rng);
+                _pendingToken = next;
+                string text = reply.Add((byte)next);
+                if (reply.Stopped || count == options.MaxTokens)
+                {
+                    yield return reply.Stopped ? new(next, text, FinishReason.Stop) : new(next, text + reply.Finish(), FinishReason.Length);
+                    yield break;
+                }
+                yield return new(next, text, null);
+                // Canceled before it starts, the step never runs: the drawn token stays pending, as after a finished reply.
+                await Task.Run(() => Read([next], logits), cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally { Exit(); }
+    }
+
+    /// <summary>Steps <paramref name="tokens"/> (all of a new session's prompt in one parallel pass) and writes the next token's logits [V].</summary>
+    private void Read(int[] tokens, float[] logits)
+    {
+        _stepper.Prefill(tokens).CopyTo(logits);
+        _pendingToken = null;
+    }
+
+    private void ReadAllButTheLast(int[] tokens)
+    {
+        if (tokens.Length > 1) _stepper.Prefill(tokens[..^1]);
+        _pendingToken = tokens[^1];
+    }
+
+    /// <summary>An independent copy of the conversation so far; the two continue on their own.</summary>
+    public BdhSession Fork()
+    {
+        Enter();
+        try { return _pendingToken is null ? Model.StartSession() : Model.ResumeSession(CaptureState()); }
+        finally { Exit(); }
+    }
+
+    /// <summary>The conversation so far, to <see cref="Restore"/> later, resume in another session or save.</summary>
+    /// <exception cref="InvalidOperationException">the session is empty or busy.</exception>
+    public StateSnapshot Snapshot()
+    {
+        Enter();
+        try { return CaptureState(); }
+        finally { Exit(); }
+    }
+
+    /// <summary>Goes back to <paramref name="snapshot"/> (taken from any session of a model of this shape), which stays as it is.</summary>
+    public void Restore(StateSnapshot snapshot)
+    {
+        var restored = Model.ResumeSession(snapshot);
+        Enter();
+        (_stepper, _pendingToken) = (restored._stepper, restored._pendingToken);
+        Exit();
+    }
+
+    /// <summary>Writes the conversation so far to a safetensors file (the format of <c>bdh sample --save-state</c>); <see cref="BdhLanguageModel.LoadSession"/> reads it.</summary>
+    public void Save(string path) => Snapshot().Save(path, Model.Config);
+
+    private StateSnapshot CaptureState() =>
+        StateSnapshot.Capture(_stepper, _pendingToken ?? throw new InvalidOperationException("the session is empty: nothing to snapshot"));
+
+    private void Enter()
+    {
+        if (Interlocked.Exchange(ref _busy, 1) != 0)
+            throw new InvalidOperationException("the session is busy: a session runs one call at a time (fork it to run another)");
+    }
+
+    private void Exit() => Volatile.Write(ref _busy, 0);
+}
