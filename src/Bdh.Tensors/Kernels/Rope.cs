@@ -106,7 +106,7 @@ public static class Rope
 }
 
 /// <summary>
-/// float32 sin[i] and cos[i] of every angle x[i]; cos may be x itself. <see cref="TorchTrig.SinCos"/> is one; a reference
+/// float32 sin[i] and cos[i] of every angle x[i]; cos may be x itself. <see cref="TorchTrig.SinCos(ReadOnlySpan{float}, Span{float}, Span{float})"/> is one; a reference
 /// check passes another (the reference's own values) to separate the float64 arithmetic from the trig's last bits.
 /// </summary>
 public delegate void SinCosKernel(ReadOnlySpan<float> x, Span<float> sin, Span<float> cos);
