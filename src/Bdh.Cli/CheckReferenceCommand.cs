@@ -1,5 +1,7 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using Bdh.Model;
+using Bdh.Tensors;
 using Bdh.Tensors.Kernels;
 
 namespace Bdh.Cli;
@@ -34,6 +36,8 @@ public static class CheckReferenceCommand
                 if (!File.Exists(trigPath)) throw new UserError($"--fixture: no {ReferenceTrig.FileName} beside '{path}' (pass --trig FILE)");
 
             var referenceTrigs = trigs.Distinct().ToDictionary(p => p, ReferenceTrig.Read);
+            // Which kernels ran: results are checked at whatever width this machine (or a JIT knob) gives.
+            Console.WriteLine($"kernels at {(Simd.Widest > 0 ? $"{Simd.Widest}-bit vectors" : "scalar code")} ({RuntimeInformation.ProcessArchitecture}; accelerated widths: {Simd.Accelerated})");
             bool allPassed = true;
             foreach (var (path, trigPath) in fixtures.Zip(trigs))
             {

@@ -44,9 +44,9 @@ internal unsafe interface IFloatVector<V> where V : struct
 }
 
 /// <summary>The vector widths a kernel can run at, and the one this machine runs.</summary>
-internal static unsafe class Simd
+public static unsafe class Simd
 {
-    /// <summary>The widest accelerated width in bits (512, 256, 128), or 0 where no vector is accelerated.</summary>
+    /// <summary>The width every kernel runs at, in bits: the widest accelerated one (512, 256, 128), or 0 where none is.</summary>
     public static int Widest { get; } =
         Float512.IsAccelerated ? 512 : Float256.IsAccelerated ? 256 : Float128.IsAccelerated ? 128 : 0;
 
@@ -56,14 +56,14 @@ internal static unsafe class Simd
 
     /// <summary>Asks for the cache line at p to be brought into every cache level (x64; a no-op elsewhere).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Prefetch(void* p)
+    internal static void Prefetch(void* p)
     {
         if (Sse.IsSupported) Sse.Prefetch0(p);
     }
 
     /// <summary>Asks for the cache line at p without keeping it in the outer caches: data read once (x64; a no-op elsewhere).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void PrefetchNonTemporal(void* p)
+    internal static void PrefetchNonTemporal(void* p)
     {
         if (Sse.IsSupported) Sse.PrefetchNonTemporal(p);
     }
