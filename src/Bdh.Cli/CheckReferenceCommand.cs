@@ -20,7 +20,7 @@ public static class CheckReferenceCommand
             bool allPassed = true;
             foreach (var path in r.GetValue(fixture)!)
             {
-                if (!File.Exists(path)) throw new UserError($"--fixture: no such file '{path}'");
+                InputFile.Require(path, "--fixture");
                 Console.WriteLine($"{Path.GetFileName(path)}:");
                 foreach (var result in ReferenceCheck.Run(path))
                 {

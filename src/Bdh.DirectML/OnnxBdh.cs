@@ -9,7 +9,7 @@ namespace Bdh.DirectML;
 public enum OnnxDevice { Auto, Dml, Cpu }
 
 /// <summary>A user-facing failure of the ONNX backend: a bad export folder, or a device that cannot be had.</summary>
-public sealed class OnnxBdhException(string message) : Exception(message);
+public sealed class OnnxBdhException(string message) : InputException(message);
 
 /// <summary>
 /// BDH generation from an <see cref="OnnxExport"/> folder through ONNX Runtime. The prompt goes through
@@ -35,9 +35,17 @@ public sealed class OnnxBdh : IDisposable
         _stateMemory = stateMemory;
         var metadata = prefill.ModelMetadata.CustomMetadataMap;
         if (!metadata.TryGetValue(OnnxExport.ConfigKey, out var json) || !metadata.TryGetValue(OnnxExport.MaxPositionsKey, out var max)
-            || !int.TryParse(max, CultureInfo.InvariantCulture, out int maxPositions))
-            throw new OnnxBdhException("prefill.onnx: not a bdh export-onnx model (no bdh.config / bdh.max_positions metadata)");
-        Config = BdhConfig.FromJson(json);
+            || !int.TryParse(max, NumberStyles.None, CultureInfo.InvariantCulture, out int maxPositions) || maxPositions < 1)
+            throw new OnnxBdhException($"{OnnxExport.PrefillFile}: not a bdh export-onnx model (no valid bdh.config / bdh.max_positions metadata)");
+        // Both graphs come from one export: the step graph must read the state prefill writes, with the same tables.
+        var stepMetadata = step.ModelMetadata.CustomMetadataMap;
+        if (stepMetadata.GetValueOrDefault(OnnxExport.ConfigKey) != json || stepMetadata.GetValueOrDefault(OnnxExport.MaxPositionsKey) != max)
+            throw new OnnxBdhException($"{OnnxExport.StepFile}: not from the same export as {OnnxExport.PrefillFile} (their bdh.config or bdh.max_positions differ); export again");
+        try { Config = BdhConfig.FromJson(json); }
+        catch (Exception e) when (e is System.Text.Json.JsonException or ArgumentException or FormatException)
+        {
+            throw new OnnxBdhException($"{OnnxExport.PrefillFile}: bad bdh.config metadata: {e.Message}");
+        }
         MaxPositions = maxPositions;
     }
 
@@ -51,7 +59,10 @@ public sealed class OnnxBdh : IDisposable
     {
         string prefill = Path.Combine(dir, OnnxExport.PrefillFile), step = Path.Combine(dir, OnnxExport.StepFile);
         foreach (var file in new[] { prefill, step })
+        {
             if (!File.Exists(file)) throw new OnnxBdhException($"--onnx: no {Path.GetFileName(file)} in '{dir}' (write one with bdh export-onnx)");
+            InputFile.Require(file, "--onnx");
+        }
 
         if (device != OnnxDevice.Cpu)
         {
@@ -88,8 +99,13 @@ public sealed class OnnxBdh : IDisposable
             }
         }
         var prefillSession = Session(prefill);
-        try { return new OnnxBdh(prefillSession, Session(step), provider, stateMemory); }
-        catch { prefillSession.Dispose(); throw; }
+        InferenceSession? stepSession = null;
+        try
+        {
+            stepSession = Session(step);
+            return new OnnxBdh(prefillSession, stepSession, provider, stateMemory);
+        }
+        catch { prefillSession.Dispose(); stepSession?.Dispose(); throw; }
     }
 
     /// <summary>The prefill graph's logits [T, V] for <paramref name="tokens"/> (row-major), as BdhModel.Forward gives them.</summary>
@@ -169,9 +185,9 @@ public sealed class OnnxBdh : IDisposable
     /// <summary>Throws unless a prompt and <paramref name="count"/> drawn tokens fit the export's RoPE tables (the last draw needs no step).</summary>
     public void CheckLength(int promptTokens, int count)
     {
-        int positions = promptTokens + Math.Max(count - 1, 0);
+        long positions = (long)promptTokens + Math.Max(count - 1, 0);
         if (positions > MaxPositions)
-            throw new ArgumentException($"{positions} positions: this export holds RoPE tables for {MaxPositions} (export again with a larger --max-positions)");
+            throw new OnnxBdhException($"{positions} positions: this export holds RoPE tables for {MaxPositions} (export again with a larger --max-positions)");
     }
 
     /// <summary>The synaptic state ρ per layer: the outputs of a run after the logits, owned until disposed.</summary>

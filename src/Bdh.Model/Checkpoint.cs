@@ -24,12 +24,42 @@ public static class Checkpoint
     public static BdhModel<T> LoadModel<T>(SafetensorsFile file, BdhConfig? config = null) where T : unmanaged, IFloatingPointIeee754<T>
     {
         config ??= ReadConfig(file);
-        var weights = ParameterNames.ToDictionary(n => n, n => file.ReadTensor<T>(n));
+        RequireShapes(file, config);
+        var weights = ParameterNames.ToDictionary(n => n, n => RequireFinite(file, n, file.ReadTensor<T>(n)));
         float[] freqs = file.Entries.ContainsKey("attn.freqs")
-            ? file.ReadTensor<float>("attn.freqs").Span.ToArray()
+            ? RequireFinite(file, "attn.freqs", file.ReadTensor<float>("attn.freqs")).Span.ToArray()
             : Tensors.Kernels.Rope.Frequencies(config.N);
         try { return new BdhModel<T>(config, weights, freqs); }
         catch (ArgumentException e) { throw new SafetensorsException($"{file.Path}: {e.Message}"); }
+    }
+
+    /// <summary>
+    /// Checks the config against the tensors the file holds, from its header alone, before anything is
+    /// allocated: every size the config states is then bounded by the file's own length.
+    /// </summary>
+    public static void RequireShapes(SafetensorsFile file, BdhConfig config)
+    {
+        foreach (var (name, shape) in BdhModel<float>.ParameterShapes(config))
+        {
+            var entry = file.Entry(name);
+            if (!entry.Shape.SequenceEqual(shape))
+                throw new SafetensorsException($"{file.Path}: tensor '{name}' is {Tensor<float>.Format(entry.Shape)}, its config needs {Tensor<float>.Format(shape)}");
+        }
+        if (file.Entries.TryGetValue("attn.freqs", out var freqs) && Tensor<float>.ShapeLength(freqs.Shape) != config.N)
+            throw new SafetensorsException($"{file.Path}: attn.freqs has {Tensor<float>.ShapeLength(freqs.Shape)} values, its config needs N = {config.N}");
+    }
+
+    /// <summary><paramref name="tensor"/>, unless it holds a NaN or an infinity: a model with one computes garbage.</summary>
+    public static Tensor<T> RequireFinite<T>(SafetensorsFile file, string name, Tensor<T> tensor) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var span = tensor.Span;
+        if (!TP.IsFiniteAll<T>(span))
+        {
+            int i = 0;
+            while (T.IsFinite(span[i])) i++;
+            throw new SafetensorsException($"{file.Path}: tensor '{name}' holds {span[i]} at element {i} (a diverged or corrupt model)");
+        }
+        return tensor;
     }
 
     public static BdhModel<float> Load(string path) => LoadModel<float>(SafetensorsFile.Read(path));

@@ -61,26 +61,28 @@ public static class Sampler
     }
 
     /// <summary>
-    /// One token from logits: divide by the temperature, keep values ≥ the k-th largest (as the
-    /// reference's topk mask), softmax, draw. With top-k 1 this is the argmax.
+    /// One token from logits: keep values ≥ the k-th largest (as the reference's topk mask), then draw
+    /// from softmax(logits / temperature). The softmax is computed in double as exp((l − max) / temperature),
+    /// so a tiny temperature cannot overflow: the largest logit weighs exp(0) = 1 and the others tend to 0,
+    /// which is the argmax, as with top-k 1.
     /// </summary>
     public static int Draw(ReadOnlySpan<float> logits, SamplingOptions options, Rng rng)
     {
-        var scaled = new float[logits.Length];
-        TP.Divide(logits, (float)options.Temperature, scaled);
-        if (options.TopK is int k && k < scaled.Length)
-        {
-            float kth = scaled.OrderByDescending(v => v).ElementAt(Math.Max(k, 1) - 1);
-            for (int i = 0; i < scaled.Length; i++) if (scaled[i] < kth) scaled[i] = float.NegativeInfinity;
-        }
-        TP.SoftMax(scaled, scaled);
-        double u = rng.NextDouble(), cumulative = 0;
+        float kth = float.NegativeInfinity;
+        if (options.TopK is int k && k < logits.Length)
+            kth = logits.ToArray().OrderByDescending(v => v).ElementAt(Math.Max(k, 1) - 1);
+        float max = TP.Max(logits);
+        var weights = new double[logits.Length];
+        double total = 0;
+        for (int i = 0; i < logits.Length; i++)
+            total += weights[i] = logits[i] >= kth ? Math.Exp((logits[i] - (double)max) / options.Temperature) : 0;
+        double u = rng.NextDouble() * total, cumulative = 0;
         int lastNonZero = 0;
-        for (int i = 0; i < scaled.Length; i++)
+        for (int i = 0; i < weights.Length; i++)
         {
-            if (scaled[i] <= 0) continue;
+            if (weights[i] <= 0) continue;
             lastNonZero = i;
-            cumulative += scaled[i];
+            cumulative += weights[i];
             if (u < cumulative) return i;
         }
         return lastNonZero; // rounding left u just above the total
