@@ -64,8 +64,8 @@ public sealed record BdhConfig
         Require(NLong >= 2 && NLong % 2 == 0, "mlp_internal_dim_multiplier",
             $"neurons per head N = multiplier*n_embd/n_head = {NLong} must be even and >= 2 (RoPE rotates pairs)");
         // Every weight must fit one tensor (at most 2^31 - 1 values): encoder [nh, D, N], embed [V, D].
-        Require((long)NHead * NEmbd * NLong <= int.MaxValue, "mlp_internal_dim_multiplier",
-            $"the encoder would hold n_head*n_embd*N = {(long)NHead * NEmbd * NLong} values, more than a tensor holds ({int.MaxValue})");
+        Require((double)NHead * NEmbd * NLong <= int.MaxValue, "mlp_internal_dim_multiplier",
+            $"the encoder would hold n_head*n_embd*N = {(double)NHead * NEmbd * NLong} values, more than a tensor holds ({int.MaxValue})");
         Require((long)VocabSize * NEmbd <= int.MaxValue, "vocab_size", $"the embedding would hold vocab_size*n_embd = {(long)VocabSize * NEmbd} values, more than a tensor holds");
         Require(Dropout is >= 0 and < 1, "dropout", $"must be in [0, 1) (got {Dropout})");
         Require(VocabSize >= 1, "vocab_size", $"must be >= 1 (got {VocabSize})");
