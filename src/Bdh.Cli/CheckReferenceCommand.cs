@@ -21,8 +21,9 @@ public static class CheckReferenceCommand
             foreach (var path in r.GetValue(fixture)!)
             {
                 InputFile.Require(path, "--fixture");
+                var results = ReferenceCheck.Run(path); // a malformed fixture is refused before anything is printed
                 Console.WriteLine($"{Path.GetFileName(path)}:");
-                foreach (var result in ReferenceCheck.Run(path))
+                foreach (var result in results)
                 {
                     Console.WriteLine("  " + result);
                     allPassed &= result.Passed;
