@@ -70,7 +70,11 @@ public static class SampleCommand
             var model = onOnnx ? null : CommonOptions.LoadModel(r.GetValue(checkpoint)!);
             onnxModel?.CheckLength(CommonOptions.Encode(text).Length, count); // before anything reaches stdout
             var snapshot = load is null ? null : StateSnapshot.Load(load, model!.Config);
-            if (model is not null) RequireFits(model.Config, r.GetValue(mode), snapshot?.Position ?? 0, CommonOptions.Encode(text).Length + (snapshot is null ? 0 : 1), count, load);
+            if (model is not null)
+            {
+                double bytes = RequireFits(model.Config, r.GetValue(mode), snapshot?.Position ?? 0, CommonOptions.Encode(text).Length + (snapshot is null ? 0 : 1), count, load);
+                if (bytes > 1e9) Console.Error.WriteLine($"bdh: --tokens {count}: about {bytes / 1e9:0.0} GB of memory");
+            }
 
             var stdout = Console.OpenStandardOutput();
             stdout.Write(System.Text.Encoding.UTF8.GetBytes(text));
@@ -90,11 +94,11 @@ public static class SampleCommand
     }
 
     /// <summary>
-    /// Throws unless <paramref name="input"/> tokens read from <paramref name="position"/> on, then <paramref name="count"/>
+    /// The memory a generation needs; throws unless <paramref name="input"/> tokens read from <paramref name="position"/> on, then <paramref name="count"/>
     /// generated, keep every position an int and fit in memory: recurrent generation keeps ρ and the tokens, cached
     /// generation each past token's rope(xs) [N] and x [D] per head and layer, full generation re-runs the whole sequence.
     /// </summary>
-    private static void RequireFits(BdhConfig c, GenerationMode mode, int position, int input, int count, string? load)
+    private static double RequireFits(BdhConfig c, GenerationMode mode, int position, int input, int count, string? load)
     {
         long last = (long)position + input + count;
         if (last > int.MaxValue)
@@ -108,6 +112,7 @@ public static class SampleCommand
         };
         if (mode == GenerationMode.Full) c.RequireStepFits(1, last, "--tokens");
         MemoryBudget.Require(bytes, $"--tokens {count} (--mode {mode.ToString().ToLowerInvariant()})");
+        return bytes;
     }
 
     /// <summary>Recurrent generation from a saved state (its pending token first, then the prompt), optionally saving the state after.</summary>

@@ -43,10 +43,10 @@ public static class Checkpoint
         {
             var entry = file.Entry(name);
             if (!entry.Shape.SequenceEqual(shape))
-                throw new SafetensorsException($"{file.Path}: tensor '{name}' is {Tensor<float>.Format(entry.Shape)}, its config needs {Tensor<float>.Format(shape)}");
+                throw new SafetensorsException($"{file.Path}: tensor '{name}' is {Tensor<float>.Format(entry.Shape)}, the config needs {Tensor<float>.Format(shape)}");
         }
         if (file.Entries.TryGetValue("attn.freqs", out var freqs) && Tensor<float>.ShapeLength(freqs.Shape) != config.N)
-            throw new SafetensorsException($"{file.Path}: attn.freqs has {Tensor<float>.ShapeLength(freqs.Shape)} values, its config needs N = {config.N}");
+            throw new SafetensorsException($"{file.Path}: attn.freqs has {Tensor<float>.ShapeLength(freqs.Shape)} values, the config needs N = {config.N}");
     }
 
     /// <summary><paramref name="tensor"/>, unless it holds a NaN or an infinity: a model with one computes garbage.</summary>

@@ -247,9 +247,28 @@ public class HardeningTests
         Assert.Empty(Directory.GetDirectories(Path.GetDirectoryName(a.Path)!, $".{Path.GetFileName(a.Path)}.export-*"));
         Assert.Equal(0, Run(sample).Code);
 
-        File.Copy(Path.Combine(b.Path, "step.onnx"), Path.Combine(a.Path, "step.onnx"), overwrite: true);
+        // The config in both graphs' metadata made invalid, the same length so the protobuf stays whole.
+        foreach (var graph in new[] { "prefill.onnx", "step.onnx" })
+        {
+            string path = Path.Combine(a.Path, graph);
+            File.WriteAllBytes(path, Replace(File.ReadAllBytes(path), "\"n_layer\":4", "\"n_layer\":0"));
+        }
+        var corrupt = Run(sample);
+        Assert.Equal((2, ""), (corrupt.Code, corrupt.Out));
+        Assert.Equal("bdh: prefill.onnx: bad bdh.config metadata: n_layer: must be >= 1 (got 0)\n", corrupt.Err);
+
+        File.Copy(Path.Combine(b.Path, "prefill.onnx"), Path.Combine(a.Path, "prefill.onnx"), overwrite: true);
         var mixed = Run(sample);
         Assert.Equal((2, ""), (mixed.Code, mixed.Out));
         Assert.Equal("bdh: step.onnx: not from the same export as prefill.onnx (their bdh.config or bdh.max_positions differ); export again\n", mixed.Err);
+    }
+
+    private static byte[] Replace(byte[] bytes, string from, string to)
+    {
+        byte[] a = System.Text.Encoding.UTF8.GetBytes(from), b = System.Text.Encoding.UTF8.GetBytes(to);
+        int at = bytes.AsSpan().IndexOf(a);
+        Assert.True(at >= 0, $"'{from}' not found");
+        b.CopyTo(bytes, at);
+        return bytes;
     }
 }

@@ -73,7 +73,7 @@ public class HardeningTests
         edit.Header.Remove("attn.freqs");
         long before = GC.GetAllocatedBytesForCurrentThread();
         var e = Assert.Throws<SafetensorsException>(() => Checkpoint.Load(edit.Save(path)));
-        Assert.Contains("its config needs", e.Message);
+        Assert.Contains("the config needs", e.Message);
         Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 1 << 20);
     }
 
