@@ -50,6 +50,8 @@ public sealed class SafetensorsFile
         long dataStart = 8 + (long)headerLength;
         long dataLength = bytes.Length - dataStart;
 
+        // JsonDocument checks the structure but leaves strings to be decoded when read: check their UTF-8 here.
+        if (!System.Text.Unicode.Utf8.IsValid(bytes.AsSpan(8, (int)headerLength))) throw Bad("header is not valid UTF-8");
         JsonDocument doc;
         try { doc = JsonDocument.Parse(bytes.AsMemory(8, (int)headerLength)); }
         catch (Exception e) when (e is JsonException or ArgumentException) { throw Bad($"header is not JSON ({e.Message})"); }
