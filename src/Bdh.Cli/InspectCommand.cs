@@ -30,8 +30,8 @@ public static class InspectCommand
             CommonOptions.RequireFolder(dir, "--out");
             var model = CommonOptions.LoadModel(r.GetValue(checkpoint)!);
             int tokens = CommonOptions.Encode(text).Length;
-            model.Config.RequireStepFits(1, tokens, "--prompt");
-            MemoryBudget.Require(model.Config.StepBytes(1, tokens) + model.Config.StateBytes, "--prompt");
+            model.Config.RequireStepFits(1, tokens, training: false, "--prompt");
+            MemoryBudget.Require(model.Config.StepBytes(1, tokens, training: false) + model.Config.StateBytes, "--prompt");
             var report = InspectionReport.Run(model, CommonOptions.Encode(text), r.GetValue(top));
             Directory.CreateDirectory(dir);
             WritePictures(report, model.Config, dir);

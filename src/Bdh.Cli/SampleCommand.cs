@@ -108,9 +108,9 @@ public static class SampleCommand
         {
             GenerationMode.Recurrent => c.StateBytes,
             GenerationMode.Cached => 4.0 * c.NLayer * c.NHead * (c.N + c.NEmbd) * last,
-            _ => c.StepBytes(1, last),
+            _ => c.StepBytes(1, last, training: false),
         };
-        if (mode == GenerationMode.Full) c.RequireStepFits(1, last, "--tokens");
+        if (mode == GenerationMode.Full) c.RequireStepFits(1, last, training: false, "--tokens");
         MemoryBudget.Require(bytes, $"--tokens {count} (--mode {mode.ToString().ToLowerInvariant()})");
         return bytes;
     }

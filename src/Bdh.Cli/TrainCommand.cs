@@ -88,8 +88,8 @@ public static class TrainCommand
             throw new UserError($"--data: {bytes.Length} bytes is too short for --block {options.Block} (both splits need block + 2 bytes)");
         // Refuse what cannot fit before allocating any of it: weights, gradients and both AdamW moments, and one micro-batch's pass.
         double parameters = BdhModel<float>.ParameterShapes(config).Values.Sum(shape => shape.Aggregate(1.0, (n, d) => n * d));
-        double memory = 16 * parameters + config.StepBytes(options.Batch / options.GradAccum, options.Block);
-        config.RequireStepFits(options.Batch / options.GradAccum, options.Block, "--batch/--block");
+        double memory = 16 * parameters + config.StepBytes(options.Batch / options.GradAccum, options.Block, training: true);
+        config.RequireStepFits(options.Batch / options.GradAccum, options.Block, training: true, "--batch/--block");
         MemoryBudget.Require(memory, "--layers/--embd/--mult/--batch/--block");
 
         void Notice(string message) => Console.Error.WriteLine($"bdh: {message}");

@@ -29,24 +29,25 @@ public sealed record BdhConfig
     [JsonIgnore] public long StateBytes => 4L * NLayer * NHead * N * NEmbd;
 
     /// <summary>
-    /// Bytes one forward and backward pass over a batch [B, T] keeps alive, roughly: per layer, xs, ys, xs⊙ys,
-    /// rope(xs) and their gradients [nh, B, T, N], and the attention's scores [nh, B, T, T]; then the
-    /// logits [B, T, V]. Used to refuse a batch or block that cannot fit before allocating any of it.
+    /// Bytes a pass over a batch [B, T] keeps alive, roughly: per layer xs, rope(xs), ys and xs⊙ys [nh, B, T, N]
+    /// and the attention's scores [nh, B, T, T], then the logits [B, T, V]. Training keeps every layer's, and
+    /// their gradients, for the backward pass; inference about two layers' at a time. Used to refuse a batch
+    /// or block that cannot fit before allocating any of it.
     /// </summary>
-    public double StepBytes(long batch, long block) =>
-        4.0 * batch * block * (2.0 * NLayer * NHead * (4.0 * N + block) + 3.0 * VocabSize);
+    public double StepBytes(long batch, long block, bool training) =>
+        4.0 * batch * block * ((training ? 2.0 * NLayer : 2.0) * NHead * (4.0 * N + block) + 3.0 * VocabSize);
 
     /// <summary>
     /// Throws an <see cref="InputException"/> led by <paramref name="what"/> unless a pass over a batch
     /// [<paramref name="batch"/>, <paramref name="block"/>] fits: its largest tensor, xs [nh, B, T, N] or the
     /// attention's scores [nh, B, T, T], within one tensor, and <see cref="StepBytes"/> within memory.
     /// </summary>
-    public void RequireStepFits(long batch, long block, string what)
+    public void RequireStepFits(long batch, long block, bool training, string what)
     {
         double largest = (double)NHead * batch * block * Math.Max(N, block);
         if (largest > int.MaxValue)
             throw new InputException($"{what}: {batch} x {block} tokens make a tensor of {largest:0.#e0} values, more than one holds ({int.MaxValue})");
-        MemoryBudget.Require(StepBytes(batch, block), what);
+        MemoryBudget.Require(StepBytes(batch, block, training), what);
     }
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first field that makes no valid model.</summary>

@@ -34,7 +34,7 @@ public static class ReferenceCheck
         int[] shape = file.Entry("idx").Shape;
         if (shape.Length != 2 || shape[0] < 1 || shape[1] < 1) throw Bad(file, $"'idx' is {Tensor<float>.Format(shape)}, not [B, T] tokens");
         int b = shape[0], t = shape[1];
-        config.RequireStepFits(b, t, $"{file.Path}: 'idx'");
+        config.RequireStepFits(b, t, training: true, $"{file.Path}: 'idx'");
         int[] Tokens(string name, int[]? sameShape = null)
         {
             var entry = file.Entry(name);
