@@ -34,7 +34,8 @@ public static class ExportOnnxCommand
             long tableValues = (long)positions * model.Config.N;
             if (tableValues > int.MaxValue)
                 throw new UserError($"--max-positions: {positions} positions x N = {model.Config.N} neurons make RoPE tables of {tableValues} values, more than one holds ({int.MaxValue})");
-            MemoryBudget.Require(4.0 * 4 * tableValues + 8.0 * 3 * BdhModel<float>.ParameterShapes(model.Config).Values.Sum(v => v.Aggregate(1.0, (n, d) => n * d)), "--max-positions");
+            // Beside them the weights, three times: the model's, and a copy of each in both graphs.
+            MemoryBudget.Require(4.0 * 4 * tableValues + 4.0 * 3 * BdhModel<float>.ParameterCount(model.Config), "--max-positions");
             ExportWhole(model, dir, positions);
             foreach (var f in files)
             {

@@ -26,7 +26,7 @@ public sealed class RunFolder : IDisposable
     /// <summary>Creates <paramref name="dir"/> if needed and takes its lock; <paramref name="notice"/> hears of a stale lock taken over.</summary>
     public static RunFolder Acquire(string dir, Action<string> notice)
     {
-        if (File.Exists(dir)) throw new UserError($"--out: '{dir}' is a file, not a folder");
+        CommonOptions.RequireFolder(dir, "--out");
         bool created = !Directory.Exists(dir);
         Directory.CreateDirectory(dir);
         string lockPath = Path.Combine(dir, LockName);

@@ -87,8 +87,7 @@ public static class TrainCommand
         if (data.Train.Length <= options.Block + 1L || data.Val.Length <= options.Block + 1L)
             throw new UserError($"--data: {bytes.Length} bytes is too short for --block {options.Block} (both splits need block + 2 bytes)");
         // Refuse what cannot fit before allocating any of it: weights, gradients and both AdamW moments, and one micro-batch's pass.
-        double parameters = BdhModel<float>.ParameterShapes(config).Values.Sum(shape => shape.Aggregate(1.0, (n, d) => n * d));
-        double memory = 16 * parameters + config.StepBytes(options.Batch / options.GradAccum, options.Block, training: true);
+        double memory = 16.0 * BdhModel<float>.ParameterCount(config) + config.StepBytes(options.Batch / options.GradAccum, options.Block, training: true);
         config.RequireStepFits(options.Batch / options.GradAccum, options.Block, training: true, "--batch/--block");
         MemoryBudget.Require(memory, "--layers/--embd/--mult/--batch/--block");
 

@@ -55,6 +55,9 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         };
     }
 
+    /// <summary>How many trainable values <paramref name="config"/> has, over all its tensors.</summary>
+    public static long ParameterCount(BdhConfig config) => ParameterShapes(config).Values.Sum(shape => shape.Aggregate(1L, (n, d) => n * d));
+
     /// <summary>A fresh model initialised as the reference: every weight ~ Normal(0, 0.02).</summary>
     public static BdhModel<T> Create(BdhConfig config, ulong seed, double std = 0.02)
     {

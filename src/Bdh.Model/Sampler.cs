@@ -62,21 +62,22 @@ public static class Sampler
 
     /// <summary>
     /// One token from logits: keep values ≥ the k-th largest (as the reference's topk mask), then draw
-    /// from softmax(logits / temperature). The softmax is computed in double as exp((l − max) / temperature),
-    /// so a tiny temperature cannot overflow: the largest logit weighs exp(0) = 1 and the others tend to 0,
-    /// which is the argmax, as with top-k 1.
+    /// from softmax(logits / temperature), computed as exp((l − max) · (1/temperature)) with 1/temperature
+    /// capped at float.MaxValue. However small the temperature, nothing overflows: the largest logit
+    /// weighs exp(0) = 1 and the others tend to exp(−∞) = 0, which is the argmax, as with top-k 1.
     /// </summary>
     public static int Draw(ReadOnlySpan<float> logits, SamplingOptions options, Rng rng)
     {
-        float kth = float.NegativeInfinity;
+        var weights = new float[logits.Length];
+        TP.Subtract(logits, TP.Max(logits), weights);
+        TP.Multiply(weights, (float)Math.Min(1 / options.Temperature, float.MaxValue), weights);
         if (options.TopK is int k && k < logits.Length)
-            kth = logits.ToArray().OrderByDescending(v => v).ElementAt(Math.Max(k, 1) - 1);
-        float max = TP.Max(logits);
-        var weights = new double[logits.Length];
-        double total = 0;
-        for (int i = 0; i < logits.Length; i++)
-            total += weights[i] = logits[i] >= kth ? Math.Exp((logits[i] - (double)max) / options.Temperature) : 0;
-        double u = rng.NextDouble() * total, cumulative = 0;
+        {
+            float kth = logits.ToArray().OrderByDescending(v => v).ElementAt(Math.Max(k, 1) - 1);
+            for (int i = 0; i < logits.Length; i++) if (logits[i] < kth) weights[i] = float.NegativeInfinity;
+        }
+        TP.Exp(weights, weights);
+        double u = rng.NextDouble() * TP.Sum(weights), cumulative = 0;
         int lastNonZero = 0;
         for (int i = 0; i < weights.Length; i++)
         {
