@@ -47,6 +47,36 @@ public sealed class OnnxBdh : IDisposable
             throw new OnnxBdhException($"{OnnxExport.PrefillFile}: bad bdh.config metadata: {e.Message}");
         }
         MaxPositions = maxPositions;
+        RequireGraphsOf(Config);
+    }
+
+    /// <summary>
+    /// Checks that the graphs' inputs and outputs are the ones <paramref name="config"/> makes: a config in the
+    /// metadata that does not describe its graphs would otherwise fail inside ONNX Runtime, or compute garbage.
+    /// </summary>
+    private void RequireGraphsOf(BdhConfig config)
+    {
+        int[] state = [config.NHead, config.N, config.NEmbd];
+        var rho = Enumerable.Range(0, config.NLayer);
+        void Require(string file, IReadOnlyDictionary<string, NodeMetadata> actual, IEnumerable<(string Name, int[]? Shape)> expected)
+        {
+            var wanted = expected.ToList();
+            bool same = actual.Count == wanted.Count && wanted.All(w =>
+                actual.TryGetValue(w.Name, out var m) && (w.Shape is null || m.Dimensions.SequenceEqual(w.Shape)));
+            if (!same)
+                throw new OnnxBdhException($"{file}: its inputs and outputs are not those its {OnnxExport.ConfigKey} metadata describes ({config.ToJson()}); export again");
+        }
+        Require(OnnxExport.PrefillFile, _prefill.InputMetadata, [("tokens", null)]);
+        Require(OnnxExport.PrefillFile, _prefill.OutputMetadata, [("logits", null), .. rho.Select(l => ($"rho{l}", (int[]?)state))]);
+        Require(OnnxExport.StepFile, _step.InputMetadata, [("token", null), ("position", null), .. rho.Select(l => ($"rho{l}", (int[]?)state))]);
+        Require(OnnxExport.StepFile, _step.OutputMetadata, [("logits", [1, 1, config.VocabSize]), .. rho.Select(l => ($"rho{l}.next", (int[]?)state))]);
+    }
+
+    /// <summary>Runs a graph; ONNX Runtime's failures on a graph from the user's folder (e.g. a position past its tables) are bad input.</summary>
+    private static void Run(InferenceSession session, RunOptions options, OrtIoBinding binding, string file)
+    {
+        try { session.RunWithBinding(options, binding); }
+        catch (OnnxRuntimeException e) { throw new OnnxBdhException($"{file}: ONNX Runtime failed: {e.Message.Split('\n')[0]} (export again)"); }
     }
 
     /// <summary>
@@ -91,6 +121,7 @@ public sealed class OnnxBdh : IDisposable
         {
             using var options = new SessionOptions();
             if (threads is int n) options.IntraOpNumThreads = n;
+            options.LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL; // its errors reach the user as one line each, through our exceptions
             configure(options);
             try { return new InferenceSession(path, options); }
             catch (OnnxRuntimeException e) when (provider == ExecutionProviders.Cpu)
@@ -157,7 +188,7 @@ public sealed class OnnxBdh : IDisposable
                 for (int layer = 0; layer < Config.NLayer; layer++) binding.BindInput($"rho{layer}", state[layer]);
                 binding.BindOutput("logits", logitsValue);
                 for (int layer = 0; layer < Config.NLayer; layer++) binding.BindOutputToDevice($"rho{layer}.next", _stateMemory);
-                _step.RunWithBinding(run, binding);
+                Run(_step, run, binding, OnnxExport.StepFile);
                 var outputs = binding.GetOutputValues();
                 state.Dispose();
                 state = new StateValues(outputs, skip: 1);
@@ -178,7 +209,7 @@ public sealed class OnnxBdh : IDisposable
         binding.BindInput("tokens", tokenValue);
         binding.BindOutput("logits", logitsValue);
         for (int layer = 0; layer < Config.NLayer; layer++) binding.BindOutputToDevice($"rho{layer}", _stateMemory);
-        _prefill.RunWithBinding(run, binding);
+        Run(_prefill, run, binding, OnnxExport.PrefillFile);
         return new StateValues(binding.GetOutputValues(), skip: 1);
     }
 

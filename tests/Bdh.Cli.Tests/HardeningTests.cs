@@ -247,15 +247,33 @@ public class HardeningTests
         Assert.Empty(Directory.GetDirectories(Path.GetDirectoryName(a.Path)!, $".{Path.GetFileName(a.Path)}.export-*"));
         Assert.Equal(0, Run(sample).Code);
 
-        // The config in both graphs' metadata made invalid, the same length so the protobuf stays whole.
-        foreach (var graph in new[] { "prefill.onnx", "step.onnx" })
+        // The metadata of both graphs edited alike, each value the same length so the protobuf stays whole:
+        // a position past the RoPE tables, then a config that does not describe the graphs, then one that is invalid.
+        void EditBoth(string from, string to)
         {
-            string path = Path.Combine(a.Path, graph);
-            File.WriteAllBytes(path, Replace(File.ReadAllBytes(path), "\"n_layer\":4", "\"n_layer\":0"));
+            foreach (var graph in new[] { "prefill.onnx", "step.onnx" })
+            {
+                string path = Path.Combine(a.Path, graph);
+                File.WriteAllBytes(path, Replace(File.ReadAllBytes(path), from, to));
+            }
         }
-        var corrupt = Run(sample);
-        Assert.Equal((2, ""), (corrupt.Code, corrupt.Out));
-        Assert.Equal("bdh: prefill.onnx: bad bdh.config metadata: n_layer: must be >= 1 (got 0)\n", corrupt.Err);
+        EditBoth("bdh.max_positions\u0012\u000248", "bdh.max_positions\u0012\u000299"); // the protobuf entry: key, then value of length 2
+        var pastTables = Run([.. sample[..^4], "-n", "90"]);
+        Assert.Equal(2, pastTables.Code);
+        Assert.StartsWith("bdh: step.onnx: ONNX Runtime failed: ", pastTables.Err);
+        Assert.Single(pastTables.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        foreach (var (from, to, message) in new[]
+        {
+            ("\"n_layer\":4", "\"n_layer\":3", "bdh: prefill.onnx: its inputs and outputs are not those its bdh.config metadata describes"),
+            ("\"n_layer\":3", "\"n_layer\":0", "bdh: prefill.onnx: bad bdh.config metadata: n_layer: must be >= 1 (got 0)"),
+        })
+        {
+            EditBoth(from, to);
+            var corrupt = Run(sample);
+            Assert.Equal((2, ""), (corrupt.Code, corrupt.Out));
+            Assert.StartsWith(message, corrupt.Err);
+            Assert.Single(corrupt.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        }
 
         File.Copy(Path.Combine(b.Path, "prefill.onnx"), Path.Combine(a.Path, "prefill.onnx"), overwrite: true);
         var mixed = Run(sample);
