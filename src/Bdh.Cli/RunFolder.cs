@@ -55,10 +55,11 @@ public sealed class RunFolder : IDisposable
         finally { File.Delete(mine); }
     }
 
+    /// <summary>The pid in a lock file; "" if it went away meanwhile. Anything but a regular file there is refused, not waited on.</summary>
     private static string ReadOwner(string lockPath)
     {
-        try { return File.ReadAllText(lockPath).Trim(); }
-        catch (IOException) { return ""; }
+        try { return System.Text.Encoding.UTF8.GetString(InputFile.ReadAll(lockPath, "--out")).Trim(); }
+        catch (InputException) when (!File.Exists(lockPath)) { return ""; }
     }
 
     /// <summary>Whether <paramref name="pid"/> is a live bdh (run by dotnet or as its own executable); a reused pid of another program is not.</summary>
@@ -84,7 +85,7 @@ public sealed class RunFolder : IDisposable
         var points = new List<(int, double, double?)>();
         if (File.Exists(path))
         {
-            string text = File.ReadAllText(path);
+            string text = System.Text.Encoding.UTF8.GetString(InputFile.ReadAll(path, "--out"));
             var lines = text.Split('\n');
             if (lines[0] != CurveHeader) throw new UserError($"--out: '{path}' was not written by bdh; move it away or choose another --out");
             if (!text.EndsWith('\n') && lines.Length > 1 && resumedStep is not null)

@@ -216,6 +216,15 @@ public class HardeningTests
         Assert.Equal("my,own,numbers\n1,2,3\n", File.ReadAllText(csv));
         Assert.Equal([csv], Directory.GetFileSystemEntries(dir.Path));
 
+        // A FIFO in its place is refused, not waited on.
+        using (var other = new TempDir())
+        {
+            string fifo = Make("FIFO", other.Path);
+            File.Move(fifo, Path.Combine(other.Path, "loss.csv"));
+            var blocked = Run(TinyTrain(other.Path, 2));
+            Assert.Equal($"bdh: --out: '{Path.Combine(other.Path, "loss.csv")}' is empty or not a regular file (a FIFO or a device)\n", blocked.Err);
+        }
+
         // A run of bdh's whose loss.csv gained a line that is not bdh's: resume names it and changes nothing.
         File.Delete(csv);
         Assert.Equal(0, Run(TinyTrain(dir.Path, 2, checkpointEvery: 1)).Code);
