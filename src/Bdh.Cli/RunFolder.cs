@@ -103,9 +103,9 @@ public sealed class RunFolder : IDisposable
             throw new UserError($"--out: '{Path.Combine(Dir, ChartName)}' was not written by this bdh run; move it away or choose another --out");
         // Written beside it and moved in, so a kill now leaves either the old curve or the new one.
         string temp = Path.Combine(Dir, $".{CurveName}.{Environment.ProcessId}.tmp");
-        File.WriteAllLines(temp, [CurveHeader, .. kept]);
+        File.WriteAllText(temp, string.Join('\n', [CurveHeader, .. kept]) + "\n");
         File.Move(temp, path, overwrite: true);
-        _curve = new StreamWriter(path, append: true) { AutoFlush = true };
+        _curve = new StreamWriter(path, append: true) { AutoFlush = true, NewLine = "\n" }; // the same file on every OS
         return points;
     }
 
