@@ -28,9 +28,9 @@ public static class CheckReferenceCommand
         {
             var fixtures = r.GetValue(fixture)!;
             foreach (var path in fixtures)
-                if (!File.Exists(path)) throw new UserError($"--fixture: no such file '{path}'");
+                InputFile.Require(path, "--fixture");
             var given = r.GetValue(trig);
-            if (given is not null && !File.Exists(given)) throw new UserError($"--trig: no such file '{given}'");
+            if (given is not null) InputFile.Require(given, "--trig");
             var trigs = fixtures.Select(path => given ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, ReferenceTrig.FileName)).ToArray();
             foreach (var (path, trigPath) in fixtures.Zip(trigs))
                 if (!File.Exists(trigPath)) throw new UserError($"--fixture: no {ReferenceTrig.FileName} beside '{path}' (pass --trig FILE)");

@@ -26,7 +26,22 @@ public static class CommonOptions
         string file;
         try { file = Bdh.Model.Checkpoint.Find(path); }
         catch (FileNotFoundException e) { throw new UserError($"--checkpoint: {e.Message}"); }
+        InputFile.Require(file, "--checkpoint");
         return Bdh.Model.Checkpoint.Load(file);
+    }
+
+    /// <summary>Throws unless <paramref name="path"/> can be a folder to write into (it may not exist yet).</summary>
+    public static void RequireFolder(string path, string flag)
+    {
+        if (File.Exists(path)) throw new UserError($"{flag}: '{path}' is a file, not a folder");
+    }
+
+    /// <summary>Throws unless a file can be written at <paramref name="path"/>: not a folder, in a folder that exists.</summary>
+    public static void RequireWritableFile(string path, string flag)
+    {
+        if (Directory.Exists(path)) throw new UserError($"{flag}: '{path}' is a folder, not a file");
+        string folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        if (!Directory.Exists(folder)) throw new UserError($"{flag}: no folder '{folder}' to write '{Path.GetFileName(path)}' into");
     }
 
     /// <summary>Text as byte tokens (the vocabulary is the 256 byte values).</summary>

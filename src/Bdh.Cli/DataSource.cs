@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using Bdh.Model;
 
 namespace Bdh.Cli;
 
@@ -17,9 +18,9 @@ public static class DataSource
     public static byte[] Load(string? path)
     {
         if (path is not null)
-            return File.Exists(path) ? File.ReadAllBytes(path) : throw new UserError($"--data: no such file '{path}'");
+            return InputFile.ReadAll(path, "--data");
         string cached = Path.Combine(CacheDirectory, "tinyshakespeare.txt");
-        if (File.Exists(cached)) return File.ReadAllBytes(cached);
+        if (File.Exists(cached)) return InputFile.ReadAll(cached, "the cached tiny Shakespeare");
         return Download(cached);
     }
 
@@ -61,4 +62,4 @@ public static class DataSource
 }
 
 /// <summary>A mistake in the user's input: printed as one line, exit code 2.</summary>
-public sealed class UserError(string message) : Exception(message);
+public sealed class UserError(string message) : InputException(message);

@@ -20,10 +20,11 @@ public static class EvalCommand
             int t = r.GetValue(block);
             if (t < 1) throw new UserError("--block: must be >= 1");
             if (r.GetValue(windows) is < 1) throw new UserError("--windows: must be >= 1");
-            var model = CommonOptions.LoadModel(r.GetValue(checkpoint)!);
             var val = new TextData(DataSource.Load(r.GetValue(data))).Val;
+            var model = CommonOptions.LoadModel(r.GetValue(checkpoint)!);
             int count = Math.Min(r.GetValue(windows) ?? int.MaxValue, TextData.WindowCount(val, t));
-            if (count == 0) throw new UserError($"--block: no window of {t + 1} bytes fits in the {val.Length}-byte val split");
+            if (count == 0) throw new UserError($"--block: no window of {t + 1L} bytes fits in the {val.Length}-byte val split");
+            model.Config.RequireStepFits(Math.Min(count, Evaluation.Batch), t, training: false, "--block");
             double loss = Evaluation.MeanLoss(model, val, t, count);
             Console.WriteLine($"val loss {loss:0.000000} over {count} windows of {t} tokens");
             return 0;

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Bdh.DirectML;
 using Bdh.DirectML.Onnx;
+using Bdh.Model;
 
 namespace Bdh.Cli;
 
@@ -25,10 +26,17 @@ public static class ExportOnnxCommand
             int positions = r.GetValue(maxPositions);
             if (positions < 1) throw new UserError("--max-positions: must be >= 1");
             string[] files = [OnnxExport.PrefillFile, OnnxExport.StepFile];
+            CommonOptions.RequireFolder(dir, "--out");
             if (!r.GetValue(force) && files.FirstOrDefault(f => File.Exists(Path.Combine(dir, f))) is string existing)
                 throw new UserError($"--out: '{Path.Combine(dir, existing)}' exists (pass --force to replace it)");
             var model = CommonOptions.LoadModel(r.GetValue(checkpoint)!);
-            OnnxExport.Export(model, dir, positions);
+            // RoPE tables: cos and sin [P, N] while they are made, then halves [P, N/2] in the graphs.
+            long tableValues = (long)positions * model.Config.N;
+            if (tableValues > int.MaxValue)
+                throw new UserError($"--max-positions: {positions} positions x N = {model.Config.N} neurons make RoPE tables of {tableValues} values, more than one holds ({int.MaxValue})");
+            // Beside them the weights, three times: the model's, and a copy of each in both graphs.
+            MemoryBudget.Require(4.0 * 4 * tableValues + 4.0 * 3 * BdhModel<float>.ParameterCount(model.Config), "--max-positions");
+            ExportWhole(model, dir, positions);
             foreach (var f in files)
             {
                 string path = Path.Combine(dir, f);
@@ -39,5 +47,29 @@ public static class ExportOnnxCommand
             return 0;
         });
         return command;
+    }
+
+    /// <summary>
+    /// Writes the export into a temporary folder beside <paramref name="dir"/> and moves it in only once
+    /// both graphs are whole: a failed export leaves the old one as it was, never half of each.
+    /// </summary>
+    private static void ExportWhole(BdhModel<float> model, string dir, int positions)
+    {
+        string full = Path.GetFullPath(dir).TrimEnd(Path.DirectorySeparatorChar);
+        string temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.export-{Environment.ProcessId}.tmp");
+        try
+        {
+            OnnxExport.Export(model, temp, positions);
+            Directory.CreateDirectory(dir);
+            // The old export's files go first, so an old step.onnx.data never outlives its graph.
+            foreach (var graph in new[] { OnnxExport.PrefillFile, OnnxExport.StepFile })
+                foreach (var old in new[] { graph, graph + ".data" })
+                    File.Delete(Path.Combine(dir, old));
+            foreach (var file in Directory.GetFiles(temp)) File.Move(file, Path.Combine(dir, Path.GetFileName(file)));
+        }
+        finally
+        {
+            if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+        }
     }
 }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text;
+using Bdh.Model;
 using Bdh.Model.Inference;
 
 namespace Bdh.Cli;
@@ -25,9 +26,13 @@ public static class InspectCommand
             string text = r.GetValue(prompt)!;
             if (text.Length == 0) throw new UserError("--prompt: must not be empty");
             if (r.GetValue(top) < 1) throw new UserError("--top: must be >= 1");
-            var model = CommonOptions.LoadModel(r.GetValue(checkpoint)!);
-            var report = InspectionReport.Run(model, CommonOptions.Encode(text), r.GetValue(top));
             string dir = r.GetValue(outDir)!;
+            CommonOptions.RequireFolder(dir, "--out");
+            var model = CommonOptions.LoadModel(r.GetValue(checkpoint)!);
+            int tokens = CommonOptions.Encode(text).Length;
+            model.Config.RequireStepFits(1, tokens, training: false, "--prompt");
+            MemoryBudget.Require(model.Config.StepBytes(1, tokens, training: false) + model.Config.StateBytes, "--prompt");
+            var report = InspectionReport.Run(model, CommonOptions.Encode(text), r.GetValue(top));
             Directory.CreateDirectory(dir);
             WritePictures(report, model.Config, dir);
             Console.Write(Summary(report));

@@ -23,7 +23,7 @@ try
     // Our handler below turns user errors into one line and exit code 2; anything else is a bug and keeps its trace.
     return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
 }
-catch (Exception e) when (e is UserError or ArgumentException or SafetensorsException or Bdh.DirectML.OnnxBdhException or FileNotFoundException or DirectoryNotFoundException or IOException or UnauthorizedAccessException)
+catch (Exception e) when (e is InputException or ArgumentException or IOException or UnauthorizedAccessException)
 {
     Console.Error.WriteLine($"bdh: {e.Message}");
     return 2;

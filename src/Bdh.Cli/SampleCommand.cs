@@ -41,11 +41,13 @@ public static class SampleCommand
             int count = r.GetValue(tokens);
             if (count < 0) throw new UserError("--tokens: must be >= 0");
             if (r.GetValue(topK) is < 1) throw new UserError("--top-k: must be >= 1");
-            if (r.GetValue(temperature) is not > 0) throw new UserError("--temperature: must be > 0");
+            if (r.GetValue(temperature) is not > 0 || !double.IsFinite(r.GetValue(temperature))) throw new UserError("--temperature: must be a finite number > 0");
             string? load = r.GetValue(loadState), save = r.GetValue(saveState);
             if ((load ?? save) is not null && r.GetValue(mode) != GenerationMode.Recurrent)
                 throw new UserError("--save-state/--load-state: need --mode recurrent");
             if (save is not null && count == 0) throw new UserError("--save-state: generate at least one token");
+            if (save is not null) CommonOptions.RequireWritableFile(save, "--save-state");
+            if (load is not null) InputFile.Require(load, "--load-state");
             string text = r.GetValue(prompt) ?? (load is null ? "ROMEO:" : "");
             if (text.Length == 0 && load is null) throw new UserError("--prompt: must not be empty");
             var options = new SamplingOptions(r.GetValue(temperature), r.GetValue(topK), r.GetValue(seed));
@@ -67,6 +69,12 @@ public static class SampleCommand
                 : null;
             var model = onOnnx ? null : CommonOptions.LoadModel(r.GetValue(checkpoint)!);
             onnxModel?.CheckLength(CommonOptions.Encode(text).Length, count); // before anything reaches stdout
+            var snapshot = load is null ? null : StateSnapshot.Load(load, model!.Config);
+            if (model is not null)
+            {
+                double bytes = RequireFits(model.Config, r.GetValue(mode), snapshot?.Position ?? 0, CommonOptions.Encode(text).Length + (snapshot is null ? 0 : 1), count, load);
+                if (bytes > 1e9) Console.Error.WriteLine($"bdh: --tokens {count}: about {bytes / 1e9:0.0} GB of memory");
+            }
 
             var stdout = Console.OpenStandardOutput();
             stdout.Write(System.Text.Encoding.UTF8.GetBytes(text));
@@ -74,7 +82,7 @@ public static class SampleCommand
             var watch = Stopwatch.StartNew();
             if (onnxModel is not null) onnxModel.Generate(CommonOptions.Encode(text), count, options, Print);
             else if (load is null && save is null) Sampler.Generate(model!, CommonOptions.Encode(text), count, options, Print, r.GetValue(mode));
-            else ContinueState(model!, text, load, save, count, options, Print);
+            else ContinueState(model!, text, snapshot, save, count, options, Print);
             stdout.WriteByte((byte)'\n');
             stdout.Flush();
             double seconds = watch.Elapsed.TotalSeconds;
@@ -85,14 +93,37 @@ public static class SampleCommand
         return command;
     }
 
-    /// <summary>Recurrent generation from a saved state (its pending token first, then the prompt), optionally saving the state after.</summary>
-    private static void ContinueState(BdhModel<float> model, string text, string? load, string? save, int count, SamplingOptions options, Action<int> print)
+    /// <summary>
+    /// The memory a generation needs; throws unless <paramref name="input"/> tokens read from <paramref name="position"/> on, then <paramref name="count"/>
+    /// generated, keep every position an int and fit in memory: recurrent generation keeps ρ and the tokens, cached
+    /// generation each past token's rope(xs) [N] and x [D] per head and layer, full generation re-runs the whole sequence.
+    /// </summary>
+    private static double RequireFits(BdhConfig c, GenerationMode mode, int position, int input, int count, string? load)
     {
-        var snapshot = load is null ? null : StateSnapshot.Load(load, model.Config);
+        long last = (long)position + input + count;
+        if (last > int.MaxValue)
+            throw new UserError(load is null ? $"--tokens: {input} + {count} tokens pass the last position a model reads ({int.MaxValue})"
+                : $"--tokens: the state in '{load}' is at position {position}; {count} more tokens pass the last position a model reads ({int.MaxValue})");
+        double bytes = 8.0 * last + mode switch
+        {
+            GenerationMode.Recurrent => c.StateBytes,
+            GenerationMode.Cached => 4.0 * c.NLayer * c.NHead * (c.N + c.NEmbd) * last,
+            _ => c.StepBytes(1, last, training: false),
+        };
+        if (mode == GenerationMode.Full) c.RequireStepFits(1, last, training: false, "--tokens");
+        MemoryBudget.Require(bytes, $"--tokens {count} (--mode {mode.ToString().ToLowerInvariant()})");
+        return bytes;
+    }
+
+    /// <summary>Recurrent generation from a saved state (its pending token first, then the prompt), optionally saving the state after.</summary>
+    private static void ContinueState(BdhModel<float> model, string text, StateSnapshot? snapshot, string? save, int count, SamplingOptions options, Action<int> print)
+    {
         var stepper = snapshot?.Resume(model) ?? IncrementalBdh<float>.Start(model, GenerationMode.Recurrent);
         int[] input = snapshot is null ? CommonOptions.Encode(text) : [snapshot.PendingToken, .. CommonOptions.Encode(text)];
         var all = Sampler.Continue(stepper, input, count, options, print);
-        if (save is not null) StateSnapshot.Capture(stepper, pendingToken: all[^1]).Save(save, model.Config);
+        if (save is null) return;
+        try { StateSnapshot.Capture(stepper, pendingToken: all[^1]).Save(save, model.Config); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new UserError($"--save-state: {e.Message}"); }
     }
 }
 

@@ -1,5 +1,5 @@
 using System.CommandLine;
-using System.Globalization;
+using System.Runtime.InteropServices;
 using Bdh.Autograd;
 using Bdh.Model;
 using Spectre.Console;
@@ -84,44 +84,55 @@ public static class TrainCommand
     private static int Train(BdhConfig config, TrainOptions options, byte[] bytes, string dir, bool resume, bool profile)
     {
         var data = new TextData(bytes);
-        if (data.Train.Length <= options.Block + 1 || data.Val.Length <= options.Block + 1)
+        if (data.Train.Length <= options.Block + 1L || data.Val.Length <= options.Block + 1L)
             throw new UserError($"--data: {bytes.Length} bytes is too short for --block {options.Block} (both splits need block + 2 bytes)");
+        // Refuse what cannot fit before allocating any of it: weights, gradients and both AdamW moments, and one micro-batch's pass.
+        double memory = 16.0 * BdhModel<float>.ParameterCount(config) + config.StepBytes(options.Batch / options.GradAccum, options.Block, training: true);
+        config.RequireStepFits(options.Batch / options.GradAccum, options.Block, training: true, "--batch/--block");
+        MemoryBudget.Require(memory, "--layers/--embd/--mult/--batch/--block");
+
+        void Notice(string message) => Console.Error.WriteLine($"bdh: {message}");
+        // Signals stop training between steps; the run then saves a checkpoint and exits 128 + the signal's number.
+        using var cancel = new CancellationTokenSource();
+        PosixSignal? stoppedBy = null;
+        void Stop(PosixSignalContext signal)
+        {
+            signal.Cancel = true;
+            stoppedBy ??= signal.Signal;
+            cancel.Cancel();
+        }
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+
+        using var run = RunFolder.Acquire(dir, Notice);
+        if (Trainer.RemoveUnfinishedCheckpoints(dir) is > 0 and int removed)
+            Notice($"removed {removed} unfinished checkpoint file(s) that a killed run left in {Path.Combine(dir, "checkpoints")}");
         bool hasRun = Trainer.LatestCheckpoint(dir) is not null;
-        if (resume && !hasRun) throw new UserError($"--resume: no checkpoint in '{dir}'");
         if (!resume && hasRun) throw new UserError($"--out: '{dir}' already holds a run; pass --resume to continue it or choose another --out");
 
         var trainer = new Trainer(BdhModel<float>.Create(config, options.Seed), data, options);
         if (resume) trainer.Resume(dir);
-        Directory.CreateDirectory(dir);
-        string csvPath = Path.Combine(dir, "loss.csv");
-        var curve = ReadCurve(csvPath).Where(p => p.Step <= trainer.Step).ToList();
+        var curve = run.OpenCurve(resume ? trainer.Step : null, Notice);
         Console.Error.WriteLine($"training BDH {config.ToJson()} on {bytes.Length:N0} bytes, {Bdh.Tensors.Parallelism.Threads} threads, into {dir}" +
-            (resume ? $" (resumed at step {trainer.Step})" : ""));
+            (resume ? $" (resumed at step {trainer.Step})" : "") + $"; about {memory / 1e9:0.00} GB of memory");
 
-        using var cancel = new CancellationTokenSource();
-        Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
         var stepSeconds = new List<double>();
-        using (var csv = new StreamWriter(csvPath, append: false))
+        void Record(StepReport s)
         {
-            csv.WriteLine("step,train_loss,val_loss,seconds");
-            foreach (var p in curve) csv.WriteLine(CsvLine(p.Step, p.Train, p.Val, double.NaN));
-            void Record(StepReport s)
-            {
-                OpProfile.Enabled = profile; // from the second step of this run on
-                stepSeconds.Add(s.Seconds);
-                curve.Add((s.Step, s.Loss, s.ValLoss));
-                csv.WriteLine(CsvLine(s.Step, s.Loss, s.ValLoss, s.Seconds));
-                if (s.ValLoss.HasValue) csv.Flush();
-            }
-            if (Console.IsErrorRedirected) RunWithLines(trainer, options, dir, Record, cancel.Token);
-            else RunWithProgressBar(trainer, options, dir, Record, cancel.Token);
+            OpProfile.Enabled = profile; // from the second step of this run on
+            stepSeconds.Add(s.Seconds);
+            curve.Add((s.Step, s.Loss, s.ValLoss));
+            run.Append(s.Step, s.Loss, s.ValLoss, s.Seconds);
         }
-        if (cancel.IsCancellationRequested)
+        if (Console.IsErrorRedirected) RunWithLines(trainer, options, dir, Record, cancel.Token);
+        else RunWithProgressBar(trainer, options, dir, Record, cancel.Token);
+        LossCurve.WriteSvg(Path.Combine(dir, RunFolder.ChartName), curve);
+        if (stoppedBy is PosixSignal signal)
         {
             trainer.SaveCheckpoint(dir);
-            Console.Error.WriteLine($"interrupted at step {trainer.Step}; checkpoint saved, continue with --resume --out {dir}");
+            Notice($"stopped by {signal} at step {trainer.Step}; checkpoint saved, continue with --resume --out {dir}");
+            return signal == PosixSignal.SIGINT ? 130 : 143;
         }
-        LossCurve.WriteSvg(Path.Combine(dir, "loss.svg"), curve);
 
         // A sample at the end, as the reference's train.py prints one.
         var sample = Sampler.Generate(trainer.Model, CommonOptions.Encode("To be or "), 100, new SamplingOptions(TopK: 3, Seed: options.Seed));
@@ -164,11 +175,12 @@ public static class TrainCommand
         trainer.Run(dir, s =>
         {
             record(s);
-            if (s.Step % every == 0 || s.ValLoss.HasValue || s.Step == s.TotalSteps)
+            // The first step's line projects the whole run's time at once, however long it is.
+            if (s.Step % every == 0 || s.ValLoss.HasValue || s.Step == s.TotalSteps || s.Step == firstStep + 1)
             {
                 double elapsed = (DateTime.UtcNow - started).TotalSeconds;
-                double eta = elapsed / (s.Step - firstStep) * (s.TotalSteps - s.Step);
-                Console.Error.WriteLine($"{Describe(s, s.ValLoss)}  eta {TimeSpan.FromSeconds(Math.Round(eta)):hh\\:mm\\:ss}");
+                var eta = TimeSpan.FromSeconds(Math.Min(Math.Round(elapsed / (s.Step - firstStep) * (s.TotalSteps - s.Step)), TimeSpan.MaxValue.TotalSeconds / 2));
+                Console.Error.WriteLine($"{Describe(s, s.ValLoss)}  eta {(eta.Days > 0 ? $"{eta.Days}d " : "")}{eta:hh\\:mm\\:ss}");
             }
         }, cancel);
     }
@@ -176,19 +188,4 @@ public static class TrainCommand
     // The project builds with invariant globalization: interpolated numbers always use '.'.
     private static string Describe(StepReport s, double? val) =>
         $"step {s.Step}/{s.TotalSteps}  loss {s.Loss:0.0000}  {s.TokensPerSecond:0} tok/s" + (val is double v ? $"  val {v:0.0000}" : "");
-
-    private static string CsvLine(int step, double train, double? val, double seconds) => string.Join(',',
-        step.ToString(CultureInfo.InvariantCulture), train.ToString("R", CultureInfo.InvariantCulture),
-        val?.ToString("R", CultureInfo.InvariantCulture) ?? "",
-        double.IsNaN(seconds) ? "" : seconds.ToString("0.######", CultureInfo.InvariantCulture));
-
-    private static List<(int Step, double Train, double? Val)> ReadCurve(string csvPath)
-    {
-        if (!File.Exists(csvPath)) return [];
-        return File.ReadLines(csvPath).Skip(1).Select(line => line.Split(','))
-            .Where(f => f.Length >= 2)
-            .Select(f => (int.Parse(f[0], CultureInfo.InvariantCulture), double.Parse(f[1], CultureInfo.InvariantCulture),
-                f[2].Length > 0 ? double.Parse(f[2], CultureInfo.InvariantCulture) : (double?)null))
-            .ToList();
-    }
 }

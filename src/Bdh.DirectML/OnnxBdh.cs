@@ -9,7 +9,7 @@ namespace Bdh.DirectML;
 public enum OnnxDevice { Auto, Dml, Cpu }
 
 /// <summary>A user-facing failure of the ONNX backend: a bad export folder, or a device that cannot be had.</summary>
-public sealed class OnnxBdhException(string message) : Exception(message);
+public sealed class OnnxBdhException(string message) : InputException(message);
 
 /// <summary>
 /// BDH generation from an <see cref="OnnxExport"/> folder through ONNX Runtime. The prompt goes through
@@ -35,10 +35,48 @@ public sealed class OnnxBdh : IDisposable
         _stateMemory = stateMemory;
         var metadata = prefill.ModelMetadata.CustomMetadataMap;
         if (!metadata.TryGetValue(OnnxExport.ConfigKey, out var json) || !metadata.TryGetValue(OnnxExport.MaxPositionsKey, out var max)
-            || !int.TryParse(max, CultureInfo.InvariantCulture, out int maxPositions))
-            throw new OnnxBdhException("prefill.onnx: not a bdh export-onnx model (no bdh.config / bdh.max_positions metadata)");
-        Config = BdhConfig.FromJson(json);
+            || !int.TryParse(max, NumberStyles.None, CultureInfo.InvariantCulture, out int maxPositions) || maxPositions < 1)
+            throw new OnnxBdhException($"{OnnxExport.PrefillFile}: not a bdh export-onnx model (no valid bdh.config / bdh.max_positions metadata)");
+        // Both graphs come from one export: the step graph must read the state prefill writes, with the same tables.
+        var stepMetadata = step.ModelMetadata.CustomMetadataMap;
+        if (stepMetadata.GetValueOrDefault(OnnxExport.ConfigKey) != json || stepMetadata.GetValueOrDefault(OnnxExport.MaxPositionsKey) != max)
+            throw new OnnxBdhException($"{OnnxExport.StepFile}: not from the same export as {OnnxExport.PrefillFile} (their bdh.config or bdh.max_positions differ); export again");
+        try { Config = BdhConfig.FromJson(json); }
+        catch (Exception e) when (e is System.Text.Json.JsonException or ArgumentException or FormatException)
+        {
+            throw new OnnxBdhException($"{OnnxExport.PrefillFile}: bad bdh.config metadata: {e.Message}");
+        }
         MaxPositions = maxPositions;
+        RequireGraphsOf(Config);
+    }
+
+    /// <summary>
+    /// Checks that the graphs' inputs and outputs are the ones <paramref name="config"/> makes: a config in the
+    /// metadata that does not describe its graphs would otherwise fail inside ONNX Runtime, or compute garbage.
+    /// </summary>
+    private void RequireGraphsOf(BdhConfig config)
+    {
+        int[] state = [config.NHead, config.N, config.NEmbd];
+        var rho = Enumerable.Range(0, config.NLayer);
+        void Require(string file, IReadOnlyDictionary<string, NodeMetadata> actual, IEnumerable<(string Name, int[]? Shape)> expected)
+        {
+            var wanted = expected.ToList();
+            bool same = actual.Count == wanted.Count && wanted.All(w =>
+                actual.TryGetValue(w.Name, out var m) && (w.Shape is null || m.Dimensions.SequenceEqual(w.Shape)));
+            if (!same)
+                throw new OnnxBdhException($"{file}: its inputs and outputs are not those its {OnnxExport.ConfigKey} metadata describes ({config.ToJson()}); export again");
+        }
+        Require(OnnxExport.PrefillFile, _prefill.InputMetadata, [("tokens", null)]);
+        Require(OnnxExport.PrefillFile, _prefill.OutputMetadata, [("logits", null), .. rho.Select(l => ($"rho{l}", (int[]?)state))]);
+        Require(OnnxExport.StepFile, _step.InputMetadata, [("token", null), ("position", null), .. rho.Select(l => ($"rho{l}", (int[]?)state))]);
+        Require(OnnxExport.StepFile, _step.OutputMetadata, [("logits", [1, 1, config.VocabSize]), .. rho.Select(l => ($"rho{l}.next", (int[]?)state))]);
+    }
+
+    /// <summary>Runs a graph; ONNX Runtime's failures on a graph from the user's folder (e.g. a position past its tables) are bad input.</summary>
+    private static void Run(InferenceSession session, RunOptions options, OrtIoBinding binding, string file)
+    {
+        try { session.RunWithBinding(options, binding); }
+        catch (OnnxRuntimeException e) { throw new OnnxBdhException($"{file}: ONNX Runtime failed: {e.Message.Split('\n')[0]} (export again)"); }
     }
 
     /// <summary>
@@ -51,7 +89,10 @@ public sealed class OnnxBdh : IDisposable
     {
         string prefill = Path.Combine(dir, OnnxExport.PrefillFile), step = Path.Combine(dir, OnnxExport.StepFile);
         foreach (var file in new[] { prefill, step })
+        {
             if (!File.Exists(file)) throw new OnnxBdhException($"--onnx: no {Path.GetFileName(file)} in '{dir}' (write one with bdh export-onnx)");
+            InputFile.Require(file, "--onnx");
+        }
 
         if (device != OnnxDevice.Cpu)
         {
@@ -80,6 +121,7 @@ public sealed class OnnxBdh : IDisposable
         {
             using var options = new SessionOptions();
             if (threads is int n) options.IntraOpNumThreads = n;
+            options.LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL; // its errors reach the user as one line each, through our exceptions
             configure(options);
             try { return new InferenceSession(path, options); }
             catch (OnnxRuntimeException e) when (provider == ExecutionProviders.Cpu)
@@ -88,8 +130,13 @@ public sealed class OnnxBdh : IDisposable
             }
         }
         var prefillSession = Session(prefill);
-        try { return new OnnxBdh(prefillSession, Session(step), provider, stateMemory); }
-        catch { prefillSession.Dispose(); throw; }
+        InferenceSession? stepSession = null;
+        try
+        {
+            stepSession = Session(step);
+            return new OnnxBdh(prefillSession, stepSession, provider, stateMemory);
+        }
+        catch { prefillSession.Dispose(); stepSession?.Dispose(); throw; }
     }
 
     /// <summary>The prefill graph's logits [T, V] for <paramref name="tokens"/> (row-major), as BdhModel.Forward gives them.</summary>
@@ -141,7 +188,7 @@ public sealed class OnnxBdh : IDisposable
                 for (int layer = 0; layer < Config.NLayer; layer++) binding.BindInput($"rho{layer}", state[layer]);
                 binding.BindOutput("logits", logitsValue);
                 for (int layer = 0; layer < Config.NLayer; layer++) binding.BindOutputToDevice($"rho{layer}.next", _stateMemory);
-                _step.RunWithBinding(run, binding);
+                Run(_step, run, binding, OnnxExport.StepFile);
                 var outputs = binding.GetOutputValues();
                 state.Dispose();
                 state = new StateValues(outputs, skip: 1);
@@ -162,16 +209,16 @@ public sealed class OnnxBdh : IDisposable
         binding.BindInput("tokens", tokenValue);
         binding.BindOutput("logits", logitsValue);
         for (int layer = 0; layer < Config.NLayer; layer++) binding.BindOutputToDevice($"rho{layer}", _stateMemory);
-        _prefill.RunWithBinding(run, binding);
+        Run(_prefill, run, binding, OnnxExport.PrefillFile);
         return new StateValues(binding.GetOutputValues(), skip: 1);
     }
 
     /// <summary>Throws unless a prompt and <paramref name="count"/> drawn tokens fit the export's RoPE tables (the last draw needs no step).</summary>
     public void CheckLength(int promptTokens, int count)
     {
-        int positions = promptTokens + Math.Max(count - 1, 0);
+        long positions = (long)promptTokens + Math.Max(count - 1, 0);
         if (positions > MaxPositions)
-            throw new ArgumentException($"{positions} positions: this export holds RoPE tables for {MaxPositions} (export again with a larger --max-positions)");
+            throw new OnnxBdhException($"{positions} positions: this export holds RoPE tables for {MaxPositions} (export again with a larger --max-positions)");
     }
 
     /// <summary>The synaptic state ρ per layer: the outputs of a run after the logits, owned until disposed.</summary>

@@ -30,6 +30,9 @@ public sealed class AdamW
     {
         if (moments.Count != _state.Length) throw new ArgumentException("moment count differs from parameter count");
         for (int i = 0; i < _state.Length; i++)
+            if (moments[i].M.Length != _state[i].M.Length || moments[i].V.Length != _state[i].V.Length)
+                throw new ArgumentException($"moments of parameter {i} have {moments[i].M.Length} and {moments[i].V.Length} values, it has {_state[i].M.Length}");
+        for (int i = 0; i < _state.Length; i++)
         {
             moments[i].M.CopyTo(_state[i].M.AsSpan());
             moments[i].V.CopyTo(_state[i].V.AsSpan());

@@ -33,23 +33,36 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
     public BdhModel(BdhConfig config, IReadOnlyDictionary<string, Tensor<T>> weights, float[] freqs, SinCosKernel? ropeSinCos = null)
     {
         Config = config.Validate();
-        int nh = config.NHead, d = config.NEmbd, n = config.N, v = config.VocabSize;
-        Var<T> Param(string name, params int[] shape)
+        var shapes = ParameterShapes(config);
+        Var<T> Param(string name)
         {
             if (!weights.TryGetValue(name, out var t)) throw new ArgumentException($"missing tensor '{name}'");
-            if (!t.Shape.SequenceEqual(shape))
-                throw new ArgumentException($"tensor '{name}' is {Tensor<T>.Format(t.Shape)}, the config needs {Tensor<T>.Format(shape)}");
+            if (!t.Shape.SequenceEqual(shapes[name]))
+                throw new ArgumentException($"tensor '{name}' is {Tensor<T>.Format(t.Shape)}, the config needs {Tensor<T>.Format(shapes[name])}");
             return Var<T>.Parameter(t);
         }
-        Encoder = Param("encoder", nh, d, n);
-        EncoderV = Param("encoder_v", nh, d, n);
-        Decoder = Param("decoder", nh * n, d);
-        Embed = Param("embed.weight", v, d);
-        LmHead = Param("lm_head", d, v);
-        if (freqs.Length != n) throw new ArgumentException($"attn.freqs has {freqs.Length} values, the config needs {n}");
+        Encoder = Param("encoder");
+        EncoderV = Param("encoder_v");
+        Decoder = Param("decoder");
+        Embed = Param("embed.weight");
+        LmHead = Param("lm_head");
+        if (freqs.Length != config.N) throw new ArgumentException($"attn.freqs has {freqs.Length} values, the config needs {config.N}");
         Freqs = freqs;
         RopeSinCos = ropeSinCos;
     }
+
+    /// <summary>The shape of each trainable tensor that <paramref name="config"/> needs, by state_dict name.</summary>
+    public static IReadOnlyDictionary<string, int[]> ParameterShapes(BdhConfig config)
+    {
+        int nh = config.NHead, d = config.NEmbd, n = config.N, v = config.VocabSize;
+        return new Dictionary<string, int[]>
+        {
+            ["decoder"] = [nh * n, d], ["embed.weight"] = [v, d], ["encoder"] = [nh, d, n], ["encoder_v"] = [nh, d, n], ["lm_head"] = [d, v],
+        };
+    }
+
+    /// <summary>How many trainable values <paramref name="config"/> has, over all its tensors.</summary>
+    public static long ParameterCount(BdhConfig config) => ParameterShapes(config).Values.Sum(shape => shape.Aggregate(1L, (n, d) => n * d));
 
     /// <summary>A fresh model initialised as the reference: every weight ~ Normal(0, 0.02).</summary>
     public static BdhModel<T> Create(BdhConfig config, ulong seed, double std = 0.02)

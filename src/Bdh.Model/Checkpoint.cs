@@ -25,14 +25,46 @@ public static class Checkpoint
     public static BdhModel<T> LoadModel<T>(SafetensorsFile file, BdhConfig? config = null, Tensors.Kernels.SinCosKernel? ropeSinCos = null) where T : unmanaged, IFloatingPointIeee754<T>
     {
         config ??= ReadConfig(file);
-        var weights = ParameterNames.ToDictionary(n => n, n => file.ReadTensor<T>(n));
+        RequireShapes(file, config);
+        var weights = ParameterNames.ToDictionary(n => n, n => RequireFinite(file, n, file.ReadTensor<T>(n)));
         try { return new BdhModel<T>(config, weights, ReadFreqs(file, config), ropeSinCos); }
         catch (ArgumentException e) { throw new SafetensorsException($"{file.Path}: {e.Message}"); }
     }
 
     /// <summary>The rope frequencies [N]: the file's attn.freqs buffer, or get_freqs(N) for a file without one.</summary>
     public static float[] ReadFreqs(SafetensorsFile file, BdhConfig config) =>
-        file.Entries.ContainsKey("attn.freqs") ? file.ReadTensor<float>("attn.freqs").Span.ToArray() : Tensors.Kernels.Rope.Frequencies(config.N);
+        file.Entries.ContainsKey("attn.freqs")
+            ? RequireFinite(file, "attn.freqs", file.ReadTensor<float>("attn.freqs")).Span.ToArray()
+            : Tensors.Kernels.Rope.Frequencies(config.N);
+
+    /// <summary>
+    /// Checks the config against the tensors the file holds, from its header alone, before anything is
+    /// allocated: every size the config states is then bounded by the file's own length.
+    /// </summary>
+    public static void RequireShapes(SafetensorsFile file, BdhConfig config)
+    {
+        foreach (var (name, shape) in BdhModel<float>.ParameterShapes(config))
+        {
+            var entry = file.Entry(name);
+            if (!entry.Shape.SequenceEqual(shape))
+                throw new SafetensorsException($"{file.Path}: tensor '{name}' is {Tensor<float>.Format(entry.Shape)}, the config needs {Tensor<float>.Format(shape)}");
+        }
+        if (file.Entries.TryGetValue("attn.freqs", out var freqs) && Tensor<float>.ShapeLength(freqs.Shape) != config.N)
+            throw new SafetensorsException($"{file.Path}: attn.freqs has {Tensor<float>.ShapeLength(freqs.Shape)} values, the config needs N = {config.N}");
+    }
+
+    /// <summary><paramref name="tensor"/>, unless it holds a NaN or an infinity: a model with one computes garbage.</summary>
+    public static Tensor<T> RequireFinite<T>(SafetensorsFile file, string name, Tensor<T> tensor) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var span = tensor.Span;
+        if (!TP.IsFiniteAll<T>(span))
+        {
+            int i = 0;
+            while (T.IsFinite(span[i])) i++;
+            throw new SafetensorsException($"{file.Path}: tensor '{name}' holds {span[i]} at element {i} (a diverged or corrupt model)");
+        }
+        return tensor;
+    }
 
     public static BdhModel<float> Load(string path) => LoadModel<float>(SafetensorsFile.Read(path));
 

@@ -50,9 +50,32 @@ public static class ReferenceCheck
         var config = Checkpoint.ReadConfig(file);
         if (config.Dropout != 0) config = config with { Dropout = 0 }; // parity runs are deterministic
         var results = new List<CheckResult>();
-        var idx = file.ReadInts("idx");
-        var targets = file.ReadInts("targets");
-        int b = file.Entry("idx").Shape[0], t = file.Entry("idx").Shape[1];
+        int[] shape = file.Entry("idx").Shape;
+        if (shape.Length != 2 || shape[0] < 1 || shape[1] < 1) throw Bad(file, $"'idx' is {Tensor<float>.Format(shape)}, not [B, T] tokens");
+        int b = shape[0], t = shape[1];
+        config.RequireStepFits(b, t, training: true, $"{file.Path}: 'idx'");
+        int[] Tokens(string name, int[]? sameShape = null)
+        {
+            var entry = file.Entry(name);
+            if (sameShape is not null && !entry.Shape.SequenceEqual(sameShape))
+                throw Bad(file, $"'{name}' is {Tensor<float>.Format(entry.Shape)}, 'idx' is {Tensor<float>.Format(sameShape)}");
+            var tokens = file.ReadInts(name);
+            int i = Array.FindIndex(tokens, v => (uint)v >= (uint)config.VocabSize);
+            return i < 0 ? tokens : throw Bad(file, $"'{name}' holds token {tokens[i]} at element {i}, outside the vocabulary of {config.VocabSize}");
+        }
+        double Number(string key, string fallback) =>
+            double.TryParse(file.Metadata.GetValueOrDefault(key, fallback), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double v) && double.IsFinite(v)
+                ? v : throw Bad(file, $"metadata '{key}' is '{file.Metadata[key]}', not a number");
+        var idx = Tokens("idx", shape);
+        var targets = Tokens("targets", shape);
+        var idx2 = Tokens("idx2", shape);
+        var targets2 = Tokens("targets2", shape);
+        var prompt = Tokens("greedy.prompt");
+        var expected = Tokens("greedy.out");
+        if (prompt.Length == 0 || expected.Length <= prompt.Length || !expected.AsSpan(0, prompt.Length).SequenceEqual(prompt))
+            throw Bad(file, $"'greedy.out' ({expected.Length} tokens) must be 'greedy.prompt' ({prompt.Length} tokens, at least one) followed by generated tokens");
+        double lr = Number("lr", "0.001"), wd = Number("weight_decay", "0.1");
+        if (!file.Entries.Keys.Any(k => k.StartsWith("trace.", StringComparison.Ordinal))) throw Bad(file, "no trace.* tensors");
 
         var ourTrig = CompareRopeTrig(file, config, referenceTrig, TorchTrig.SinCos); // first, so a file without some phase stops the check here
 
@@ -64,6 +87,7 @@ public static class ReferenceCheck
             string key = "trace." + name;
             if (file.Entries.ContainsKey(key)) traced.Add(new CheckResult(key, RelativeError(value, file, key), Float32Tolerance));
         });
+        if (traced.Count == 0) throw Bad(file, "none of its trace.* tensors is one the model traces (trace.attn0.q, trace.ln0.in, ...)");
         results.Add(new CheckResult($"trace ({traced.Count} tensors)", traced.Max(r => r.MaxError), Float32Tolerance));
         CheckForwardAndGradients<double>(file, config, idx, targets, b, t, "f64.", "f64", Float64Tolerance, results, trace: null);
         CheckForwardAndGradients<double>(file, config, idx, targets, b, t, "f64.", "f64 ref-trig", Float64ReferenceTrigTolerance, results, trace: null,
@@ -72,8 +96,6 @@ public static class ReferenceCheck
         // Two AdamW steps. The first runs on the reference's own gradients: that checks the optimizer alone,
         // because Adam scales each update to ~lr whatever the gradient's size, so float32 noise in a
         // near-zero gradient would otherwise show as a whole step. The second runs on our gradients of batch 2.
-        double lr = double.Parse(file.Metadata.GetValueOrDefault("lr", "0.001"), System.Globalization.CultureInfo.InvariantCulture);
-        double wd = double.Parse(file.Metadata.GetValueOrDefault("weight_decay", "0.1"), System.Globalization.CultureInfo.InvariantCulture);
         var adam = new AdamW(f32.Parameters.Select(p => p.Value), lr, wd);
         foreach (var (name, p) in f32.Parameters)
         {
@@ -83,7 +105,7 @@ public static class ReferenceCheck
         adam.Update();
         results.Add(new CheckResult("adamw step 1", f32.Parameters.Max(p => RelativeError(p.Value.Value, file, "adamw.step1." + p.Name)), Float32Tolerance));
         adam.ZeroGrad();
-        var (logits2, loss2) = f32.Forward(file.ReadInts("idx2"), b, t, file.ReadInts("targets2"));
+        var (logits2, loss2) = f32.Forward(idx2, b, t, targets2);
         results.Add(new CheckResult("loss after step 1", RelativeError(loss2!.Value, file, "loss2"), Float32Tolerance));
         loss2.Backward();
         loss2.ReleaseGraph();
@@ -92,8 +114,6 @@ public static class ReferenceCheck
 
         // Greedy generation from the initial weights must give the same tokens, by every generation path.
         var fresh = Checkpoint.LoadModel<float>(file, config);
-        var prompt = file.ReadInts("greedy.prompt");
-        var expected = file.ReadInts("greedy.out");
         foreach (var mode in Enum.GetValues<GenerationMode>())
         {
             var generated = Sampler.Generate(fresh, prompt, expected.Length - prompt.Length, new SamplingOptions(TopK: 1), mode: mode);
@@ -102,6 +122,8 @@ public static class ReferenceCheck
         }
         return new ReferenceReport(results, ourTrig);
     }
+
+    private static SafetensorsException Bad(SafetensorsFile file, string why) => new($"{file.Path}: not a reference fixture: {why}");
 
     /// <summary><paramref name="ours"/> against <paramref name="referenceTrig"/> on every value of the float64 run's rope table [T, N].</summary>
     public static TrigComparison CompareRopeTrig(SafetensorsFile file, BdhConfig config, ReferenceTrig referenceTrig, SinCosKernel ours)

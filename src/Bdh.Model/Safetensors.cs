@@ -6,7 +6,7 @@ using System.Text.Json;
 namespace Bdh.Model;
 
 /// <summary>A malformed or unsuitable safetensors file; the message says what and where.</summary>
-public sealed class SafetensorsException(string message) : Exception(message);
+public sealed class SafetensorsException(string message) : InputException(message);
 
 /// <summary>One tensor's entry in a safetensors header: data_offsets are relative to the data section.</summary>
 public sealed record SafetensorsEntry(string Name, string DType, int[] Shape, long Begin, long End);
@@ -37,10 +37,7 @@ public sealed class SafetensorsFile
 
     public static SafetensorsFile Read(string path)
     {
-        byte[] bytes;
-        try { bytes = File.ReadAllBytes(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new SafetensorsException($"{path}: cannot read: {e.Message}"); }
-        return Parse(path, bytes);
+        return Parse(path, InputFile.ReadAll(path));
     }
 
     public static SafetensorsFile Parse(string path, byte[] bytes)
@@ -53,9 +50,11 @@ public sealed class SafetensorsFile
         long dataStart = 8 + (long)headerLength;
         long dataLength = bytes.Length - dataStart;
 
+        // JsonDocument checks the structure but leaves strings to be decoded when read: check their UTF-8 here.
+        if (!System.Text.Unicode.Utf8.IsValid(bytes.AsSpan(8, (int)headerLength))) throw Bad("header is not valid UTF-8");
         JsonDocument doc;
         try { doc = JsonDocument.Parse(bytes.AsMemory(8, (int)headerLength)); }
-        catch (JsonException e) { throw Bad($"header is not JSON ({e.Message})"); }
+        catch (Exception e) when (e is JsonException or ArgumentException) { throw Bad($"header is not JSON ({e.Message})"); }
         using var _ = doc;
         if (doc.RootElement.ValueKind != JsonValueKind.Object) throw Bad("header is not a JSON object");
 
@@ -99,7 +98,8 @@ public sealed class SafetensorsFile
             count *= shape[k++];
             if (count > int.MaxValue) throw bad($"tensor '{prop.Name}' has too many elements");
         }
-        if (!off[0].TryGetInt64(out long begin) || !off[1].TryGetInt64(out long end) || begin < 0 || end < begin)
+        if (off[0].ValueKind != JsonValueKind.Number || off[1].ValueKind != JsonValueKind.Number ||
+            !off[0].TryGetInt64(out long begin) || !off[1].TryGetInt64(out long end) || begin < 0 || end < begin)
             throw bad($"tensor '{prop.Name}' has invalid data_offsets");
         if (end > dataLength) throw bad($"tensor '{prop.Name}' ends at byte {end}, past the {dataLength}-byte data section");
         if (end - begin != count * size)
@@ -154,7 +154,11 @@ public sealed class SafetensorsFile
         if (e.DType is not ("I64" or "I32")) throw new SafetensorsException($"{Path}: tensor '{name}' is {e.DType}, not an integer type");
         var result = new int[bytes.Length / size];
         for (int i = 0; i < result.Length; i++)
-            result[i] = size == 8 ? checked((int)BinaryPrimitives.ReadInt64LittleEndian(bytes[(8 * i)..])) : BinaryPrimitives.ReadInt32LittleEndian(bytes[(4 * i)..]);
+        {
+            long value = size == 8 ? BinaryPrimitives.ReadInt64LittleEndian(bytes[(8 * i)..]) : BinaryPrimitives.ReadInt32LittleEndian(bytes[(4 * i)..]);
+            result[i] = value is >= int.MinValue and <= int.MaxValue ? (int)value
+                : throw new SafetensorsException($"{Path}: tensor '{name}' holds {value} at element {i}, outside the range of int");
+        }
         return result;
     }
 
@@ -193,6 +197,11 @@ public sealed class SafetensorsFile
                 fs.Flush(flushToDisk: true);
             }
             File.Move(temp, path, overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The temporary file is ours, not the user's: the message names the file they asked for.
+            throw new IOException($"{path}: cannot write: {e.Message.Replace(temp, path)}", e);
         }
         finally
         {

@@ -71,28 +71,32 @@ public static class Sampler
     }
 
     /// <summary>
-    /// One token from logits: divide by the temperature, keep values ≥ the k-th largest (as the
-    /// reference's topk mask), softmax, keep the most likely tokens whose probabilities first reach top-p
-    /// (the nucleus; ties kept in token order) and renormalise, draw. With top-k 1 this is the argmax.
+    /// One token from logits: keep values ≥ the k-th largest (as the reference's topk mask), take
+    /// softmax(logits / temperature), computed as exp((l − max) · (1/temperature)) with 1/temperature capped at
+    /// float.MaxValue, keep the most likely tokens whose probabilities first reach top-p (the nucleus; ties kept in
+    /// token order), draw. However small the temperature, nothing overflows: the largest logit weighs exp(0) = 1 and
+    /// the others tend to exp(−∞) = 0, which is the argmax, as with top-k 1.
     /// </summary>
     public static int Draw(ReadOnlySpan<float> logits, SamplingOptions options, Rng rng)
     {
-        var scaled = new float[logits.Length];
-        TP.Divide(logits, (float)options.Temperature, scaled);
-        if (options.TopK is int k && k < scaled.Length)
+        var weights = new float[logits.Length];
+        TP.Subtract(logits, TP.Max(logits), weights);
+        TP.Multiply(weights, (float)Math.Min(1 / options.Temperature, float.MaxValue), weights);
+        if (options.TopK is int k && k < logits.Length)
         {
-            float kth = scaled.OrderByDescending(v => v).ElementAt(Math.Max(k, 1) - 1);
-            for (int i = 0; i < scaled.Length; i++) if (scaled[i] < kth) scaled[i] = float.NegativeInfinity;
+            float kth = logits.ToArray().OrderByDescending(v => v).ElementAt(Math.Max(k, 1) - 1);
+            for (int i = 0; i < logits.Length; i++) if (logits[i] < kth) weights[i] = float.NegativeInfinity;
         }
-        TP.SoftMax(scaled, scaled);
-        if (options.TopP is double p && p < 1) KeepNucleus(scaled, p);
-        double u = rng.NextDouble(), cumulative = 0;
+        TP.Exp(weights, weights);
+        TP.Divide(weights, TP.Sum(weights), weights);
+        if (options.TopP is double p && p < 1) KeepNucleus(weights, p);
+        double u = rng.NextDouble() * TP.Sum(weights), cumulative = 0;
         int lastNonZero = 0;
-        for (int i = 0; i < scaled.Length; i++)
+        for (int i = 0; i < weights.Length; i++)
         {
-            if (scaled[i] <= 0) continue;
+            if (weights[i] <= 0) continue;
             lastNonZero = i;
-            cumulative += scaled[i];
+            cumulative += weights[i];
             if (u < cumulative) return i;
         }
         return lastNonZero; // rounding left u just above the total

@@ -30,8 +30,8 @@ public sealed record TrainOptions
         Require(Batch >= 1, "batch", "must be >= 1");
         Require(Block >= 1, "block", "must be >= 1");
         Require(Steps >= 0, "steps", "must be >= 0");
-        Require(LearningRate > 0, "lr", "must be > 0");
-        Require(WeightDecay >= 0, "weight-decay", "must be >= 0");
+        Require(LearningRate > 0 && double.IsFinite(LearningRate), "lr", "must be a finite number > 0");
+        Require(WeightDecay >= 0 && double.IsFinite(WeightDecay), "weight-decay", "must be a finite number >= 0");
         Require(GradAccum >= 1 && Batch % GradAccum == 0, "grad-accum", $"must be >= 1 and divide the batch ({Batch})");
         Require(EvalEvery >= 0, "eval-every", "must be >= 0");
         Require(CheckpointEvery >= 1, "checkpoint-every", "must be >= 1");
@@ -62,6 +62,7 @@ public sealed class Trainer
     private readonly TrainOptions _options;
     private readonly AdamW _optimizer;
     private readonly Rng _batchRng, _dropoutRng;
+    private int _lastSaved; // the step of the newest checkpoint written or resumed from
 
     public int Step => _optimizer.Step;
     public BdhModel<float> Model => _model;
@@ -109,6 +110,7 @@ public sealed class Trainer
         {
             var watch = Stopwatch.StartNew();
             double loss = TrainStep();
+            if (!double.IsFinite(loss)) throw Diverged($"the training loss at step {Step} is {loss}");
             double seconds = watch.Elapsed.TotalSeconds;
             double? val = null;
             if (_options.EvalEvery > 0 && (Step % _options.EvalEvery == 0 || Step == _options.Steps))
@@ -122,6 +124,27 @@ public sealed class Trainer
     private const string StepPrefix = "step-";
 
     /// <summary>
+    /// Training has blown up (a loss or a weight is NaN or infinite): it stops there, and the last
+    /// checkpoint written, from before, is the one kept.
+    /// </summary>
+    private InputException Diverged(string what) =>
+        new($"{what}: training diverged and stopped; " +
+            (_lastSaved > 0 ? $"the checkpoint of step {_lastSaved} is the last one kept" : "no checkpoint was written") + " (try a lower --lr)");
+
+    /// <summary>
+    /// Removes the temporary files of checkpoint writes that a killed run left (checkpoints/.step-*.tmp);
+    /// the caller must be the run folder's only writer. Returns how many there were.
+    /// </summary>
+    public static int RemoveUnfinishedCheckpoints(string outDir)
+    {
+        string dir = Path.Combine(outDir, "checkpoints");
+        if (!Directory.Exists(dir)) return 0;
+        var leftovers = Directory.GetFiles(dir, $".{StepPrefix}*.tmp");
+        foreach (var file in leftovers) File.Delete(file);
+        return leftovers.Length;
+    }
+
+    /// <summary>
     /// Writes checkpoints/step-NNNNNN.safetensors (the model, loadable by the reference) and
     /// .optim.safetensors (moments, step, RNG states). The optimizer file is written first and the
     /// model file last, so a pair counts as complete only once both exist; older pairs are removed after.
@@ -130,6 +153,8 @@ public sealed class Trainer
     {
         string dir = Path.Combine(outDir, "checkpoints");
         Directory.CreateDirectory(dir);
+        foreach (var (name, p) in _model.Parameters)
+            if (!TP.IsFiniteAll<float>(p.Value.Span)) throw Diverged($"weight '{name}' at step {Step} is not finite");
         string stem = Path.Combine(dir, $"{StepPrefix}{Step:D6}");
         var names = _model.Parameters.Select(p => p.Name).ToArray();
         var moments = _optimizer.Moments;
@@ -154,32 +179,64 @@ public sealed class Trainer
                 File.Delete(path);
                 File.Delete(Path.ChangeExtension(path, ".optim.safetensors"));
             }
+        _lastSaved = Step;
     }
 
-    /// <summary>Restores weights, moments, step and RNG states from the latest complete checkpoint.</summary>
+    /// <summary>
+    /// Restores weights, moments, step and RNG states from the latest complete checkpoint. Every value is
+    /// checked first (a hand-edited or corrupt file is a <see cref="SafetensorsException"/> naming it).
+    /// </summary>
     public void Resume(string outDir)
     {
-        string model = LatestCheckpoint(outDir) ?? throw new FileNotFoundException($"no checkpoint to resume in {outDir}");
+        string model = LatestCheckpoint(outDir) ?? throw new InputException(
+            $"--resume: no complete checkpoint in '{outDir}' (a run killed during its first checkpoint leaves none); start over without --resume");
+        string optimPath = Path.ChangeExtension(model, ".optim.safetensors");
         var weights = SafetensorsFile.Read(model);
-        var optim = SafetensorsFile.Read(Path.ChangeExtension(model, ".optim.safetensors"));
+        var optim = SafetensorsFile.Read(optimPath);
         if (Checkpoint.ReadConfig(weights) != _model.Config)
             throw new SafetensorsException($"{model}: its config differs from this run's; resume with the same model options");
-        foreach (var (name, p) in _model.Parameters)
+        string Meta(string key) => optim.Metadata.TryGetValue(key, out var value) ? value
+            : throw new SafetensorsException($"{optimPath}: no '{key}' in its metadata");
+        int step = int.TryParse(Meta("step"), NumberStyles.None, CultureInfo.InvariantCulture, out int s) && s == StepOf(model) ? s
+            : throw new SafetensorsException($"{optimPath}: its step '{Meta("step")}' is not the {StepOf(model)} of its file name");
+        ulong[] RngState(string key)
         {
-            using var t = weights.ReadTensor<float>(name);
-            if (!t.Shape.SequenceEqual(p.Shape)) throw new SafetensorsException($"{model}: '{name}' has the wrong shape");
-            t.Span.CopyTo(p.Value.Span);
+            var parts = Meta(key).Split(',');
+            var state = new ulong[parts.Length];
+            for (int i = 0; i < parts.Length; i++)
+                if (!ulong.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out state[i]))
+                    throw new SafetensorsException($"{optimPath}: '{key}' must be {Rng.StateLength} comma-separated integers, not '{Meta(key)}'");
+            return Rng.IsValidState(state) ? state
+                : throw new SafetensorsException($"{optimPath}: '{key}' must be {Rng.StateLength} integers, not all zero");
         }
+        ulong[] batchState = RngState("batch_rng"), dropoutState = RngState("dropout_rng");
+
+        // Read everything before changing anything, so a bad file leaves this trainer as it was.
+        Checkpoint.RequireShapes(weights, _model.Config);
+        var values = _model.Parameters.Select(p => Checkpoint.RequireFinite(weights, p.Name, weights.ReadTensor<float>(p.Name))).ToArray();
         var moments = _model.Parameters.Select(p =>
         {
-            using var m = optim.ReadTensor<float>("m." + p.Name);
-            using var v = optim.ReadTensor<float>("v." + p.Name);
-            return (m.Span.ToArray(), v.Span.ToArray());
+            float[] Moment(string name)
+            {
+                using var t = Checkpoint.RequireFinite(optim, name, optim.ReadTensor<float>(name));
+                return t.Length == p.Value.Value.Length ? t.Span.ToArray()
+                    : throw new SafetensorsException($"{optimPath}: '{name}' has {t.Length} values, '{p.Name}' has {p.Value.Value.Length}");
+            }
+            return (Moment("m." + p.Name), Moment("v." + p.Name));
         }).ToArray();
-        _optimizer.Restore(int.Parse(optim.Metadata["step"], CultureInfo.InvariantCulture), moments);
-        _batchRng.State = optim.Metadata["batch_rng"].Split(',').Select(ulong.Parse).ToArray();
-        _dropoutRng.State = optim.Metadata["dropout_rng"].Split(',').Select(ulong.Parse).ToArray();
+        for (int i = 0; i < values.Length; i++)
+        {
+            values[i].Span.CopyTo(_model.Parameters[i].Value.Value.Span);
+            values[i].Dispose();
+        }
+        _optimizer.Restore(step, moments);
+        _batchRng.State = batchState;
+        _dropoutRng.State = dropoutState;
+        _lastSaved = step;
     }
+
+    private static int StepOf(string checkpoint) =>
+        int.Parse(Path.GetFileName(checkpoint)[StepPrefix.Length..^".safetensors".Length], NumberStyles.None, CultureInfo.InvariantCulture);
 
     /// <summary>The newest model file whose optimizer file also exists, or null.</summary>
     public static string? LatestCheckpoint(string outDir) =>

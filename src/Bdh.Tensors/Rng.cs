@@ -20,11 +20,15 @@ public sealed class Rng
         get => [_s0, _s1, _s2, _s3];
         set
         {
-            if (value.Length != 4 || (value[0] | value[1] | value[2] | value[3]) == 0)
-                throw new ArgumentException("RNG state must be four integers, not all zero.");
+            if (!IsValidState(value)) throw new ArgumentException("RNG state must be four integers, not all zero.");
             (_s0, _s1, _s2, _s3) = (value[0], value[1], value[2], value[3]);
         }
     }
+
+    public const int StateLength = 4;
+
+    /// <summary>Whether <paramref name="state"/> can be the generator's: four integers, not all zero (xoshiro's one fixed point).</summary>
+    public static bool IsValidState(ulong[] state) => state.Length == StateLength && (state[0] | state[1] | state[2] | state[3]) != 0;
 
     private static ulong SplitMix(ref ulong x)
     {

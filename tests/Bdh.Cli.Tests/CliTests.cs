@@ -8,14 +8,14 @@ namespace Bdh.Cli.Tests;
 /// <summary>The bdh command run as a user runs it: a separate process, exit codes, stdout and stderr.</summary>
 public class CliTests
 {
-    private static readonly string Bdh = Path.Combine(AppContext.BaseDirectory, "bdh.dll");
-    private static readonly string Trained = Path.Combine(Shared.Fixtures, "bdh-trained-cpu-tiny-500.safetensors");
-    private static readonly string Small = Path.Combine(Shared.Fixtures, "bdh-reference-small.safetensors");
+    internal static readonly string Bdh = Path.Combine(AppContext.BaseDirectory, "bdh.dll");
+    internal static readonly string Trained = Path.Combine(Shared.Fixtures, "bdh-trained-cpu-tiny-500.safetensors");
+    internal static readonly string Small = Path.Combine(Shared.Fixtures, "bdh-reference-small.safetensors");
 
-    private static Process Start(params string[] args) => StartWith(null, args);
+    internal static Process Start(params string[] args) => StartWith(null, args);
 
     /// <summary>bdh with <paramref name="args"/>; <paramref name="environment"/> is one NAME=VALUE setting for it, or null.</summary>
-    private static Process StartWith(string? environment, params string[] args)
+    internal static Process StartWith(string? environment, params string[] args)
     {
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         info.ArgumentList.Add(Bdh);
@@ -25,9 +25,9 @@ public class CliTests
         return Process.Start(info)!;
     }
 
-    private static (int Code, string Out, string Err) Run(params string[] args) => RunWith(null, args);
+    internal static (int Code, string Out, string Err) Run(params string[] args) => RunWith(null, args);
 
-    private static (int Code, string Out, string Err) RunWith(string? environment, params string[] args)
+    internal static (int Code, string Out, string Err) RunWith(string? environment, params string[] args)
     {
         using var p = StartWith(environment, args);
         var stdout = p.StandardOutput.ReadToEndAsync();
@@ -235,6 +235,6 @@ public class CliTests
         Assert.Contains($"done: {last + 2} steps", resumed.Out);
     }
 
-    private static int StepOf(string? checkpoint) =>
+    internal static int StepOf(string? checkpoint) =>
         checkpoint is null ? 0 : int.Parse(Path.GetFileName(checkpoint)["step-".Length..^".safetensors".Length]);
 }

@@ -43,11 +43,13 @@ public sealed record StateSnapshot(SynapticState<float> State, int Position, int
             !int.TryParse(file.Metadata.GetValueOrDefault("pending_token"), NumberStyles.None, CultureInfo.InvariantCulture, out int pending) ||
             pending >= config.VocabSize)
             throw new SafetensorsException($"{path}: bad position or pending_token");
+        for (int layer = 0; layer < config.NLayer; layer++)
+            if (!file.Entry($"rho.{layer}").Shape.SequenceEqual([config.NHead, config.N, config.NEmbd]))
+                throw new SafetensorsException($"{path}: rho.{layer} has the wrong shape");
         var state = new SynapticState<float>(config.NLayer, config.NHead, config.N, config.NEmbd);
         for (int layer = 0; layer < config.NLayer; layer++)
         {
-            using var rho = file.ReadTensor<float>($"rho.{layer}");
-            if (!rho.Shape.SequenceEqual([config.NHead, config.N, config.NEmbd])) throw new SafetensorsException($"{path}: rho.{layer} has the wrong shape");
+            using var rho = Checkpoint.RequireFinite(file, $"rho.{layer}", file.ReadTensor<float>($"rho.{layer}"));
             rho.Span.CopyTo(state.Rho[layer]);
         }
         return new StateSnapshot(state, position, pending);

@@ -1,0 +1,301 @@
+using System.Diagnostics;
+using System.Globalization;
+using Bdh.Model;
+using Bdh.Model.Inference;
+using Bdh.Model.Tests;
+using static Bdh.Cli.Tests.CliTests;
+
+namespace Bdh.Cli.Tests;
+
+/// <summary>
+/// What an adversarial run found: bad files and flags, two writers, signals and kills. Each bad input is
+/// one line on stderr and exit code 2, and nothing the user had is lost or overwritten.
+/// </summary>
+public class HardeningTests
+{
+    /// <summary>A model so small that a step takes a few milliseconds.</summary>
+    private static string[] TinyTrain(string dir, int steps, int checkpointEvery = 1_000_000) =>
+        ["train", "--data", Shared.Corpus, "--layers", "1", "--embd", "16", "--heads", "2", "--mult", "8", "--batch", "2", "--block", "16",
+         "--steps", steps.ToString(CultureInfo.InvariantCulture), "--eval-every", "0",
+         "--checkpoint-every", checkpointEvery.ToString(CultureInfo.InvariantCulture), "--out", dir];
+
+    private static void WaitFor(Func<bool> condition, string what)
+    {
+        var watch = Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(60), $"timed out waiting for {what}");
+            Thread.Sleep(10);
+        }
+    }
+
+    private static int CurveLines(string dir)
+    {
+        string csv = Path.Combine(dir, "loss.csv");
+        if (!File.Exists(csv)) return 0;
+        using var reader = new FileStream(csv, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        return new StreamReader(reader).ReadToEnd().Count(c => c == '\n');
+    }
+
+    private static void Signal(Process p, string signal) => Process.Start("kill", ["-" + signal, p.Id.ToString(CultureInfo.InvariantCulture)])!.WaitForExit();
+
+    private static (int Code, string Out, string Err) Finish(Process p)
+    {
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        p.WaitForExit();
+        return (p.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    /// <summary>Files that make bad input: each named by a word in a test's arguments.</summary>
+    private static string Make(string word, string dir)
+    {
+        string path = Path.Combine(dir, word);
+        switch (word)
+        {
+            case "FIFO":
+                Process.Start("mkfifo", [path])!.WaitForExit();
+                break;
+            case "NAN-MODEL":
+                var nan = SafetensorsEdit.Of(Trained);
+                BitConverter.TryWriteBytes(nan.Bytes("lm_head")[40..], float.NaN);
+                nan.Save(path);
+                break;
+            case "LAYERS-2000":
+                var deep = SafetensorsEdit.Of(Trained);
+                deep.Metadata["config"] = (Checkpoint.Load(Trained).Config with { NLayer = 2000 }).ToJson();
+                deep.Save(path);
+                break;
+            case "FIXTURE-IDX-2^40":
+                var fixture = SafetensorsEdit.Of(Path.Combine(Shared.Fixtures, "bdh-reference-small.safetensors"));
+                BitConverter.TryWriteBytes(fixture.Bytes("idx"), 1L << 40);
+                fixture.Save(path);
+                break;
+            case "STATE-AT-MAX":
+                var config = Checkpoint.Load(Trained).Config;
+                new StateSnapshot(new SynapticState<float>(config.NLayer, config.NHead, config.N, config.NEmbd), int.MaxValue - 5, 65).Save(path, config);
+                break;
+            case "A-FOLDER":
+                Directory.CreateDirectory(path);
+                break;
+            default:
+                return word;
+        }
+        return path;
+    }
+
+    [Theory]
+    [InlineData("--checkpoint: 'FIFO' is empty or not a regular file", "sample", "-c", "FIFO", "-n", "1")]
+    [InlineData("--data: 'FIFO' is empty or not a regular file", "train", "--data", "FIFO")]
+    [InlineData("--data: '/dev/zero' is empty or not a regular file", "eval", "-c", "TRAINED", "--data", "/dev/zero")]
+    [InlineData("--load-state: 'FIFO' is empty or not a regular file", "sample", "-c", "TRAINED", "--load-state", "FIFO")]
+    [InlineData("--fixture: 'FIFO' is empty or not a regular file", "check-reference", "--fixture", "FIFO")]
+    [InlineData("--data: 'A-FOLDER' is a folder, not a file", "eval", "-c", "TRAINED", "--data", "A-FOLDER")]
+    [InlineData("--block: 1 x 100000 tokens make a tensor of 4e10 values", "eval", "-c", "TRAINED", "--data", "CORPUS", "--block", "100000")]
+    [InlineData("--batch/--block: 16 x 100000 tokens", "train", "--data", "CORPUS", "--block", "100000", "--out", "A-FOLDER")]
+    [InlineData("--block: no window of 2147483648 bytes", "eval", "-c", "TRAINED", "--data", "CORPUS", "--block", "2147483647")]
+    [InlineData("--max-positions: 4194304 positions x N = 512", "export-onnx", "-c", "TRAINED", "--out", "A-FOLDER", "--max-positions", "4194304")]
+    [InlineData("--lr: must be a finite number", "train", "--data", "CORPUS", "--lr", "Infinity", "--out", "A-FOLDER")]
+    [InlineData("--temperature: must be a finite number", "sample", "-c", "TRAINED", "--temperature", "Infinity")]
+    [InlineData("--out: 'CORPUS' is a file, not a folder", "train", "--data", "CORPUS", "--out", "CORPUS")]
+    [InlineData("--out: 'CORPUS' is a file, not a folder", "export-onnx", "-c", "TRAINED", "--out", "CORPUS")]
+    [InlineData("--save-state: 'A-FOLDER' is a folder", "sample", "-c", "TRAINED", "-n", "2", "--save-state", "A-FOLDER")]
+    [InlineData("--save-state: no folder", "sample", "-c", "TRAINED", "-n", "2", "--save-state", "/no/such/folder/s.st")]
+    [InlineData("NAN-MODEL: tensor 'lm_head' holds NaN at element 10", "eval", "-c", "NAN-MODEL", "--data", "CORPUS")]
+    [InlineData("NAN-MODEL: tensor 'lm_head' holds NaN at element 10", "sample", "-c", "NAN-MODEL")]
+    [InlineData("LAYERS-2000: bad config in __metadata__: n_layer: must be <= 1024 (got 2000)", "sample", "-c", "LAYERS-2000", "-n", "1")]
+    [InlineData("FIXTURE-IDX-2^40: tensor 'idx' holds 1099511627776 at element 0", "check-reference", "--fixture", "FIXTURE-IDX-2^40")]
+    [InlineData("--tokens: the state in 'STATE-AT-MAX' is at position 2147483642", "sample", "-c", "TRAINED", "--load-state", "STATE-AT-MAX", "-n", "10")]
+    public void EveryBadInputIsOneLineNamingItAndExitCode2(string message, params string[] args)
+    {
+        using var dir = new TempDir();
+        var paths = args.Select(a => a switch { "TRAINED" => Trained, "CORPUS" => Shared.Corpus, _ => Make(a.TrimEnd('/'), dir.Path) }).ToArray();
+        foreach (var (word, path) in args.Zip(paths)) message = message.Replace(word.TrimEnd('/'), path);
+        if (message.Contains("CORPUS")) message = message.Replace("CORPUS", Shared.Corpus);
+        var before = Directory.GetFiles(dir.Path, "*", SearchOption.AllDirectories);
+        var (code, stdout, stderr) = Run(paths);
+        Assert.Equal(2, code);
+        Assert.Equal("", stdout);
+        Assert.Equal($"bdh: {message}", stderr.TrimEnd('\n')[..Math.Min(stderr.TrimEnd('\n').Length, message.Length + 5)]);
+        Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Equal(before, Directory.GetFiles(dir.Path, "*", SearchOption.AllDirectories)); // nothing written
+    }
+
+    [Fact]
+    public void ASecondTrainerOnTheSameFolderIsRefusedAndAStaleLockIsTakenOver()
+    {
+        using var dir = new TempDir();
+        using var first = Start(TinyTrain(dir.Path, 1_000_000));
+        WaitFor(() => CurveLines(dir.Path) > 5, "the first trainer's steps");
+        foreach (var args in new[] { TinyTrain(dir.Path, 10), [.. TinyTrain(dir.Path, 10), "--resume"] })
+        {
+            var second = Run(args);
+            Assert.Equal((2, ""), (second.Code, second.Out));
+            Assert.Equal($"bdh: --out: '{dir.Path}' is in use by another bdh (pid {first.Id}", second.Err[..second.Err.IndexOf(", see", StringComparison.Ordinal)]);
+        }
+        first.Kill(); // SIGKILL: its lock stays behind, naming a process that is gone
+        first.WaitForExit();
+        Assert.Equal(first.Id.ToString(CultureInfo.InvariantCulture), File.ReadAllText(Path.Combine(dir.Path, "bdh.lock")).Trim());
+
+        string[] resume = [.. TinyTrain(dir.Path, 3), "--resume"];
+        File.WriteAllText(Path.Combine(dir.Path, "loss.csv"), "step,train_loss,val_loss,seconds\n"); // no checkpoint was written yet
+        var noCheckpoint = Run(resume);
+        Assert.Equal(2, noCheckpoint.Code);
+        Assert.Contains($"taking over the stale lock {Path.Combine(dir.Path, "bdh.lock")} (its process {first.Id} is gone)", noCheckpoint.Err);
+        Assert.Contains("no complete checkpoint", noCheckpoint.Err);
+        Assert.Contains("start over without --resume", noCheckpoint.Err);
+        var fresh = Run(TinyTrain(dir.Path, 3)); // bdh's own loss.csv of a run with no checkpoint is replaced
+        Assert.Equal(0, fresh.Code);
+        Assert.Equal(4, File.ReadAllLines(Path.Combine(dir.Path, "loss.csv")).Length);
+        Assert.False(File.Exists(Path.Combine(dir.Path, "bdh.lock")));
+    }
+
+    [Theory]
+    [InlineData("INT", 130)]
+    [InlineData("TERM", 143)]
+    public void ASignalSavesACheckpointSaysSoAndExits128PlusItsNumber(string signal, int expectedCode)
+    {
+        using var interrupted = new TempDir();
+        using var straight = new TempDir();
+        using var p = Start(TinyTrain(interrupted.Path, 1_000_000));
+        WaitFor(() => CurveLines(interrupted.Path) > 20, "training steps"); // loss.csv is flushed every step
+        Signal(p, signal);
+        var (code, _, stderr) = Finish(p);
+        Assert.Equal(expectedCode, code);
+        var stopped = System.Text.RegularExpressions.Regex.Match(stderr, $@"bdh: stopped by SIG{signal} at step (\d+); checkpoint saved, continue with --resume --out ");
+        Assert.True(stopped.Success, stderr);
+        int step = int.Parse(stopped.Groups[1].Value);
+        Assert.Equal(step, StepOf(Trainer.LatestCheckpoint(interrupted.Path)));
+        Assert.Equal(step + 1, File.ReadAllLines(Path.Combine(interrupted.Path, "loss.csv")).Length);
+
+        // Resumed to a few more steps, it ends bit for bit where an uninterrupted run ends.
+        var resumed = Run([.. TinyTrain(interrupted.Path, step + 3), "--resume"]);
+        var whole = Run(TinyTrain(straight.Path, step + 3));
+        Assert.Equal((0, 0), (resumed.Code, whole.Code));
+        string name = $"step-{step + 3:D6}.safetensors";
+        Assert.Equal(File.ReadAllBytes(Path.Combine(straight.Path, "checkpoints", name)), File.ReadAllBytes(Path.Combine(interrupted.Path, "checkpoints", name)));
+    }
+
+    [Fact]
+    public void AfterAKillLossCsvKeepsItsLinesIsRepairedAndTheRunResumes()
+    {
+        using var dir = new TempDir();
+        string csv = Path.Combine(dir.Path, "loss.csv");
+        using (var p = Start(TinyTrain(dir.Path, 1_000_000, checkpointEvery: 20)))
+        {
+            WaitFor(() => StepOf(Trainer.LatestCheckpoint(dir.Path)) >= 40, "two checkpoints");
+            p.Kill(); // SIGKILL
+            p.WaitForExit();
+        }
+        int kept = File.ReadAllLines(csv).Length - 1;
+        Assert.True(kept >= 40, $"{kept} lines of loss.csv survived the kill"); // flushed every step, not only at validation
+        File.AppendAllText(csv, "100000,2.5"); // a line the kill cut short
+        // What a kill during a checkpoint write leaves: its temporary file.
+        File.WriteAllBytes(Path.Combine(dir.Path, "checkpoints", ".step-000099.safetensors.4242.tmp"), [1, 2]);
+
+        int last = StepOf(Trainer.LatestCheckpoint(dir.Path));
+        var resumed = Run([.. TinyTrain(dir.Path, last + 5, checkpointEvery: 20), "--resume"]);
+        Assert.Equal(0, resumed.Code);
+        Assert.Matches("dropped its partial last line '[0-9.,]*100000,2.5'", resumed.Err);
+        Assert.Matches(@"removed [1-9]\d* unfinished checkpoint file\(s\)", resumed.Err); // ours, and one the kill may have cut
+        Assert.Empty(Directory.GetFiles(Path.Combine(dir.Path, "checkpoints"), "*.tmp"));
+        // One line per step, in order: the lines after the checkpoint were dropped and written again.
+        var steps = File.ReadAllLines(csv).Skip(1).Select(l => int.Parse(l.Split(',')[0])).ToArray();
+        Assert.Equal(Enumerable.Range(1, last + 5), steps);
+    }
+
+    [Fact]
+    public void ALossCsvThatBdhDidNotWriteIsNeverOverwritten()
+    {
+        using var dir = new TempDir();
+        string csv = Path.Combine(dir.Path, "loss.csv");
+        File.WriteAllText(csv, "my,own,numbers\n1,2,3\n");
+        var fresh = Run(TinyTrain(dir.Path, 2));
+        Assert.Equal(2, fresh.Code);
+        Assert.Equal($"bdh: --out: '{csv}' was not written by bdh; move it away or choose another --out\n", fresh.Err);
+        Assert.Equal("my,own,numbers\n1,2,3\n", File.ReadAllText(csv));
+        Assert.Equal([csv], Directory.GetFileSystemEntries(dir.Path));
+
+        // A FIFO in its place is refused, not waited on.
+        using (var other = new TempDir())
+        {
+            string fifo = Make("FIFO", other.Path);
+            File.Move(fifo, Path.Combine(other.Path, "loss.csv"));
+            var blocked = Run(TinyTrain(other.Path, 2));
+            Assert.Equal($"bdh: --out: '{Path.Combine(other.Path, "loss.csv")}' is empty or not a regular file (a FIFO or a device)\n", blocked.Err);
+        }
+
+        // A run of bdh's whose loss.csv gained a line that is not bdh's: resume names it and changes nothing.
+        File.Delete(csv);
+        Assert.Equal(0, Run(TinyTrain(dir.Path, 2, checkpointEvery: 1)).Code);
+        var lines = File.ReadAllLines(csv).ToList();
+        lines.Insert(2, "not,a,number,here");
+        File.WriteAllLines(csv, lines);
+        var resumed = Run([.. TinyTrain(dir.Path, 4), "--resume"]);
+        Assert.Equal(2, resumed.Code);
+        Assert.Equal($"bdh: --resume: line 3 of '{csv}' is not one of bdh's: 'not,a,number,here'\n", resumed.Err);
+        Assert.Equal(lines, File.ReadAllLines(csv));
+    }
+
+    [Fact]
+    public void OnnxExportsAreWholeAndTheirLengthsChecked()
+    {
+        using var a = new TempDir();
+        using var b = new TempDir();
+        Assert.Equal(0, Run("export-onnx", "-c", Trained, "--out", a.Path, "--max-positions", "64").Code);
+        Assert.Equal(0, Run("export-onnx", "-c", Trained, "--out", b.Path, "--max-positions", "32").Code);
+        string[] sample = ["sample", "--backend", "onnx", "--onnx", a.Path, "--device", "cpu", "-n", "5", "--top-k", "1"];
+
+        var huge = Run([.. sample[..^4], "-n", "2147483647"]);
+        Assert.Equal((2, ""), (huge.Code, huge.Out));
+        Assert.Contains("2147483652 positions: this export holds RoPE tables for 64", huge.Err);
+
+        // --force writes the new export beside the folder and moves it in whole: no temporary folder stays.
+        var forced = Run("export-onnx", "-c", Trained, "--out", a.Path, "--max-positions", "48", "--force");
+        Assert.Equal(0, forced.Code);
+        Assert.Empty(Directory.GetDirectories(Path.GetDirectoryName(a.Path)!, $".{Path.GetFileName(a.Path)}.export-*"));
+        Assert.Equal(0, Run(sample).Code);
+
+        // The metadata of both graphs edited alike, each value the same length so the protobuf stays whole:
+        // a position past the RoPE tables, then a config that does not describe the graphs, then one that is invalid.
+        void EditBoth(string from, string to)
+        {
+            foreach (var graph in new[] { "prefill.onnx", "step.onnx" })
+            {
+                string path = Path.Combine(a.Path, graph);
+                File.WriteAllBytes(path, Replace(File.ReadAllBytes(path), from, to));
+            }
+        }
+        EditBoth("bdh.max_positions\u0012\u000248", "bdh.max_positions\u0012\u000299"); // the protobuf entry: key, then value of length 2
+        var pastTables = Run([.. sample[..^4], "-n", "90"]);
+        Assert.Equal(2, pastTables.Code);
+        Assert.StartsWith("bdh: step.onnx: ONNX Runtime failed: ", pastTables.Err);
+        Assert.Single(pastTables.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        foreach (var (from, to, message) in new[]
+        {
+            ("\"n_layer\":4", "\"n_layer\":3", "bdh: prefill.onnx: its inputs and outputs are not those its bdh.config metadata describes"),
+            ("\"n_layer\":3", "\"n_layer\":0", "bdh: prefill.onnx: bad bdh.config metadata: n_layer: must be >= 1 (got 0)"),
+        })
+        {
+            EditBoth(from, to);
+            var corrupt = Run(sample);
+            Assert.Equal((2, ""), (corrupt.Code, corrupt.Out));
+            Assert.StartsWith(message, corrupt.Err);
+            Assert.Single(corrupt.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        }
+
+        File.Copy(Path.Combine(b.Path, "prefill.onnx"), Path.Combine(a.Path, "prefill.onnx"), overwrite: true);
+        var mixed = Run(sample);
+        Assert.Equal((2, ""), (mixed.Code, mixed.Out));
+        Assert.Equal("bdh: step.onnx: not from the same export as prefill.onnx (their bdh.config or bdh.max_positions differ); export again\n", mixed.Err);
+    }
+
+    private static byte[] Replace(byte[] bytes, string from, string to)
+    {
+        byte[] a = System.Text.Encoding.UTF8.GetBytes(from), b = System.Text.Encoding.UTF8.GetBytes(to);
+        int at = bytes.AsSpan().IndexOf(a);
+        Assert.True(at >= 0, $"'{from}' not found");
+        b.CopyTo(bytes, at);
+        return bytes;
+    }
+}
