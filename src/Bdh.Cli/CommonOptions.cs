@@ -21,11 +21,12 @@ public static class CommonOptions
             Bdh.Tensors.Parallelism.Threads = t >= 1 ? t : throw new UserError("--threads: must be >= 1");
     }
 
-    public static BdhModel<float> LoadModel(string path)
+    /// <summary>The model a path names; <paramref name="argument"/> is how errors name the option or argument it came from.</summary>
+    public static BdhModel<float> LoadModel(string path, string argument = "--checkpoint")
     {
         string file;
         try { file = Bdh.Model.Checkpoint.Find(path); }
-        catch (FileNotFoundException e) { throw new UserError($"--checkpoint: {e.Message}"); }
+        catch (FileNotFoundException e) { throw new UserError($"{argument}: {e.Message}"); }
         return Bdh.Model.Checkpoint.Load(file);
     }
 

@@ -156,7 +156,7 @@ public sealed class Trainer
             }
     }
 
-    /// <summary>Restores weights, moments, step and RNG states from the latest complete checkpoint.</summary>
+    /// <summary>Restores weights, RoPE frequencies, moments, step and RNG states from the latest complete checkpoint.</summary>
     public void Resume(string outDir)
     {
         string model = LatestCheckpoint(outDir) ?? throw new FileNotFoundException($"no checkpoint to resume in {outDir}");
@@ -170,6 +170,7 @@ public sealed class Trainer
             if (!t.Shape.SequenceEqual(p.Shape)) throw new SafetensorsException($"{model}: '{name}' has the wrong shape");
             t.Span.CopyTo(p.Value.Span);
         }
+        _model.LoadFreqs(Checkpoint.ReadFreqs(weights, _model.Config));
         var moments = _model.Parameters.Select(p =>
         {
             using var m = optim.ReadTensor<float>("m." + p.Name);

@@ -142,17 +142,52 @@ public class CliTests
     [InlineData("sample", "--backend", "onnx", "--onnx", "/no/such/export")]
     [InlineData("sample", "--checkpoint", "TRAINED", "--onnx", "/tmp")]
     [InlineData("export-onnx", "--checkpoint", "TRAINED", "--out", "/tmp/bdh-never-written", "--max-positions", "0")]
+    [InlineData("merge", "TRAINED", "SMALL", "--out", "OUT")]                 // another n_embd
+    [InlineData("merge", "TRAINED", "BAD", "--out", "OUT")]                   // not a checkpoint
+    [InlineData("merge", "TRAINED", "/no/such/model.safetensors", "--out", "OUT")]
+    [InlineData("merge", "TRAINED", "TRAINED", "--out", "BAD")]               // exists, no --force
+    [InlineData("merge", "TRAINED", "TRAINED", "--out", "OUT", "--embed", "c")]
+    [InlineData("train", "--init", "BAD", "--data", "../README.md")]
+    [InlineData("train", "--init", "TRAINED", "--mult", "8", "--data", "../README.md")]
     public void BadInputIsOneLineAndExitCode2(params string[] args)
     {
         using var dir = new TempDir();
-        string bad = Path.Combine(dir.Path, "bad.safetensors");
+        string bad = Path.Combine(dir.Path, "bad.safetensors"), output = Path.Combine(dir.Path, "out.safetensors");
         File.WriteAllBytes(bad, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
-        args = args.Select(a => a switch { "BAD" => bad, "TRAINED" => Trained, "SMALL" => Small, _ => a }).ToArray();
+        args = args.Select(a => a switch { "BAD" => bad, "TRAINED" => Trained, "SMALL" => Small, "OUT" => output, _ => a }).ToArray();
         var (code, stdout, stderr) = Run(args);
         Assert.Equal(2, code);
         Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.StartsWith("bdh: ", stderr);
         Assert.Equal("", stdout);
+        // Nothing written, nothing replaced.
+        Assert.Equal(["bad.safetensors"], Directory.EnumerateFileSystemEntries(dir.Path).Select(Path.GetFileName));
+        Assert.Equal(new byte[] { 1, 2, 3, 4, 5, 6, 7, 8, 9 }, File.ReadAllBytes(bad));
+    }
+
+    [Fact]
+    public void AModelMergedWithItselfGreedyDecodesAsItAndFineTunes()
+    {
+        // Each neuron twice: attention and the decoder's sum double, and the LayerNorms after both undo it.
+        using var dir = new TempDir();
+        string merged = Path.Combine(dir.Path, "merged.safetensors");
+        var (code, stdout, _) = Run("merge", Trained, Trained, "--out", merged);
+        Assert.Equal(0, code);
+        Assert.Contains("N = 512 + 512 = 1024 neurons per head", stdout);
+        var sample = Run("sample", "-c", merged, "--tokens", "40", "--top-k", "1");
+        string reference = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(Shared.Fixtures, "bdh-trained-cpu-tiny-500.json")))
+            .RootElement.GetProperty("greedy_200").GetString()!;
+        Assert.Equal((0, reference[..("ROMEO:".Length + 40)] + "\n"), (sample.Code, sample.Out));
+        var again = Run("merge", Trained, Trained, "--out", merged, "--embed", "a", "--force");
+        Assert.Equal(0, again.Code);
+
+        string run = Path.Combine(dir.Path, "tune");
+        var train = Run("train", "--init", merged, "--data", Shared.Corpus, "--steps", "2", "--batch", "2", "--block", "16",
+            "--eval-every", "0", "--out", run);
+        Assert.Equal(0, train.Code);
+        var tuned = Checkpoint.Load(Trainer.LatestCheckpoint(run)!);
+        Assert.Equal(Checkpoint.Load(merged).Freqs, tuned.Freqs);
+        Assert.Equal(32, tuned.Config.MlpInternalDimMultiplier);
     }
 
     [Fact]
