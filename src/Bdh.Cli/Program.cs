@@ -11,6 +11,7 @@ root.Subcommands.Add(CheckReferenceCommand.Create());
 root.Subcommands.Add(InspectCommand.Create());
 root.Subcommands.Add(ExportOnnxCommand.Create());
 root.Subcommands.Add(MergeCommand.Create());
+root.Subcommands.Add(GraphCommand.Create());
 
 var parsed = root.Parse(args);
 if (parsed.Errors.Count > 0)

@@ -84,9 +84,18 @@ public class CliTests
         Assert.Equal(0, code);
         Assert.Contains("15 tokens read", stdout);
         Assert.Contains("strongest synapses of rho", stdout);
-        foreach (var name in new[] { "xs-layer0.png", "xs-layer3.png", "rho-layer0-head0.png", "density.svg" })
-            Assert.True(File.Exists(Path.Combine(dir.Path, name)), name);
-        Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, File.ReadAllBytes(Path.Combine(dir.Path, "xs-layer0.png"))[..4]);
+        // Every picture names itself and its axes, has ticks or labels, and a heatmap its colour scale and embedded cells.
+        string xs = File.ReadAllText(Path.Combine(dir.Path, "xs-layer3.svg"));
+        foreach (var label in new[] { "Layer 3: neuron activations xs", ">neuron (4 heads of N = 512, side by side)<", ">token<", ">head 3<", ">R<", ">␣<", "data:image/png;base64,iVBORw0KGgo" })
+            Assert.Contains(label, xs);
+        Assert.Equal(3, System.Text.RegularExpressions.Regex.Matches(xs, "stroke=\"#00a0ff\"").Count); // head boundaries
+        string rho = File.ReadAllText(Path.Combine(dir.Path, "rho-layer0-head0.svg"));
+        foreach (var label in new[] { "Layer 0, head 0: synaptic state rho", ">embedding dimension<", ">neuron<", ">0<", ">112<" })
+            Assert.Contains(label, rho);
+        Assert.Matches(">-[0-9.e+-]+</text>", rho); // the colour scale runs from -max to max
+        string density = File.ReadAllText(Path.Combine(dir.Path, "density.svg"));
+        foreach (var label in new[] { "Activation density per layer (15 tokens)", ">layer<", ">fraction of neurons &gt; 0<", ">xs*ys<", ">3<" })
+            Assert.Contains(label, density);
     }
 
     [Theory]
@@ -148,6 +157,9 @@ public class CliTests
     [InlineData("merge", "TRAINED", "TRAINED", "--out", "BAD")]               // exists, no --force
     [InlineData("merge", "TRAINED", "TRAINED", "--out", "OUT", "--embed", "c")]
     [InlineData("train", "--init", "BAD", "--data", "../README.md")]
+    [InlineData("graph", "-c", "TRAINED", "--out", "OUT", "--beta", "0")]
+    [InlineData("graph", "-c", "TRAINED", "--out", "OUT", "--sweep", "1,x")]
+    [InlineData("graph", "-c", "BAD", "--out", "OUT")]
     [InlineData("train", "--init", "TRAINED", "--mult", "8", "--data", "../README.md")]
     public void BadInputIsOneLineAndExitCode2(params string[] args)
     {
@@ -163,6 +175,40 @@ public class CliTests
         // Nothing written, nothing replaced.
         Assert.Equal(["bad.safetensors"], Directory.EnumerateFileSystemEntries(dir.Path).Select(Path.GetFileName));
         Assert.Equal(new byte[] { 1, 2, 3, 4, 5, 6, 7, 8, 9 }, File.ReadAllBytes(bad));
+    }
+
+    [Fact]
+    public void GraphReportsEveryHeadWithLabelledPicturesAndKeepsAnEarlierReport()
+    {
+        using var dir = new TempDir();
+        var (code, stdout, _) = Run("graph", "-c", Trained, "--out", dir.Path, "--sweep", "1,2", "--seeds", "2");
+        Assert.Equal(0, code);
+        Assert.Equal(1 + 4, stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length); // a header, one line per head
+        using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(dir.Path, "graph.json")));
+        var heads = json.RootElement.GetProperty("Heads");
+        Assert.Equal(4, heads.GetArrayLength());
+        foreach (var head in heads.EnumerateArray())
+        {
+            // Trained heads are more modular than the same entries shuffled, and their partition covers all 512 neurons.
+            Assert.True(head.GetProperty("Modularity").GetDouble() > head.GetProperty("ShuffledModularity").GetDouble());
+            Assert.True(head.GetProperty("Edges").GetInt32() > 0);
+        }
+        Assert.Equal(4 * 2, json.RootElement.GetProperty("Sweep").GetArrayLength());
+        string degrees = File.ReadAllText(Path.Combine(dir.Path, "degrees-head0.svg"));
+        foreach (var label in new[] { "Head 0: degree distributions of G &gt;= 1.2 sigma", ">degree k<", ">neurons with degree k<", ">10<", ">in-degree<", ">out-degree<" })
+            Assert.Contains(label, degrees);
+        string modularity = File.ReadAllText(Path.Combine(dir.Path, "modularity.svg"));
+        foreach (var label in new[] { "Louvain modularity", ">beta (threshold in standard deviations of G_h)<", ">modularity Q<", ">head 3<", ">head 3, entries shuffled<" })
+            Assert.Contains(label, modularity);
+        string communities = File.ReadAllText(Path.Combine(dir.Path, "communities-head1.svg"));
+        foreach (var label in new[] { "Head 1: edges among the", ">writing neuron i<", ">reading neuron j (grouped by community)<", ">c0<", ">c1<", "data:image/png;base64," })
+            Assert.Contains(label, communities);
+
+        var before = File.ReadAllBytes(Path.Combine(dir.Path, "graph.json"));
+        var again = Run("graph", "-c", Trained, "--out", dir.Path);
+        Assert.Equal((2, ""), (again.Code, again.Out));
+        Assert.Contains("--force", again.Err);
+        Assert.Equal(before, File.ReadAllBytes(Path.Combine(dir.Path, "graph.json")));
     }
 
     [Fact]
@@ -230,7 +276,9 @@ public class CliTests
         var first = Run(tiny);
         Assert.Equal(0, first.Code);
         Assert.Contains("done: 2 steps", first.Out);
-        Assert.True(File.Exists(Path.Combine(dir.Path, "loss.svg")));
+        string curve = File.ReadAllText(Path.Combine(dir.Path, "loss.svg"));
+        foreach (var label in new[] { "Training loss, steps 1-2", ">optimizer step<", ">loss (cross-entropy, nats per byte)<", ">train loss<", ">val loss<", ">1<", ">2<" })
+            Assert.Contains(label, curve);
         Assert.Equal(3, File.ReadAllLines(Path.Combine(dir.Path, "loss.csv")).Length);
         var before = Directory.GetFiles(dir.Path, "*", SearchOption.AllDirectories).ToDictionary(f => f, File.ReadAllBytes);
 
