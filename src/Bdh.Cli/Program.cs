@@ -12,6 +12,7 @@ root.Subcommands.Add(InspectCommand.Create());
 root.Subcommands.Add(ExportOnnxCommand.Create());
 root.Subcommands.Add(MergeCommand.Create());
 root.Subcommands.Add(GraphCommand.Create());
+root.Subcommands.Add(SynapsesCommand.Create());
 
 var parsed = root.Parse(args);
 if (parsed.Errors.Count > 0)

@@ -39,9 +39,12 @@ public static class SvgPlot
         return [.. ticks];
     }
 
-    /// <summary>A line or scatter chart; on a log axis, points with a value ≤ 0 are left out.</summary>
+    /// <summary>
+    /// A line or scatter chart; on a log axis, points with a value ≤ 0 are left out. <paramref name="xLabels"/>, when given,
+    /// replace the x axis's numeric ticks (e.g. a text's characters at their positions).
+    /// </summary>
     public static string Chart(string title, string xName, string yName, IReadOnlyList<Series> series, bool logX = false, bool logY = false,
-        int width = 720, int height = 420)
+        int width = 720, int height = 420, IReadOnlyList<(int Index, string Text)>? xLabels = null)
     {
         var kept = series.Select(s => s with { Points = s.Points.Where(p => (!logX || p.X > 0) && (!logY || p.Y > 0) && double.IsFinite(p.Y)).ToList() }).ToList();
         var all = kept.SelectMany(s => s.Points).ToList();
@@ -61,7 +64,9 @@ public static class SvgPlot
 
         var svg = Begin(width, height, title);
         Axes(svg, width, height, xName, yName);
-        foreach (double t in Ticks(x0, x1, logX))
+        foreach (var (at, text) in xLabels ?? [])
+            svg.AppendLine($"<text x=\"{F(px(at))}\" y=\"{height - Bottom + 16}\" text-anchor=\"middle\">{Escape(text)}</text>");
+        foreach (double t in xLabels is null ? Ticks(x0, x1, logX) : [])
             svg.AppendLine($"<line x1=\"{F(px(t))}\" x2=\"{F(px(t))}\" y1=\"{height - Bottom}\" y2=\"{height - Bottom + 5}\" stroke=\"black\"/><text x=\"{F(px(t))}\" y=\"{height - Bottom + 18}\" text-anchor=\"middle\">{Tick(t)}</text>");
         foreach (double t in Ticks(y0, y1, logY))
             svg.AppendLine($"<line x1=\"{Left - 5}\" x2=\"{width - Right}\" y1=\"{F(py(t))}\" y2=\"{F(py(t))}\" stroke=\"#e4e4e4\"/><text x=\"{Left - 8}\" y=\"{F(py(t) + 4)}\" text-anchor=\"end\">{Tick(t)}</text>");

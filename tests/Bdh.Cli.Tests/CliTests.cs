@@ -160,6 +160,9 @@ public class CliTests
     [InlineData("graph", "-c", "TRAINED", "--out", "OUT", "--beta", "0")]
     [InlineData("graph", "-c", "TRAINED", "--out", "OUT", "--sweep", "1,x")]
     [InlineData("graph", "-c", "BAD", "--out", "OUT")]
+    [InlineData("synapses", "-c", "TRAINED", "--with", "/no/such/with.txt", "--without", "BAD", "--out", "OUT")]
+    [InlineData("synapses", "-c", "TRAINED", "--with", "BAD", "--without", "BAD", "--out", "OUT")]      // one line only
+    [InlineData("synapses", "-c", "TRAINED", "--with", "BAD", "--without", "BAD", "--out", "OUT", "--top", "0")]
     [InlineData("train", "--init", "TRAINED", "--mult", "8", "--data", "../README.md")]
     public void BadInputIsOneLineAndExitCode2(params string[] args)
     {
@@ -209,6 +212,35 @@ public class CliTests
         Assert.Equal((2, ""), (again.Code, again.Out));
         Assert.Contains("--force", again.Err);
         Assert.Equal(before, File.ReadAllBytes(Path.Combine(dir.Path, "graph.json")));
+    }
+
+    [Fact]
+    public void SynapsesFindsTheNameOfACharacterAndLabelsItsPictures()
+    {
+        using var dir = new TempDir();
+        string with = Path.Combine(dir.Path, "with.txt"), without = Path.Combine(dir.Path, "without.txt"), output = Path.Combine(dir.Path, "out");
+        // 12 texts of each kind from the corpus: lines that mention Romeo and lines that mention no one of his play.
+        var corpus = File.ReadAllLines(Shared.Corpus).Where(l => l.Length is >= 30 and <= 80 && !l.EndsWith(':')).ToList();
+        File.WriteAllLines(with, corpus.Where(l => l.Contains("Romeo")).Take(12));
+        File.WriteAllLines(without, corpus.Where(l => !l.Contains("Romeo") && !l.Contains("Juliet")).Take(12));
+        var (code, stdout, _) = Run("synapses", "-c", Trained, "--with", with, "--without", without, "--out", output, "--top", "2");
+        Assert.Equal(0, code);
+        Assert.Contains("12 texts with, 12 without; 3,145,728 synapses tested", stdout);
+        using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "synapses.json")));
+        var synapses = json.RootElement.GetProperty("synapses").EnumerateArray().ToList();
+        Assert.Equal(3 * 2, synapses.Count);                 // layers 1..3, two each
+        foreach (var s in synapses)
+        {
+            Assert.True(s.GetProperty("RankBiserial").GetDouble() > 0.9);
+            Assert.True(s.GetProperty("MeanWith").GetDouble() > s.GetProperty("MeanWithout").GetDouble());
+        }
+        // The name itself strengthens the best synapse of each layer most.
+        Assert.All(synapses.Where((_, i) => i % 2 == 0), s => Assert.StartsWith("Romeo", s.GetProperty("Words")[0].GetProperty("Word").GetString()));
+        string picture = File.ReadAllText(Path.Combine(output, "synapse-layer1.svg"));
+        foreach (var label in new[] { "Synapse layer 1, head", ">token of the text<", ">synapse value sigma after the token<", ">R<", ">m<", ">with the concept (labelled below)<" })
+            Assert.Contains(label, picture);
+        var again = Run("synapses", "-c", Trained, "--with", with, "--without", without, "--out", output);
+        Assert.Equal((2, ""), (again.Code, again.Out));
     }
 
     [Fact]
