@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# The paper's §7.1 on this machine: train two small models on two corpora, merge them, and measure each
-# model's val loss on both corpora, then again after a short fine-tune of the merged model on both.
+# The paper's §7.1 on this machine: two models trained on two corpora are merged (bdh merge), and each model's val
+# loss is measured on both corpora, then again after a short fine-tune of the merged model on both.
 # Corpora: tiny Shakespeare (../shared/data) and Vim's user manual (Debian's vim-runtime, usr_*.txt).
-# Usage: bench/experiments/merge-demo.sh [OUT_DIR] [STEPS] [TUNE_STEPS]   (from the repository root)
+# As in the paper, both models may start from one base model (trained BASE steps on Shakespeare), each then trained
+# STEPS more on its own corpus; with BASE = 0 they are trained from scratch independently, from different seeds.
+# Usage, from the repository root after a Release build:
+#   bench/experiments/merge-demo.sh [OUT_DIR] [STEPS] [TUNE_STEPS] [BASE]
 set -euo pipefail
 out=${1:-runs/merge-demo}
 steps=${2:-400}
 tune=${3:-100}
+base=${4:-300}
 bdh() { dotnet src/Bdh.Cli/bin/Release/net10.0/bdh.dll "$@"; }
 mkdir -p "$out"
 shakespeare=../shared/data/tinyshakespeare.txt
@@ -16,12 +20,17 @@ cat /usr/share/vim/vim90/doc/usr_*.txt > "$vim"
 head -c $(( $(wc -c < "$shakespeare") * 9 / 10 )) "$shakespeare" > "$out/both.txt"
 head -c $(( $(wc -c < "$vim") * 9 / 10 )) "$vim" >> "$out/both.txt"
 
-small=(--layers 4 --embd 128 --heads 4 --mult 8 --batch 16 --block 64 --eval-every 0 --steps "$steps")
-[ -d "$out/shakespeare" ] || bdh train "${small[@]}" --data "$shakespeare" --out "$out/shakespeare" > "$out/shakespeare.log" 2>&1
-[ -d "$out/vim" ] || bdh train "${small[@]}" --data "$vim" --out "$out/vim" --seed 7 > "$out/vim.log" 2>&1
+run=(--batch 16 --block 64 --eval-every 0)
+if [ "$base" -gt 0 ]; then
+    [ -d "$out/base" ] || bdh train --layers 4 --embd 128 --heads 4 --mult 8 "${run[@]}" --steps "$base" --data "$shakespeare" --out "$out/base" > "$out/base.log" 2>&1
+    start=(--init "$out/base")
+else
+    start=(--layers 4 --embd 128 --heads 4 --mult 8)
+fi
+[ -d "$out/shakespeare" ] || bdh train "${start[@]}" "${run[@]}" --steps "$steps" --data "$shakespeare" --out "$out/shakespeare" > "$out/shakespeare.log" 2>&1
+[ -d "$out/vim" ] || bdh train "${start[@]}" "${run[@]}" --steps "$steps" --data "$vim" --seed 7 --out "$out/vim" > "$out/vim.log" 2>&1
 bdh merge "$out/shakespeare" "$out/vim" --out "$out/merged.safetensors" --force
-[ -d "$out/tuned" ] || bdh train --init "$out/merged.safetensors" --data "$out/both.txt" --steps "$tune" --batch 16 --block 64 \
-    --eval-every 0 --out "$out/tuned" > "$out/tuned.log" 2>&1
+[ -d "$out/tuned" ] || bdh train --init "$out/merged.safetensors" "${run[@]}" --steps "$tune" --data "$out/both.txt" --out "$out/tuned" > "$out/tuned.log" 2>&1
 
 loss() { bdh eval --checkpoint "$1" --data "$2" --windows 400 | sed 's/val loss \([0-9.]*\).*/\1/'; }
 echo "| model | val loss, tiny Shakespeare | val loss, Vim manual |"
