@@ -22,14 +22,7 @@ public class MergeTests
         return ModelMerge.Merge(a, b);
     }
 
-    private static float[] FullLogits(BdhModel<float> model, int[] tokens)
-    {
-        using var _ = NoGrad.Scope();
-        var (logits, _) = model.Forward(tokens, 1, tokens.Length);
-        var result = logits.Value.Span.ToArray();
-        logits.ReleaseGraph();
-        return result;
-    }
+    private static float[] FullLogits(BdhModel<float> model, int[] tokens) => InferenceTests.FullLogits(model, tokens);
 
     private static float[] SteppedLogits(BdhModel<float> model, GenerationMode mode, int[] tokens)
     {
