@@ -56,7 +56,8 @@ public static class InspectCommand
     private static void WritePictures(InspectionReport report, Bdh.Model.BdhConfig c, string prompt, string dir)
     {
         int neurons = c.NHead * c.N;
-        var heads = Enumerable.Range(0, c.NHead).Select(h => (h * c.N, $"head {h}")).ToList();
+        var heads = Enumerable.Range(0, c.NHead).Select(h => (h * c.N + c.N / 2, $"head {h}")).ToList();      // labels at each head's middle
+        var boundaries = Enumerable.Range(1, c.NHead - 1).Select(h => h * c.N).ToList();
         var tokens = SvgPlot.TokenLabels(CommonOptions.Encode(prompt));
         for (int l = 0; l < c.NLayer; l++)
         {
@@ -64,7 +65,7 @@ public static class InspectCommand
             float max = Math.Max(report.XsMaps[l].Max(), 1e-12f);
             File.WriteAllText(Path.Combine(dir, $"xs-layer{l}.svg"), SvgPlot.Heatmap(
                 $"Layer {l}: neuron activations xs while reading the prompt", $"neuron ({c.NHead} heads of N = {c.N}, side by side)", "token",
-                report.XsMaps[l], report.Tokens, neurons, 0, max, Png.Heat, heads, tokens, columnSeparators: heads.Skip(1).Select(h => h.Item1).ToList()));
+                report.XsMaps[l], report.Tokens, neurons, 0, max, Png.Heat, heads, tokens, columnSeparators: boundaries));
             // rho of head 0: one row per neuron, one column per embedding dim, on a scale symmetric about 0.
             var rho = report.State.Rho[l].AsSpan(0, c.N * c.NEmbd).ToArray();
             float m = Math.Max(rho.Max(Math.Abs), 1e-12f);

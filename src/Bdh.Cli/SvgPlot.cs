@@ -77,7 +77,8 @@ public static class SvgPlot
             if (s.Line) svg.AppendLine($"<polyline fill=\"none\" stroke=\"{s.Color}\" stroke-width=\"1.6\" points=\"{points}\"/>");
             if (s.Markers)
                 foreach (var p in s.Points) svg.AppendLine($"<circle cx=\"{F(px(p.X))}\" cy=\"{F(py(p.Y))}\" r=\"2.5\" fill=\"{s.Color}\"/>");
-            svg.AppendLine($"<text x=\"{width - Right - 6}\" y=\"{Top + 16 + 16 * i}\" text-anchor=\"end\" fill=\"{s.Color}\">{Escape(s.Name)}</text>");
+            // The legend, top right, on a white halo so that it stays readable over the data.
+            svg.AppendLine($"<text x=\"{width - Right - 6}\" y=\"{Top + 16 + 16 * i}\" text-anchor=\"end\" fill=\"{s.Color}\" stroke=\"white\" stroke-width=\"3\" paint-order=\"stroke\">{Escape(s.Name)}</text>");
         }
         return End(svg);
     }
