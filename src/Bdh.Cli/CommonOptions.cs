@@ -30,6 +30,14 @@ public static class CommonOptions
         return Bdh.Model.Checkpoint.Load(file);
     }
 
+    /// <summary>How the experiments write their JSON summaries: snake_case names (as the config's), indented, NaN allowed.</summary>
+    public static readonly System.Text.Json.JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower,
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
     /// <summary>Text as byte tokens (the vocabulary is the 256 byte values).</summary>
     public static int[] Encode(string text) => ByteTokens.Encode(text);
 

@@ -44,7 +44,7 @@ public static class GraphCommand
             Directory.CreateDirectory(dir);
             var report = Run(model, b, betas, r.GetValue(seeds), r.GetValue(read) == "encoder_v", r.GetValue(communities), dir);
             File.WriteAllText(json, JsonSerializer.Serialize(new { checkpoint = source, config = model.Config, read = r.GetValue(read), report.Heads, report.Sweep },
-                new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals }));
+                CommonOptions.Json));
             Console.Error.WriteLine($"graph.json and pictures in {Path.GetFullPath(dir)}");
             return 0;
         });

@@ -60,7 +60,7 @@ public static class SynapsesCommand
             foreach (var layerBest in results.GroupBy(x => x.Layer).Select(g => g.First()))
                 WriteAlong(Path.Combine(dir, $"synapse-layer{layerBest.Layer}.svg"), layerBest, withTexts, withActs, withoutTexts, withoutActs, n);
             File.WriteAllText(json, JsonSerializer.Serialize(new { checkpoint = r.GetValue(checkpoint), with = withTexts.Count, without = withoutTexts.Count, tested, synapses = report },
-                new JsonSerializerOptions { WriteIndented = true }));
+                CommonOptions.Json));
             Console.Write(s.ToString());
             Console.Error.WriteLine($"synapses.json and pictures in {Path.GetFullPath(dir)}");
             return 0;

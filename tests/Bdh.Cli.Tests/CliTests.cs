@@ -188,15 +188,15 @@ public class CliTests
         Assert.Equal(0, code);
         Assert.Equal(1 + 4, stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length); // a header, one line per head
         using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(dir.Path, "graph.json")));
-        var heads = json.RootElement.GetProperty("Heads");
+        var heads = json.RootElement.GetProperty("heads");
         Assert.Equal(4, heads.GetArrayLength());
         foreach (var head in heads.EnumerateArray())
         {
             // Trained heads are more modular than the same entries shuffled, and their partition covers all 512 neurons.
-            Assert.True(head.GetProperty("Modularity").GetDouble() > head.GetProperty("ShuffledModularity").GetDouble());
-            Assert.True(head.GetProperty("Edges").GetInt32() > 0);
+            Assert.True(head.GetProperty("modularity").GetDouble() > head.GetProperty("shuffled_modularity").GetDouble());
+            Assert.True(head.GetProperty("edges").GetInt32() > 0);
         }
-        Assert.Equal(4 * 2, json.RootElement.GetProperty("Sweep").GetArrayLength());
+        Assert.Equal(4 * 2, json.RootElement.GetProperty("sweep").GetArrayLength());
         string degrees = File.ReadAllText(Path.Combine(dir.Path, "degrees-head0.svg"));
         foreach (var label in new[] { "Head 0: degree distributions of G &gt;= 1.2 sigma", ">degree k<", ">neurons with degree k<", ">10<", ">in-degree<", ">out-degree<" })
             Assert.Contains(label, degrees);
@@ -231,11 +231,11 @@ public class CliTests
         Assert.Equal(3 * 2, synapses.Count);                 // layers 1..3, two each
         foreach (var s in synapses)
         {
-            Assert.True(s.GetProperty("RankBiserial").GetDouble() > 0.9);
-            Assert.True(s.GetProperty("MeanWith").GetDouble() > s.GetProperty("MeanWithout").GetDouble());
+            Assert.True(s.GetProperty("rank_biserial").GetDouble() > 0.9);
+            Assert.True(s.GetProperty("mean_with").GetDouble() > s.GetProperty("mean_without").GetDouble());
         }
         // The name itself strengthens the best synapse of each layer most.
-        Assert.All(synapses.Where((_, i) => i % 2 == 0), s => Assert.StartsWith("Romeo", s.GetProperty("Words")[0].GetProperty("Word").GetString()));
+        Assert.All(synapses.Where((_, i) => i % 2 == 0), s => Assert.StartsWith("Romeo", s.GetProperty("words")[0].GetProperty("word").GetString()));
         string picture = File.ReadAllText(Path.Combine(output, "synapse-layer1.svg"));
         foreach (var label in new[] { "Synapse layer 1, head", ">token of the text<", ">synapse value sigma after the token<", ">R<", ">m<", ">with the concept (labelled below)<" })
             Assert.Contains(label, picture);
