@@ -21,12 +21,13 @@ public static class CommonOptions
             Bdh.Tensors.Parallelism.Threads = t >= 1 ? t : throw new UserError("--threads: must be >= 1");
     }
 
-    public static BdhModel<float> LoadModel(string path)
+    /// <summary>The model a path names; <paramref name="argument"/> is how errors name the option or argument it came from.</summary>
+    public static BdhModel<float> LoadModel(string path, string argument = "--checkpoint")
     {
         string file;
         try { file = Bdh.Model.Checkpoint.Find(path); }
-        catch (FileNotFoundException e) { throw new UserError($"--checkpoint: {e.Message}"); }
-        InputFile.Require(file, "--checkpoint");
+        catch (FileNotFoundException e) { throw new UserError($"{argument}: {e.Message}"); }
+        InputFile.Require(file, argument);
         return Bdh.Model.Checkpoint.Load(file);
     }
 
@@ -43,6 +44,14 @@ public static class CommonOptions
         string folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
         if (!Directory.Exists(folder)) throw new UserError($"{flag}: no folder '{folder}' to write '{Path.GetFileName(path)}' into");
     }
+
+    /// <summary>How the experiments write their JSON summaries: snake_case names (as the config's), indented, NaN allowed.</summary>
+    public static readonly System.Text.Json.JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower,
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
 
     /// <summary>Text as byte tokens (the vocabulary is the 256 byte values).</summary>
     public static int[] Encode(string text) => ByteTokens.Encode(text);

@@ -34,7 +34,7 @@ public static class InspectCommand
             MemoryBudget.Require(model.Config.StepBytes(1, tokens, training: false) + model.Config.StateBytes, "--prompt");
             var report = InspectionReport.Run(model, CommonOptions.Encode(text), r.GetValue(top));
             Directory.CreateDirectory(dir);
-            WritePictures(report, model.Config, dir);
+            WritePictures(report, model.Config, text, dir);
             Console.Write(Summary(report));
             Console.Error.WriteLine($"pictures in {Path.GetFullPath(dir)}");
             return 0;
@@ -58,46 +58,34 @@ public static class InspectCommand
         return s.ToString();
     }
 
-    private static void WritePictures(InspectionReport report, Bdh.Model.BdhConfig c, string dir)
+    private static void WritePictures(InspectionReport report, Bdh.Model.BdhConfig c, string prompt, string dir)
     {
-        int width = c.NHead * c.N, scale = Math.Max(1, 256 / report.Tokens);
+        int neurons = c.NHead * c.N;
+        var heads = Enumerable.Range(0, c.NHead).Select(h => (h * c.N + c.N / 2, $"head {h}")).ToList();      // labels at each head's middle
+        var boundaries = Enumerable.Range(1, c.NHead - 1).Select(h => h * c.N).ToList();
+        var tokens = SvgPlot.TokenLabels(CommonOptions.Encode(prompt));
         for (int l = 0; l < c.NLayer; l++)
         {
-            // xs: one row per token, neurons of all heads side by side, scaled by the layer's max.
+            // xs: one row per token, neurons of all heads side by side.
             float max = Math.Max(report.XsMaps[l].Max(), 1e-12f);
-            Png.WriteHeatmap(Path.Combine(dir, $"xs-layer{l}.png"), report.XsMaps[l].Select(v => v / max).ToArray(), report.Tokens, width, Png.Heat, scale);
-            // rho of head 0: one row per neuron, one column per embedding dim.
+            File.WriteAllText(Path.Combine(dir, $"xs-layer{l}.svg"), SvgPlot.Heatmap(
+                $"Layer {l}: neuron activations xs while reading the prompt", $"neuron ({c.NHead} heads of N = {c.N}, side by side)", "token",
+                report.XsMaps[l], report.Tokens, neurons, 0, max, Png.Heat, heads, tokens, columnSeparators: boundaries));
+            // rho of head 0: one row per neuron, one column per embedding dim, on a scale symmetric about 0.
             var rho = report.State.Rho[l].AsSpan(0, c.N * c.NEmbd).ToArray();
             float m = Math.Max(rho.Max(Math.Abs), 1e-12f);
-            Png.WriteHeatmap(Path.Combine(dir, $"rho-layer{l}-head0.png"), rho.Select(v => v / m).ToArray(), c.N, c.NEmbd, Png.Diverging);
+            File.WriteAllText(Path.Combine(dir, $"rho-layer{l}-head0.svg"), SvgPlot.Heatmap(
+                $"Layer {l}, head 0: synaptic state rho after the prompt", "embedding dimension", "neuron",
+                rho, c.N, c.NEmbd, -m, m, Png.Diverging, SvgPlot.IndexLabels(c.NEmbd), SvgPlot.IndexLabels(c.N, 10), height: 640));
         }
-        WriteDensityChart(Path.Combine(dir, "density.svg"), report);
-    }
-
-    private static void WriteDensityChart(string path, InspectionReport report)
-    {
-        const int barWidth = 18, groupGap = 24, height = 220, top = 20, bottom = 40;
-        int layers = report.DensityXs.Length;
-        int width = 60 + layers * (3 * barWidth + groupGap);
-        string[] colors = ["#1f77b4", "#ff7f0e", "#2ca02c"];
-        var svg = new StringBuilder($"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"11\">\n");
-        svg.AppendLine($"<rect width=\"{width}\" height=\"{height}\" fill=\"white\"/>");
-        double plot = height - top - bottom;
-        for (int l = 0; l < layers; l++)
-        {
-            double[] values = [report.DensityXs[l], report.DensityYs[l], report.DensityXy[l]];
-            int x0 = 50 + l * (3 * barWidth + groupGap);
-            for (int k = 0; k < 3; k++)
-            {
-                double h = plot * values[k];
-                svg.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                    $"<rect x=\"{x0 + k * barWidth}\" y=\"{top + plot - h:0.#}\" width=\"{barWidth - 2}\" height=\"{h:0.#}\" fill=\"{colors[k]}\"><title>{values[k]:P1}</title></rect>"));
-            }
-            svg.AppendLine($"<text x=\"{x0 + barWidth * 3 / 2}\" y=\"{height - bottom + 14}\" text-anchor=\"middle\">layer {l}</text>");
-        }
-        svg.AppendLine($"<text x=\"4\" y=\"{top + 4}\">100%</text><text x=\"4\" y=\"{top + plot}\">0%</text>");
-        svg.AppendLine($"<text x=\"50\" y=\"{height - 8}\" fill=\"{colors[0]}\">density of xs</text><text x=\"150\" y=\"{height - 8}\" fill=\"{colors[1]}\">ys</text><text x=\"190\" y=\"{height - 8}\" fill=\"{colors[2]}\">xs*ys</text>");
-        svg.AppendLine("</svg>");
-        File.WriteAllText(path, svg.ToString());
+        var layers = Enumerable.Range(0, c.NLayer).Select(l => (double)l).ToList();
+        List<Series> densities =
+        [
+            new("xs", layers.Select(l => (l, report.DensityXs[(int)l])).ToList(), "#1f77b4", Markers: true),
+            new("ys", layers.Select(l => (l, report.DensityYs[(int)l])).ToList(), "#ff7f0e", Markers: true),
+            new("xs*ys", layers.Select(l => (l, report.DensityXy[(int)l])).ToList(), "#2ca02c", Markers: true),
+        ];
+        File.WriteAllText(Path.Combine(dir, "density.svg"),
+            SvgPlot.Chart($"Activation density per layer ({report.Tokens} tokens)", "layer", "fraction of neurons > 0", densities));
     }
 }

@@ -7,17 +7,17 @@ namespace Bdh.Cli;
 /// <summary>A minimal PNG writer (8-bit RGB, unfiltered rows, zlib) for heatmaps: no imaging library needed.</summary>
 public static class Png
 {
-    /// <summary>Writes values [rows, cols] as a heatmap, each cell <paramref name="scale"/> pixels tall; color maps a value to RGB.</summary>
-    public static void WriteHeatmap(string path, ReadOnlySpan<float> values, int rows, int cols, Func<float, (byte R, byte G, byte B)> color, int scale = 1)
+    /// <summary>The PNG file of values [rows, cols] as a heatmap, one pixel per cell; color maps a value to RGB.</summary>
+    public static byte[] Encode(ReadOnlySpan<float> values, int rows, int cols, Func<float, (byte R, byte G, byte B)> color)
     {
-        int height = rows * scale;
+        int height = rows;
         var raw = new byte[height * (1 + 3 * cols)];
         for (int y = 0; y < height; y++)
         {
             int offset = y * (1 + 3 * cols); // raw[offset] = 0: filter type None
             for (int x = 0; x < cols; x++)
             {
-                var (r, g, b) = color(values[y / scale * cols + x]);
+                var (r, g, b) = color(values[y * cols + x]);
                 raw[offset + 1 + 3 * x] = r;
                 raw[offset + 2 + 3 * x] = g;
                 raw[offset + 3 + 3 * x] = b;
@@ -26,7 +26,7 @@ public static class Png
         using var compressed = new MemoryStream();
         using (var z = new ZLibStream(compressed, CompressionLevel.Optimal, leaveOpen: true)) z.Write(raw);
 
-        using var file = File.Create(path);
+        using var file = new MemoryStream();
         file.Write([0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A]);
         var header = new byte[13];
         BinaryPrimitives.WriteInt32BigEndian(header, cols);
@@ -36,6 +36,7 @@ public static class Png
         Chunk(file, "IHDR", header);
         Chunk(file, "IDAT", compressed.ToArray());
         Chunk(file, "IEND", []);
+        return file.ToArray();
     }
 
     /// <summary>0 → black, through red and yellow, to white at 1 (for non-negative activations).</summary>

@@ -10,6 +10,9 @@ root.Subcommands.Add(EvalCommand.Create());
 root.Subcommands.Add(CheckReferenceCommand.Create());
 root.Subcommands.Add(InspectCommand.Create());
 root.Subcommands.Add(ExportOnnxCommand.Create());
+root.Subcommands.Add(MergeCommand.Create());
+root.Subcommands.Add(GraphCommand.Create());
+root.Subcommands.Add(SynapsesCommand.Create());
 
 var parsed = root.Parse(args);
 if (parsed.Errors.Count > 0)

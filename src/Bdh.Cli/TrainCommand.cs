@@ -42,11 +42,15 @@ public static class TrainCommand
         var checkpointEvery = new Option<int?>("--checkpoint-every") { Description = "Checkpoint every N steps (default 500, and at the end)" };
         var outDir = new Option<string?>("--out") { Description = "Output folder (default: runs/<preset>-<time>)" };
         var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its latest checkpoint, bit-identically" };
+        var init = new Option<string?>("--init")
+        {
+            Description = "Start from this checkpoint (e.g. a `bdh merge` output): its weights, RoPE frequencies and config, with a fresh optimizer",
+        };
         var profile = new Option<bool>("--profile") { Description = "Print the time per op (forward and backward) per step at the end; the first step (JIT warm-up) is left out" };
         var command = new Command("train", "Train BDH on a text file (bytes as tokens).")
         {
             data, preset, layers, embd, heads, mult, dropout, batch, block, steps, lr, weightDecay, gradAccum, seed, threads,
-            evalEvery, checkpointEvery, outDir, resume, profile,
+            evalEvery, checkpointEvery, outDir, resume, init, profile,
         };
         command.SetAction(r =>
         {
@@ -72,21 +76,31 @@ public static class TrainCommand
                 EvalEvery = r.GetValue(evalEvery) ?? options.EvalEvery,
                 CheckpointEvery = r.GetValue(checkpointEvery) ?? options.CheckpointEvery,
             };
-            config.Validate();
             options.Validate();
             CommonOptions.ApplyThreads(r.GetValue(threads));
+            BdhModel<float> model;
+            if (r.GetValue(init) is string initPath)
+            {
+                // The checkpoint fixes the model; options that would change it are a mistake, not something to ignore.
+                Option[] architecture = [layers, embd, heads, mult, dropout];
+                if (architecture.FirstOrDefault(o => r.GetResult(o) is { Implicit: false }) is Option given)
+                    throw new UserError($"{given.Name}: the model comes from --init; leave out {given.Name}");
+                model = CommonOptions.LoadModel(initPath, "--init");
+            }
+            else model = BdhModel<float>.Create(config.Validate(), options.Seed);
             string dir = r.GetValue(outDir) ?? Path.Combine("runs", $"{presetName}-{DateTime.Now:yyyyMMdd-HHmmss}");
-            return Train(config, options, DataSource.Load(r.GetValue(data)), dir, r.GetValue(resume), r.GetValue(profile));
+            return Train(model, options, DataSource.Load(r.GetValue(data)), dir, r.GetValue(resume), r.GetValue(profile));
         });
         return command;
     }
 
-    private static int Train(BdhConfig config, TrainOptions options, byte[] bytes, string dir, bool resume, bool profile)
+    private static int Train(BdhModel<float> model, TrainOptions options, byte[] bytes, string dir, bool resume, bool profile)
     {
+        var config = model.Config;
         var data = new TextData(bytes);
         if (data.Train.Length <= options.Block + 1L || data.Val.Length <= options.Block + 1L)
             throw new UserError($"--data: {bytes.Length} bytes is too short for --block {options.Block} (both splits need block + 2 bytes)");
-        // Refuse what cannot fit before allocating any of it: weights, gradients and both AdamW moments, and one micro-batch's pass.
+        // Refuse what cannot fit before training: weights, gradients and both AdamW moments, and one micro-batch's pass.
         double memory = 16.0 * BdhModel<float>.ParameterCount(config) + config.StepBytes(options.Batch / options.GradAccum, options.Block, training: true);
         config.RequireStepFits(options.Batch / options.GradAccum, options.Block, training: true, "--batch/--block");
         MemoryBudget.Require(memory, "--layers/--embd/--mult/--batch/--block");
@@ -110,7 +124,7 @@ public static class TrainCommand
         bool hasRun = Trainer.LatestCheckpoint(dir) is not null;
         if (!resume && hasRun) throw new UserError($"--out: '{dir}' already holds a run; pass --resume to continue it or choose another --out");
 
-        var trainer = new Trainer(BdhModel<float>.Create(config, options.Seed), data, options);
+        var trainer = new Trainer(model, data, options);
         if (resume) trainer.Resume(dir);
         var curve = run.OpenCurve(resume ? trainer.Step : null, Notice);
         Console.Error.WriteLine($"training BDH {config.ToJson()} on {bytes.Length:N0} bytes, {Bdh.Tensors.Parallelism.Threads} threads, into {dir}" +

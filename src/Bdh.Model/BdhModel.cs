@@ -148,6 +148,20 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
     }
 
     /// <summary>
+    /// Replaces the RoPE frequencies (a resumed run takes its checkpoint's: a merged model's are not get_freqs(N))
+    /// and drops the table built from the old ones.
+    /// </summary>
+    public void LoadFreqs(ReadOnlySpan<float> freqs)
+    {
+        if (freqs.Length != Freqs.Length) throw new ArgumentException($"attn.freqs has {freqs.Length} values, the config needs {Freqs.Length}");
+        lock (_ropeLock)
+        {
+            freqs.CopyTo(Freqs);
+            _rope = null;
+        }
+    }
+
+    /// <summary>
     /// The RoPE table for positions [0, t). One table is kept, grown by doubling; a shorter one shares
     /// its rows (row t is the same whatever the length), so generation that asks for every length up
     /// to T builds O(log T) tables, not T.

@@ -183,8 +183,8 @@ public sealed class Trainer
     }
 
     /// <summary>
-    /// Restores weights, moments, step and RNG states from the latest complete checkpoint. Every value is
-    /// checked first (a hand-edited or corrupt file is a <see cref="SafetensorsException"/> naming it).
+    /// Restores weights, RoPE frequencies, moments, step and RNG states from the latest complete checkpoint. Every
+    /// value is checked first (a hand-edited or corrupt file is a <see cref="SafetensorsException"/> naming it).
     /// </summary>
     public void Resume(string outDir)
     {
@@ -214,6 +214,7 @@ public sealed class Trainer
         // Read everything before changing anything, so a bad file leaves this trainer as it was.
         Checkpoint.RequireShapes(weights, _model.Config);
         var values = _model.Parameters.Select(p => Checkpoint.RequireFinite(weights, p.Name, weights.ReadTensor<float>(p.Name))).ToArray();
+        float[] freqs = Checkpoint.ReadFreqs(weights, _model.Config);
         var moments = _model.Parameters.Select(p =>
         {
             float[] Moment(string name)
@@ -229,6 +230,7 @@ public sealed class Trainer
             values[i].Span.CopyTo(_model.Parameters[i].Value.Value.Span);
             values[i].Dispose();
         }
+        _model.LoadFreqs(freqs);
         _optimizer.Restore(step, moments);
         _batchRng.State = batchState;
         _dropoutRng.State = dropoutState;

@@ -84,9 +84,18 @@ public class CliTests
         Assert.Equal(0, code);
         Assert.Contains("15 tokens read", stdout);
         Assert.Contains("strongest synapses of rho", stdout);
-        foreach (var name in new[] { "xs-layer0.png", "xs-layer3.png", "rho-layer0-head0.png", "density.svg" })
-            Assert.True(File.Exists(Path.Combine(dir.Path, name)), name);
-        Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, File.ReadAllBytes(Path.Combine(dir.Path, "xs-layer0.png"))[..4]);
+        // Every picture names itself and its axes, has ticks or labels, and a heatmap its colour scale and embedded cells.
+        string xs = File.ReadAllText(Path.Combine(dir.Path, "xs-layer3.svg"));
+        foreach (var label in new[] { "Layer 3: neuron activations xs", ">neuron (4 heads of N = 512, side by side)<", ">token<", ">head 3<", ">R<", ">␣<", "data:image/png;base64,iVBORw0KGgo" })
+            Assert.Contains(label, xs);
+        Assert.Equal(3, System.Text.RegularExpressions.Regex.Matches(xs, "stroke=\"#00a0ff\"").Count); // head boundaries
+        string rho = File.ReadAllText(Path.Combine(dir.Path, "rho-layer0-head0.svg"));
+        foreach (var label in new[] { "Layer 0, head 0: synaptic state rho", ">embedding dimension<", ">neuron<", ">0<", ">112<" })
+            Assert.Contains(label, rho);
+        Assert.Matches(">-[0-9.e+-]+</text>", rho); // the colour scale runs from -max to max
+        string density = File.ReadAllText(Path.Combine(dir.Path, "density.svg"));
+        foreach (var label in new[] { "Activation density per layer (15 tokens)", ">layer<", ">fraction of neurons &gt; 0<", ">xs*ys<", ">3<" })
+            Assert.Contains(label, density);
     }
 
     [Theory]
@@ -142,17 +151,121 @@ public class CliTests
     [InlineData("sample", "--backend", "onnx", "--onnx", "/no/such/export")]
     [InlineData("sample", "--checkpoint", "TRAINED", "--onnx", "/tmp")]
     [InlineData("export-onnx", "--checkpoint", "TRAINED", "--out", "/tmp/bdh-never-written", "--max-positions", "0")]
+    [InlineData("merge", "TRAINED", "SMALL", "--out", "OUT")]                 // another n_embd
+    [InlineData("merge", "TRAINED", "BAD", "--out", "OUT")]                   // not a checkpoint
+    [InlineData("merge", "TRAINED", "/no/such/model.safetensors", "--out", "OUT")]
+    [InlineData("merge", "TRAINED", "TRAINED", "--out", "BAD")]               // exists, no --force
+    [InlineData("merge", "TRAINED", "TRAINED", "--out", "OUT", "--embed", "c")]
+    [InlineData("train", "--init", "BAD", "--data", "../README.md")]
+    [InlineData("graph", "-c", "TRAINED", "--out", "OUT", "--beta", "0")]
+    [InlineData("graph", "-c", "TRAINED", "--out", "OUT", "--sweep", "1,x")]
+    [InlineData("graph", "-c", "BAD", "--out", "OUT")]
+    [InlineData("synapses", "-c", "TRAINED", "--with", "/no/such/with.txt", "--without", "BAD", "--out", "OUT")]
+    [InlineData("synapses", "-c", "TRAINED", "--with", "BAD", "--without", "BAD", "--out", "OUT")]      // one line only
+    [InlineData("synapses", "-c", "TRAINED", "--with", "BAD", "--without", "BAD", "--out", "OUT", "--top", "0")]
+    [InlineData("train", "--init", "TRAINED", "--mult", "8", "--data", "../README.md")]
     public void BadInputIsOneLineAndExitCode2(params string[] args)
     {
         using var dir = new TempDir();
-        string bad = Path.Combine(dir.Path, "bad.safetensors");
+        string bad = Path.Combine(dir.Path, "bad.safetensors"), output = Path.Combine(dir.Path, "out.safetensors");
         File.WriteAllBytes(bad, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
-        args = args.Select(a => a switch { "BAD" => bad, "TRAINED" => Trained, "SMALL" => Small, _ => a }).ToArray();
+        args = args.Select(a => a switch { "BAD" => bad, "TRAINED" => Trained, "SMALL" => Small, "OUT" => output, _ => a }).ToArray();
         var (code, stdout, stderr) = Run(args);
         Assert.Equal(2, code);
         Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.StartsWith("bdh: ", stderr);
         Assert.Equal("", stdout);
+        // Nothing written, nothing replaced.
+        Assert.Equal(["bad.safetensors"], Directory.EnumerateFileSystemEntries(dir.Path).Select(Path.GetFileName));
+        Assert.Equal(new byte[] { 1, 2, 3, 4, 5, 6, 7, 8, 9 }, File.ReadAllBytes(bad));
+    }
+
+    [Fact]
+    public void GraphReportsEveryHeadWithLabelledPicturesAndKeepsAnEarlierReport()
+    {
+        using var dir = new TempDir();
+        var (code, stdout, _) = Run("graph", "-c", Trained, "--out", dir.Path, "--sweep", "1,2", "--seeds", "2");
+        Assert.Equal(0, code);
+        Assert.Equal(1 + 4, stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length); // a header, one line per head
+        using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(dir.Path, "graph.json")));
+        var heads = json.RootElement.GetProperty("heads");
+        Assert.Equal(4, heads.GetArrayLength());
+        foreach (var head in heads.EnumerateArray())
+        {
+            // Trained heads are more modular than the same entries shuffled, and their partition covers all 512 neurons.
+            Assert.True(head.GetProperty("modularity").GetDouble() > head.GetProperty("shuffled_modularity").GetDouble());
+            Assert.True(head.GetProperty("edges").GetInt32() > 0);
+        }
+        Assert.Equal(4 * 2, json.RootElement.GetProperty("sweep").GetArrayLength());
+        string degrees = File.ReadAllText(Path.Combine(dir.Path, "degrees-head0.svg"));
+        foreach (var label in new[] { "Head 0: degree distributions of G &gt;= 1.2 sigma", ">degree k<", ">neurons with degree k<", ">10<", ">in-degree<", ">out-degree<" })
+            Assert.Contains(label, degrees);
+        string modularity = File.ReadAllText(Path.Combine(dir.Path, "modularity.svg"));
+        foreach (var label in new[] { "Louvain modularity", ">beta (threshold in standard deviations of G_h)<", ">modularity Q<", ">head 3<", ">head 3, entries shuffled<" })
+            Assert.Contains(label, modularity);
+        string communities = File.ReadAllText(Path.Combine(dir.Path, "communities-head1.svg"));
+        foreach (var label in new[] { "Head 1: edges among the", ">writing neuron i<", ">reading neuron j (grouped by community)<", ">c0<", ">c1<", "data:image/png;base64," })
+            Assert.Contains(label, communities);
+
+        var before = File.ReadAllBytes(Path.Combine(dir.Path, "graph.json"));
+        var again = Run("graph", "-c", Trained, "--out", dir.Path);
+        Assert.Equal((2, ""), (again.Code, again.Out));
+        Assert.Contains("--force", again.Err);
+        Assert.Equal(before, File.ReadAllBytes(Path.Combine(dir.Path, "graph.json")));
+    }
+
+    [Fact]
+    public void SynapsesFindsTheNameOfACharacterAndLabelsItsPictures()
+    {
+        using var dir = new TempDir();
+        string with = Path.Combine(dir.Path, "with.txt"), without = Path.Combine(dir.Path, "without.txt"), output = Path.Combine(dir.Path, "out");
+        // 12 texts of each kind from the corpus: lines that mention Romeo and lines that mention no one of his play.
+        var corpus = File.ReadAllLines(Shared.Corpus).Where(l => l.Length is >= 30 and <= 80 && !l.EndsWith(':')).ToList();
+        File.WriteAllLines(with, corpus.Where(l => l.Contains("Romeo")).Take(12));
+        File.WriteAllLines(without, corpus.Where(l => !l.Contains("Romeo") && !l.Contains("Juliet")).Take(12));
+        var (code, stdout, _) = Run("synapses", "-c", Trained, "--with", with, "--without", without, "--out", output, "--top", "2");
+        Assert.Equal(0, code);
+        Assert.Contains("12 texts with, 12 without; 3,145,728 synapses tested", stdout);
+        using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "synapses.json")));
+        var synapses = json.RootElement.GetProperty("synapses").EnumerateArray().ToList();
+        Assert.Equal(3 * 2, synapses.Count);                 // layers 1..3, two each
+        foreach (var s in synapses)
+        {
+            Assert.True(s.GetProperty("rank_biserial").GetDouble() > 0.9);
+            Assert.True(s.GetProperty("mean_with").GetDouble() > s.GetProperty("mean_without").GetDouble());
+        }
+        // The name itself strengthens the best synapse of each layer most.
+        Assert.All(synapses.Where((_, i) => i % 2 == 0), s => Assert.StartsWith("Romeo", s.GetProperty("words")[0].GetProperty("word").GetString()));
+        string picture = File.ReadAllText(Path.Combine(output, "synapse-layer1.svg"));
+        foreach (var label in new[] { "Synapse layer 1, head", ">token of the text<", ">synapse value sigma after the token<", ">R<", ">m<", ">with the concept (labelled below)<" })
+            Assert.Contains(label, picture);
+        var again = Run("synapses", "-c", Trained, "--with", with, "--without", without, "--out", output);
+        Assert.Equal((2, ""), (again.Code, again.Out));
+    }
+
+    [Fact]
+    public void AModelMergedWithItselfGreedyDecodesAsItAndFineTunes()
+    {
+        // Each neuron twice: attention and the decoder's sum double, and the LayerNorms after both undo it.
+        using var dir = new TempDir();
+        string merged = Path.Combine(dir.Path, "merged.safetensors");
+        var (code, stdout, _) = Run("merge", Trained, Trained, "--out", merged);
+        Assert.Equal(0, code);
+        Assert.Contains("N = 512 + 512 = 1024 neurons per head", stdout);
+        var sample = Run("sample", "-c", merged, "--tokens", "40", "--top-k", "1");
+        string reference = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(Shared.Fixtures, "bdh-trained-cpu-tiny-500.json")))
+            .RootElement.GetProperty("greedy_200").GetString()!;
+        Assert.Equal((0, reference[..("ROMEO:".Length + 40)] + "\n"), (sample.Code, sample.Out));
+        var again = Run("merge", Trained, Trained, "--out", merged, "--embed", "a", "--force");
+        Assert.Equal(0, again.Code);
+
+        string run = Path.Combine(dir.Path, "tune");
+        var train = Run("train", "--init", merged, "--data", Shared.Corpus, "--steps", "2", "--batch", "2", "--block", "16",
+            "--eval-every", "0", "--out", run);
+        Assert.Equal(0, train.Code);
+        var tuned = Checkpoint.Load(Trainer.LatestCheckpoint(run)!);
+        Assert.Equal(Checkpoint.Load(merged).Freqs, tuned.Freqs);
+        Assert.Equal(32, tuned.Config.MlpInternalDimMultiplier);
     }
 
     [Fact]
@@ -195,7 +308,9 @@ public class CliTests
         var first = Run(tiny);
         Assert.Equal(0, first.Code);
         Assert.Contains("done: 2 steps", first.Out);
-        Assert.True(File.Exists(Path.Combine(dir.Path, "loss.svg")));
+        string curve = File.ReadAllText(Path.Combine(dir.Path, "loss.svg"));
+        foreach (var label in new[] { "Training loss, steps 1-2", ">optimizer step<", ">loss (cross-entropy, nats per byte)<", ">train loss<", ">val loss<", ">1<", ">2<" })
+            Assert.Contains(label, curve);
         Assert.Equal(3, File.ReadAllLines(Path.Combine(dir.Path, "loss.csv")).Length);
         var before = Directory.GetFiles(dir.Path, "*", SearchOption.AllDirectories).ToDictionary(f => f, File.ReadAllBytes);
 

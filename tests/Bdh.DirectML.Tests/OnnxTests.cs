@@ -69,6 +69,22 @@ public class OnnxTests
         Assert.True(RelativeError(onnx.Logits(tokens), ManagedLogits(model, tokens)) <= 1e-4);
     }
 
+    [Fact]
+    public void AMergedModelWithSilentNeuronsGivesTheFirstModelsLogitsThroughOnnx()
+    {
+        // The export's RoPE tables come from the merged model's own frequencies (A's, then B's), not get_freqs(N).
+        using var dir = new TempDir();
+        var a = Random(2, 16, 2, 4, seed: 21);
+        using var onnx = Export(MergeTests.WithSilentNeurons(a), dir);
+        int[] prompt = Tokens(6, 5);
+        var seen = new List<float[]>();
+        int[] all = onnx.Generate(prompt, 12, new SamplingOptions(Seed: 2), onLogits: l => seen.Add(l.ToArray()));
+        float[] reference = ManagedLogits(a, all);
+        Assert.True(RelativeError(onnx.Logits(all), reference) <= 1e-4);
+        for (int i = 0; i < seen.Count; i++)
+            Assert.True(RelativeError(seen[i], reference.AsSpan((prompt.Length - 1 + i) * 256, 256)) <= 1e-4, $"step {i}");
+    }
+
     [Fact, Trait("Category", "Fixtures")]
     public void PrefillLogitsMatchOnTheTrainedModel()
     {

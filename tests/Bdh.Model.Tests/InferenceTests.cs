@@ -6,7 +6,7 @@ namespace Bdh.Model.Tests;
 public class InferenceTests
 {
     /// <summary>Logits [T, V] of the parallel forward pass: the reference's semantics.</summary>
-    private static T[] FullLogits<T>(BdhModel<T> model, int[] tokens) where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
+    public static T[] FullLogits<T>(BdhModel<T> model, int[] tokens) where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
     {
         using var _ = NoGrad.Scope();
         var (logits, _) = model.Forward(tokens, 1, tokens.Length);
