@@ -4,7 +4,7 @@ using Bdh.Model.Text;
 
 namespace Bdh.Model;
 
-/// <summary>How a call to <see cref="BdhSession.GenerateAsync"/> generates. Defaults: 256 tokens, temperature 1, no top-k or top-p, seed 1337.</summary>
+/// <summary>How a call to <see cref="BdhSession.GenerateAsync(string, GenerationOptions?, CancellationToken)"/> generates. Defaults: 256 tokens, temperature 1, no top-k or top-p, seed 1337.</summary>
 public sealed record GenerationOptions
 {
     /// <summary>Most tokens (bytes) to generate; 0 only reads the prompt.</summary>
@@ -19,6 +19,8 @@ public sealed record GenerationOptions
     public ulong Seed { get; init; } = 1337;
     /// <summary>Generation stops when the reply ends with one of these; the stop sequence is not part of the reply's text.</summary>
     public IReadOnlyList<string> StopSequences { get; init; } = [];
+    /// <summary>Sees every layer of each generated token as the model reads it (the step after the token is drawn; the last token drawn is read by the next call, unobserved).</summary>
+    public LayerObserver<float>? Observer { get; init; }
 
     internal SamplingOptions Sampling => new(Temperature, TopK, Seed, TopP);
 
@@ -93,7 +95,16 @@ public sealed class BdhSession
     public IAsyncEnumerable<GeneratedToken> GenerateAsync(string prompt, GenerationOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prompt);
-        return Generate(ByteTokens.Encode(prompt), (options ?? new GenerationOptions()).Validate(), cancellationToken);
+        return GenerateAsync(ByteTokens.Encode(prompt), options, cancellationToken);
+    }
+
+    /// <summary>As <see cref="GenerateAsync(string, GenerationOptions?, CancellationToken)"/>, the prompt given as its tokens (byte values): a prompt may then end inside a UTF-8 character.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">a token that is not a byte value, or an option out of its range.</exception>
+    public IAsyncEnumerable<GeneratedToken> GenerateAsync(int[] promptTokens, GenerationOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(promptTokens);
+        foreach (int token in promptTokens) ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)token, (uint)ByteTokens.VocabSize, nameof(promptTokens));
+        return Generate(promptTokens, (options ?? new GenerationOptions()).Validate(), cancellationToken);
     }
 
     private async IAsyncEnumerable<GeneratedToken> Generate(int[] prompt, GenerationOptions options, [EnumeratorCancellation] CancellationToken cancellationToken)
@@ -124,11 +135,16 @@ public sealed class BdhSession
                     yield break;
                 }
                 yield return new(next, text, null);
+                _stepper.Observer = options.Observer; // from here on, every step reads a generated token
                 // Canceled before it starts, the step never runs: the drawn token stays pending, as after a finished reply.
                 await Task.Run(() => Read([next], logits), cancellationToken).ConfigureAwait(false);
             }
         }
-        finally { Exit(); }
+        finally
+        {
+            _stepper.Observer = null;
+            Exit();
+        }
     }
 
     /// <summary>Steps <paramref name="tokens"/> (all of a new session's prompt in one parallel pass) and writes the next token's logits [V].</summary>

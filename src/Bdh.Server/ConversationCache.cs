@@ -1,0 +1,57 @@
+using Bdh.Model;
+using Bdh.Model.Inference;
+
+namespace Bdh.Server;
+
+/// <summary>
+/// Conversations kept between requests, found by their text: each entry is the synaptic state after a token sequence
+/// (a prompt and its reply). A request whose prompt starts with a kept sequence resumes that state and reads only the
+/// rest, so a chat's follow-up turn, sent as the whole conversation as OpenAI's API does, costs only its new tokens.
+/// The entries fit in a memory budget of whole states (<see cref="BdhLanguageModel.StateBytes"/> each); the least
+/// recently used is dropped first.
+/// </summary>
+internal sealed class ConversationCache(BdhLanguageModel model, long budgetBytes)
+{
+    private sealed record Entry(int[] Tokens, StateSnapshot Snapshot)
+    {
+        public long LastUse { get; set; }
+    }
+
+    private readonly List<Entry> _entries = [];
+    private readonly int _capacity = (int)Math.Min(budgetBytes / model.StateBytes, int.MaxValue);
+    private long _clock;
+
+    public int Count
+    {
+        get { lock (_entries) return _entries.Count; }
+    }
+
+    /// <summary>A session for <paramref name="prompt"/>: resumed after its longest kept prefix, whose length is returned, or new (0).</summary>
+    public (BdhSession Session, int CachedTokens) Resume(int[] prompt)
+    {
+        Entry? best = null;
+        lock (_entries)
+        {
+            foreach (var entry in _entries)
+                if (entry.Tokens.Length <= prompt.Length && entry.Tokens.Length > (best?.Tokens.Length ?? 0) && prompt.AsSpan().StartsWith(entry.Tokens))
+                    best = entry;
+            if (best is not null) best.LastUse = ++_clock;
+        }
+        // Resuming copies the snapshot's state, which nothing writes once kept: no lock needed for the copy.
+        return best is null ? (model.StartSession(), 0) : (model.ResumeSession(best.Snapshot), best.Tokens.Length);
+    }
+
+    /// <summary>Keeps <paramref name="session"/>'s state as the state after <paramref name="tokens"/>, dropping the least recently used beyond the budget.</summary>
+    public void Keep(int[] tokens, BdhSession session)
+    {
+        if (_capacity == 0 || tokens.Length == 0) return;
+        var entry = new Entry(tokens, session.Snapshot());
+        lock (_entries)
+        {
+            _entries.RemoveAll(e => e.Tokens.AsSpan().SequenceEqual(tokens));
+            while (_entries.Count >= _capacity) _entries.Remove(_entries.MinBy(e => e.LastUse)!);
+            entry.LastUse = ++_clock;
+            _entries.Add(entry);
+        }
+    }
+}
