@@ -15,7 +15,7 @@ public class CliTests
     private static Process Start(params string[] args) => StartWith(null, args);
 
     /// <summary>bdh with <paramref name="args"/>; <paramref name="environment"/> is one NAME=VALUE setting for it, or null.</summary>
-    private static Process StartWith(string? environment, params string[] args)
+    internal static Process StartWith(string? environment, params string[] args)
     {
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         info.ArgumentList.Add(Bdh);
@@ -27,7 +27,7 @@ public class CliTests
 
     private static (int Code, string Out, string Err) Run(params string[] args) => RunWith(null, args);
 
-    private static (int Code, string Out, string Err) RunWith(string? environment, params string[] args)
+    internal static (int Code, string Out, string Err) RunWith(string? environment, params string[] args)
     {
         using var p = StartWith(environment, args);
         var stdout = p.StandardOutput.ReadToEndAsync();
