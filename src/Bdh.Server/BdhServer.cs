@@ -73,6 +73,9 @@ public sealed class BdhServer : IAsyncDisposable
     /// <summary>Conversations kept for later requests.</summary>
     public int KeptConversations => _cache.Count;
 
+    /// <summary>Bytes the kept conversations hold, within <see cref="ServerOptions.CacheBytes"/>.</summary>
+    public long KeptBytes => _cache.Bytes;
+
     /// <summary>Starts listening.</summary>
     /// <exception cref="ArgumentException">a host that is neither an IP address nor <c>localhost</c>, or an option out of its range.</exception>
     /// <exception cref="IOException">the address is in use (Kestrel's error).</exception>

@@ -7,8 +7,8 @@ namespace Bdh.Server;
 /// Conversations kept between requests, found by their text: each entry is the synaptic state after a token sequence
 /// (a prompt and its reply). A request whose prompt starts with a kept sequence resumes that state and reads only the
 /// rest, so a chat's follow-up turn, sent as the whole conversation as OpenAI's API does, costs only its new tokens.
-/// The entries fit in a memory budget of whole states (<see cref="BdhLanguageModel.StateBytes"/> each); the least
-/// recently used is dropped first.
+/// The entries fit in a memory budget (each holds ρ, <see cref="BdhLanguageModel.StateBytes"/>, and its small buffer of
+/// pending tokens, <see cref="SynapticState{T}.Bytes"/> in all); the least recently used is dropped first.
 /// </summary>
 internal sealed class ConversationCache(BdhLanguageModel model, long budgetBytes)
 {
@@ -18,12 +18,17 @@ internal sealed class ConversationCache(BdhLanguageModel model, long budgetBytes
     }
 
     private readonly List<Entry> _entries = [];
-    private readonly int _capacity = (int)Math.Min(budgetBytes / model.StateBytes, int.MaxValue);
-    private long _clock;
+    private long _clock, _bytes;
 
     public int Count
     {
         get { lock (_entries) return _entries.Count; }
+    }
+
+    /// <summary>Bytes the kept states hold, at most the budget.</summary>
+    public long Bytes
+    {
+        get { lock (_entries) return _bytes; }
     }
 
     /// <summary>A session for <paramref name="prompt"/>: resumed after its longest kept prefix, whose length is returned, or new (0).</summary>
@@ -44,14 +49,22 @@ internal sealed class ConversationCache(BdhLanguageModel model, long budgetBytes
     /// <summary>Keeps <paramref name="session"/>'s state as the state after <paramref name="tokens"/>, dropping the least recently used beyond the budget.</summary>
     public void Keep(int[] tokens, BdhSession session)
     {
-        if (_capacity == 0 || tokens.Length == 0) return;
+        if (budgetBytes < model.StateBytes || tokens.Length == 0) return;
         var entry = new Entry(tokens, session.Snapshot());
         lock (_entries)
         {
-            _entries.RemoveAll(e => e.Tokens.AsSpan().SequenceEqual(tokens));
-            while (_entries.Count >= _capacity) _entries.Remove(_entries.MinBy(e => e.LastUse)!);
+            if (_entries.Find(e => e.Tokens.AsSpan().SequenceEqual(tokens)) is { } same) Drop(same);
+            while (_entries.Count > 0 && _bytes + entry.Snapshot.State.Bytes > budgetBytes) Drop(_entries.MinBy(e => e.LastUse)!);
+            if (_bytes + entry.Snapshot.State.Bytes > budgetBytes) return;
             entry.LastUse = ++_clock;
             _entries.Add(entry);
+            _bytes += entry.Snapshot.State.Bytes;
         }
+    }
+
+    private void Drop(Entry entry)
+    {
+        _entries.Remove(entry);
+        _bytes -= entry.Snapshot.State.Bytes;
     }
 }

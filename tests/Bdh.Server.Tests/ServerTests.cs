@@ -283,7 +283,10 @@ public class ServerTests
     [Fact]
     public async Task KeptConversationsStayWithinTheMemoryBudgetDroppingTheLeastRecentlyUsed()
     {
-        await using var client = await ServerClient.Start(new ServerOptions { CacheBytes = 2 * Model.StateBytes });
+        var c = Model.Config;
+        long stateBytes = new Bdh.Model.Inference.SynapticState<float>(c.NLayer, c.NHead, c.N, c.NEmbd).Bytes;
+        Assert.InRange(stateBytes, Model.StateBytes, Model.StateBytes * 5 / 4); // ρ and its small buffer of pending tokens
+        await using var client = await ServerClient.Start(new ServerOptions { CacheBytes = 2 * stateBytes + stateBytes / 2 });
         // Each reply is kept as its prompt and its 4 tokens; a prompt that extends one resumes it.
         async Task<(string Kept, int Cached)> Complete(string prompt)
         {
@@ -297,6 +300,7 @@ public class ServerTests
         var (romeoAnd, cached) = await Complete(romeo + " and"); // ROMEO's is used again and a third kept: JULIET's, the least recent, goes
         Assert.Equal(romeo.Length, cached);
         Assert.Equal(2, client.Server.KeptConversations);
+        Assert.Equal(2 * stateBytes, client.Server.KeptBytes);
         Assert.Equal(0, (await Complete(juliet + " and")).Cached); // kept now, dropping ROMEO's (used before romeoAnd was kept)
         Assert.Equal(romeoAnd.Length, (await Complete(romeoAnd + " or")).Cached);
         Assert.Equal(0, (await Complete(romeo + " or")).Cached);

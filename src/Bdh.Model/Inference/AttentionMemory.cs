@@ -59,6 +59,9 @@ public sealed class SynapticState<T> : IAttentionMemory<T> where T : unmanaged, 
         _pendingCount = new int[layers * heads];
     }
 
+    /// <summary>The memory this state holds: ρ and the buffers of pending tokens.</summary>
+    public long Bytes => (long)_rho.Length * Heads * (N * D + Pending * (N + D)) * System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
+
     /// <summary>ρ per layer, [nh, N, D] row-major, with every token so far added.</summary>
     public T[][] Rho
     {

@@ -114,12 +114,25 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
     }
 
     /// <summary>
-    /// Takes in a whole prompt with the parallel forward pass (at position 0), fills the memory from its
-    /// per-layer queries and inputs, and returns the last token's logits. <paramref name="trace"/> sees
-    /// that pass as <see cref="BdhModel{T}.Forward"/>'s trace (nothing when stepping from a later position).
+    /// The most prompt tokens read in one parallel pass when nothing traces it: its attention scores take
+    /// [nh, T, T] per layer, O(T²) memory (4 MB per layer at 512 tokens on the <c>cpu</c> preset, 1 GB at 8192), so a
+    /// longer prompt is read in parallel up to here and stepped after, in constant memory.
+    /// </summary>
+    public const int ParallelPrefillTokens = 512;
+
+    /// <summary>
+    /// Takes in a prompt with the parallel forward pass (at position 0; beyond <see cref="ParallelPrefillTokens"/>,
+    /// unless traced, the rest is stepped), fills the memory from its per-layer queries and inputs, and returns the last
+    /// token's logits. <paramref name="trace"/> sees that pass, the whole prompt, as <see cref="BdhModel{T}.Forward"/>'s
+    /// trace (nothing when stepping from a later position).
     /// </summary>
     public ReadOnlySpan<T> Prefill(int[] prompt, Action<string, Tensor<T>>? trace = null)
     {
+        if (Position == 0 && trace is null && prompt.Length > ParallelPrefillTokens)
+        {
+            Prefill(prompt[..ParallelPrefillTokens]);
+            return Prefill(prompt[ParallelPrefillTokens..]);
+        }
         if (Position != 0)
         {
             foreach (int token in prompt[..^1]) Step(token);
