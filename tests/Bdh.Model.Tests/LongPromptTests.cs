@@ -36,7 +36,7 @@ public class LongPromptTests
         var stepper = IncrementalBdh<float>.Start(model, GenerationMode.Recurrent);
         stepper.Prefill(ByteTokens.Encode("ROMEO:")); // 6 tokens: they wait in the pending buffer, ρ itself is still zero
         var state = (SynapticState<float>)stepper.Memory;
-        var copies = Enumerable.Range(0, state.Rho.Length).Select(_ => new float[state.Heads * state.N * state.D]).ToArray();
+        var copies = Enumerable.Range(0, model.Config.NLayer).Select(_ => new float[state.Heads * state.N * state.D]).ToArray();
         for (int layer = 0; layer < copies.Length; layer++) state.CopyRho(layer, copies[layer]);
         var observed = stepper.Step('!');                 // reads ρ plus the pending tokens the copy did not flush
         var unobserved = IncrementalBdh<float>.Start(model, GenerationMode.Recurrent);
