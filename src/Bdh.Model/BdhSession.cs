@@ -116,14 +116,14 @@ public sealed class BdhSession
             if (input.Length == 0) throw new ArgumentException("a new session needs a non-empty prompt", nameof(prompt));
             if (options.MaxTokens == 0)
             {
-                await Task.Run(() => ReadAllButTheLast(input), cancellationToken).ConfigureAwait(false);
+                await InTurn(() => ReadAllButTheLast(input), cancellationToken).ConfigureAwait(false);
                 yield break;
             }
             var logits = new float[ByteTokens.VocabSize];
             var sampling = options.Sampling;
             var rng = new Rng(options.Seed);
             var reply = new ReplyText(options.StopSequences);
-            await Task.Run(() => Read(input, logits), cancellationToken).ConfigureAwait(false);
+            await InTurn(() => Read(input, logits), cancellationToken).ConfigureAwait(false);
             for (int count = 1; ; count++)
             {
                 int next = Sampler.Draw(logits, sampling, rng);
@@ -137,7 +137,7 @@ public sealed class BdhSession
                 yield return new(next, text, null);
                 _stepper.Observer = options.Observer; // from here on, every step reads a generated token
                 // Canceled before it starts, the step never runs: the drawn token stays pending, as after a finished reply.
-                await Task.Run(() => Read([next], logits), cancellationToken).ConfigureAwait(false);
+                await InTurn(() => Read([next], logits), cancellationToken).ConfigureAwait(false);
             }
         }
         finally
@@ -146,6 +146,15 @@ public sealed class BdhSession
             Exit();
         }
     }
+
+    /// <summary>
+    /// Runs one step of the model on the thread pool, queued behind every other session's waiting step (the pool's global
+    /// queue, first in first out). Task.Run from a pool thread would queue it on that thread's own queue, which the thread
+    /// serves first: one session would then run its whole reply while the others wait, and concurrent replies would
+    /// come one after another, each in a burst, instead of side by side.
+    /// </summary>
+    private static Task InTurn(Action step, CancellationToken cancellationToken) =>
+        Task.Factory.StartNew(step, cancellationToken, TaskCreationOptions.PreferFairness | TaskCreationOptions.DenyChildAttach, TaskScheduler.Default);
 
     /// <summary>Steps <paramref name="tokens"/> (all of a new session's prompt in one parallel pass) and writes the next token's logits [V].</summary>
     private void Read(int[] tokens, float[] logits)

@@ -193,6 +193,28 @@ public class ServerTests
                 together[seed - 1].Json.GetProperty("choices")[0].GetProperty("text").GetString());
     }
 
+    /// <summary>Concurrent streams take turns token by token: every one has begun before any has ended (not one reply after another).</summary>
+    [Fact]
+    public async Task ConcurrentStreamsRunSideBySide()
+    {
+        await using var client = await ServerClient.Start();
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        async Task<(double First, double Last)> Timed(int seed)
+        {
+            using var response = await client.Http.SendAsync(new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
+            {
+                Content = ServerClient.Body(new { prompt = "ROMEO:", max_tokens = 250, temperature = 0.8, seed, stream = true }),
+            }, HttpCompletionOption.ResponseHeadersRead);
+            double first = double.NaN;
+            await foreach (var e in ServerClient.Events(await response.Content.ReadAsStreamAsync()))
+                if (double.IsNaN(first) && e.Data != "[DONE]") first = watch.Elapsed.TotalMilliseconds;
+            return (first, watch.Elapsed.TotalMilliseconds);
+        }
+        var streams = await Task.WhenAll(Enumerable.Range(1, 16).Select(Timed));
+        Assert.True(streams.Max(s => s.First) < streams.Min(s => s.Last),
+            $"first tokens at {string.Join(", ", streams.Select(s => $"{s.First:0} ms"))}; ends at {string.Join(", ", streams.Select(s => $"{s.Last:0} ms"))}");
+    }
+
     [Fact]
     public async Task RequestsBeyondTheSlotsAndTheQueueGet429()
     {
