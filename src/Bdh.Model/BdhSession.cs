@@ -68,7 +68,8 @@ public sealed class BdhSession
 {
     private IncrementalBdh<float> _stepper;
     private int? _pendingToken;
-    private int _busy;
+    private int _busy; // Free, Busy or Ended
+    private const int Free = 0, Busy = 1, Ended = 2;
 
     internal BdhSession(BdhLanguageModel model, IncrementalBdh<float> stepper, int? pendingToken)
     {
@@ -195,6 +196,29 @@ public sealed class BdhSession
         Exit();
     }
 
+    /// <summary>
+    /// Ends the session and hands its conversation over as a snapshot without the copy <see cref="Snapshot"/> makes
+    /// (<see cref="BdhLanguageModel.StateBytes"/>, 192 MB on the paper's config): for a conversation kept only as its
+    /// state, as <c>bdh serve</c> keeps them. Every later call on the session throws.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">the session is empty, busy or already ended.</exception>
+    public StateSnapshot End()
+    {
+        Enter();
+        try
+        {
+            var state = (SynapticState<float>)_stepper.Memory;
+            _ = state.Rho; // joins the pending tokens to ρ, as a copy does, so that resuming the snapshot only reads it
+            var snapshot = new StateSnapshot(state, _stepper.Position, _pendingToken ?? throw new InvalidOperationException("the session is empty: nothing to hand over"));
+            Volatile.Write(ref _busy, Ended);
+            return snapshot;
+        }
+        finally
+        {
+            Interlocked.CompareExchange(ref _busy, Free, Busy); // still usable when it was empty
+        }
+    }
+
     /// <summary>Writes the conversation so far to a safetensors file (the format of <c>bdh sample --save-state</c>); <see cref="BdhLanguageModel.LoadSession"/> reads it.</summary>
     public void Save(string path) => Snapshot().Save(path, Model.Config);
 
@@ -203,9 +227,12 @@ public sealed class BdhSession
 
     private void Enter()
     {
-        if (Interlocked.Exchange(ref _busy, 1) != 0)
-            throw new InvalidOperationException("the session is busy: a session runs one call at a time (fork it to run another)");
+        switch (Interlocked.CompareExchange(ref _busy, Busy, Free))
+        {
+            case Busy: throw new InvalidOperationException("the session is busy: a session runs one call at a time (fork it to run another)");
+            case Ended: throw new InvalidOperationException("the session has ended: its state was handed over by End()");
+        }
     }
 
-    private void Exit() => Volatile.Write(ref _busy, 0);
+    private void Exit() => Volatile.Write(ref _busy, Free);
 }

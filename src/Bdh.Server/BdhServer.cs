@@ -41,10 +41,10 @@ public sealed class BdhServer : IAsyncDisposable
     private long _letGo;
 
     /// <summary>
-    /// Every finished request lets go of a synaptic state (its session's, kept as a copy or not), a large-object-heap
-    /// array that the GC, left to itself, collects late: under 64 concurrent streams of the <c>cpu</c> preset the process
-    /// held 1.2 GB, nearly every state it had made. A background collection each time this many bytes of states have
-    /// been let go keeps it near its working set.
+    /// Every finished request lets go of a synaptic state (its session's, or the kept one it displaced), arrays on the
+    /// large object heap that the GC, left to itself, collects late: under 64 concurrent streams of the <c>cpu</c> preset
+    /// the process held 1.2 GB, nearly every state it had made. A background collection each time this many bytes of
+    /// states have been let go keeps it near its working set.
     /// </summary>
     private const long CollectAfterBytes = 64L << 20;
 

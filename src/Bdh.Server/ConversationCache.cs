@@ -46,11 +46,11 @@ internal sealed class ConversationCache(BdhLanguageModel model, long budgetBytes
         return best is null ? (model.StartSession(), 0) : (model.ResumeSession(best.Snapshot), best.Tokens.Length);
     }
 
-    /// <summary>Keeps <paramref name="session"/>'s state as the state after <paramref name="tokens"/>, dropping the least recently used beyond the budget.</summary>
+    /// <summary>Ends <paramref name="session"/>, keeping its state as the state after <paramref name="tokens"/>, dropping the least recently used beyond the budget.</summary>
     public void Keep(int[] tokens, BdhSession session)
     {
         if (budgetBytes < model.StateBytes || tokens.Length == 0) return;
-        var entry = new Entry(tokens, session.Snapshot());
+        var entry = new Entry(tokens, session.End());
         lock (_entries)
         {
             if (_entries.Find(e => e.Tokens.AsSpan().SequenceEqual(tokens)) is { } same) Drop(same);
