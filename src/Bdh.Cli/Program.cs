@@ -13,6 +13,7 @@ root.Subcommands.Add(ExportOnnxCommand.Create());
 root.Subcommands.Add(MergeCommand.Create());
 root.Subcommands.Add(GraphCommand.Create());
 root.Subcommands.Add(SynapsesCommand.Create());
+root.Subcommands.Add(ServeCommand.Create());
 
 var parsed = root.Parse(args);
 if (parsed.Errors.Count > 0)

@@ -4,7 +4,7 @@ using Bdh.Model.Text;
 
 namespace Bdh.Model;
 
-/// <summary>How a call to <see cref="BdhSession.GenerateAsync"/> generates. Defaults: 256 tokens, temperature 1, no top-k or top-p, seed 1337.</summary>
+/// <summary>How a call to <see cref="BdhSession.GenerateAsync(string, GenerationOptions?, CancellationToken)"/> generates. Defaults: 256 tokens, temperature 1, no top-k or top-p, seed 1337.</summary>
 public sealed record GenerationOptions
 {
     /// <summary>Most tokens (bytes) to generate; 0 only reads the prompt.</summary>
@@ -19,6 +19,8 @@ public sealed record GenerationOptions
     public ulong Seed { get; init; } = 1337;
     /// <summary>Generation stops when the reply ends with one of these; the stop sequence is not part of the reply's text.</summary>
     public IReadOnlyList<string> StopSequences { get; init; } = [];
+    /// <summary>Sees every layer of each generated token as the model reads it (the step after the token is drawn; the last token drawn is read by the next call, unobserved).</summary>
+    public LayerObserver<float>? Observer { get; init; }
 
     internal SamplingOptions Sampling => new(Temperature, TopK, Seed, TopP);
 
@@ -66,7 +68,8 @@ public sealed class BdhSession
 {
     private IncrementalBdh<float> _stepper;
     private int? _pendingToken;
-    private int _busy;
+    private int _busy; // Free, Busy or Ended
+    private const int Free = 0, Busy = 1, Ended = 2;
 
     internal BdhSession(BdhLanguageModel model, IncrementalBdh<float> stepper, int? pendingToken)
     {
@@ -93,7 +96,16 @@ public sealed class BdhSession
     public IAsyncEnumerable<GeneratedToken> GenerateAsync(string prompt, GenerationOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prompt);
-        return Generate(ByteTokens.Encode(prompt), (options ?? new GenerationOptions()).Validate(), cancellationToken);
+        return GenerateAsync(ByteTokens.Encode(prompt), options, cancellationToken);
+    }
+
+    /// <summary>As <see cref="GenerateAsync(string, GenerationOptions?, CancellationToken)"/>, the prompt given as its tokens (byte values): a prompt may then end inside a UTF-8 character.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">a token that is not a byte value, or an option out of its range.</exception>
+    public IAsyncEnumerable<GeneratedToken> GenerateAsync(int[] promptTokens, GenerationOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(promptTokens);
+        foreach (int token in promptTokens) ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)token, (uint)ByteTokens.VocabSize, nameof(promptTokens));
+        return Generate(promptTokens, (options ?? new GenerationOptions()).Validate(), cancellationToken);
     }
 
     private async IAsyncEnumerable<GeneratedToken> Generate(int[] prompt, GenerationOptions options, [EnumeratorCancellation] CancellationToken cancellationToken)
@@ -105,14 +117,14 @@ public sealed class BdhSession
             if (input.Length == 0) throw new ArgumentException("a new session needs a non-empty prompt", nameof(prompt));
             if (options.MaxTokens == 0)
             {
-                await Task.Run(() => ReadAllButTheLast(input), cancellationToken).ConfigureAwait(false);
+                await InTurn(() => ReadAllButTheLast(input), cancellationToken).ConfigureAwait(false);
                 yield break;
             }
             var logits = new float[ByteTokens.VocabSize];
             var sampling = options.Sampling;
             var rng = new Rng(options.Seed);
             var reply = new ReplyText(options.StopSequences);
-            await Task.Run(() => Read(input, logits), cancellationToken).ConfigureAwait(false);
+            await InTurn(() => Read(input, logits), cancellationToken).ConfigureAwait(false);
             for (int count = 1; ; count++)
             {
                 int next = Sampler.Draw(logits, sampling, rng);
@@ -124,12 +136,26 @@ public sealed class BdhSession
                     yield break;
                 }
                 yield return new(next, text, null);
+                _stepper.Observer = options.Observer; // from here on, every step reads a generated token
                 // Canceled before it starts, the step never runs: the drawn token stays pending, as after a finished reply.
-                await Task.Run(() => Read([next], logits), cancellationToken).ConfigureAwait(false);
+                await InTurn(() => Read([next], logits), cancellationToken).ConfigureAwait(false);
             }
         }
-        finally { Exit(); }
+        finally
+        {
+            _stepper.Observer = null;
+            Exit();
+        }
     }
+
+    /// <summary>
+    /// Runs one step of the model on the thread pool, queued behind every other session's waiting step (the pool's global
+    /// queue, first in first out). Task.Run from a pool thread would queue it on that thread's own queue, which the thread
+    /// serves first: one session would then run its whole reply while the others wait, and concurrent replies would
+    /// come one after another, each in a burst, instead of side by side.
+    /// </summary>
+    private static Task InTurn(Action step, CancellationToken cancellationToken) =>
+        Task.Factory.StartNew(step, cancellationToken, TaskCreationOptions.PreferFairness | TaskCreationOptions.DenyChildAttach, TaskScheduler.Default);
 
     /// <summary>Steps <paramref name="tokens"/> (all of a new session's prompt in one parallel pass) and writes the next token's logits [V].</summary>
     private void Read(int[] tokens, float[] logits)
@@ -170,6 +196,29 @@ public sealed class BdhSession
         Exit();
     }
 
+    /// <summary>
+    /// Ends the session and hands its conversation over as a snapshot without the copy <see cref="Snapshot"/> makes
+    /// (<see cref="BdhLanguageModel.StateBytes"/>, 192 MB on the paper's config): for a conversation kept only as its
+    /// state, as <c>bdh serve</c> keeps them. Every later call on the session throws.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">the session is empty, busy or already ended.</exception>
+    public StateSnapshot End()
+    {
+        Enter();
+        try
+        {
+            var state = (SynapticState<float>)_stepper.Memory;
+            _ = state.Rho; // joins the pending tokens to ρ, as a copy does, so that resuming the snapshot only reads it
+            var snapshot = new StateSnapshot(state, _stepper.Position, _pendingToken ?? throw new InvalidOperationException("the session is empty: nothing to hand over"));
+            Volatile.Write(ref _busy, Ended);
+            return snapshot;
+        }
+        finally
+        {
+            Interlocked.CompareExchange(ref _busy, Free, Busy); // still usable when it was empty
+        }
+    }
+
     /// <summary>Writes the conversation so far to a safetensors file (the format of <c>bdh sample --save-state</c>); <see cref="BdhLanguageModel.LoadSession"/> reads it.</summary>
     public void Save(string path) => Snapshot().Save(path, Model.Config);
 
@@ -178,9 +227,12 @@ public sealed class BdhSession
 
     private void Enter()
     {
-        if (Interlocked.Exchange(ref _busy, 1) != 0)
-            throw new InvalidOperationException("the session is busy: a session runs one call at a time (fork it to run another)");
+        switch (Interlocked.CompareExchange(ref _busy, Busy, Free))
+        {
+            case Busy: throw new InvalidOperationException("the session is busy: a session runs one call at a time (fork it to run another)");
+            case Ended: throw new InvalidOperationException("the session has ended: its state was handed over by End()");
+        }
     }
 
-    private void Exit() => Volatile.Write(ref _busy, 0);
+    private void Exit() => Volatile.Write(ref _busy, Free);
 }

@@ -214,4 +214,23 @@ public class SessionTests
         Assert.InRange(counts[1] / 4000.0, 0.625 - 0.03, 0.625 + 0.03); // 0.5 / (0.5 + 0.3)
         Assert.All(Enumerable.Range(0, 50), _ => Assert.Equal(1, Sampler.Draw(logits, new SamplingOptions(TopP: 0.4), rng)));
     }
+
+    [Fact]
+    public async Task EndHandsTheStateOverAsItsSnapshotWouldAndEndsTheSession()
+    {
+        var session = Trained.Value.StartSession();
+        Assert.Throws<InvalidOperationException>(() => session.End()); // empty: nothing to hand over, and still usable
+        await Reply(session, "ROMEO:", Greedy with { MaxTokens = 20 });
+        var copied = session.Snapshot();
+        var handedOver = session.End();
+        Assert.Equal(copied.Position, handedOver.Position);
+        Assert.Equal(copied.PendingToken, handedOver.PendingToken);
+        for (int layer = 0; layer < copied.State.Rho.Length; layer++) Assert.Equal(copied.State.Rho[layer], handedOver.State.Rho[layer]);
+        var (fromCopy, _) = await Reply(Trained.Value.ResumeSession(copied), "\nJULIET:", Greedy with { MaxTokens = 30 });
+        var (fromEnd, _) = await Reply(Trained.Value.ResumeSession(handedOver), "\nJULIET:", Greedy with { MaxTokens = 30 });
+        Assert.Equal(fromCopy, fromEnd);
+        var ended = Assert.Throws<InvalidOperationException>(() => session.Snapshot());
+        Assert.Contains("ended", ended.Message);
+        await Assert.ThrowsAsync<InvalidOperationException>(async () => await Reply(session, "x", Greedy with { MaxTokens = 1 }));
+    }
 }

@@ -59,6 +59,9 @@ public sealed class SynapticState<T> : IAttentionMemory<T> where T : unmanaged, 
         _pendingCount = new int[layers * heads];
     }
 
+    /// <summary>The memory this state holds: ρ and the buffers of pending tokens.</summary>
+    public long Bytes => (long)_rho.Length * Heads * (N * D + Pending * (N + D)) * System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
+
     /// <summary>ρ per layer, [nh, N, D] row-major, with every token so far added.</summary>
     public T[][] Rho
     {
@@ -67,6 +70,17 @@ public sealed class SynapticState<T> : IAttentionMemory<T> where T : unmanaged, 
             for (int slot = 0; slot < _pendingCount.Length; slot++) Flush(slot);
             return RhoLayers;
         }
+    }
+
+    /// <summary>
+    /// Writes one layer's ρ [nh, N, D] with every token so far added to <paramref name="destination"/>, leaving the
+    /// pending tokens pending: an observer reading ρ this way changes no later result, not even its rounding.
+    /// </summary>
+    public void CopyRho(int layer, T[] destination)
+    {
+        if (destination.Length != Heads * N * D) throw new ArgumentException($"needs {Heads * N * D} values, not {destination.Length}", nameof(destination));
+        RhoLayers[layer].CopyTo(destination, 0);
+        for (int h = 0; h < Heads; h++) AddPending(layer * Heads + h, destination, h * N * D);
     }
 
     private T[][] RhoLayers
@@ -102,11 +116,17 @@ public sealed class SynapticState<T> : IAttentionMemory<T> where T : unmanaged, 
     /// <summary>ρ[head] += Qᵀ X over the pending tokens of one (layer, head) slot.</summary>
     private void Flush(int slot)
     {
+        AddPending(slot, RhoLayers[slot / Heads], slot % Heads * N * D);
+        _pendingCount[slot] = 0;
+    }
+
+    /// <summary>rho[offset..] [N, D] += Qᵀ X over a slot's pending tokens ([N, K]·[K, D]); they stay pending.</summary>
+    private void AddPending(int slot, T[] rho, int offset)
+    {
         int pending = _pendingCount[slot];
         if (pending == 0) return;
         Gemm.Multiply(N, D, pending, new MatrixRef<T>(_pendingQ[slot], 0, N, Transposed: true), new MatrixRef<T>(_pendingX[slot], 0, D),
-            new MatrixRef<T>(RhoLayers[slot / Heads], slot % Heads * N * D, D), accumulate: true, parallel: false);
-        _pendingCount[slot] = 0;
+            new MatrixRef<T>(rho, offset, D), accumulate: true, parallel: false);
     }
 
     /// <summary>

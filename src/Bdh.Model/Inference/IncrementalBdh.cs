@@ -23,6 +23,8 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
     public IAttentionMemory<T> Memory { get; }
     /// <summary>Position of the next token to be stepped (tokens seen so far).</summary>
     public int Position { get; private set; }
+    /// <summary>Sees each layer of every token <see cref="Step"/> reads (not a parallel prefill's), as it leaves the layer.</summary>
+    public LayerObserver<T>? Observer { get; set; }
 
     /// <param name="model">the weights, read only.</param>
     /// <param name="memory">the attention memory this stepper reads and writes (its own).</param>
@@ -77,6 +79,7 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
             {
                 for (int h = run * _nh / runs; h < (run + 1) * _nh / runs; h++) StepHead(l, h, rope, layouts);
             });
+            Observer?.Invoke(layer, _xs, _ys, Memory);
             _y.AsSpan().Clear();
             for (int h = 0; h < _nh; h++) TP.Add<T>(_y, _partial.AsSpan(h * _d, _d), _y); // y = ln(xy·decoder)  [D]
             LayerNorm(_y);
@@ -111,12 +114,25 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
     }
 
     /// <summary>
-    /// Takes in a whole prompt with the parallel forward pass (at position 0), fills the memory from its
-    /// per-layer queries and inputs, and returns the last token's logits. <paramref name="trace"/> sees
-    /// that pass as <see cref="BdhModel{T}.Forward"/>'s trace (nothing when stepping from a later position).
+    /// The most prompt tokens read in one parallel pass when nothing traces it: its attention scores take
+    /// [nh, T, T] per layer, O(T²) memory (4 MB per layer at 512 tokens on the <c>cpu</c> preset, 1 GB at 8192), so a
+    /// longer prompt is read in parallel up to here and stepped after, in constant memory.
+    /// </summary>
+    public const int ParallelPrefillTokens = 512;
+
+    /// <summary>
+    /// Takes in a prompt with the parallel forward pass (at position 0; beyond <see cref="ParallelPrefillTokens"/>,
+    /// unless traced, the rest is stepped), fills the memory from its per-layer queries and inputs, and returns the last
+    /// token's logits. <paramref name="trace"/> sees that pass, the whole prompt, as <see cref="BdhModel{T}.Forward"/>'s
+    /// trace (nothing when stepping from a later position).
     /// </summary>
     public ReadOnlySpan<T> Prefill(int[] prompt, Action<string, Tensor<T>>? trace = null)
     {
+        if (Position == 0 && trace is null && prompt.Length > ParallelPrefillTokens)
+        {
+            Prefill(prompt[..ParallelPrefillTokens]);
+            return Prefill(prompt[ParallelPrefillTokens..]);
+        }
         if (Position != 0)
         {
             foreach (int token in prompt[..^1]) Step(token);
@@ -163,6 +179,14 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
     /// <summary>LayerNorm of one row in place.</summary>
     private void LayerNorm(Span<T> row) => Tensors.Kernels.LayerNorm.Forward<T>(row, row, _rstd.AsSpan(0, 1), row.Length, _eps);
 }
+
+/// <summary>
+/// What one layer did with a stepped token: <paramref name="xs"/> [nh·N], the neurons it fired, and <paramref name="xy"/>
+/// = xs ⊙ ys [nh·N], the neurons its attention read also fired (ys is computed only where xs fires, as only xs ⊙ ys is
+/// used), with <paramref name="memory"/> after the layer took the token. The spans are the stepper's own: read them now.
+/// </summary>
+public delegate void LayerObserver<T>(int layer, ReadOnlySpan<T> xs, ReadOnlySpan<T> xy, IAttentionMemory<T> memory)
+    where T : unmanaged, IFloatingPointIeee754<T>;
 
 /// <summary>
 /// The encoders laid out for one token at a time, 72 MB on the paper config: made once per model, read by every
