@@ -36,8 +36,6 @@ public static class CheckReferenceCommand
                 if (!File.Exists(trigPath)) throw new UserError($"--fixture: no {ReferenceTrig.FileName} beside '{path}' (pass --trig FILE)");
 
             var referenceTrigs = trigs.Distinct().ToDictionary(p => p, ReferenceTrig.Read);
-            // Which kernels ran: results are checked at whatever width this machine (or a JIT knob) gives.
-            Console.WriteLine($"kernels at {(Simd.Widest > 0 ? $"{Simd.Widest}-bit vectors" : "scalar code")} ({RuntimeInformation.ProcessArchitecture}; accelerated widths: {Simd.Accelerated})");
             bool allPassed = true;
             foreach (var (path, trigPath) in fixtures.Zip(trigs))
             {
@@ -49,6 +47,8 @@ public static class CheckReferenceCommand
             }
             foreach (var referenceTrig in referenceTrigs.Values) // every angle of the file, not only the fixtures' (informational, as the line above)
                 Console.WriteLine(referenceTrig.Compare(referenceTrig.Angles, TorchTrig.SinCos));
+            // Which kernels ran: results are checked at whatever width this machine (or a JIT knob) gives.
+            Console.WriteLine($"kernels at {(Simd.Widest > 0 ? $"{Simd.Widest}-bit vectors" : "scalar code")} ({RuntimeInformation.ProcessArchitecture}; accelerated widths: {Simd.Accelerated})");
             Console.WriteLine(allPassed ? "all groups match the reference" : "MISMATCH: some groups differ from the reference");
             return allPassed ? 0 : 1;
         });

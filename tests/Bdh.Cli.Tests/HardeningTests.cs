@@ -104,12 +104,12 @@ public class HardeningTests
     [InlineData("NAN-MODEL: tensor 'lm_head' holds NaN at element 10", "eval", "-c", "NAN-MODEL", "--data", "CORPUS")]
     [InlineData("NAN-MODEL: tensor 'lm_head' holds NaN at element 10", "sample", "-c", "NAN-MODEL")]
     [InlineData("LAYERS-2000: bad config in __metadata__: n_layer: must be <= 1024 (got 2000)", "sample", "-c", "LAYERS-2000", "-n", "1")]
-    [InlineData("FIXTURE-IDX-2^40: tensor 'idx' holds 1099511627776 at element 0", "check-reference", "--fixture", "FIXTURE-IDX-2^40")]
+    [InlineData("FIXTURE-IDX-2^40: tensor 'idx' holds 1099511627776 at element 0", "check-reference", "--fixture", "FIXTURE-IDX-2^40", "--trig", "TRIG")]
     [InlineData("--tokens: the state in 'STATE-AT-MAX' is at position 2147483642", "sample", "-c", "TRAINED", "--load-state", "STATE-AT-MAX", "-n", "10")]
     public void EveryBadInputIsOneLineNamingItAndExitCode2(string message, params string[] args)
     {
         using var dir = new TempDir();
-        var paths = args.Select(a => a switch { "TRAINED" => Trained, "CORPUS" => Shared.Corpus, _ => Make(a.TrimEnd('/'), dir.Path) }).ToArray();
+        var paths = args.Select(a => a switch { "TRAINED" => Trained, "CORPUS" => Shared.Corpus, "TRIG" => Path.Combine(Shared.Fixtures, "torch-float32-trig.safetensors"), _ => Make(a.TrimEnd('/'), dir.Path) }).ToArray();
         foreach (var (word, path) in args.Zip(paths)) message = message.Replace(word.TrimEnd('/'), path);
         if (message.Contains("CORPUS")) message = message.Replace("CORPUS", Shared.Corpus);
         var before = Directory.GetFiles(dir.Path, "*", SearchOption.AllDirectories);
