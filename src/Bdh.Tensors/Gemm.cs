@@ -144,7 +144,7 @@ internal static unsafe class PackedGemm
     public static void Multiply<W, V>(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c,
         bool accumulate, bool parallel, Causal causal) where W : struct, IFloatVector<V> where V : struct
     {
-        int NR = 2 * W.Count, MC = 8 * W.GemmRows; // MC: a whole number of row slivers
+        var (_, NR, MC) = Tile<W, V>();
         int nSlivers = (n + NR - 1) / NR;
         float[] bPack = TensorPool<float>.Rent(nSlivers * NR * Math.Min(k, KC));
         int rowBlocks = (m + MC - 1) / MC, colBlocks = (n + NB - 1) / NB;
@@ -159,6 +159,10 @@ internal static unsafe class PackedGemm
         }
         TensorPool<float>.Return(bPack);
     }
+
+    /// <summary>The tile at width W: MR rows by NR = two vectors of columns, in row blocks of MC = 8 tiles' rows.</summary>
+    private static (int MR, int NR, int MC) Tile<W, V>() where W : struct, IFloatVector<V> where V : struct =>
+        (W.GemmRows, 2 * W.Count, 8 * W.GemmRows);
 
     private static void ForChunks(int count, int threads, Action<int, int> body)
     {
@@ -195,7 +199,7 @@ internal static unsafe class PackedGemm
     private static void ComputeBlock<W, V>(int rowBlock, int colBlock, int m, int n, int p0, int kc,
         MatrixRef<float> a, float[] bPack, MatrixRef<float> c, bool add, Causal causal) where W : struct, IFloatVector<V> where V : struct
     {
-        int MR = W.GemmRows, NR = 2 * W.Count, MC = 8 * MR;
+        var (MR, NR, MC) = Tile<W, V>();
         float* edge = stackalloc float[MaxRows * 32];
         float* partialRows = stackalloc float[MaxRows * KC];
         // A(i, p0 + p) sits at aP + i·aRow + p·aK.
