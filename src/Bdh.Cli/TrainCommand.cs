@@ -79,6 +79,7 @@ public static class TrainCommand
             options.Validate();
             CommonOptions.ApplyThreads(r.GetValue(threads));
             BdhModel<float> model;
+            double memory;
             if (r.GetValue(init) is string initPath)
             {
                 // The checkpoint fixes the model; options that would change it are a mistake, not something to ignore.
@@ -86,24 +87,37 @@ public static class TrainCommand
                 if (architecture.FirstOrDefault(o => r.GetResult(o) is { Implicit: false }) is Option given)
                     throw new UserError($"{given.Name}: the model comes from --init; leave out {given.Name}");
                 model = CommonOptions.LoadModel(initPath, "--init");
+                memory = TrainingBytes(model.Config, options);
             }
-            else model = BdhModel<float>.Create(config.Validate(), options.Seed);
+            else
+            {
+                memory = TrainingBytes(config.Validate(), options); // before the weights are allocated
+                model = BdhModel<float>.Create(config, options.Seed);
+            }
             string dir = r.GetValue(outDir) ?? Path.Combine("runs", $"{presetName}-{DateTime.Now:yyyyMMdd-HHmmss}");
-            return Train(model, options, DataSource.Load(r.GetValue(data)), dir, r.GetValue(resume), r.GetValue(profile));
+            return Train(model, memory, options, DataSource.Load(r.GetValue(data)), dir, r.GetValue(resume), r.GetValue(profile));
         });
         return command;
     }
 
-    private static int Train(BdhModel<float> model, TrainOptions options, byte[] bytes, string dir, bool resume, bool profile)
+    /// <summary>
+    /// The bytes training needs: weights, gradients and both AdamW moments, and one micro-batch's pass; refuses what
+    /// cannot fit in this machine's memory.
+    /// </summary>
+    private static double TrainingBytes(BdhConfig config, TrainOptions options)
+    {
+        double memory = 16.0 * BdhModel<float>.ParameterCount(config) + config.StepBytes(options.Batch / options.GradAccum, options.Block, training: true);
+        config.RequireStepFits(options.Batch / options.GradAccum, options.Block, training: true, "--batch/--block");
+        MemoryBudget.Require(memory, "--layers/--embd/--mult/--batch/--block");
+        return memory;
+    }
+
+    private static int Train(BdhModel<float> model, double memory, TrainOptions options, byte[] bytes, string dir, bool resume, bool profile)
     {
         var config = model.Config;
         var data = new TextData(bytes);
         if (data.Train.Length <= options.Block + 1L || data.Val.Length <= options.Block + 1L)
             throw new UserError($"--data: {bytes.Length} bytes is too short for --block {options.Block} (both splits need block + 2 bytes)");
-        // Refuse what cannot fit before training: weights, gradients and both AdamW moments, and one micro-batch's pass.
-        double memory = 16.0 * BdhModel<float>.ParameterCount(config) + config.StepBytes(options.Batch / options.GradAccum, options.Block, training: true);
-        config.RequireStepFits(options.Batch / options.GradAccum, options.Block, training: true, "--batch/--block");
-        MemoryBudget.Require(memory, "--layers/--embd/--mult/--batch/--block");
 
         void Notice(string message) => Console.Error.WriteLine($"bdh: {message}");
         // Signals stop training between steps; the run then saves a checkpoint and exits 128 + the signal's number.
