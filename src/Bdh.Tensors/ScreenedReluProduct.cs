@@ -118,14 +118,14 @@ public sealed unsafe class ScreenedReluProduct
             r6 = W.MultiplyAdd(xd, W.WidenInt8(q + 6 * w), r6);
             r7 = W.MultiplyAdd(xd, W.WidenInt8(q + 7 * w), r7);
         }
-        var bound = W.Create(threshold);
-        W.Store(W.GreaterThanAsOne(r0, bound), candidates);
-        W.Store(W.GreaterThanAsOne(r1, bound), candidates + w);
-        W.Store(W.GreaterThanAsOne(r2, bound), candidates + 2 * w);
-        W.Store(W.GreaterThanAsOne(r3, bound), candidates + 3 * w);
-        W.Store(W.GreaterThanAsOne(r4, bound), candidates + 4 * w);
-        W.Store(W.GreaterThanAsOne(r5, bound), candidates + 5 * w);
-        W.Store(W.GreaterThanAsOne(r6, bound), candidates + 6 * w);
-        W.Store(W.GreaterThanAsOne(r7, bound), candidates + 7 * w);
+        V bound = W.Create(threshold), one = W.Create(1f); // 1 where the screen passes, else 0
+        W.Store(W.And(W.GreaterThan(r0, bound), one), candidates);
+        W.Store(W.And(W.GreaterThan(r1, bound), one), candidates + w);
+        W.Store(W.And(W.GreaterThan(r2, bound), one), candidates + 2 * w);
+        W.Store(W.And(W.GreaterThan(r3, bound), one), candidates + 3 * w);
+        W.Store(W.And(W.GreaterThan(r4, bound), one), candidates + 4 * w);
+        W.Store(W.And(W.GreaterThan(r5, bound), one), candidates + 5 * w);
+        W.Store(W.And(W.GreaterThan(r6, bound), one), candidates + 6 * w);
+        W.Store(W.And(W.GreaterThan(r7, bound), one), candidates + 7 * w);
     }
 }

@@ -26,6 +26,20 @@ internal unsafe interface IFloatVector<V> where V : struct
     /// <summary>a·b + c, rounded once where the CPU has FMA (every AVX2 and ARM64 machine); else rounded twice.</summary>
     static abstract V MultiplyAdd(V a, V b, V c);
     static abstract V Add(V a, V b);
+    /// <summary>a·b rounded on its own (no fusing with a later add: kernels that match the reference's rounding use it).</summary>
+    static abstract V Multiply(V a, V b);
+    static abstract V And(V a, V b);
+    /// <summary>All bits set in the lanes where a &gt; b, else 0: a mask for <see cref="And"/>.</summary>
+    static abstract V GreaterThan(V a, V b);
+    /// <summary>(v[1], v[0], v[3], v[2], …): each pair of lanes swapped, as RoPE pairs neurons.</summary>
+    static abstract V SwapPairs(V v);
+    /// <summary>Bit i set where lane i is not zero.</summary>
+    static abstract uint NonZeroBits(V value);
+    /// <summary>
+    /// All bits set in lane i where the dropout hash of element <paramref name="first"/> + i keeps it
+    /// (Elementwise.Dropout says how); 0 where it drops it.
+    /// </summary>
+    static abstract V DropoutKeeps(uint first, uint low, uint high, uint threshold);
     static abstract float Sum(V value);
     /// <summary>
     /// Rows of C in a GEMM micro-kernel tile of two vectors per row: as many as leave room, beside their 2·rows
@@ -34,8 +48,6 @@ internal unsafe interface IFloatVector<V> where V : struct
     static abstract int GemmRows { get; }
     /// <summary>Count int8 values from <paramref name="source"/>, as floats.</summary>
     static abstract V WidenInt8(sbyte* source);
-    /// <summary>1 in the lanes where a &gt; b, else 0.</summary>
-    static abstract V GreaterThanAsOne(V a, V b);
     /// <summary>
     /// Writes offset + i for each lane i of <paramref name="value"/> that is not zero, in order, to found; returns how
     /// many. May write up to Count entries past the last one.
@@ -88,17 +100,33 @@ internal readonly unsafe struct Float512 : IFloatVector<Vector512<float>>
     public static void Store(Vector512<float> value, float* destination) => value.Store(destination);
     public static Vector512<float> MultiplyAdd(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.FusedMultiplyAdd(a, b, c);
     public static Vector512<float> Add(Vector512<float> a, Vector512<float> b) => a + b;
+    public static Vector512<float> Multiply(Vector512<float> a, Vector512<float> b) => a * b;
+    public static Vector512<float> And(Vector512<float> a, Vector512<float> b) => a & b;
+    public static Vector512<float> GreaterThan(Vector512<float> a, Vector512<float> b) => Vector512.GreaterThan(a, b);
+    public static Vector512<float> SwapPairs(Vector512<float> v) => (Vector512.ShiftLeft(v.AsUInt64(), 32) | Vector512.ShiftRightLogical(v.AsUInt64(), 32)).AsSingle();
+    public static uint NonZeroBits(Vector512<float> value) => (uint)~Vector512.Equals(value, Vector512<float>.Zero).ExtractMostSignificantBits() & 0xFFFF;
+    public static Vector512<float> DropoutKeeps(uint first, uint low, uint high, uint threshold)
+    {
+        var hash = Mix(Mix(Vector512.Create(first + low) + Vector512<uint>.Indices) ^ Vector512.Create(high));
+        return Vector512.GreaterThanOrEqual(hash, Vector512.Create(threshold)).AsSingle();
+
+        static Vector512<uint> Mix(Vector512<uint> x) // Elementwise.Mix lane by lane
+        {
+            x ^= x >> 16; x *= Kernels.Elementwise.HashMultiplier1;
+            x ^= x >> 15; x *= Kernels.Elementwise.HashMultiplier2;
+            return x ^ (x >> 16);
+        }
+    }
     public static float Sum(Vector512<float> value) => Vector512.Sum(value);
     public static int GemmRows => 8; // 16 of 32 zmm
     public static Vector512<float> WidenInt8(sbyte* source) => Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(source)));
-    public static Vector512<float> GreaterThanAsOne(Vector512<float> a, Vector512<float> b) => Vector512.GreaterThan(a, b) & Vector512<float>.One;
 
     /// <summary>AVX-512 compresses the positions in one instruction, with no branch per lane.</summary>
     public static int StoreNonZeroPositions(Vector512<float> value, int offset, int* found)
     {
         var keep = ~Vector512.Equals(value, Vector512<float>.Zero).AsInt32();
         Avx512F.Compress(Vector512<int>.Zero, keep, Vector512<int>.Indices + Vector512.Create(offset)).Store(found);
-        return BitOperations.PopCount(keep.ExtractMostSignificantBits());
+        return BitOperations.PopCount(NonZeroBits(value));
     }
 }
 
@@ -112,12 +140,27 @@ internal readonly unsafe struct Float256 : IFloatVector<Vector256<float>>
     public static void Store(Vector256<float> value, float* destination) => value.Store(destination);
     public static Vector256<float> MultiplyAdd(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.FusedMultiplyAdd(a, b, c);
     public static Vector256<float> Add(Vector256<float> a, Vector256<float> b) => a + b;
+    public static Vector256<float> Multiply(Vector256<float> a, Vector256<float> b) => a * b;
+    public static Vector256<float> And(Vector256<float> a, Vector256<float> b) => a & b;
+    public static Vector256<float> GreaterThan(Vector256<float> a, Vector256<float> b) => Vector256.GreaterThan(a, b);
+    public static Vector256<float> SwapPairs(Vector256<float> v) => (Vector256.ShiftLeft(v.AsUInt64(), 32) | Vector256.ShiftRightLogical(v.AsUInt64(), 32)).AsSingle();
+    public static uint NonZeroBits(Vector256<float> value) => (uint)~Vector256.Equals(value, Vector256<float>.Zero).ExtractMostSignificantBits() & 0xFF;
+    public static Vector256<float> DropoutKeeps(uint first, uint low, uint high, uint threshold)
+    {
+        var hash = Mix(Mix(Vector256.Create(first + low) + Vector256<uint>.Indices) ^ Vector256.Create(high));
+        return Vector256.GreaterThanOrEqual(hash, Vector256.Create(threshold)).AsSingle();
+
+        static Vector256<uint> Mix(Vector256<uint> x) // Elementwise.Mix lane by lane
+        {
+            x ^= x >> 16; x *= Kernels.Elementwise.HashMultiplier1;
+            x ^= x >> 15; x *= Kernels.Elementwise.HashMultiplier2;
+            return x ^ (x >> 16);
+        }
+    }
     public static float Sum(Vector256<float> value) => Vector256.Sum(value);
     public static int GemmRows => 6; // 12 of 16 ymm
     public static Vector256<float> WidenInt8(sbyte* source) => Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(source));
-    public static Vector256<float> GreaterThanAsOne(Vector256<float> a, Vector256<float> b) => Vector256.GreaterThan(a, b) & Vector256<float>.One;
-    public static int StoreNonZeroPositions(Vector256<float> value, int offset, int* found) =>
-        Simd.StoreSetBits(~Vector256.Equals(value, Vector256<float>.Zero).ExtractMostSignificantBits() & 0xFF, offset, found);
+    public static int StoreNonZeroPositions(Vector256<float> value, int offset, int* found) => Simd.StoreSetBits(NonZeroBits(value), offset, found);
 }
 
 /// <summary>4 floats: ARM64 AdvSimd, or x64 without AVX2.</summary>
@@ -131,11 +174,26 @@ internal readonly unsafe struct Float128 : IFloatVector<Vector128<float>>
     public static Vector128<float> MultiplyAdd(Vector128<float> a, Vector128<float> b, Vector128<float> c) =>
         Fma.IsSupported || AdvSimd.IsSupported ? Vector128.FusedMultiplyAdd(a, b, c) : Vector128.MultiplyAddEstimate(a, b, c);
     public static Vector128<float> Add(Vector128<float> a, Vector128<float> b) => a + b;
+    public static Vector128<float> Multiply(Vector128<float> a, Vector128<float> b) => a * b;
+    public static Vector128<float> And(Vector128<float> a, Vector128<float> b) => a & b;
+    public static Vector128<float> GreaterThan(Vector128<float> a, Vector128<float> b) => Vector128.GreaterThan(a, b);
+    public static Vector128<float> SwapPairs(Vector128<float> v) => (Vector128.ShiftLeft(v.AsUInt64(), 32) | Vector128.ShiftRightLogical(v.AsUInt64(), 32)).AsSingle();
+    public static uint NonZeroBits(Vector128<float> value) => (uint)~Vector128.Equals(value, Vector128<float>.Zero).ExtractMostSignificantBits() & 0xF;
+    public static Vector128<float> DropoutKeeps(uint first, uint low, uint high, uint threshold)
+    {
+        var hash = Mix(Mix(Vector128.Create(first + low) + Vector128<uint>.Indices) ^ Vector128.Create(high));
+        return Vector128.GreaterThanOrEqual(hash, Vector128.Create(threshold)).AsSingle();
+
+        static Vector128<uint> Mix(Vector128<uint> x) // Elementwise.Mix lane by lane
+        {
+            x ^= x >> 16; x *= Kernels.Elementwise.HashMultiplier1;
+            x ^= x >> 15; x *= Kernels.Elementwise.HashMultiplier2;
+            return x ^ (x >> 16);
+        }
+    }
     public static float Sum(Vector128<float> value) => Vector128.Sum(value);
     public static int GemmRows => AdvSimd.IsSupported ? 8 : 6; // 16 of ARM64's 32 q registers; 12 of x64's 16 xmm
     public static Vector128<float> WidenInt8(sbyte* source) =>
         Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)source).AsSByte())));
-    public static Vector128<float> GreaterThanAsOne(Vector128<float> a, Vector128<float> b) => Vector128.GreaterThan(a, b) & Vector128<float>.One;
-    public static int StoreNonZeroPositions(Vector128<float> value, int offset, int* found) =>
-        Simd.StoreSetBits(~Vector128.Equals(value, Vector128<float>.Zero).ExtractMostSignificantBits() & 0xF, offset, found);
+    public static int StoreNonZeroPositions(Vector128<float> value, int offset, int* found) => Simd.StoreSetBits(NonZeroBits(value), offset, found);
 }

@@ -165,4 +165,46 @@ public class VectorWidthTests(ITestOutputHelper output)
                 Assert.Equal(x, y);
             });
     }
+    [Theory, MemberData(nameof(Widths))]
+    public void ElementwiseKernelsGiveTheScalarLoopsBits(int width) => At(width, w =>
+    {
+        // Lengths cover no whole vector, whole vectors at every width, and a tail; each kernel at width w must
+        // give the bits of its scalar loop (width 0), which the naive tests in KernelTests check against their definitions.
+        var rng = new Rng((ulong)w + 7);
+        foreach (int length in new[] { 1, 3, 16, 37, 260 })
+            foreach (bool accumulate in new[] { false, true })
+            {
+                float[] y = Floats(rng, length, 0.5), dy = Floats(rng, length), start = Floats(rng, length);
+                float[] vector = (float[])start.Clone(), scalar = (float[])start.Clone();
+                Kernels.Elementwise.ReluBackward<float>(y, dy, vector, accumulate, w);
+                Kernels.Elementwise.ReluBackward<float>(y, dy, scalar, accumulate, 0);
+                Assert.Equal(scalar, vector);
+
+                (vector, scalar) = ((float[])start.Clone(), (float[])start.Clone());
+                Kernels.Elementwise.Dropout<float>(0x1234_5678_9abc_def0UL, 0.3, dy, vector, start: 11, accumulate, w);
+                Kernels.Elementwise.Dropout<float>(0x1234_5678_9abc_def0UL, 0.3, dy, scalar, start: 11, accumulate, 0);
+                Assert.Equal(scalar, vector);
+
+                Assert.Equal(Kernels.Elementwise.CountNonZeros<float>(y, 0), Kernels.Elementwise.CountNonZeros<float>(y, w));
+            }
+    });
+
+    [Theory, MemberData(nameof(Widths))]
+    public void RopeGivesTheScalarLoopsBits(int width) => At(width, w =>
+    {
+        var rng = new Rng((ulong)w + 11);
+        foreach (int n in new[] { 2, 6, 32, 66 })
+        {
+            var table = Kernels.Rope.Table(Kernels.Rope.Frequencies(n), 5);
+            float[] v = Floats(rng, 3 * 5 * n), start = Floats(rng, v.Length);
+            foreach (int sinSign in new[] { 1, -1 })
+                foreach (bool accumulate in new[] { false, true })
+                {
+                    float[] vector = (float[])start.Clone(), scalar = (float[])start.Clone();
+                    Kernels.Rope.Rotate<float>(v, vector, table, sinSign, accumulate, firstRow: 2, w);
+                    Kernels.Rope.Rotate<float>(v, scalar, table, sinSign, accumulate, firstRow: 2, 0);
+                    Assert.Equal(scalar, vector);
+                }
+        }
+    });
 }

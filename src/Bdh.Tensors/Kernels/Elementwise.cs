@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
 namespace Bdh.Tensors.Kernels;
@@ -14,21 +13,22 @@ public static class Elementwise
     /// a masked add: the signs of trained activations are close to random, so a branch per element
     /// would mispredict half the time. Without <paramref name="accumulate"/>, dx may be dy itself (in place).
     /// </summary>
-    public static void ReluBackward<T>(ReadOnlySpan<T> y, ReadOnlySpan<T> dy, Span<T> dx, bool accumulate = true) where T : unmanaged, IFloatingPointIeee754<T>
+    public static void ReluBackward<T>(ReadOnlySpan<T> y, ReadOnlySpan<T> dy, Span<T> dx, bool accumulate = true) where T : unmanaged, IFloatingPointIeee754<T> =>
+        ReluBackward(y, dy, dx, accumulate, Simd.Widest);
+
+    /// <summary>ReluBackward with float32 vectors of <paramref name="width"/> bits (0: the scalar loop alone), the same bits at every width.</summary>
+    internal static unsafe void ReluBackward<T>(ReadOnlySpan<T> y, ReadOnlySpan<T> dy, Span<T> dx, bool accumulate, int width) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int i = 0;
-        if (Vector512.IsHardwareAccelerated)
-            for (; i <= y.Length - Vector512<T>.Count; i += Vector512<T>.Count)
-            {
-                var passed = Vector512.Create(dy.Slice(i)) & Vector512.GreaterThan(Vector512.Create(y.Slice(i)), Vector512<T>.Zero);
-                (accumulate ? Vector512.Create(dx.Slice(i)) + passed : passed).CopyTo(dx.Slice(i));
-            }
-        else if (Vector256.IsHardwareAccelerated)
-            for (; i <= y.Length - Vector256<T>.Count; i += Vector256<T>.Count)
-            {
-                var passed = Vector256.Create(dy.Slice(i)) & Vector256.GreaterThan(Vector256.Create(y.Slice(i)), Vector256<T>.Zero);
-                (accumulate ? Vector256.Create(dx.Slice(i)) + passed : passed).CopyTo(dx.Slice(i));
-            }
+        if (typeof(T) == typeof(float))
+            fixed (T* yP = y, dyP = dy, dxP = dx)
+                i = width switch
+                {
+                    512 => ReluBackwardVectors<Float512, Vector512<float>>((float*)yP, (float*)dyP, (float*)dxP, y.Length, accumulate),
+                    256 => ReluBackwardVectors<Float256, Vector256<float>>((float*)yP, (float*)dyP, (float*)dxP, y.Length, accumulate),
+                    128 => ReluBackwardVectors<Float128, Vector128<float>>((float*)yP, (float*)dyP, (float*)dxP, y.Length, accumulate),
+                    _ => 0,
+                };
         for (; i < y.Length; i++)
         {
             T passed = y[i] > T.Zero ? dy[i] : T.Zero;
@@ -36,44 +36,77 @@ public static class Elementwise
         }
     }
 
-    /// <summary>How many elements of x are not zero (16 compared at a time).</summary>
-    public static int CountNonZeros<T>(ReadOnlySpan<T> x) where T : unmanaged, IFloatingPointIeee754<T>
+    /// <summary>ReluBackward's whole vectors; returns how many elements it did.</summary>
+    private static unsafe int ReluBackwardVectors<W, V>(float* y, float* dy, float* dx, int length, bool accumulate)
+        where W : struct, IFloatVector<V> where V : struct
+    {
+        int i = 0;
+        for (; i <= length - W.Count; i += W.Count)
+        {
+            var passed = W.And(W.Load(dy + i), W.GreaterThan(W.Load(y + i), W.Create(0f)));
+            W.Store(accumulate ? W.Add(W.Load(dx + i), passed) : passed, dx + i);
+        }
+        return i;
+    }
+
+    /// <summary>How many elements of x are not zero (a vector compared at a time).</summary>
+    public static int CountNonZeros<T>(ReadOnlySpan<T> x) where T : unmanaged, IFloatingPointIeee754<T> => CountNonZeros(x, Simd.Widest);
+
+    /// <summary>CountNonZeros with float32 vectors of <paramref name="width"/> bits (0: the scalar loop alone).</summary>
+    internal static unsafe int CountNonZeros<T>(ReadOnlySpan<T> x, int width) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int nonZero = 0, i = 0;
-        if (Vector512.IsHardwareAccelerated)
-            for (; i <= x.Length - Vector512<T>.Count; i += Vector512<T>.Count)
-                nonZero += Vector512<T>.Count - BitOperations.PopCount(Vector512.Equals(Vector512.Create(x.Slice(i)), Vector512<T>.Zero).ExtractMostSignificantBits());
+        if (typeof(T) == typeof(float))
+            fixed (T* p = x)
+                (nonZero, i) = width switch
+                {
+                    512 => CountNonZerosVectors<Float512, Vector512<float>>((float*)p, x.Length),
+                    256 => CountNonZerosVectors<Float256, Vector256<float>>((float*)p, x.Length),
+                    128 => CountNonZerosVectors<Float128, Vector128<float>>((float*)p, x.Length),
+                    _ => (0, 0),
+                };
         for (; i < x.Length; i++) if (x[i] != T.Zero) nonZero++;
         return nonZero;
+    }
+
+    /// <summary>Non-zeros among CountNonZeros' whole vectors, and how many elements those are.</summary>
+    private static unsafe (int NonZero, int Done) CountNonZerosVectors<W, V>(float* x, int length) where W : struct, IFloatVector<V> where V : struct
+    {
+        int nonZero = 0, i = 0;
+        for (; i <= length - W.Count; i += W.Count) nonZero += BitOperations.PopCount(W.NonZeroBits(W.Load(x + i)));
+        return (nonZero, i);
     }
 
     /// <summary>
     /// Inverted dropout: y (+)= x ⊙ mask, where the mask is 0 with probability p and 1/(1 − p) otherwise.
     /// Element i of the whole tensor is kept when a hash of (seed, i) reaches p·2³²; x and y are elements
     /// [start, start + length). So the mask is never stored — the backward draws it again from the seed —
-    /// any slice is drawn on its own (the same for any thread count), and 16 elements are decided at once.
+    /// any slice is drawn on its own (the same for any thread count), and a vector of elements is decided at once.
     /// The hash is a 32-bit integer mixer (lowbias32) applied twice, keyed by the two halves of the seed.
     /// </summary>
     public static void Dropout<T>(ulong seed, double p, ReadOnlySpan<T> x, Span<T> y, int start, bool accumulate)
+        where T : unmanaged, IFloatingPointIeee754<T> => Dropout(seed, p, x, y, start, accumulate, Simd.Widest);
+
+    /// <summary>Dropout with float32 vectors of <paramref name="width"/> bits (0: the scalar loop alone), the same bits at every width.</summary>
+    internal static unsafe void Dropout<T>(ulong seed, double p, ReadOnlySpan<T> x, Span<T> y, int start, bool accumulate, int width)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         uint threshold = (uint)Math.Min(Math.Round(p * 4294967296.0), uint.MaxValue);
         uint low = (uint)seed, high = (uint)(seed >> 32);
         T scale = T.CreateTruncating(1.0 / (1.0 - p));
         int i = 0;
-        if (typeof(T) == typeof(float) && Vector512.IsHardwareAccelerated)
-        {
-            ReadOnlySpan<float> xf = MemoryMarshal.Cast<T, float>(x);
-            Span<float> yf = MemoryMarshal.Cast<T, float>(y);
-            var index = Vector512.Create((uint)start) + Vector512<uint>.Indices;
-            var scaleAll = Vector512.Create(float.CreateTruncating(scale));
-            for (; i <= xf.Length - 16; i += 16, index += Vector512.Create(16u))
+        if (typeof(T) == typeof(float))
+            fixed (T* xP = x, yP = y)
             {
-                var kept = Vector512.GreaterThanOrEqual(Mix(Mix(index + Vector512.Create(low)) ^ Vector512.Create(high)), Vector512.Create(threshold));
-                var dropped = (Vector512.Create(xf.Slice(i)) * scaleAll) & kept.AsSingle();
-                (accumulate ? Vector512.Create(yf.Slice(i)) + dropped : dropped).CopyTo(yf.Slice(i));
+                var hash = new DropoutKey((uint)start, low, high, threshold, float.CreateTruncating(scale));
+                i = width switch
+                {
+                    512 => DropoutVectors<Float512, Vector512<float>>(hash, (float*)xP, (float*)yP, x.Length, accumulate),
+                    256 => DropoutVectors<Float256, Vector256<float>>(hash, (float*)xP, (float*)yP, x.Length, accumulate),
+                    128 => DropoutVectors<Float128, Vector128<float>>(hash, (float*)xP, (float*)yP, x.Length, accumulate),
+                    _ => 0,
+                };
             }
-        }
         for (; i < x.Length; i++)
         {
             T value = Mix(Mix((uint)(start + i) + low) ^ high) >= threshold ? x[i] * scale : T.Zero;
@@ -81,17 +114,33 @@ public static class Elementwise
         }
     }
 
-    private static uint Mix(uint x)
+    /// <summary>What decides Dropout's mask for a slice: its first element's index, the seed's halves, the threshold, and the kept elements' scale.</summary>
+    private readonly record struct DropoutKey(uint Start, uint Low, uint High, uint Threshold, float Scale);
+
+    /// <summary>Dropout's whole vectors; returns how many elements it did.</summary>
+    private static unsafe int DropoutVectors<W, V>(DropoutKey key, float* x, float* y, int length, bool accumulate)
+        where W : struct, IFloatVector<V> where V : struct
     {
-        x ^= x >> 16; x *= 0x7feb352d;
-        x ^= x >> 15; x *= 0x846ca68b;
-        return x ^ (x >> 16);
+        var scale = W.Create(key.Scale);
+        int i = 0;
+        for (; i <= length - W.Count; i += W.Count)
+        {
+            var dropped = W.And(W.Multiply(W.Load(x + i), scale), W.DropoutKeeps(key.Start + (uint)i, key.Low, key.High, key.Threshold));
+            W.Store(accumulate ? W.Add(W.Load(y + i), dropped) : dropped, y + i);
+        }
+        return i;
     }
 
-    private static Vector512<uint> Mix(Vector512<uint> x)
+    internal const uint HashMultiplier1 = 0x7feb352d, HashMultiplier2 = 0x846ca68b;
+
+    /// <summary>
+    /// lowbias32: a 32-bit integer mixer whose output bits each depend on every input bit. Each vector width has the
+    /// same mixer lane by lane (IFloatVector.DropoutKeeps): the vector types expose no generic arithmetic to share it.
+    /// </summary>
+    private static uint Mix(uint x)
     {
-        x ^= x >> 16; x *= 0x7feb352d;
-        x ^= x >> 15; x *= 0x846ca68b;
+        x ^= x >> 16; x *= HashMultiplier1;
+        x ^= x >> 15; x *= HashMultiplier2;
         return x ^ (x >> 16);
     }
 

@@ -55,14 +55,17 @@ public static class Rope
     /// them, so float32 results match it exactly.
     /// </summary>
     public static void Forward<T>(ReadOnlySpan<T> v, Span<T> y, RopeTable table, int firstRow = 0) where T : unmanaged, IFloatingPointIeee754<T> =>
-        Rotate(v, y, table, sinSign: 1, accumulate: false, firstRow);
+        Rotate(v, y, table, sinSign: 1, accumulate: false, firstRow, Simd.Widest);
 
     /// <summary>dv (+)= Rᵀ dy: the transpose of a rotation is the rotation by −θ, i.e. sin negated.</summary>
     public static void Backward<T>(ReadOnlySpan<T> dy, Span<T> dv, RopeTable table, int firstRow = 0, bool accumulate = true) where T : unmanaged, IFloatingPointIeee754<T> =>
-        Rotate(dy, dv, table, sinSign: -1, accumulate, firstRow);
+        Rotate(dy, dv, table, sinSign: -1, accumulate, firstRow, Simd.Widest);
 
-    /// <summary>dst (+)= src·cos + (−src[2i+1], src[2i])·(±sin), pair by pair, row by row.</summary>
-    private static void Rotate<T>(ReadOnlySpan<T> src, Span<T> dst, RopeTable table, int sinSign, bool accumulate, int firstRow)
+    /// <summary>
+    /// dst (+)= src·cos + (−src[2i+1], src[2i])·(±sin), pair by pair, row by row, float32 with vectors of
+    /// <paramref name="width"/> bits (0: the scalar loop alone): the same bits at every width.
+    /// </summary>
+    internal static void Rotate<T>(ReadOnlySpan<T> src, Span<T> dst, RopeTable table, int sinSign, bool accumulate, int firstRow, int width)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         var (cos, sin, length, n) = table;
@@ -72,8 +75,8 @@ public static class Rope
             int t = (firstRow + row) % length;
             ReadOnlySpan<T> s = src.Slice(row * n, n);
             Span<T> d = dst.Slice(row * n, n);
-            int j = typeof(T) == typeof(float) && Vector512.IsHardwareAccelerated
-                ? RotateVectors(MemoryMarshal.Cast<T, float>(s), MemoryMarshal.Cast<T, float>(d), cos.AsSpan(t * n, n), sin.AsSpan(t * n, n), sinSign, accumulate)
+            int j = typeof(T) == typeof(float)
+                ? RotateVectors(MemoryMarshal.Cast<T, float>(s), MemoryMarshal.Cast<T, float>(d), cos.AsSpan(t * n, n), sin.AsSpan(t * n, n), sinSign, accumulate, width)
                 : 0;
             for (; j < n; j += 2)
             {
@@ -87,19 +90,35 @@ public static class Rope
     }
 
     /// <summary>
-    /// The same rotation 8 pairs at a time: the pair swap is a shuffle and the sign of (−v[2i+1], v[2i])
-    /// moves onto sin (v[2i+1]·(−sin) is exactly −(v[2i+1]·sin)). Returns how many elements it did.
+    /// The same rotation a vector of pairs at a time: the pair swap is a shuffle and the sign of
+    /// (−v[2i+1], v[2i]) moves onto sin (v[2i+1]·(−sin) is exactly −(v[2i+1]·sin)). Returns how many elements it did.
     /// </summary>
-    private static int RotateVectors(ReadOnlySpan<float> src, Span<float> dst, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin, int sinSign, bool accumulate)
+    private static unsafe int RotateVectors(ReadOnlySpan<float> src, Span<float> dst, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin, int sinSign, bool accumulate, int width)
     {
-        var swap = Vector512.Create(1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
-        var signs = Vector512.Create(-1f, 1f, -1f, 1f, -1f, 1f, -1f, 1f, -1f, 1f, -1f, 1f, -1f, 1f, -1f, 1f) * sinSign;
+        fixed (float* s = src, d = dst, c = cos, si = sin)
+            return width switch
+            {
+                512 => RotateVectors<Float512, Vector512<float>>(s, d, c, si, src.Length, sinSign, accumulate),
+                256 => RotateVectors<Float256, Vector256<float>>(s, d, c, si, src.Length, sinSign, accumulate),
+                128 => RotateVectors<Float128, Vector128<float>>(s, d, c, si, src.Length, sinSign, accumulate),
+                _ => 0,
+            };
+    }
+
+    /// <summary>−1, 1, −1, 1, …: the sign of each lane's swapped partner, for any width up to 512 bits.</summary>
+    private static ReadOnlySpan<float> PairSigns => [-1f, 1f, -1f, 1f, -1f, 1f, -1f, 1f, -1f, 1f, -1f, 1f, -1f, 1f, -1f, 1f];
+
+    private static unsafe int RotateVectors<W, V>(float* src, float* dst, float* cos, float* sin, int n, int sinSign, bool accumulate)
+        where W : struct, IFloatVector<V> where V : struct
+    {
+        V signs;
+        fixed (float* p = PairSigns) signs = W.Multiply(W.Load(p), W.Create(sinSign));
         int j = 0;
-        for (; j <= src.Length - 16; j += 16)
+        for (; j <= n - W.Count; j += W.Count)
         {
-            var v = Vector512.Create(src.Slice(j));
-            var rotated = v * Vector512.Create(cos.Slice(j)) + Vector512.Shuffle(v, swap) * (Vector512.Create(sin.Slice(j)) * signs);
-            (accumulate ? Vector512.Create(dst.Slice(j)) + rotated : rotated).CopyTo(dst.Slice(j));
+            var v = W.Load(src + j);
+            var rotated = W.Add(W.Multiply(v, W.Load(cos + j)), W.Multiply(W.SwapPairs(v), W.Multiply(W.Load(sin + j), signs)));
+            W.Store(accumulate ? W.Add(W.Load(dst + j), rotated) : rotated, dst + j);
         }
         return j;
     }
