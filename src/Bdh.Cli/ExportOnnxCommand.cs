@@ -50,26 +50,47 @@ public static class ExportOnnxCommand
     }
 
     /// <summary>
-    /// Writes the export into a temporary folder beside <paramref name="dir"/> and moves it in only once
-    /// both graphs are whole: a failed export leaves the old one as it was, never half of each.
+    /// Writes the export into a temporary folder beside <paramref name="dir"/> and swaps it in whole: the old export's
+    /// files move aside, the new ones move in, and a failure on the way moves the old ones back, so the folder holds
+    /// one export or the other, never half of each (an old step.onnx.data never outlives its graph either).
     /// </summary>
     private static void ExportWhole(BdhModel<float> model, string dir, int positions)
     {
         string full = Path.GetFullPath(dir).TrimEnd(Path.DirectorySeparatorChar);
         string temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.export-{Environment.ProcessId}.tmp");
+        string aside = temp + ".old";
+        string[] names = [OnnxExport.PrefillFile, OnnxExport.PrefillFile + ".data", OnnxExport.StepFile, OnnxExport.StepFile + ".data"];
+        var setAside = new List<string>();
+        var placed = new List<string>();
         try
         {
             OnnxExport.Export(model, temp, positions);
             Directory.CreateDirectory(dir);
-            // The old export's files go first, so an old step.onnx.data never outlives its graph.
-            foreach (var graph in new[] { OnnxExport.PrefillFile, OnnxExport.StepFile })
-                foreach (var old in new[] { graph, graph + ".data" })
-                    File.Delete(Path.Combine(dir, old));
-            foreach (var file in Directory.GetFiles(temp)) File.Move(file, Path.Combine(dir, Path.GetFileName(file)));
+            Directory.CreateDirectory(aside);
+            try
+            {
+                foreach (var name in names.Where(n => File.Exists(Path.Combine(dir, n))))
+                {
+                    File.Move(Path.Combine(dir, name), Path.Combine(aside, name));
+                    setAside.Add(name);
+                }
+                foreach (var name in names.Where(n => File.Exists(Path.Combine(temp, n))))
+                {
+                    File.Move(Path.Combine(temp, name), Path.Combine(dir, name));
+                    placed.Add(name);
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                foreach (var name in placed) File.Delete(Path.Combine(dir, name));
+                foreach (var name in setAside) File.Move(Path.Combine(aside, name), Path.Combine(dir, name));
+                throw new UserError($"--out: could not move the new export into '{dir}' ({e.Message}); the export that was there is kept as it was");
+            }
         }
         finally
         {
-            if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+            foreach (var folder in new[] { temp, aside })
+                if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
         }
     }
 }

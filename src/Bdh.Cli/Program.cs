@@ -14,6 +14,7 @@ root.Subcommands.Add(MergeCommand.Create());
 root.Subcommands.Add(GraphCommand.Create());
 root.Subcommands.Add(SynapsesCommand.Create());
 root.Subcommands.Add(ServeCommand.Create());
+root.Options.Add(Limits.Ignore);
 
 var parsed = root.Parse(args);
 if (parsed.Errors.Count > 0)
@@ -22,10 +23,16 @@ if (parsed.Errors.Count > 0)
     Console.Error.WriteLine($"bdh: {message} (see bdh {string.Join(' ', args.Take(1))} --help)");
     return 2;
 }
+MemoryBudget.Enforced = !parsed.GetValue(Limits.Ignore);
 try
 {
     // Our handler below turns user errors into one line and exit code 2; anything else is a bug and keeps its trace.
     return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+}
+catch (LimitException e)
+{
+    Console.Error.WriteLine($"bdh: {e.Message} (pass {Limits.Ignore.Name} to try anyway)");
+    return 2;
 }
 catch (Exception e) when (e is InputException or ArgumentException or IOException or UnauthorizedAccessException)
 {

@@ -78,7 +78,14 @@ public static class SampleCommand
 
             var stdout = Console.OpenStandardOutput();
             stdout.Write(System.Text.Encoding.UTF8.GetBytes(text));
-            void Print(int t) { stdout.WriteByte((byte)t); stdout.Flush(); }
+            var projection = new GenerationProjection(count, (snapshot?.Position ?? 0) + CommonOptions.Encode(text).Length,
+                GenerationProjection.Cost(model?.Config ?? onnxModel!.Config, onOnnx ? GenerationMode.Recurrent : r.GetValue(mode)), Console.Error);
+            void Print(int t)
+            {
+                stdout.WriteByte((byte)t);
+                stdout.Flush();
+                projection.Token();
+            }
             var watch = Stopwatch.StartNew();
             if (onnxModel is not null) onnxModel.Generate(CommonOptions.Encode(text), count, options, Print);
             else if (load is null && save is null) Sampler.Generate(model!, CommonOptions.Encode(text), count, options, Print, r.GetValue(mode));

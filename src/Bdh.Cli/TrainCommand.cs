@@ -112,6 +112,13 @@ public static class TrainCommand
         return memory;
     }
 
+    /// <summary>
+    /// The disk a run of <paramref name="steps"/> more steps needs: a line of loss.csv per step (at most ~64 bytes), and two
+    /// checkpoints while the newest is written before the older is removed, each the weights (4 bytes a value) and
+    /// AdamW's two moments (8).
+    /// </summary>
+    private static double DiskBytes(BdhConfig config, long steps) => 64.0 * steps + 2 * 12.0 * BdhModel<float>.ParameterCount(config);
+
     private static int Train(BdhModel<float> model, double memory, TrainOptions options, byte[] bytes, string dir, bool resume, bool profile)
     {
         var config = model.Config;
@@ -132,6 +139,8 @@ public static class TrainCommand
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
 
+        double disk = DiskBytes(config, options.Steps); // a resumed run needs less: this bounds it before the folder is touched
+        Limits.RequireDisk(disk, dir, $"--steps {options.Steps}");
         using var run = RunFolder.Acquire(dir, Notice);
         if (Trainer.RemoveUnfinishedCheckpoints(dir) is > 0 and int removed)
             Notice($"removed {removed} unfinished checkpoint file(s) that a killed run left in {Path.Combine(dir, "checkpoints")}");
@@ -142,7 +151,8 @@ public static class TrainCommand
         if (resume) trainer.Resume(dir);
         var curve = run.OpenCurve(resume ? trainer.Step : null, Notice);
         Console.Error.WriteLine($"training BDH {config.ToJson()} on {bytes.Length:N0} bytes, {Bdh.Tensors.Parallelism.Threads} threads, into {dir}" +
-            (resume ? $" (resumed at step {trainer.Step})" : "") + $"; about {memory / 1e9:0.00} GB of memory");
+            (resume ? $" (resumed at step {trainer.Step})" : "") + $"; about {memory / 1e9:0.00} GB of memory and {disk / 1e9:0.00} GB of disk" +
+            "; the time is projected after the first step");
 
         var stepSeconds = new List<double>();
         void Record(StepReport s)
@@ -208,7 +218,7 @@ public static class TrainCommand
             {
                 double elapsed = (DateTime.UtcNow - started).TotalSeconds;
                 var eta = TimeSpan.FromSeconds(Math.Min(Math.Round(elapsed / (s.Step - firstStep) * (s.TotalSteps - s.Step)), TimeSpan.MaxValue.TotalSeconds / 2));
-                Console.Error.WriteLine($"{Describe(s, s.ValLoss)}  eta {(eta.Days > 0 ? $"{eta.Days}d " : "")}{eta:hh\\:mm\\:ss}");
+                Console.Error.WriteLine($"{Describe(s, s.ValLoss)}  eta {Limits.Format(eta)}");
             }
         }, cancel);
     }

@@ -47,10 +47,19 @@ public static class MemoryBudget
     /// <summary>Bytes the runtime may use: physical memory or the container's limit.</summary>
     public static long Available => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
 
-    /// <summary>Throws an <see cref="InputException"/> led by <paramref name="what"/> when <paramref name="bytes"/> exceeds what is available.</summary>
+    /// <summary>
+    /// Whether <see cref="Require"/> refuses (the default). The estimates are upper bounds: an application whose user
+    /// asks to try anyway (swap, a machine the runtime misjudges) turns this off.
+    /// </summary>
+    public static bool Enforced { get; set; } = true;
+
+    /// <summary>Throws a <see cref="LimitException"/> led by <paramref name="what"/> when <paramref name="bytes"/> exceeds what is available.</summary>
     public static void Require(double bytes, string what)
     {
-        if (bytes > Available)
-            throw new InputException($"{what}: needs about {bytes / 1e9:0.0} GB of memory, this machine has {Available / 1e9:0.0} GB");
+        if (Enforced && bytes > Available)
+            throw new LimitException($"{what}: needs about {bytes / 1e9:0.0} GB of memory, this machine has {Available / 1e9:0.0} GB");
     }
 }
+
+/// <summary>Work refused because its estimate exceeds what the machine has, not because it is malformed: it may be tried anyway.</summary>
+public sealed class LimitException(string message) : InputException(message);

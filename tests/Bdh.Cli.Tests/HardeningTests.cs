@@ -122,6 +122,29 @@ public class HardeningTests
     }
 
     [Fact]
+    public void WorkThatCannotFitIsRefusedUpFrontAndRunsWhenAskedWithItsTimeProjected()
+    {
+        // 2^31 steps write ~137 GB of loss.csv: more than the RAM-backed /dev/shm holds. Refused before the folder is made.
+        string dir = Path.Combine("/dev/shm", $"bdh-limits-{Environment.ProcessId}");
+        string[] huge = TinyTrain(dir, int.MaxValue);
+        var refused = Run(huge);
+        Assert.Equal((2, ""), (refused.Code, refused.Out));
+        Assert.Matches(@"^bdh: --steps 2147483647: needs about 137\.\d GB on disk in '.*', its drive has [\d.]+ GB free \(pass --ignore-limits to try anyway\)\n$", refused.Err);
+        Assert.False(Directory.Exists(dir));
+        try
+        {
+            // Asked to, it starts and projects the whole run's time from its first step.
+            using var p = Start([.. huge, "--ignore-limits"]);
+            WaitFor(() => CurveLines(dir) > 2, "training steps");
+            Signal(p, "INT");
+            var (code, _, stderr) = Finish(p);
+            Assert.Equal(130, code);
+            Assert.Matches(@"step 1/2147483647 .* eta \d+d \d\d:\d\d:\d\d", stderr);
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    [Fact]
     public void ASecondTrainerOnTheSameFolderIsRefusedAndAStaleLockIsTakenOver()
     {
         using var dir = new TempDir();
@@ -255,6 +278,21 @@ public class HardeningTests
         Assert.Equal(0, forced.Code);
         Assert.Empty(Directory.GetDirectories(Path.GetDirectoryName(a.Path)!, $".{Path.GetFileName(a.Path)}.export-*"));
         Assert.Equal(0, Run(sample).Code);
+
+        // A swap that fails half-way (step.onnx cannot be replaced: a folder stands in its place) leaves the old
+        // prefill.onnx as it was, not the new one beside an old step.onnx, and no temporary folder.
+        using var c = new TempDir();
+        Assert.Equal(0, Run("export-onnx", "-c", Trained, "--out", c.Path, "--max-positions", "40").Code);
+        File.Delete(Path.Combine(c.Path, "step.onnx"));
+        Directory.CreateDirectory(Path.Combine(c.Path, "step.onnx"));
+        byte[] oldPrefill = File.ReadAllBytes(Path.Combine(c.Path, "prefill.onnx"));
+        var failed = Run("export-onnx", "-c", Trained, "--out", c.Path, "--max-positions", "56", "--force");
+        Assert.Equal((2, ""), (failed.Code, failed.Out));
+        Assert.StartsWith($"bdh: --out: could not move the new export into '{c.Path}' (", failed.Err);
+        Assert.EndsWith("the export that was there is kept as it was\n", failed.Err);
+        Assert.Equal(oldPrefill, File.ReadAllBytes(Path.Combine(c.Path, "prefill.onnx")));
+        Assert.Equal(["prefill.onnx"], Directory.GetFiles(c.Path).Select(Path.GetFileName));
+        Assert.Empty(Directory.GetDirectories(Path.GetDirectoryName(c.Path)!, $".{Path.GetFileName(c.Path)}.export-*"));
 
         // The metadata of both graphs edited alike, each value the same length so the protobuf stays whole:
         // a position past the RoPE tables, then a config that does not describe the graphs, then one that is invalid.
