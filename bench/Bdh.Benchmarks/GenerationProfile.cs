@@ -55,7 +55,7 @@ public static class GenerationProfile
             }
             return;
         }
-        var stepper = IncrementalBdh<float>.Start(model, mode);
+        var stepper = IBdhStepper<float>.Start(model, mode);
         for (int position = 0; position < tokens; position++)
         {
             var watch = Stopwatch.StartNew();
