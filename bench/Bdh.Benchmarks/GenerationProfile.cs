@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using Bdh.Autograd;
 using Bdh.Model;
 using Bdh.Model.Inference;
 
@@ -37,25 +36,10 @@ public static class GenerationProfile
         }
     }
 
+    /// <summary>Steps <paramref name="tokens"/> tokens in <paramref name="mode"/> (full: one forward pass over the sequence per token), timing each.</summary>
     private static void Time(BdhModel<float> model, GenerationMode mode, int tokens, Action<int, double> atPosition)
     {
-        if (mode == GenerationMode.Full)
-        {
-            // The reference's generate(): one full forward per token; time the forward at each marked length.
-            var sequence = new List<int> { 10 };
-            using var _ = NoGrad.Scope();
-            while (sequence.Count <= tokens)
-            {
-                var watch = Stopwatch.StartNew();
-                var (logits, _) = model.Forward(sequence.ToArray(), 1, sequence.Count);
-                double seconds = watch.Elapsed.TotalSeconds;
-                logits.ReleaseGraph();
-                atPosition(sequence.Count, seconds);
-                sequence.Add(sequence.Count % 200 + 32);
-            }
-            return;
-        }
-        var stepper = IncrementalBdh<float>.Start(model, mode);
+        var stepper = IBdhStepper<float>.Start(model, mode);
         for (int position = 0; position < tokens; position++)
         {
             var watch = Stopwatch.StartNew();

@@ -125,7 +125,7 @@ public static class SampleCommand
     /// <summary>Recurrent generation from a saved state (its pending token first, then the prompt), optionally saving the state after.</summary>
     private static void ContinueState(BdhModel<float> model, string text, StateSnapshot? snapshot, string? save, int count, SamplingOptions options, Action<int> print)
     {
-        var stepper = snapshot?.Resume(model) ?? IncrementalBdh<float>.Start(model, GenerationMode.Recurrent);
+        var stepper = snapshot?.Resume(model) ?? FastStepper<float>.Recurrent(model);
         int[] input = snapshot is null ? CommonOptions.Encode(text) : [snapshot.PendingToken, .. CommonOptions.Encode(text)];
         var all = Sampler.Continue(stepper, input, count, options, print);
         if (save is null) return;

@@ -52,7 +52,7 @@ public sealed class BdhLanguageModel
     }
 
     /// <summary>A new, empty conversation.</summary>
-    public BdhSession StartSession() => new(this, IncrementalBdh<float>.Start(Weights, GenerationMode.Recurrent, _layouts), pendingToken: null);
+    public BdhSession StartSession() => new(this, FastStepper<float>.Recurrent(Weights, _layouts), pendingToken: null);
 
     /// <summary>A conversation that continues from <paramref name="snapshot"/> (which stays as it is, to be resumed again).</summary>
     /// <exception cref="ArgumentException">the snapshot was taken from a model of another shape.</exception>

@@ -83,69 +83,45 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
 
     /// <summary>
     /// Logits [B, T, V] for tokens idx [B, T] (row-major), and the mean cross-entropy when targets are
-    /// given. Dropout is active only with a <paramref name="dropoutRng"/> (training). <paramref name="trace"/>
-    /// sees every attention input/output and LayerNorm call, named and laid out as the fixtures' trace,
-    /// and each layer's ys and xs⊙ys (layer{i}.ys, layer{i}.xy).
+    /// given. Dropout is active only with a <paramref name="dropoutRng"/> (training). <paramref name="observer"/>
+    /// sees the embedding and every layer's activations.
     /// Heads lead the activations ([nh, B, T, ·], not the reference's [B, nh, T, ·]): each head's
     /// product then covers all B·T tokens at once, and the decoder needs no transposed copy.
     /// </summary>
     public (Var<T> Logits, Var<T>? Loss) Forward(int[] idx, int b, int t, int[]? targets = null,
-        Rng? dropoutRng = null, Action<string, Tensor<T>>? trace = null)
+        Rng? dropoutRng = null, ForwardObserver<T>? observer = null)
     {
         int nh = Config.NHead, d = Config.NEmbd, n = Config.N;
-        int lnCall = 0;
-        Var<T> Ln(Var<T> v)
-        {
-            var y = Ops.LayerNorm(v, 1e-5);
-            Trace(trace, $"ln{lnCall}.in", v.Value);
-            Trace(trace, $"ln{lnCall++}.out", y.Value);
-            return y;
-        }
         RopeTable rope = RopeTableFor(t);
         var encoder = Ops.Reshape(Encoder, nh, 1, d, n);                       // [nh, 1, D, N]  one matrix per head, shared by the batch
         var encoderV = Ops.Reshape(EncoderV, nh, 1, d, n);                     // [nh, 1, D, N]
         var decoder = Ops.Reshape(Decoder, nh, 1, n, d);                       // [nh, 1, N, D]  head h's rows of the decoder
 
-        var x = Ln(Ops.Embedding(Embed, idx, 1, b, t));                        // [1, B, T, D]
+        var embedding = Ops.Embedding(Embed, idx, 1, b, t);                    // [1, B, T, D]
+        var x = Ln(embedding);                                                  // [1, B, T, D]
+        observer?.Embedded?.Invoke(embedding.Value, x.Value);
         for (int layer = 0; layer < Config.NLayer; layer++)
         {
             var xs = Ops.MatMulRelu(x, encoder);                                // [nh, B, T, N]  relu(x·encoder): sparse, positive
-            var a = Ops.CausalLinearAttention(Ops.Rope(xs, rope), x);           // [nh, B, T, D]  tril(QQᵀ, −1)·x, Q = rope(xs)
-            Trace(trace, $"attn{layer}.q", xs.Value);
-            Trace(trace, $"attn{layer}.v", x.Value);
-            Trace(trace, $"attn{layer}.out", a.Value);
-            var ys = Ops.MatMulRelu(Ln(a), encoderV);                           // [nh, B, T, N]  relu(ln(a)·encoder_v)
+            var q = Ops.Rope(xs, rope);                                         // [nh, B, T, N]
+            var a = Ops.CausalLinearAttention(q, x);                            // [nh, B, T, D]  tril(QQᵀ, −1)·x
+            var lnA = Ln(a);                                                    // [nh, B, T, D]
+            var ys = Ops.MatMulRelu(lnA, encoderV);                             // [nh, B, T, N]  relu(ln(a)·encoder_v)
             var xy = Ops.Dropout(xs * ys, Config.Dropout, dropoutRng);          // [nh, B, T, N]
-            Trace(trace, $"layer{layer}.ys", ys.Value);
-            Trace(trace, $"layer{layer}.xy", xy.Value);
-            var y = Ln(Ops.SumTo(Ops.MatMul(xy, decoder), 1, b, t, d));         // [1, B, T, D]  heads concatenated·decoder = Σ_h xy_h·decoder_h
-            x = Ln(x + y);                                                      // [1, B, T, D]
+            var decoded = Ops.SumTo(Ops.MatMul(xy, decoder), 1, b, t, d);       // [1, B, T, D]  heads concatenated·decoder = Σ_h xy_h·decoder_h
+            var y = Ln(decoded);                                                // [1, B, T, D]
+            var xPlusY = x + y;                                                 // [1, B, T, D]
+            var output = Ln(xPlusY);                                            // [1, B, T, D]
+            observer?.Layer?.Invoke(new(layer, x.Value, xs.Value, q.Value, a.Value, lnA.Value, ys.Value, xy.Value,
+                decoded.Value, y.Value, xPlusY.Value, output.Value));
+            x = output;
         }
         var logits = Ops.MatMul(Ops.Reshape(x, b, t, d), LmHead);               // [B, T, V]
         return (logits, targets is null ? null : Ops.CrossEntropy(logits, targets));
     }
 
-    /// <summary>Hands a [heads, B, T, ·] activation to the trace as the reference lays it out: [B, heads, T, ·].</summary>
-    private static void Trace(Action<string, Tensor<T>>? trace, string name, Tensor<T> value)
-    {
-        if (trace is null) return;
-        int[] s = value.Shape;
-        if (s[0] == 1 || s[1] == 1)
-        {
-            trace(name, value.Reshape(s[1], s[0], s[2], s[3])); // the same order in memory
-            return;
-        }
-        using var swapped = Tensor<T>.Empty(s[1], s[0], s[2], s[3]);
-        BroadcastOps.SwapAxes(value, 0, 1, swapped, accumulate: false);
-        trace(name, swapped);
-    }
-
-    /// <summary>The layer a per-layer trace name belongs to: 2 for "attn2.q" or "layer2.ys".</summary>
-    public static int TraceLayer(string name)
-    {
-        int digits = name.IndexOfAnyInRange('0', '9'), dot = name.IndexOf('.');
-        return int.Parse(name.AsSpan(digits, dot - digits), System.Globalization.CultureInfo.InvariantCulture);
-    }
+    /// <summary>LayerNorm over the last axis, without weights, ε = 1e-5 as the reference.</summary>
+    private static Var<T> Ln(Var<T> v) => Ops.LayerNorm(v, 1e-5);
 
     /// <summary>
     /// Replaces the RoPE frequencies (a resumed run takes its checkpoint's: a merged model's are not get_freqs(N))

@@ -66,12 +66,12 @@ public readonly record struct GeneratedToken(int Id, string Text, FinishReason? 
 /// </remarks>
 public sealed class BdhSession
 {
-    private IncrementalBdh<float> _stepper;
+    private FastStepper<float> _stepper;
     private int? _pendingToken;
     private int _busy; // Free, Busy or Ended
     private const int Free = 0, Busy = 1, Ended = 2;
 
-    internal BdhSession(BdhLanguageModel model, IncrementalBdh<float> stepper, int? pendingToken)
+    internal BdhSession(BdhLanguageModel model, FastStepper<float> stepper, int? pendingToken)
     {
         Model = model;
         _stepper = stepper;

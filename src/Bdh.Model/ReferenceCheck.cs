@@ -27,7 +27,7 @@ public static class ReferenceCheck
     /// <summary>
     /// float64 tolerance with our own rope trig. The reference computes rope's cos and sin in float32 even in float64
     /// mode, so its float64 results carry the float32 trig of the PyTorch build that ran it: one ulp of a cos moves
-    /// them by 4e-9..1.1e-8 (SLEEF's bits, our trig before, were 1 ulp off on 5% of the fixtures' values). This bound
+    /// them by 4e-9..1.1e-8 (SLEEF's float32 trig, for one, is 1 ulp off on 5% of the fixtures' values). This bound
     /// holds for any 1-ulp trig and still fails any float32 step in the f64 path (those give 3e-7 and up); the
     /// arithmetic itself is checked at <see cref="Float64ReferenceTrigTolerance"/>.
     /// </summary>
@@ -82,15 +82,15 @@ public static class ReferenceCheck
         // Forward and gradients in float32 (with the trace), then in float64 on our trig and on the reference's
         // (rope's phases and cos/sin stay float32, as in the reference).
         var traced = new List<CheckResult>();
-        var f32 = CheckForwardAndGradients<float>(file, config, idx, targets, b, t, "", "f32", Float32Tolerance, results, trace: (name, value) =>
+        var f32 = CheckForwardAndGradients<float>(file, config, idx, targets, b, t, "", "f32", Float32Tolerance, results, FixtureTrace((name, value) =>
         {
             string key = "trace." + name;
             if (file.Entries.ContainsKey(key)) traced.Add(new CheckResult(key, RelativeError(value, file, key), Float32Tolerance));
-        });
+        }));
         if (traced.Count == 0) throw Bad(file, "none of its trace.* tensors is one the model traces (trace.attn0.q, trace.ln0.in, ...)");
         results.Add(new CheckResult($"trace ({traced.Count} tensors)", traced.Max(r => r.MaxError), Float32Tolerance));
-        CheckForwardAndGradients<double>(file, config, idx, targets, b, t, "f64.", "f64", Float64Tolerance, results, trace: null);
-        CheckForwardAndGradients<double>(file, config, idx, targets, b, t, "f64.", "f64 ref-trig", Float64ReferenceTrigTolerance, results, trace: null,
+        CheckForwardAndGradients<double>(file, config, idx, targets, b, t, "f64.", "f64", Float64Tolerance, results, observer: null);
+        CheckForwardAndGradients<double>(file, config, idx, targets, b, t, "f64.", "f64 ref-trig", Float64ReferenceTrigTolerance, results, observer: null,
             referenceTrig.SinCos);
 
         // Two AdamW steps. The first runs on the reference's own gradients: that checks the optimizer alone,
@@ -123,6 +123,51 @@ public static class ReferenceCheck
         return new ReferenceReport(results, ourTrig);
     }
 
+    /// <summary>
+    /// Hands <paramref name="trace"/> what the forward pass observes under the fixture's trace names and in the reference's
+    /// layout, [B, nh, T, ·]: per layer i, <c>attn{i}.q</c> (xs, before rope), <c>attn{i}.v</c> (x) and <c>attn{i}.out</c> (a);
+    /// <c>ln{k}.in</c>/<c>.out</c> for every LayerNorm call in order: k = 0 the embedding's, then three per layer, of a,
+    /// of the decoder's output and of x + y.
+    /// </summary>
+    private static ForwardObserver<float> FixtureTrace(Action<string, Tensor<float>> trace)
+    {
+        void Trace(string name, Tensor<float> value)
+        {
+            using var referenceLayout = HeadsSecond(value);
+            trace(name, referenceLayout);
+        }
+        return new ForwardObserver<float>
+        {
+            Embedded = (rows, x) =>
+            {
+                Trace("ln0.in", rows);
+                Trace("ln0.out", x);
+            },
+            Layer = l =>
+            {
+                int i = l.Layer, k = 1 + 3 * i;
+                Trace($"attn{i}.q", l.Xs);
+                Trace($"attn{i}.v", l.X);
+                Trace($"attn{i}.out", l.A);
+                Trace($"ln{k}.in", l.A);
+                Trace($"ln{k}.out", l.LnA);
+                Trace($"ln{k + 1}.in", l.Decoded);
+                Trace($"ln{k + 1}.out", l.Y);
+                Trace($"ln{k + 2}.in", l.XPlusY);
+                Trace($"ln{k + 2}.out", l.Output);
+            },
+        };
+    }
+
+    /// <summary>A copy of a [nh, B, T, ·] activation as the reference lays it out, [B, nh, T, ·].</summary>
+    private static Tensor<float> HeadsSecond(Tensor<float> value)
+    {
+        int[] s = value.Shape;
+        var swapped = Tensor<float>.Empty(s[1], s[0], s[2], s[3]);
+        BroadcastOps.SwapAxes(value, 0, 1, swapped, accumulate: false);
+        return swapped;
+    }
+
     private static SafetensorsException Bad(SafetensorsFile file, string why) => new($"{file.Path}: not a reference fixture: {why}");
 
     /// <summary><paramref name="ours"/> against <paramref name="referenceTrig"/> on every value of the float64 run's rope table [T, N].</summary>
@@ -141,11 +186,11 @@ public static class ReferenceCheck
     /// rope's cos/sin by <paramref name="ropeSinCos"/> (null: ours).
     /// </summary>
     private static BdhModel<T> CheckForwardAndGradients<T>(SafetensorsFile file, BdhConfig config, int[] idx, int[] targets, int b, int t,
-        string prefix, string label, double tolerance, List<CheckResult> results, Action<string, Tensor<T>>? trace, SinCosKernel? ropeSinCos = null)
+        string prefix, string label, double tolerance, List<CheckResult> results, ForwardObserver<T>? observer, SinCosKernel? ropeSinCos = null)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         var model = Checkpoint.LoadModel<T>(file, config, ropeSinCos);
-        var (logits, loss) = model.Forward(idx, b, t, targets, trace: trace);
+        var (logits, loss) = model.Forward(idx, b, t, targets, observer: observer);
         results.Add(new CheckResult($"{label} logits", RelativeError(logits.Value, file, prefix + "logits"), tolerance));
         results.Add(new CheckResult($"{label} loss", RelativeError(loss!.Value, file, prefix + "loss"), tolerance));
         loss.Backward();

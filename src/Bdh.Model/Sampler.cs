@@ -30,13 +30,11 @@ public static class Sampler
         GenerationMode mode = GenerationMode.Recurrent)
     {
         if (prompt.Length == 0) throw new ArgumentException("the prompt must hold at least one token");
-        return mode == GenerationMode.Full
-            ? GenerateFull(model, prompt, count, options, onToken)
-            : Continue(IncrementalBdh<float>.Start(model, mode), prompt, count, options, onToken);
+        return Continue(IBdhStepper<float>.Start(model, mode), prompt, count, options, onToken);
     }
 
     /// <summary>Feeds <paramref name="input"/> to a stepper (from wherever it stands), then draws <paramref name="count"/> tokens.</summary>
-    public static int[] Continue(IncrementalBdh<float> stepper, int[] input, int count, SamplingOptions options, Action<int>? onToken = null)
+    public static int[] Continue(IBdhStepper<float> stepper, int[] input, int count, SamplingOptions options, Action<int>? onToken = null)
     {
         var rng = new Rng(options.Seed);
         var tokens = new List<int>(input);
@@ -47,25 +45,6 @@ public static class Sampler
             tokens.Add(next);
             onToken?.Invoke(next);
             if (i + 1 < count) stepper.Step(next).CopyTo(logits);
-        }
-        return tokens.ToArray();
-    }
-
-    private static int[] GenerateFull(BdhModel<float> model, int[] prompt, int count, SamplingOptions options, Action<int>? onToken)
-    {
-        var rng = new Rng(options.Seed);
-        var tokens = new List<int>(prompt);
-        int vocab = model.Config.VocabSize;
-        var last = new float[vocab];
-        using var _ = NoGrad.Scope();
-        for (int i = 0; i < count; i++)
-        {
-            var (logits, _) = model.Forward(tokens.ToArray(), 1, tokens.Count);
-            logits.Value.Span.Slice((tokens.Count - 1) * vocab, vocab).CopyTo(last);
-            logits.ReleaseGraph();
-            int next = Draw(last, options, rng);
-            tokens.Add(next);
-            onToken?.Invoke(next);
         }
         return tokens.ToArray();
     }

@@ -27,34 +27,62 @@ public class InferenceTests
     }
 
     /// <summary>
-    /// Stepping with the synaptic state, stepping with the cache, and parallel prefill then steps all give
-    /// the full pass's logits at every position. In double, so the test checks the algebra (to 1e-10)
-    /// rather than float rounding in tiny LayerNorms.
+    /// The plain stepper gives the full pass's logits at every position, and so does the full-pass stepper; the fast
+    /// stepper, with the synaptic state or the cache, stepping or after a parallel prefill, gives the plain stepper's
+    /// logits, and its ρ is the plain stepper's. In double, so the test checks the algebra (to 1e-10) rather than
+    /// float rounding in tiny LayerNorms.
     /// </summary>
     [Property(MaxTest = 40)]
-    public void FullCachedAndRecurrentGiveTheSameLogitsAtEveryPosition(byte layersRaw, byte headsRaw, byte dRaw, byte multRaw, byte tRaw, byte prefillRaw, int seed)
+    public void FullPlainAndFastSteppersGiveTheSameLogitsAtEveryPosition(byte layersRaw, byte headsRaw, byte dRaw, byte multRaw, byte tRaw, byte prefillRaw, int seed)
     {
         int heads = 1 + headsRaw % 3, d = heads * (1 + dRaw % 6), mult = 2 * (1 + multRaw % 3), t = 1 + tRaw % 24, prefill = 1 + prefillRaw % t;
         var config = new BdhConfig { NLayer = 1 + layersRaw % 3, NEmbd = d, NHead = heads, MlpInternalDimMultiplier = mult, Dropout = 0, VocabSize = 17 };
         var model = BdhModel<double>.Create(config, (ulong)seed, std: 0.3);
         var rng = new Rng((ulong)seed + 1);
         int[] tokens = Enumerable.Range(0, t).Select(_ => rng.NextInt(17)).ToArray();
-        double[] full = FullLogits(model, tokens);
         string label = $"layers={config.NLayer} heads={heads} D={d} N={config.N} T={t} prefill={prefill}";
+        double[] Stepped(IBdhStepper<double> stepper) => tokens.SelectMany(token => stepper.Step(token).ToArray()).ToArray();
 
-        foreach (var memory in new IAttentionMemory<double>[]
-                 {
-                     new SynapticState<double>(config.NLayer, heads, config.N, d), new AttentionCache<double>(config.NLayer, heads, config.N, d),
-                 })
+        double[] full = FullLogits(model, tokens);
+        var plainStepper = new PlainStepper<double>(model);
+        double[] plain = Stepped(plainStepper);
+        Assert.True(RelativeError(plain, full) <= 1e-10, $"plain, {label}: {RelativeError(plain, full):e2}");
+        double[] fullPass = Stepped(new FullPassStepper<double>(model));
+        Assert.True(RelativeError(fullPass, full) <= 1e-10, $"full pass, {label}: {RelativeError(fullPass, full):e2}");
+
+        var state = new SynapticState<double>(config.NLayer, heads, config.N, d);
+        foreach (var memory in new IAttentionMemory<double>[] { state, new AttentionCache<double>(config.NLayer, heads, config.N, d) })
         {
-            var stepper = new IncrementalBdh<double>(model, memory);
-            var stepped = tokens.SelectMany(token => stepper.Step(token).ToArray()).ToArray();
-            Assert.True(RelativeError(stepped, full) <= 1e-10, $"{memory.GetType().Name} stepped, {label}: {RelativeError(stepped, full):e2}");
+            double[] fast = Stepped(new FastStepper<double>(model, memory));
+            Assert.True(RelativeError(fast, plain) <= 1e-10, $"fast, {memory.GetType().Name}, {label}: {RelativeError(fast, plain):e2}");
         }
-        var continued = new IncrementalBdh<double>(model, new SynapticState<double>(config.NLayer, heads, config.N, d));
+        for (int layer = 0; layer < config.NLayer; layer++)
+            Assert.True(RelativeError(state.Rho[layer], plainStepper.Rho[layer]) <= 1e-10, $"layer {layer}'s rho, {label}");
+
+        var continued = new FastStepper<double>(model, new SynapticState<double>(config.NLayer, heads, config.N, d));
         var logits = continued.Prefill(tokens[..prefill]).ToArray().Concat(tokens[prefill..].SelectMany(token => continued.Step(token).ToArray())).ToArray();
-        var expected = full.AsSpan((prefill - 1) * 17).ToArray();
-        Assert.True(RelativeError(logits, expected) <= 1e-10, $"prefill then steps, {label}: {RelativeError(logits, expected):e2}");
+        var expected = plain.AsSpan((prefill - 1) * 17).ToArray();
+        Assert.True(RelativeError(logits, expected) <= 1e-10, $"fast, prefill then steps, {label}: {RelativeError(logits, expected):e2}");
+    }
+
+    /// <summary>
+    /// On a trained float model, where the fast stepper's float-only paths run (the int8 screen of the encoder product,
+    /// encoder_v read only where xs fires, ρ's deferred writes), it follows the plain stepper token by token.
+    /// </summary>
+    [Fact]
+    public void InFloatTheFastStepperFollowsThePlainOneOnTheTrainedModel()
+    {
+        var model = Checkpoint.Load(Path.Combine(Shared.Fixtures, "bdh-trained-cpu-tiny-500.safetensors"));
+        var text = File.ReadAllBytes(Shared.Corpus)[..24].Select(b => (int)b).ToArray();
+        var (plain, fast) = (new PlainStepper<float>(model), FastStepper<float>.Recurrent(model));
+        foreach (int token in text)
+        {
+            float[] expected = plain.Step(token).ToArray(), ours = fast.Step(token).ToArray();
+            Assert.True(RelativeError(ours, expected) <= 1e-5, $"position {fast.Position - 1}: {RelativeError(ours, expected):e2}");
+        }
+        var rho = ((SynapticState<float>)fast.Memory).Rho;
+        for (int layer = 0; layer < rho.Length; layer++)
+            Assert.True(RelativeError(rho[layer], plain.Rho[layer]) <= 1e-5, $"layer {layer}'s rho: {RelativeError(rho[layer], plain.Rho[layer]):e2}");
     }
 
     [Theory]
@@ -65,7 +93,7 @@ public class InferenceTests
         var model = Checkpoint.Load(Path.Combine(Shared.Fixtures, "bdh-trained-cpu-tiny-500.safetensors"));
         var text = File.ReadAllBytes(Shared.Corpus)[..128].Select(b => (int)b).ToArray();
         var full = FullLogits(model, text);
-        var stepper = IncrementalBdh<float>.Start(model, mode);
+        var stepper = IBdhStepper<float>.Start(model, mode);
         var stepped = text.SelectMany(token => stepper.Step(token).ToArray()).ToArray();
         Assert.True(RelativeError(stepped, full) <= 1e-5, $"{mode}: {RelativeError(stepped, full):e2}");
     }
@@ -78,7 +106,7 @@ public class InferenceTests
         var text = File.ReadAllBytes(Shared.Corpus)[..40].Select(b => (int)b).ToArray();
         float[] Run(int threads) => Shared.OnThreads(threads, () =>
         {
-            var stepper = IncrementalBdh<float>.Start(model, GenerationMode.Recurrent);
+            var stepper = FastStepper<float>.Recurrent(model);
             return text.SelectMany(token => stepper.Step(token).ToArray()).ToArray();
         });
         var one = Run(1);
@@ -92,7 +120,7 @@ public class InferenceTests
         var config = new BdhConfig { NLayer = 2, NEmbd = 16, NHead = 2, MlpInternalDimMultiplier = 4, Dropout = 0 };
         var model = BdhModel<float>.Create(config, 8, std: 0.1);
         int[] prompt = [.. "The synaptic state"u8.ToArray().Select(b => (int)b)];
-        var original = new IncrementalBdh<float>(model, new SynapticState<float>(2, 2, config.N, 16));
+        var original = new FastStepper<float>(model, new SynapticState<float>(2, 2, config.N, 16));
         var generated = Sampler.Continue(original, prompt, 10, new SamplingOptions(TopK: 5, Seed: 3));
 
         using var dir = new TempDir();
@@ -128,7 +156,7 @@ public class InferenceTests
         Assert.True(report.TopNeurons.Zip(report.TopNeurons.Skip(1)).All(p => p.First.Total >= p.Second.Total));
         // The state after reading equals stepping the prompt token by token.
         var stepped = new SynapticState<float>(model.Config.NLayer, model.Config.NHead, model.Config.N, model.Config.NEmbd);
-        var stepper = new IncrementalBdh<float>(model, stepped);
+        var stepper = new FastStepper<float>(model, stepped);
         foreach (int token in prompt) stepper.Step(token);
         float maxRho = stepped.Rho.Max(r => r.Max(Math.Abs));
         for (int l = 0; l < model.Config.NLayer; l++)
@@ -168,7 +196,7 @@ public class InferenceTests
     {
         var config = new BdhConfig { NLayer = 1, NEmbd = 8, NHead = 2, MlpInternalDimMultiplier = 4, Dropout = 0 };
         var model = BdhModel<float>.Create(config, 8);
-        var stepper = new IncrementalBdh<float>(model, new SynapticState<float>(1, 2, config.N, 8));
+        var stepper = new FastStepper<float>(model, new SynapticState<float>(1, 2, config.N, 8));
         stepper.Step(3);
         using var dir = new TempDir();
         string path = Path.Combine(dir.Path, "state.safetensors");

@@ -3,20 +3,20 @@ using Bdh.Model.Text;
 
 namespace Bdh.Model.Tests;
 
-/// <summary>A prompt longer than <see cref="IncrementalBdh{T}.ParallelPrefillTokens"/> is read in parallel up to there and stepped after.</summary>
+/// <summary>A prompt longer than <see cref="FastStepper{T}.ParallelPrefillTokens"/> is read in parallel up to there and stepped after.</summary>
 public class LongPromptTests
 {
     [Fact]
     public void AChunkedPrefillGivesTheLogitsAndStateOfOneParallelPass()
     {
         var model = BdhLanguageModel.Load(Path.Combine(Shared.Fixtures, "bdh-trained-cpu-tiny-500.safetensors")).Weights;
-        int[] prompt = ByteTokens.Encode(File.ReadAllText(Shared.Corpus)[..(IncrementalBdh<float>.ParallelPrefillTokens + 77)]);
-        var chunked = IncrementalBdh<float>.Start(model, GenerationMode.Recurrent);
-        var whole = IncrementalBdh<float>.Start(model, GenerationMode.Recurrent);
+        int[] prompt = ByteTokens.Encode(File.ReadAllText(Shared.Corpus)[..(FastStepper<float>.ParallelPrefillTokens + 77)]);
+        var chunked = FastStepper<float>.Recurrent(model);
+        var whole = FastStepper<float>.Recurrent(model);
         float[] chunkedLogits = chunked.Prefill(prompt).ToArray();
-        int traced = 0;
-        float[] wholeLogits = whole.Prefill(prompt, (_, _) => traced++).ToArray(); // a traced prefill is one parallel pass
-        Assert.True(traced > 0);
+        int observed = 0;
+        float[] wholeLogits = whole.Prefill(prompt, new ForwardObserver<float> { Layer = _ => observed++ }).ToArray(); // an observed prefill is one parallel pass
+        Assert.Equal(model.Config.NLayer, observed);
         Assert.Equal(prompt.Length, chunked.Position);
         Assert.Equal(prompt.Length, whole.Position);
         for (int v = 0; v < wholeLogits.Length; v++) Assert.Equal(wholeLogits[v], chunkedLogits[v], 1e-3f);
@@ -33,17 +33,17 @@ public class LongPromptTests
     public void CopyRhoAddsThePendingTokensWithoutFlushingThem()
     {
         var model = BdhLanguageModel.Load(Path.Combine(Shared.Fixtures, "bdh-trained-cpu-tiny-500.safetensors")).Weights;
-        var stepper = IncrementalBdh<float>.Start(model, GenerationMode.Recurrent);
+        var stepper = FastStepper<float>.Recurrent(model);
         stepper.Prefill(ByteTokens.Encode("ROMEO:")); // 6 tokens: they wait in the pending buffer, ρ itself is still zero
         var state = (SynapticState<float>)stepper.Memory;
         var copies = Enumerable.Range(0, model.Config.NLayer).Select(_ => new float[state.Heads * state.N * state.D]).ToArray();
         for (int layer = 0; layer < copies.Length; layer++) state.CopyRho(layer, copies[layer]);
         var observed = stepper.Step('!');                 // reads ρ plus the pending tokens the copy did not flush
-        var unobserved = IncrementalBdh<float>.Start(model, GenerationMode.Recurrent);
+        var unobserved = FastStepper<float>.Recurrent(model);
         unobserved.Prefill(ByteTokens.Encode("ROMEO:"));
         Assert.Equal(unobserved.Step('!').ToArray(), observed.ToArray()); // bit for bit: copying changed nothing
         for (int layer = 0; layer < copies.Length; layer++) Assert.Contains(copies[layer], w => w != 0); // the pending tokens are in the copy
-        var flushed = IncrementalBdh<float>.Start(model, GenerationMode.Recurrent);
+        var flushed = FastStepper<float>.Recurrent(model);
         flushed.Prefill(ByteTokens.Encode("ROMEO:"));
         var rho = ((SynapticState<float>)flushed.Memory).Rho;
         for (int layer = 0; layer < copies.Length; layer++) Assert.Equal(rho[layer], copies[layer]);

@@ -26,7 +26,7 @@ public class MergeTests
 
     private static float[] SteppedLogits(BdhModel<float> model, GenerationMode mode, int[] tokens)
     {
-        var stepper = IncrementalBdh<float>.Start(model, mode);
+        var stepper = IBdhStepper<float>.Start(model, mode);
         return tokens.SelectMany(token => stepper.Step(token).ToArray()).ToArray();
     }
 
@@ -49,7 +49,7 @@ public class MergeTests
         foreach (var mode in new[] { GenerationMode.Cached, GenerationMode.Recurrent })
             Assert.True(RelativeError(SteppedLogits(merged, mode, tokens), expected) <= 1e-5, $"{mode}");
         // A prompt prefilled in parallel, then steps: the recurrent path's other route into ρ.
-        var stepper = IncrementalBdh<float>.Start(merged, GenerationMode.Recurrent);
+        var stepper = FastStepper<float>.Recurrent(merged);
         var prefilled = stepper.Prefill(tokens[..30]).ToArray().Concat(tokens[30..].SelectMany(t => stepper.Step(t).ToArray())).ToArray();
         Assert.True(RelativeError(prefilled, expected.AsSpan(29 * 256).ToArray()) <= 1e-5);
         Assert.Equal(Sampler.Generate(a, tokens[..8], 30, new SamplingOptions(TopK: 1)), Sampler.Generate(merged, tokens[..8], 30, new SamplingOptions(TopK: 1)));

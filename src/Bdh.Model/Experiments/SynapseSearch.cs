@@ -24,12 +24,15 @@ public static class SynapseSearch
         int layers = model.Config.NLayer;
         var y = new float[layers][];
         var x = new float[layers][];
-        var stepper = IncrementalBdh<float>.Start(model, GenerationMode.Recurrent);
-        stepper.Prefill(tokens, (name, value) =>
+        var stepper = FastStepper<float>.Recurrent(model);
+        stepper.Prefill(tokens, new ForwardObserver<float>
         {
-            // Traces are [B = 1, nh, T, N]: the same order as [nh, T, N].
-            if (name.StartsWith("attn", StringComparison.Ordinal) && name.EndsWith(".q", StringComparison.Ordinal)) x[BdhModel<float>.TraceLayer(name)] = value.Span.ToArray();
-            else if (name.EndsWith(".ys", StringComparison.Ordinal)) y[BdhModel<float>.TraceLayer(name)] = value.Span.ToArray();
+            // [nh, B = 1, T, N]: the same order as [nh, T, N].
+            Layer = l =>
+            {
+                x[l.Layer] = l.Xs.Span.ToArray();
+                y[l.Layer] = l.Ys.Span.ToArray();
+            },
         });
         return new TextActivations(tokens.Length, y, x);
     }

@@ -26,19 +26,18 @@ public sealed record InspectionReport(
         double[] dxs = new double[layers], dys = new double[layers], dxy = new double[layers];
         var xsMaps = new float[layers][];
         var neurons = new List<NeuronActivity>();
-        // One parallel pass: its trace gives the activations, and the prefill fills ρ from it.
-        var stepper = IncrementalBdh<float>.Start(model, GenerationMode.Recurrent);
-        stepper.Prefill(prompt, (name, value) =>
+        // One parallel pass: it hands out each layer's activations ([nh, B = 1, T, N], the order of [nh, T, N]) and fills ρ.
+        var stepper = FastStepper<float>.Recurrent(model);
+        stepper.Prefill(prompt, new ForwardObserver<float>
         {
-            if (name.StartsWith("attn", StringComparison.Ordinal) && name.EndsWith(".q", StringComparison.Ordinal))
+            Layer = l =>
             {
-                int layer = BdhModel<float>.TraceLayer(name);
-                dxs[layer] = Density(value.Span);
-                xsMaps[layer] = TokensByNeurons(value.Span, nh, t, n);
-                neurons.AddRange(Activity(layer, value.Span, nh, t, n));
-            }
-            else if (name.EndsWith(".ys", StringComparison.Ordinal)) dys[BdhModel<float>.TraceLayer(name)] = Density(value.Span);
-            else if (name.EndsWith(".xy", StringComparison.Ordinal)) dxy[BdhModel<float>.TraceLayer(name)] = Density(value.Span);
+                dxs[l.Layer] = Density(l.Xs.Span);
+                dys[l.Layer] = Density(l.Ys.Span);
+                dxy[l.Layer] = Density(l.Xy.Span);
+                xsMaps[l.Layer] = TokensByNeurons(l.Xs.Span, nh, t, n);
+                neurons.AddRange(Activity(l.Layer, l.Xs.Span, nh, t, n));
+            },
         });
         var state = (SynapticState<float>)stepper.Memory;
         var synapses = new List<Synapse>();

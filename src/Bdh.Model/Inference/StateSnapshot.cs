@@ -11,7 +11,7 @@ public sealed record StateSnapshot(SynapticState<float> State, int Position, int
 {
     private const string Format = "bdh-synaptic-state";
 
-    public static StateSnapshot Capture(IncrementalBdh<float> stepper, int pendingToken) =>
+    public static StateSnapshot Capture(FastStepper<float> stepper, int pendingToken) =>
         stepper.Memory is SynapticState<float> state
             ? new StateSnapshot(state.Clone(), stepper.Position, pendingToken)
             : throw new InvalidOperationException("only the recurrent memory (synaptic state) can be saved");
@@ -20,7 +20,7 @@ public sealed record StateSnapshot(SynapticState<float> State, int Position, int
     public StateSnapshot Fork() => this with { State = State.Clone() };
 
     /// <summary>A stepper that continues from here (on a copy, so the snapshot can be resumed again).</summary>
-    public IncrementalBdh<float> Resume(BdhModel<float> model, Task<StepperLayouts<float>>? layouts = null) => new(model, State.Clone(), Position, layouts);
+    public FastStepper<float> Resume(BdhModel<float> model, Task<StepperLayouts<float>>? layouts = null) => new(model, State.Clone(), Position, layouts);
 
     public void Save(string path, BdhConfig config)
     {

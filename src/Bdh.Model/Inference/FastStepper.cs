@@ -4,13 +4,15 @@ using Bdh.Tensors.Kernels;
 namespace Bdh.Model.Inference;
 
 /// <summary>
-/// BDH one token at a time: the same equations as <see cref="BdhModel{T}.Forward"/> for a single
-/// position, with attention answered by an <see cref="IAttentionMemory{T}"/> (the synaptic state ρ, or
-/// a cache of past queries and inputs). Shapes: nh heads, N neurons per head, D = n_embd, V vocab.
-/// A stepper reads the encoders laid out for one token (<see cref="StepperLayouts{T}"/>), made from the model's
+/// The fast stepper: <see cref="PlainStepper{T}"/>'s equations laid out for speed, with attention answered by an
+/// <see cref="IAttentionMemory{T}"/> (the synaptic state ρ, or a cache of past queries and inputs). Heads run on
+/// the spinning thread team; the encoder product skips the neurons that cannot fire (float: an int8 screen),
+/// encoder_v is read only where xs fires, ρ's writes are deferred (<see cref="SynapticState{T}"/>) and a prompt
+/// is read by the parallel forward pass. Shapes: nh heads, N neurons per head, D = n_embd, V vocab.
+/// It reads the encoders laid out for one token (<see cref="StepperLayouts{T}"/>), made from the model's
 /// weights with the stepper or shared by the steppers of one model: train the model further and make new ones.
 /// </summary>
-public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754<T>
+public sealed class FastStepper<T> : IBdhStepper<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
     private readonly BdhModel<T> _model;
     private readonly int _nh, _n, _d, _v;
@@ -30,7 +32,7 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
     /// <param name="memory">the attention memory this stepper reads and writes (its own).</param>
     /// <param name="position">the position of the first token to step (the tokens <paramref name="memory"/> holds).</param>
     /// <param name="layouts">the model's <see cref="StepperLayouts{T}.Make"/>, shared with other steppers; made here when null.</param>
-    public IncrementalBdh(BdhModel<T> model, IAttentionMemory<T> memory, int position = 0, Task<StepperLayouts<T>>? layouts = null)
+    public FastStepper(BdhModel<T> model, IAttentionMemory<T> memory, int position = 0, Task<StepperLayouts<T>>? layouts = null)
     {
         _model = model;
         Memory = memory;
@@ -43,26 +45,27 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
         _layouts = layouts ?? StepperLayouts<T>.Make(model);
     }
 
-    /// <summary>A stepper at position 0 with an empty memory of the mode's kind (the full mode has none: it re-runs the model).</summary>
-    public static IncrementalBdh<T> Start(BdhModel<T> model, GenerationMode mode, Task<StepperLayouts<T>>? layouts = null)
+    /// <summary>A stepper at position 0 with an empty synaptic state: constant cost per token.</summary>
+    public static FastStepper<T> Recurrent(BdhModel<T> model, Task<StepperLayouts<T>>? layouts = null)
     {
         var c = model.Config;
-        IAttentionMemory<T> memory = mode switch
-        {
-            GenerationMode.Recurrent => new SynapticState<T>(c.NLayer, c.NHead, c.N, c.NEmbd),
-            GenerationMode.Cached => new AttentionCache<T>(c.NLayer, c.NHead, c.N, c.NEmbd),
-            _ => throw new ArgumentException($"{mode} generation keeps no memory between tokens", nameof(mode)),
-        };
-        return new IncrementalBdh<T>(model, memory, layouts: layouts);
+        return new FastStepper<T>(model, new SynapticState<T>(c.NLayer, c.NHead, c.N, c.NEmbd), layouts: layouts);
+    }
+
+    /// <summary>A stepper at position 0 with an empty cache of past queries and inputs: cost ∝ t per token.</summary>
+    public static FastStepper<T> Cached(BdhModel<T> model, Task<StepperLayouts<T>>? layouts = null)
+    {
+        var c = model.Config;
+        return new FastStepper<T>(model, new AttentionCache<T>(c.NLayer, c.NHead, c.N, c.NEmbd), layouts: layouts);
     }
 
     /// <summary>
     /// Logits [V] for <paramref name="token"/> at <see cref="Position"/>; the memory then holds it too.
     /// Heads are independent until the decoder, so they are shared out over the threads (one token
     /// streams all the shared weights: spreading heads over cores uses more memory bandwidth), in equal
-    /// runs fixed in advance: with a task per head, a thread that drew fewer heads idled, and the pool put
-    /// it to sleep, to be woken late for the next layer (paper config: 24.8 → 21.0 ms per token). The
-    /// decoder sums the heads' partial products in head order, so results do not depend on threads.
+    /// runs fixed in advance on the spinning team: a token's work is a few milliseconds, too short for a
+    /// thread that sleeps between layers to be woken in time. The decoder sums the heads' partial products
+    /// in head order, so results do not depend on threads.
     /// </summary>
     public ReadOnlySpan<T> Step(int token)
     {
@@ -114,21 +117,24 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
     }
 
     /// <summary>
-    /// The most prompt tokens read in one parallel pass when nothing traces it: its attention scores take
+    /// The most prompt tokens read in one parallel pass when nothing observes it: its attention scores take
     /// [nh, T, T] per layer, O(T²) memory (4 MB per layer at 512 tokens on the <c>cpu</c> preset, 1 GB at 8192), so a
     /// longer prompt is read in parallel up to here and stepped after, in constant memory.
     /// </summary>
     public const int ParallelPrefillTokens = 512;
 
+    /// <inheritdoc/>
+    public ReadOnlySpan<T> Prefill(int[] prompt) => Prefill(prompt, observer: null);
+
     /// <summary>
     /// Takes in a prompt with the parallel forward pass (at position 0; beyond <see cref="ParallelPrefillTokens"/>,
-    /// unless traced, the rest is stepped), fills the memory from its per-layer queries and inputs, and returns the last
-    /// token's logits. <paramref name="trace"/> sees that pass, the whole prompt, as <see cref="BdhModel{T}.Forward"/>'s
-    /// trace (nothing when stepping from a later position).
+    /// unless observed, the rest is stepped), the memory absorbing each layer's queries rope(xs) and inputs x as the
+    /// pass hands them out, and returns the last token's logits. <paramref name="observer"/> sees that pass, the whole
+    /// prompt, as <see cref="BdhModel{T}.Forward"/> hands it out (nothing when stepping from a later position).
     /// </summary>
-    public ReadOnlySpan<T> Prefill(int[] prompt, Action<string, Tensor<T>>? trace = null)
+    public ReadOnlySpan<T> Prefill(int[] prompt, ForwardObserver<T>? observer)
     {
-        if (Position == 0 && trace is null && prompt.Length > ParallelPrefillTokens)
+        if (Position == 0 && observer is null && prompt.Length > ParallelPrefillTokens)
         {
             Prefill(prompt[..ParallelPrefillTokens]);
             return Prefill(prompt[ParallelPrefillTokens..]);
@@ -139,31 +145,20 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
             return Step(prompt[^1]);
         }
         int t = prompt.Length;
-        var queries = new Tensor<T>[_model.Config.NLayer];
-        var inputs = new Tensor<T>[_model.Config.NLayer];
+        var absorb = new ForwardObserver<T>
+        {
+            Embedded = observer?.Embedded,
+            Layer = layer =>
+            {
+                observer?.Layer?.Invoke(layer);
+                Memory.Absorb(layer.Layer, layer.Q, layer.X); // q [nh, 1, T, N], x [1, 1, T, D]
+            },
+        };
         using (NoGrad.Scope())
         {
-            var (logits, _) = _model.Forward(prompt, 1, t, trace: (name, value) =>
-            {
-                trace?.Invoke(name, value);
-                if (!name.StartsWith("attn", StringComparison.Ordinal)) return;
-                int layer = BdhModel<T>.TraceLayer(name);
-                if (name.EndsWith(".q", StringComparison.Ordinal))
-                {
-                    queries[layer] = Tensor<T>.Empty(_nh, t, _n);
-                    Rope.Forward<T>(value.Span, queries[layer].Span, _model.RopeTableFor(t));
-                }
-                else if (name.EndsWith(".v", StringComparison.Ordinal))
-                    inputs[layer] = value.Clone();
-            });
+            var (logits, _) = _model.Forward(prompt, 1, t, observer: absorb);
             logits.Value.Span.Slice((t - 1) * _v, _v).CopyTo(_logits);
             logits.ReleaseGraph();
-        }
-        for (int layer = 0; layer < queries.Length; layer++)
-        {
-            Memory.Absorb(layer, queries[layer], inputs[layer]);
-            queries[layer].Dispose();
-            inputs[layer].Dispose();
         }
         Position = t;
         return _logits;
@@ -178,38 +173,4 @@ public sealed class IncrementalBdh<T> where T : unmanaged, IFloatingPointIeee754
 
     /// <summary>LayerNorm of one row in place.</summary>
     private void LayerNorm(Span<T> row) => Tensors.Kernels.LayerNorm.Forward<T>(row, row, _rstd.AsSpan(0, 1), row.Length, _eps);
-}
-
-/// <summary>
-/// What one layer did with a stepped token: <paramref name="xs"/> [nh·N], the neurons it fired, and <paramref name="xy"/>
-/// = xs ⊙ ys [nh·N], the neurons its attention read also fired (ys is computed only where xs fires, as only xs ⊙ ys is
-/// used), with <paramref name="memory"/> after the layer took the token. The spans are the stepper's own: read them now.
-/// </summary>
-public delegate void LayerObserver<T>(int layer, ReadOnlySpan<T> xs, ReadOnlySpan<T> xy, IAttentionMemory<T> memory)
-    where T : unmanaged, IFloatingPointIeee754<T>;
-
-/// <summary>
-/// The encoders laid out for one token at a time, 72 MB on the paper config: made once per model, read by every
-/// stepper of it (they never write it).
-/// </summary>
-public sealed class StepperLayouts<T> where T : unmanaged, IFloatingPointIeee754<T>
-{
-    /// <summary>encoder_v by neuron, [nh, N, D]: column n of head h's [D, N] block as a contiguous row, so a token reads only the columns it needs.</summary>
-    internal T[] EncoderVByNeuron { get; }
-    /// <summary>float only: xs = relu(x·encoder[h]) computing only the neurons that can fire.</summary>
-    internal ScreenedReluProduct? Encoder { get; }
-
-    private StepperLayouts(BdhModel<T> model)
-    {
-        var c = model.Config;
-        EncoderVByNeuron = new T[c.NHead * c.N * c.NEmbd];
-        BroadcastOps.SwapAxes(model.EncoderV.Value, 1, 2, Tensor<T>.From(EncoderVByNeuron, c.NHead, c.N, c.NEmbd), accumulate: false); // [nh, D, N] → [nh, N, D]
-        Encoder = model.Encoder.Value is Tensor<float> encoder ? new ScreenedReluProduct(encoder) : null;
-    }
-
-    /// <summary>
-    /// Made on a pool thread, as ~0.3 s of it (paper config) is first touches of new pages: it overlaps with a
-    /// prompt's prefill, and the first step waits.
-    /// </summary>
-    public static Task<StepperLayouts<T>> Make(BdhModel<T> model) => Task.Run(() => new StepperLayouts<T>(model));
 }

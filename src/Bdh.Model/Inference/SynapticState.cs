@@ -1,21 +1,6 @@
 namespace Bdh.Model.Inference;
 
 /// <summary>
-/// What one layer's attention remembers of earlier tokens when generating one token at a time.
-/// For the token at position t, with q = rope(xs_t) [nh, N] and x = x_t [D] (the layer input):
-/// <c>a[h] = Σ_{s&lt;t} (q[h]·q_s[h]) x_s</c>, then (q[h], x) is remembered. Heads are independent
-/// (and may be called in parallel); each call handles one head.
-/// </summary>
-public interface IAttentionMemory<T> where T : unmanaged, IFloatingPointIeee754<T>
-{
-    /// <summary>a [D] = attention of head h's query q [N] over earlier tokens; then remembers (q, x [D]).</summary>
-    void ReadThenWrite(int layer, int head, ReadOnlySpan<T> q, ReadOnlySpan<T> x, Span<T> a);
-
-    /// <summary>Takes in a whole prompt at once: rotated queries [nh, T, N] and layer inputs [.., T, D] (the parallel form).</summary>
-    void Absorb(int layer, Tensor<T> q, Tensor<T> x);
-}
-
-/// <summary>
 /// The synaptic state: per layer and head, ρ [N, D] = Σ_s q_s ⊗ x_s. Because BDH's attention has no
 /// softmax, <c>a = qᵀρ</c> exactly, so each token costs the same whatever its position. A token reads
 /// only the rows of ρ where q is non-zero (xs is sparse, and rope keeps a pair zero when both its
@@ -25,8 +10,7 @@ public interface IAttentionMemory<T> where T : unmanaged, IFloatingPointIeee754<
 /// Generation is bound by the bytes it moves, so writes are deferred: the last few tokens' (q, x) wait in
 /// a small buffer, a token reads <c>a = qᵀρ + Σ_pending (q·q_s) x_s</c>, and every <see cref="Pending"/>
 /// tokens one product adds them all, <c>ρ += Qᵀ X</c> ([N, K]·[K, D]). ρ is then read by each token and
-/// written once per K tokens, not read and written by each (paper config, one thread: 33.5 → 30.8 ms per
-/// token).
+/// written once per K tokens, not read and written by each: one pass over ρ per token instead of two.
 /// <see cref="Rho"/> adds what is pending before it answers.
 /// </remarks>
 public sealed class SynapticState<T> : IAttentionMemory<T> where T : unmanaged, IFloatingPointIeee754<T>
@@ -36,10 +20,10 @@ public sealed class SynapticState<T> : IAttentionMemory<T> where T : unmanaged, 
 
     private readonly T[][] _rho; // read through RhoLayers, which waits for the first touch
     /// <summary>
-    /// Writes ρ's zeros on a pool thread as soon as it is allocated. A page's first touch costs 10–14 µs on this
-    /// VM, 0.4–0.7 s for the paper config's 192 MB of ρ (serialized: two threads clear it no faster than one).
-    /// Done here, it overlaps with the prompt's prefill (JIT and small products, mostly one thread) instead of
-    /// stalling the first tokens.
+    /// Writes ρ's zeros on a pool thread as soon as it is allocated: the first touch of each new page is
+    /// slow and the kernel serializes it (two threads clear it no faster than one), and on the paper config's
+    /// 192 MB of ρ it takes a noticeable part of a second. Here it overlaps with the prompt's prefill (JIT and
+    /// small products, mostly one thread) instead of stalling the first tokens.
     /// </summary>
     private readonly Task _firstTouch;
     private readonly T[][] _pendingQ, _pendingX; // per layer and head: [Pending, N] and [Pending, D]
@@ -158,42 +142,5 @@ public sealed class SynapticState<T> : IAttentionMemory<T> where T : unmanaged, 
         var rho = Rho;
         for (int l = 0; l < rho.Length; l++) rho[l].CopyTo(copy.RhoLayers[l], 0);
         return copy;
-    }
-}
-
-/// <summary>
-/// Keeps every past (q, x) per head and recomputes the scores: O(t) per token, the usual KV cache.
-/// Each head has its own lists (x is stored once per head), so heads can run in parallel.
-/// </summary>
-public sealed class AttentionCache<T>(int layers, int heads, int n, int d) : IAttentionMemory<T> where T : unmanaged, IFloatingPointIeee754<T>
-{
-    private readonly List<T[]>[,] _q = NewLists(layers, heads), _x = NewLists(layers, heads);
-
-    private static List<T[]>[,] NewLists(int layers, int heads)
-    {
-        var lists = new List<T[]>[layers, heads];
-        for (int l = 0; l < layers; l++) for (int h = 0; h < heads; h++) lists[l, h] = [];
-        return lists;
-    }
-
-    public void ReadThenWrite(int layer, int head, ReadOnlySpan<T> q, ReadOnlySpan<T> x, Span<T> a)
-    {
-        a.Clear();
-        List<T[]> queries = _q[layer, head], inputs = _x[layer, head];
-        for (int s = 0; s < queries.Count; s++)
-            TP.MultiplyAdd(inputs[s], TP.Dot(q, queries[s]), a, a);
-        queries.Add(q.ToArray());
-        inputs.Add(x.ToArray());
-    }
-
-    public void Absorb(int layer, Tensor<T> q, Tensor<T> x)
-    {
-        int t = x.Length / d;
-        for (int h = 0; h < heads; h++)
-            for (int s = 0; s < t; s++)
-            {
-                _q[layer, h].Add(q.Span.Slice((h * t + s) * n, n).ToArray());
-                _x[layer, h].Add(x.Span.Slice(s * d, d).ToArray());
-            }
     }
 }
