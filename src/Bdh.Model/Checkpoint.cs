@@ -1,5 +1,3 @@
-using System.Globalization;
-
 namespace Bdh.Model;
 
 /// <summary>
@@ -8,8 +6,6 @@ namespace Bdh.Model;
 /// </summary>
 public static class Checkpoint
 {
-    public static readonly string[] ParameterNames = ["decoder", "embed.weight", "encoder", "encoder_v", "lm_head"];
-
     public static BdhConfig ReadConfig(SafetensorsFile file)
     {
         if (!file.Metadata.TryGetValue("config", out var json))
@@ -26,7 +22,7 @@ public static class Checkpoint
     {
         config ??= ReadConfig(file);
         RequireShapes(file, config);
-        var weights = ParameterNames.ToDictionary(n => n, n => RequireFinite(file, n, file.ReadTensor<T>(n)));
+        var weights = BdhModel<T>.ParameterShapes(config).ToDictionary(p => p.Name, p => RequireFinite(file, p.Name, file.ReadTensor<T>(p.Name)));
         try { return new BdhModel<T>(config, weights, ReadFreqs(file, config), ropeSinCos); }
         catch (ArgumentException e) { throw new SafetensorsException($"{file.Path}: {e.Message}"); }
     }
@@ -72,7 +68,7 @@ public static class Checkpoint
     /// <exception cref="FileNotFoundException">no such file or folder, or a folder without a checkpoint.</exception>
     public static string Find(string fileOrFolder) =>
         Directory.Exists(fileOrFolder)
-            ? Trainer.LatestCheckpoint(fileOrFolder) ?? throw new FileNotFoundException($"no checkpoint in folder '{fileOrFolder}'", fileOrFolder)
+            ? new CheckpointStore(fileOrFolder).Latest ?? throw new FileNotFoundException($"no checkpoint in folder '{fileOrFolder}'", fileOrFolder)
             : File.Exists(fileOrFolder) ? fileOrFolder : throw new FileNotFoundException($"no such file or folder '{fileOrFolder}'", fileOrFolder);
 
     public static void Save(BdhModel<float> model, string path, IReadOnlyDictionary<string, string>? extraMetadata = null)
@@ -83,6 +79,4 @@ public static class Checkpoint
         tensors.Add(("attn.freqs", [1, 1, 1, model.Config.N], model.Freqs));
         SafetensorsFile.Write(path, tensors, metadata);
     }
-
-    internal static string Invariant(double v) => v.ToString("R", CultureInfo.InvariantCulture);
 }

@@ -165,7 +165,7 @@ public class HardeningTests
         var stopped = System.Text.RegularExpressions.Regex.Match(stderr, $@"bdh: stopped by SIG{signal} at step (\d+); checkpoint saved, continue with --resume --out ");
         Assert.True(stopped.Success, stderr);
         int step = int.Parse(stopped.Groups[1].Value);
-        Assert.Equal(step, StepOf(Trainer.LatestCheckpoint(interrupted.Path)));
+        Assert.Equal(step, StepOf(new CheckpointStore(interrupted.Path).Latest));
         Assert.Equal(step + 1, File.ReadAllLines(Path.Combine(interrupted.Path, "loss.csv")).Length);
 
         // Resumed to a few more steps, it ends bit for bit where an uninterrupted run ends.
@@ -183,7 +183,7 @@ public class HardeningTests
         string csv = Path.Combine(dir.Path, "loss.csv");
         using (var p = Start(TinyTrain(dir.Path, 1_000_000, checkpointEvery: 20)))
         {
-            WaitFor(() => StepOf(Trainer.LatestCheckpoint(dir.Path)) >= 40, "two checkpoints");
+            WaitFor(() => StepOf(new CheckpointStore(dir.Path).Latest) >= 40, "two checkpoints");
             p.Kill(); // SIGKILL
             p.WaitForExit();
         }
@@ -193,7 +193,7 @@ public class HardeningTests
         // What a kill during a checkpoint write leaves: its temporary file.
         File.WriteAllBytes(Path.Combine(dir.Path, "checkpoints", ".step-000099.safetensors.4242.tmp"), [1, 2]);
 
-        int last = StepOf(Trainer.LatestCheckpoint(dir.Path));
+        int last = StepOf(new CheckpointStore(dir.Path).Latest);
         var resumed = Run([.. TinyTrain(dir.Path, last + 5, checkpointEvery: 20), "--resume"]);
         Assert.Equal(0, resumed.Code);
         Assert.Matches("dropped its partial last line '[0-9.,]*100000,2.5'", resumed.Err);

@@ -64,6 +64,6 @@ public class TrainerTests
     public void OptionsRejectABatchThatAccumulationDoesNotDivide()
     {
         var e = Assert.Throws<ArgumentException>(() => new TrainOptions { Batch = 5, GradAccum = 2 }.Validate());
-        Assert.StartsWith("--grad-accum", e.Message);
+        Assert.StartsWith("GradAccum: must be >= 1 and divide the batch (5)", e.Message);
     }
 }
