@@ -28,7 +28,7 @@ public static class Checkpoint
     }
 
     /// <summary>The rope frequencies [N]: the file's attn.freqs buffer, or get_freqs(N) for a file without one.</summary>
-    public static float[] ReadFreqs(SafetensorsFile file, BdhConfig config) =>
+    internal static float[] ReadFreqs(SafetensorsFile file, BdhConfig config) =>
         file.Entries.ContainsKey("attn.freqs")
             ? RequireFinite(file, "attn.freqs", file.ReadTensor<float>("attn.freqs")).Span.ToArray()
             : Tensors.Kernels.Rope.Frequencies(config.N);
@@ -37,7 +37,7 @@ public static class Checkpoint
     /// Checks the config against the tensors the file holds, from its header alone, before anything is
     /// allocated: every size the config states is then bounded by the file's own length.
     /// </summary>
-    public static void RequireShapes(SafetensorsFile file, BdhConfig config)
+    internal static void RequireShapes(SafetensorsFile file, BdhConfig config)
     {
         foreach (var (name, shape) in BdhModel<float>.ParameterShapes(config))
         {
@@ -50,7 +50,7 @@ public static class Checkpoint
     }
 
     /// <summary><paramref name="tensor"/>, unless it holds a NaN or an infinity: a model with one computes garbage.</summary>
-    public static Tensor<T> RequireFinite<T>(SafetensorsFile file, string name, Tensor<T> tensor) where T : unmanaged, IFloatingPointIeee754<T>
+    internal static Tensor<T> RequireFinite<T>(SafetensorsFile file, string name, Tensor<T> tensor) where T : unmanaged, IFloatingPointIeee754<T>
     {
         var span = tensor.Span;
         if (!TP.IsFiniteAll<T>(span))

@@ -114,6 +114,19 @@ public class CheckpointTests
     }
 
     [Fact]
+    public void TheStoreKeepsOnlyTheNewestCompletePair()
+    {
+        using var dir = new TempDir();
+        new Trainer(BdhModel<float>.Create(Tiny, 1), TextData.Load(Shared.Corpus), Options(3) with { CheckpointEvery = 1 }).Run(dir.Path, _ => { });
+        var store = new CheckpointStore(dir.Path);
+        Assert.Equal(Path.Combine(dir.Path, "checkpoints"), store.Folder);
+        Assert.Equal(["step-000003.optim.safetensors", "step-000003.safetensors"], Directory.GetFiles(store.Folder).Select(Path.GetFileName).Order());
+        Assert.Equal(Path.Combine(store.Folder, "step-000003.safetensors"), store.Latest);
+        Assert.Equal("3", SafetensorsFile.Read(store.Latest!).Metadata["step"]);
+        Assert.Null(new CheckpointStore(Path.Combine(dir.Path, "no-run-here")).Latest);
+    }
+
+    [Fact]
     public void AnIncompleteCheckpointPairIsIgnored()
     {
         using var dir = new TempDir();
