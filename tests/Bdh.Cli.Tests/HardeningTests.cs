@@ -96,6 +96,11 @@ public class HardeningTests
     [InlineData("--block: no window of 2147483648 bytes", "eval", "-c", "TRAINED", "--data", "CORPUS", "--block", "2147483647")]
     [InlineData("--max-positions: 4194304 positions x N = 512", "export-onnx", "-c", "TRAINED", "--out", "A-FOLDER", "--max-positions", "4194304")]
     [InlineData("--lr: must be a finite number", "train", "--data", "CORPUS", "--lr", "Infinity", "--out", "A-FOLDER")]
+    [InlineData("--grad-accum: must be >= 1 and divide the batch (16)", "train", "--data", "CORPUS", "--grad-accum", "3", "--out", "A-FOLDER")]
+    [InlineData("--checkpoint-every: must be >= 1", "train", "--data", "CORPUS", "--checkpoint-every", "0", "--out", "A-FOLDER")]
+    [InlineData("--resume: no complete checkpoint in 'A-FOLDER' (a run killed during its first checkpoint leaves none); start over without --resume",
+        "train", "--data", "CORPUS", "--out", "A-FOLDER", "--resume")]
+    [InlineData("--onnx: no prefill.onnx in 'A-FOLDER' (write one with bdh export-onnx)", "sample", "--backend", "onnx", "--onnx", "A-FOLDER")]
     [InlineData("--temperature: must be a finite number", "sample", "-c", "TRAINED", "--temperature", "Infinity")]
     [InlineData("--out: 'CORPUS' is a file, not a folder", "train", "--data", "CORPUS", "--out", "CORPUS")]
     [InlineData("--out: 'CORPUS' is a file, not a folder", "export-onnx", "-c", "TRAINED", "--out", "CORPUS")]
@@ -119,6 +124,16 @@ public class HardeningTests
         Assert.Equal($"bdh: {message}", stderr.TrimEnd('\n')[..Math.Min(stderr.TrimEnd('\n').Length, message.Length + 5)]);
         Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.Equal(before, Directory.GetFiles(dir.Path, "*", SearchOption.AllDirectories)); // nothing written
+    }
+
+    [Fact]
+    public void DivergedTrainingIsOneLineThatNamesTheLearningRateFlag()
+    {
+        using var dir = new TempDir();
+        var (code, stdout, stderr) = Run([.. TinyTrain(dir.Path, 5), "--lr", "1e30"]);
+        Assert.Equal((2, ""), (code, stdout));
+        string last = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1];
+        Assert.Matches(@"^bdh: the training loss at step \d+ is NaN: training diverged and stopped; no checkpoint was written \(try a lower --lr\)$", last);
     }
 
     [Fact]
