@@ -1,6 +1,5 @@
 using System.CommandLine;
 using Bdh.DirectML;
-using Bdh.DirectML.Onnx;
 using Bdh.Model;
 
 namespace Bdh.Cli;
@@ -43,7 +42,7 @@ public static class ExportOnnxCommand
                 long bytes = new FileInfo(path).Length + (File.Exists(path + ".data") ? new FileInfo(path + ".data").Length : 0);
                 Console.WriteLine($"wrote {path} ({bytes / 1e6:0.0} MB)");
             }
-            Console.WriteLine($"opset {OnnxGraph.Opset}, IR {OnnxGraph.IrVersion}, sequences up to {positions} tokens; run it with: bdh sample --backend onnx --onnx {dir}");
+            Console.WriteLine($"opset {OnnxExport.Opset}, IR {OnnxExport.IrVersion}, sequences up to {positions} tokens; run it with: bdh sample --backend onnx --onnx {dir}");
             return 0;
         });
         return command;

@@ -64,11 +64,10 @@ public static class SampleCommand
                 if (r.GetValue(checkpoint) is null) throw new UserError("--checkpoint: required (or --backend onnx --onnx DIR)");
                 if (r.GetValue(onnx) is not null) throw new UserError("--onnx: needs --backend onnx");
             }
-            using var onnxModel = onOnnx
-                ? OnnxBdh.Load(r.GetValue(onnx)!, r.GetValue(device), m => Console.Error.WriteLine($"bdh: {m}"), r.GetValue(threads))
-                : null;
+            using var onnxModel = onOnnx ? LoadOnnx(r.GetValue(onnx)!, r.GetValue(device), r.GetValue(threads)) : null;
             var model = onOnnx ? null : CommonOptions.LoadModel(r.GetValue(checkpoint)!);
-            onnxModel?.CheckLength(CommonOptions.Encode(text).Length, count); // before anything reaches stdout
+            try { onnxModel?.CheckLength(CommonOptions.Encode(text).Length, count); } // before anything reaches stdout
+            catch (OnnxBdhException e) { throw new UserError($"{e.Message} (export again with a larger --max-positions)"); }
             var snapshot = load is null ? null : StateSnapshot.Load(load, model!.Config);
             if (model is not null)
             {
@@ -98,6 +97,14 @@ public static class SampleCommand
             return 0;
         });
         return command;
+    }
+
+    /// <summary>The export in --onnx on --device; the library's errors name the folder and the device, the user knows them by these flags.</summary>
+    private static OnnxBdh LoadOnnx(string dir, OnnxDevice device, int? threads)
+    {
+        OnnxBdh.RequireExport(dir, "--onnx");
+        try { return OnnxBdh.Load(dir, device, m => Console.Error.WriteLine($"bdh: {m}"), threads); }
+        catch (DirectMLUnavailableException e) { throw new UserError($"--device dml: {e.Reason}"); }
     }
 
     /// <summary>

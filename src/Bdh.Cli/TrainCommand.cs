@@ -9,14 +9,11 @@ namespace Bdh.Cli;
 /// <summary>bdh train: train on a text file with live progress, checkpoints, loss.csv/loss.svg and a final sample.</summary>
 public static class TrainCommand
 {
-    /// <summary>`cpu`: learns tiny Shakespeare in minutes on 2 cores; every figure of the project uses it.
-    /// `paper`: the reference config and train.py settings, the batch of 32 reached by accumulation.</summary>
+    /// <summary>The presets by their --preset names: <see cref="BdhConfig.Cpu"/> and <see cref="BdhConfig.Paper"/> with their training.</summary>
     public static (BdhConfig Config, TrainOptions Options) Preset(string name) => name switch
     {
-        "cpu" => (new BdhConfig { NLayer = 4, NEmbd = 128, NHead = 4, MlpInternalDimMultiplier = 16, Dropout = 0.1 },
-                  new TrainOptions { Batch = 16, Block = 64, Steps = 2000, LearningRate = 1e-3, WeightDecay = 0.1 }),
-        "paper" => (new BdhConfig(),
-                  new TrainOptions { Batch = 32, Block = 512, Steps = 3000, LearningRate = 1e-3, WeightDecay = 0.1, GradAccum = 32, EvalWindows = 32 }),
+        "cpu" => (BdhConfig.Cpu, TrainOptions.Cpu),
+        "paper" => (BdhConfig.Paper, TrainOptions.Paper),
         _ => throw new UserError($"--preset: unknown preset '{name}' (cpu or paper)"),
     };
 
@@ -76,7 +73,19 @@ public static class TrainCommand
                 EvalEvery = r.GetValue(evalEvery) ?? options.EvalEvery,
                 CheckpointEvery = r.GetValue(checkpointEvery) ?? options.CheckpointEvery,
             };
-            options.Validate();
+            // TrainOptions names the property at fault; the user knows it by its flag.
+            (string Property, Option Flag)[] flags =
+            [
+                (nameof(TrainOptions.Batch), batch), (nameof(TrainOptions.Block), block), (nameof(TrainOptions.Steps), steps),
+                (nameof(TrainOptions.LearningRate), lr), (nameof(TrainOptions.WeightDecay), weightDecay),
+                (nameof(TrainOptions.GradAccum), gradAccum), (nameof(TrainOptions.EvalEvery), evalEvery),
+                (nameof(TrainOptions.CheckpointEvery), checkpointEvery),
+            ];
+            try { options.Validate(); }
+            catch (ArgumentException e) when (flags.FirstOrDefault(f => e.Message.StartsWith(f.Property + ": ", StringComparison.Ordinal)) is { Flag: not null } at)
+            {
+                throw new UserError(at.Flag.Name + e.Message[at.Property.Length..]);
+            }
             CommonOptions.ApplyThreads(r.GetValue(threads));
             BdhModel<float> model;
             double memory;
@@ -95,7 +104,8 @@ public static class TrainCommand
                 model = BdhModel<float>.Create(config, options.Seed);
             }
             string dir = r.GetValue(outDir) ?? Path.Combine("runs", $"{presetName}-{DateTime.Now:yyyyMMdd-HHmmss}");
-            return Train(model, memory, options, DataSource.Load(r.GetValue(data)), dir, r.GetValue(resume), r.GetValue(profile));
+            try { return Train(model, memory, options, DataSource.Load(r.GetValue(data)), dir, r.GetValue(resume), r.GetValue(profile)); }
+            catch (TrainingDivergedException e) { throw new UserError($"{e.Message} (try a lower --lr)"); }
         });
         return command;
     }
@@ -142,10 +152,13 @@ public static class TrainCommand
         double disk = DiskBytes(config, options.Steps); // a resumed run needs less: this bounds it before the folder is touched
         Limits.RequireDisk(disk, dir, $"--steps {options.Steps}");
         using var run = RunFolder.Acquire(dir, Notice);
-        if (Trainer.RemoveUnfinishedCheckpoints(dir) is > 0 and int removed)
-            Notice($"removed {removed} unfinished checkpoint file(s) that a killed run left in {Path.Combine(dir, "checkpoints")}");
-        bool hasRun = Trainer.LatestCheckpoint(dir) is not null;
+        var checkpoints = new CheckpointStore(dir);
+        if (checkpoints.RemoveUnfinished() is > 0 and int removed)
+            Notice($"removed {removed} unfinished checkpoint file(s) that a killed run left in {checkpoints.Folder}");
+        bool hasRun = checkpoints.Latest is not null;
         if (!resume && hasRun) throw new UserError($"--out: '{dir}' already holds a run; pass --resume to continue it or choose another --out");
+        if (resume && !hasRun)
+            throw new UserError($"--resume: no complete checkpoint in '{dir}' (a run killed during its first checkpoint leaves none); start over without --resume");
 
         var trainer = new Trainer(model, data, options);
         if (resume) trainer.Resume(dir);

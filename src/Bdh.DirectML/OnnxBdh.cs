@@ -9,7 +9,13 @@ namespace Bdh.DirectML;
 public enum OnnxDevice { Auto, Dml, Cpu }
 
 /// <summary>A user-facing failure of the ONNX backend: a bad export folder, or a device that cannot be had.</summary>
-public sealed class OnnxBdhException(string message) : InputException(message);
+public class OnnxBdhException(string message) : InputException(message);
+
+/// <summary><see cref="OnnxDevice.Dml"/> was asked for and cannot be had; <see cref="Reason"/> says why.</summary>
+public sealed class DirectMLUnavailableException(string reason) : OnnxBdhException($"DirectML unavailable: {reason}")
+{
+    public string Reason { get; } = reason;
+}
 
 /// <summary>
 /// BDH generation from an <see cref="OnnxExport"/> folder through ONNX Runtime. The prompt goes through
@@ -87,12 +93,8 @@ public sealed class OnnxBdh : IDisposable
     /// </summary>
     public static OnnxBdh Load(string dir, OnnxDevice device = OnnxDevice.Auto, Action<string>? notice = null, int? threads = null)
     {
+        RequireExport(dir);
         string prefill = Path.Combine(dir, OnnxExport.PrefillFile), step = Path.Combine(dir, OnnxExport.StepFile);
-        foreach (var file in new[] { prefill, step })
-        {
-            if (!File.Exists(file)) throw new OnnxBdhException($"--onnx: no {Path.GetFileName(file)} in '{dir}' (write one with bdh export-onnx)");
-            InputFile.Require(file, "--onnx");
-        }
 
         if (device != OnnxDevice.Cpu)
         {
@@ -109,10 +111,26 @@ public sealed class OnnxBdh : IDisposable
                 }
                 catch (OnnxRuntimeException e) { why = $"DirectML failed to start: {e.Message.Split('\n')[0]}"; }
             }
-            if (device == OnnxDevice.Dml) throw new OnnxBdhException($"--device dml: {why}");
-            notice?.Invoke($"DirectML unavailable: {why}; running on the CPU provider");
+            var unavailable = new DirectMLUnavailableException(why);
+            if (device == OnnxDevice.Dml) throw unavailable;
+            notice?.Invoke($"{unavailable.Message}; running on the CPU provider");
         }
         return Open(prefill, step, threads, ExecutionProviders.Cpu, OrtMemoryInfo.DefaultInstance, _ => { });
+    }
+
+    /// <summary>
+    /// Throws an <see cref="InputException"/> unless <paramref name="dir"/> holds both graph files, each a regular
+    /// file that is not empty (an <see cref="OnnxBdhException"/> when one is missing). <paramref name="what"/> leads the message, as in <see cref="InputFile.Require"/>.
+    /// </summary>
+    public static void RequireExport(string dir, string? what = null)
+    {
+        string lead = what is null ? "" : $"{what}: ";
+        foreach (var file in new[] { OnnxExport.PrefillFile, OnnxExport.StepFile })
+        {
+            string path = Path.Combine(dir, file);
+            if (!File.Exists(path)) throw new OnnxBdhException($"{lead}no {file} in '{dir}' (write one with bdh export-onnx)");
+            InputFile.Require(path, what);
+        }
     }
 
     private static OnnxBdh Open(string prefill, string step, int? threads, string provider, OrtMemoryInfo stateMemory, Action<SessionOptions> configure)
@@ -218,7 +236,7 @@ public sealed class OnnxBdh : IDisposable
     {
         long positions = (long)promptTokens + Math.Max(count - 1, 0);
         if (positions > MaxPositions)
-            throw new OnnxBdhException($"{positions} positions: this export holds RoPE tables for {MaxPositions} (export again with a larger --max-positions)");
+            throw new OnnxBdhException($"{positions} positions: this export holds RoPE tables for {MaxPositions}");
     }
 
     /// <summary>The synaptic state ρ per layer: the outputs of a run after the logits, owned until disposed.</summary>

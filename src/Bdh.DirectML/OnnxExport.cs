@@ -26,6 +26,9 @@ public static class OnnxExport
     public const string ConfigKey = "bdh.config";
     public const string MaxPositionsKey = "bdh.max_positions";
 
+    /// <summary>The ONNX opset and IR version the graphs are written in.</summary>
+    public const long Opset = OnnxGraph.Opset, IrVersion = OnnxGraph.IrVersion;
+
     /// <summary>A protobuf message may not pass 2 GiB; above this, weights go to an external data file.</summary>
     public const long ExternalDataAbove = 1L << 30;
 
@@ -42,7 +45,7 @@ public static class OnnxExport
         Step(model, maxPositions).Save(Path.Combine(dir, StepFile), metadata, externalDataAbove);
     }
 
-    public static OnnxGraph Prefill(BdhModel<float> model, int maxPositions)
+    internal static OnnxGraph Prefill(BdhModel<float> model, int maxPositions)
     {
         var bdh = new BdhGraph(model, maxPositions, "bdh_prefill");
         var g = bdh.Graph;
@@ -69,7 +72,7 @@ public static class OnnxExport
         return g;
     }
 
-    public static OnnxGraph Step(BdhModel<float> model, int maxPositions)
+    internal static OnnxGraph Step(BdhModel<float> model, int maxPositions)
     {
         var bdh = new BdhGraph(model, maxPositions, "bdh_step");
         var g = bdh.Graph;

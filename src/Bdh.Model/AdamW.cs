@@ -24,9 +24,9 @@ public sealed class AdamW
     }
 
     /// <summary>First and second moments of each parameter, in the order given, for checkpoints.</summary>
-    public IReadOnlyList<(float[] M, float[] V)> Moments => _state.Select(s => (s.M, s.V)).ToArray();
+    internal IReadOnlyList<(float[] M, float[] V)> Moments => _state.Select(s => (s.M, s.V)).ToArray();
 
-    public void Restore(int step, IReadOnlyList<(float[] M, float[] V)> moments)
+    internal void Restore(int step, IReadOnlyList<(float[] M, float[] V)> moments)
     {
         if (moments.Count != _state.Length) throw new ArgumentException("moment count differs from parameter count");
         for (int i = 0; i < _state.Length; i++)

@@ -3,7 +3,10 @@ using System.Text.Json.Serialization;
 
 namespace Bdh.Model;
 
-/// <summary>The reference's BDHConfig, with its field names in JSON and its defaults.</summary>
+/// <summary>
+/// The reference's BDHConfig, with its field names in JSON and its defaults: <c>new BdhConfig()</c> is the paper's
+/// model (<see cref="Paper"/>). <see cref="Paper"/> and <see cref="Cpu"/> are the presets of <c>bdh train</c>.
+/// </summary>
 public sealed record BdhConfig
 {
     [JsonPropertyName("n_layer")] public int NLayer { get; init; } = 6;
@@ -12,6 +15,12 @@ public sealed record BdhConfig
     [JsonPropertyName("n_head")] public int NHead { get; init; } = 4;
     [JsonPropertyName("mlp_internal_dim_multiplier")] public int MlpInternalDimMultiplier { get; init; } = 128;
     [JsonPropertyName("vocab_size")] public int VocabSize { get; init; } = 256;
+
+    /// <summary>The paper's model, the reference's defaults: 6 layers, D = 256, 4 heads of N = 8192 neurons.</summary>
+    public static BdhConfig Paper { get; } = new();
+
+    /// <summary>A model that learns tiny Shakespeare in minutes on 2 cores: 4 layers, D = 128, 4 heads of N = 512 neurons.</summary>
+    public static BdhConfig Cpu { get; } = new() { NLayer = 4, NEmbd = 128, MlpInternalDimMultiplier = 16 };
 
     /// <summary>Neurons per head: N = multiplier·D / nh (integer division, as the reference).</summary>
     [JsonIgnore] public int N => (int)NLong;

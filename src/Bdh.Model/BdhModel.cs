@@ -26,58 +26,50 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
     private readonly Lock _ropeLock = new();
     private RopeTable? _rope;
 
-    /// <summary>The trainable tensors under their reference state_dict names.</summary>
-    public IReadOnlyList<(string Name, Var<T> Value)> Parameters =>
-        [("decoder", Decoder), ("embed.weight", Embed), ("encoder", Encoder), ("encoder_v", EncoderV), ("lm_head", LmHead)];
+    /// <summary>The trainable tensors under their reference state_dict names, in the order of <see cref="ParameterShapes"/>.</summary>
+    public IReadOnlyList<(string Name, Var<T> Value)> Parameters { get; }
 
     public BdhModel(BdhConfig config, IReadOnlyDictionary<string, Tensor<T>> weights, float[] freqs, SinCosKernel? ropeSinCos = null)
     {
         Config = config.Validate();
-        var shapes = ParameterShapes(config);
-        Var<T> Param(string name)
+        Var<T> Param(string name, int[] shape)
         {
             if (!weights.TryGetValue(name, out var t)) throw new ArgumentException($"missing tensor '{name}'");
-            if (!t.Shape.SequenceEqual(shapes[name]))
-                throw new ArgumentException($"tensor '{name}' is {Tensor<T>.Format(t.Shape)}, the config needs {Tensor<T>.Format(shapes[name])}");
+            if (!t.Shape.SequenceEqual(shape))
+                throw new ArgumentException($"tensor '{name}' is {Tensor<T>.Format(t.Shape)}, the config needs {Tensor<T>.Format(shape)}");
             return Var<T>.Parameter(t);
         }
-        Encoder = Param("encoder");
-        EncoderV = Param("encoder_v");
-        Decoder = Param("decoder");
-        Embed = Param("embed.weight");
-        LmHead = Param("lm_head");
+        Parameters = [.. ParameterShapes(config).Select(p => (p.Name, Param(p.Name, p.Shape)))];
+        Var<T> Named(string name) => Parameters.Single(p => p.Name == name).Value;
+        Decoder = Named("decoder");
+        Encoder = Named("encoder");
+        Embed = Named("embed.weight");
+        EncoderV = Named("encoder_v");
+        LmHead = Named("lm_head");
         if (freqs.Length != config.N) throw new ArgumentException($"attn.freqs has {freqs.Length} values, the config needs {config.N}");
         Freqs = freqs;
         RopeSinCos = ropeSinCos;
     }
 
-    /// <summary>The shape of each trainable tensor that <paramref name="config"/> needs, by state_dict name.</summary>
-    public static IReadOnlyDictionary<string, int[]> ParameterShapes(BdhConfig config)
+    /// <summary>
+    /// Every trainable tensor that <paramref name="config"/> needs: its state_dict name and shape, in the order the
+    /// reference's BDH creates them (which is the order <see cref="Create"/> draws them in).
+    /// </summary>
+    public static IReadOnlyList<(string Name, int[] Shape)> ParameterShapes(BdhConfig config)
     {
         int nh = config.NHead, d = config.NEmbd, n = config.N, v = config.VocabSize;
-        return new Dictionary<string, int[]>
-        {
-            ["decoder"] = [nh * n, d], ["embed.weight"] = [v, d], ["encoder"] = [nh, d, n], ["encoder_v"] = [nh, d, n], ["lm_head"] = [d, v],
-        };
+        return [("decoder", [nh * n, d]), ("encoder", [nh, d, n]), ("embed.weight", [v, d]), ("encoder_v", [nh, d, n]), ("lm_head", [d, v])];
     }
 
     /// <summary>How many trainable values <paramref name="config"/> has, over all its tensors.</summary>
-    public static long ParameterCount(BdhConfig config) => ParameterShapes(config).Values.Sum(shape => shape.Aggregate(1L, (n, d) => n * d));
+    public static long ParameterCount(BdhConfig config) => ParameterShapes(config).Sum(p => p.Shape.Aggregate(1L, (n, d) => n * d));
 
     /// <summary>A fresh model initialised as the reference: every weight ~ Normal(0, 0.02).</summary>
     public static BdhModel<T> Create(BdhConfig config, ulong seed, double std = 0.02)
     {
         config.Validate();
         var rng = new Rng(seed);
-        int nh = config.NHead, d = config.NEmbd, n = config.N, v = config.VocabSize;
-        var weights = new Dictionary<string, Tensor<T>>
-        {
-            ["decoder"] = Tensor<T>.Normal(rng, std, nh * n, d),
-            ["encoder"] = Tensor<T>.Normal(rng, std, nh, d, n),
-            ["embed.weight"] = Tensor<T>.Normal(rng, std, v, d),
-            ["encoder_v"] = Tensor<T>.Normal(rng, std, nh, d, n),
-            ["lm_head"] = Tensor<T>.Normal(rng, std, d, v),
-        };
+        var weights = ParameterShapes(config).ToDictionary(p => p.Name, p => Tensor<T>.Normal(rng, std, p.Shape));
         return new BdhModel<T>(config, weights, Rope.Frequencies(config.N));
     }
 

@@ -1,5 +1,3 @@
-using System.Globalization;
-
 namespace Bdh.Model;
 
 /// <summary>
@@ -8,8 +6,6 @@ namespace Bdh.Model;
 /// </summary>
 public static class Checkpoint
 {
-    public static readonly string[] ParameterNames = ["decoder", "embed.weight", "encoder", "encoder_v", "lm_head"];
-
     public static BdhConfig ReadConfig(SafetensorsFile file)
     {
         if (!file.Metadata.TryGetValue("config", out var json))
@@ -26,13 +22,13 @@ public static class Checkpoint
     {
         config ??= ReadConfig(file);
         RequireShapes(file, config);
-        var weights = ParameterNames.ToDictionary(n => n, n => RequireFinite(file, n, file.ReadTensor<T>(n)));
+        var weights = BdhModel<T>.ParameterShapes(config).ToDictionary(p => p.Name, p => RequireFinite(file, p.Name, file.ReadTensor<T>(p.Name)));
         try { return new BdhModel<T>(config, weights, ReadFreqs(file, config), ropeSinCos); }
         catch (ArgumentException e) { throw new SafetensorsException($"{file.Path}: {e.Message}"); }
     }
 
     /// <summary>The rope frequencies [N]: the file's attn.freqs buffer, or get_freqs(N) for a file without one.</summary>
-    public static float[] ReadFreqs(SafetensorsFile file, BdhConfig config) =>
+    internal static float[] ReadFreqs(SafetensorsFile file, BdhConfig config) =>
         file.Entries.ContainsKey("attn.freqs")
             ? RequireFinite(file, "attn.freqs", file.ReadTensor<float>("attn.freqs")).Span.ToArray()
             : Tensors.Kernels.Rope.Frequencies(config.N);
@@ -41,7 +37,7 @@ public static class Checkpoint
     /// Checks the config against the tensors the file holds, from its header alone, before anything is
     /// allocated: every size the config states is then bounded by the file's own length.
     /// </summary>
-    public static void RequireShapes(SafetensorsFile file, BdhConfig config)
+    internal static void RequireShapes(SafetensorsFile file, BdhConfig config)
     {
         foreach (var (name, shape) in BdhModel<float>.ParameterShapes(config))
         {
@@ -54,7 +50,7 @@ public static class Checkpoint
     }
 
     /// <summary><paramref name="tensor"/>, unless it holds a NaN or an infinity: a model with one computes garbage.</summary>
-    public static Tensor<T> RequireFinite<T>(SafetensorsFile file, string name, Tensor<T> tensor) where T : unmanaged, IFloatingPointIeee754<T>
+    internal static Tensor<T> RequireFinite<T>(SafetensorsFile file, string name, Tensor<T> tensor) where T : unmanaged, IFloatingPointIeee754<T>
     {
         var span = tensor.Span;
         if (!TP.IsFiniteAll<T>(span))
@@ -72,7 +68,7 @@ public static class Checkpoint
     /// <exception cref="FileNotFoundException">no such file or folder, or a folder without a checkpoint.</exception>
     public static string Find(string fileOrFolder) =>
         Directory.Exists(fileOrFolder)
-            ? Trainer.LatestCheckpoint(fileOrFolder) ?? throw new FileNotFoundException($"no checkpoint in folder '{fileOrFolder}'", fileOrFolder)
+            ? new CheckpointStore(fileOrFolder).Latest ?? throw new FileNotFoundException($"no checkpoint in folder '{fileOrFolder}'", fileOrFolder)
             : File.Exists(fileOrFolder) ? fileOrFolder : throw new FileNotFoundException($"no such file or folder '{fileOrFolder}'", fileOrFolder);
 
     public static void Save(BdhModel<float> model, string path, IReadOnlyDictionary<string, string>? extraMetadata = null)
@@ -83,6 +79,4 @@ public static class Checkpoint
         tensors.Add(("attn.freqs", [1, 1, 1, model.Config.N], model.Freqs));
         SafetensorsFile.Write(path, tensors, metadata);
     }
-
-    internal static string Invariant(double v) => v.ToString("R", CultureInfo.InvariantCulture);
 }

@@ -27,7 +27,7 @@ public static class ReferenceCheck
     /// <summary>
     /// float64 tolerance with our own rope trig. The reference computes rope's cos and sin in float32 even in float64
     /// mode, so its float64 results carry the float32 trig of the PyTorch build that ran it: one ulp of a cos moves
-    /// them by 4e-9..1.1e-8 (SLEEF's float32 trig, for one, is 1 ulp off on 5% of the fixtures' values). This bound
+    /// them by 4e-9..1.1e-8, so 5e-8 leaves room for a trig off by an ulp on any value. This bound
     /// holds for any 1-ulp trig and still fails any float32 step in the f64 path (those give 3e-7 and up); the
     /// arithmetic itself is checked at <see cref="Float64ReferenceTrigTolerance"/>.
     /// </summary>

@@ -91,7 +91,7 @@ public sealed class ReferenceTrig
     }
 
     /// <summary>The float's place on the line of all floats: neighbours differ by 1, and −0 and +0 are both 0.</summary>
-    public static long OrderedBits(float x)
+    internal static long OrderedBits(float x)
     {
         int bits = BitConverter.SingleToInt32Bits(x);
         return bits >= 0 ? bits : -(long)(bits & int.MaxValue);

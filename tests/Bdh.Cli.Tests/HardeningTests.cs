@@ -96,6 +96,11 @@ public class HardeningTests
     [InlineData("--block: no window of 2147483648 bytes", "eval", "-c", "TRAINED", "--data", "CORPUS", "--block", "2147483647")]
     [InlineData("--max-positions: 4194304 positions x N = 512", "export-onnx", "-c", "TRAINED", "--out", "A-FOLDER", "--max-positions", "4194304")]
     [InlineData("--lr: must be a finite number", "train", "--data", "CORPUS", "--lr", "Infinity", "--out", "A-FOLDER")]
+    [InlineData("--grad-accum: must be >= 1 and divide the batch (16)", "train", "--data", "CORPUS", "--grad-accum", "3", "--out", "A-FOLDER")]
+    [InlineData("--checkpoint-every: must be >= 1", "train", "--data", "CORPUS", "--checkpoint-every", "0", "--out", "A-FOLDER")]
+    [InlineData("--resume: no complete checkpoint in 'A-FOLDER' (a run killed during its first checkpoint leaves none); start over without --resume",
+        "train", "--data", "CORPUS", "--out", "A-FOLDER", "--resume")]
+    [InlineData("--onnx: no prefill.onnx in 'A-FOLDER' (write one with bdh export-onnx)", "sample", "--backend", "onnx", "--onnx", "A-FOLDER")]
     [InlineData("--temperature: must be a finite number", "sample", "-c", "TRAINED", "--temperature", "Infinity")]
     [InlineData("--out: 'CORPUS' is a file, not a folder", "train", "--data", "CORPUS", "--out", "CORPUS")]
     [InlineData("--out: 'CORPUS' is a file, not a folder", "export-onnx", "-c", "TRAINED", "--out", "CORPUS")]
@@ -145,6 +150,16 @@ public class HardeningTests
     }
 
     [Fact]
+    public void DivergedTrainingIsOneLineThatNamesTheLearningRateFlag()
+    {
+        using var dir = new TempDir();
+        var (code, stdout, stderr) = Run([.. TinyTrain(dir.Path, 5), "--lr", "1e30"]);
+        Assert.Equal((2, ""), (code, stdout));
+        string last = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1];
+        Assert.Matches(@"^bdh: the training loss at step \d+ is NaN: training diverged and stopped; no checkpoint was written \(try a lower --lr\)$", last);
+    }
+
+    [Fact]
     public void ASecondTrainerOnTheSameFolderIsRefusedAndAStaleLockIsTakenOver()
     {
         using var dir = new TempDir();
@@ -188,7 +203,7 @@ public class HardeningTests
         var stopped = System.Text.RegularExpressions.Regex.Match(stderr, $@"bdh: stopped by SIG{signal} at step (\d+); checkpoint saved, continue with --resume --out ");
         Assert.True(stopped.Success, stderr);
         int step = int.Parse(stopped.Groups[1].Value);
-        Assert.Equal(step, StepOf(Trainer.LatestCheckpoint(interrupted.Path)));
+        Assert.Equal(step, StepOf(new CheckpointStore(interrupted.Path).Latest));
         Assert.Equal(step + 1, File.ReadAllLines(Path.Combine(interrupted.Path, "loss.csv")).Length);
 
         // Resumed to a few more steps, it ends bit for bit where an uninterrupted run ends.
@@ -206,7 +221,7 @@ public class HardeningTests
         string csv = Path.Combine(dir.Path, "loss.csv");
         using (var p = Start(TinyTrain(dir.Path, 1_000_000, checkpointEvery: 20)))
         {
-            WaitFor(() => StepOf(Trainer.LatestCheckpoint(dir.Path)) >= 40, "two checkpoints");
+            WaitFor(() => StepOf(new CheckpointStore(dir.Path).Latest) >= 40, "two checkpoints");
             p.Kill(); // SIGKILL
             p.WaitForExit();
         }
@@ -216,7 +231,7 @@ public class HardeningTests
         // What a kill during a checkpoint write leaves: its temporary file.
         File.WriteAllBytes(Path.Combine(dir.Path, "checkpoints", ".step-000099.safetensors.4242.tmp"), [1, 2]);
 
-        int last = StepOf(Trainer.LatestCheckpoint(dir.Path));
+        int last = StepOf(new CheckpointStore(dir.Path).Latest);
         var resumed = Run([.. TinyTrain(dir.Path, last + 5, checkpointEvery: 20), "--resume"]);
         Assert.Equal(0, resumed.Code);
         Assert.Matches("dropped its partial last line '[0-9.,]*100000,2.5'", resumed.Err);

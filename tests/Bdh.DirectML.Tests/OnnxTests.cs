@@ -184,8 +184,9 @@ public class OnnxTests
         if (ExecutionProviders.HasDirectML) return; // a Windows build: the windows workflow runs these on DirectML
         Assert.Equal(ExecutionProviders.Cpu, auto.Provider);
         Assert.Contains("running on the CPU provider", Assert.Single(notices));
-        var e = Assert.Throws<OnnxBdhException>(() => OnnxBdh.Load(dir.Path, OnnxDevice.Dml));
-        Assert.StartsWith("--device dml:", e.Message);
+        var e = Assert.Throws<DirectMLUnavailableException>(() => OnnxBdh.Load(dir.Path, OnnxDevice.Dml));
+        Assert.StartsWith("DirectML unavailable: this build has no DirectML", e.Message);
+        Assert.Equal(notices[0], $"{e.Message}; running on the CPU provider");
     }
 
     [Fact]

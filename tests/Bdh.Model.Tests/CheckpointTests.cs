@@ -110,7 +110,20 @@ public class CheckpointTests
         foreach (var ((name, x), (_, y)) in straight.Model.Parameters.Zip(resumed.Model.Parameters))
             Assert.True(x.Value.Span.SequenceEqual(y.Value.Span), $"{name} differs after resume");
         // Dropout is on (0.1) and batches are random: both RNG states had to round-trip.
-        Assert.Equal(Path.Combine(b.Path, "checkpoints", "step-000006.safetensors"), Trainer.LatestCheckpoint(b.Path));
+        Assert.Equal(Path.Combine(b.Path, "checkpoints", "step-000006.safetensors"), new CheckpointStore(b.Path).Latest);
+    }
+
+    [Fact]
+    public void TheStoreKeepsOnlyTheNewestCompletePair()
+    {
+        using var dir = new TempDir();
+        new Trainer(BdhModel<float>.Create(Tiny, 1), TextData.Load(Shared.Corpus), Options(3) with { CheckpointEvery = 1 }).Run(dir.Path, _ => { });
+        var store = new CheckpointStore(dir.Path);
+        Assert.Equal(Path.Combine(dir.Path, "checkpoints"), store.Folder);
+        Assert.Equal(["step-000003.optim.safetensors", "step-000003.safetensors"], Directory.GetFiles(store.Folder).Select(Path.GetFileName).Order());
+        Assert.Equal(Path.Combine(store.Folder, "step-000003.safetensors"), store.Latest);
+        Assert.Equal("3", SafetensorsFile.Read(store.Latest!).Metadata["step"]);
+        Assert.Null(new CheckpointStore(Path.Combine(dir.Path, "no-run-here")).Latest);
     }
 
     [Fact]
@@ -124,7 +137,7 @@ public class CheckpointTests
         // What a kill leaves mid-save: the next optimizer file written, its model file not yet, and a temp file.
         File.Copy(Path.Combine(ckpt, "step-000003.optim.safetensors"), Path.Combine(ckpt, "step-000006.optim.safetensors"));
         File.WriteAllBytes(Path.Combine(ckpt, ".step-000006.safetensors.123.tmp"), [1, 2, 3]);
-        Assert.Equal(Path.Combine(ckpt, "step-000003.safetensors"), Trainer.LatestCheckpoint(dir.Path));
-        Checkpoint.Load(Trainer.LatestCheckpoint(dir.Path)!);
+        Assert.Equal(Path.Combine(ckpt, "step-000003.safetensors"), new CheckpointStore(dir.Path).Latest);
+        Checkpoint.Load(new CheckpointStore(dir.Path).Latest!);
     }
 }

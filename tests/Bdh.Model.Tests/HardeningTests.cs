@@ -150,11 +150,11 @@ public class HardeningTests
         // Then a learning rate that blows the weights up at once: the run stops, no later checkpoint appears.
         var wild = new Trainer(BdhModel<float>.Create(Tiny, 1), TextData.Load(Shared.Corpus), options with { Steps = 40, LearningRate = 1e30 });
         wild.Resume(dir.Path);
-        var e = Assert.Throws<InputException>(() => wild.Run(dir.Path, _ => { }));
+        var e = Assert.Throws<TrainingDivergedException>(() => wild.Run(dir.Path, _ => { }));
         var kept = System.Text.RegularExpressions.Regex.Match(e.Message, @"is not finite: training diverged and stopped; the checkpoint of step (\d+) is the last one kept");
         Assert.True(kept.Success, e.Message);
-        Assert.Equal(Path.Combine(dir.Path, "checkpoints", $"step-{int.Parse(kept.Groups[1].Value):D6}.safetensors"), Trainer.LatestCheckpoint(dir.Path));
-        Checkpoint.Load(Trainer.LatestCheckpoint(dir.Path)!); // finite
+        Assert.Equal(Path.Combine(dir.Path, "checkpoints", $"step-{int.Parse(kept.Groups[1].Value):D6}.safetensors"), new CheckpointStore(dir.Path).Latest);
+        Checkpoint.Load(new CheckpointStore(dir.Path).Latest!); // finite
     }
 
     [Fact]
@@ -166,7 +166,7 @@ public class HardeningTests
         File.WriteAllBytes(Path.Combine(checkpoints, ".step-000004.safetensors.123.tmp"), [1]);
         File.WriteAllBytes(Path.Combine(checkpoints, ".step-000004.optim.safetensors.123.tmp"), [1]);
         File.WriteAllBytes(Path.Combine(checkpoints, "notes.txt"), [1]);
-        Assert.Equal(2, Trainer.RemoveUnfinishedCheckpoints(dir.Path));
+        Assert.Equal(2, new CheckpointStore(dir.Path).RemoveUnfinished());
         Assert.Equal(["notes.txt"], Directory.GetFiles(checkpoints).Select(Path.GetFileName));
     }
 }

@@ -61,9 +61,27 @@ public class TrainerTests
     }
 
     [Fact]
+    public void ThePresetsShareTheReferenceDefaults()
+    {
+        // new BdhConfig() and new TrainOptions() are both the reference's: bdh.py's BDHConfig and train.py's loop.
+        Assert.Equal(BdhConfig.Paper, new BdhConfig());
+        Assert.Equal((6, 256, 4, 8192, 0.1), (BdhConfig.Paper.NLayer, BdhConfig.Paper.NEmbd, BdhConfig.Paper.NHead, BdhConfig.Paper.N, BdhConfig.Paper.Dropout));
+        Assert.Equal(25_296_896, BdhModel<float>.ParameterCount(BdhConfig.Paper)); // the paper's 25M
+        var reference = new TrainOptions();
+        Assert.Equal((32, 512, 3000, 1e-3, 0.1, 1), (reference.Batch, reference.Block, reference.Steps, reference.LearningRate, reference.WeightDecay, reference.GradAccum));
+        // The paper preset is the same step, accumulated one sequence at a time; the cpu preset a smaller model and batch.
+        Assert.Equal(reference with { GradAccum = 32, EvalWindows = 32 }, TrainOptions.Paper);
+        Assert.Equal(BdhConfig.Paper with { NLayer = 4, NEmbd = 128, MlpInternalDimMultiplier = 16 }, BdhConfig.Cpu);
+        Assert.Equal(512, BdhConfig.Cpu.N);
+        Assert.Equal(reference with { Batch = 16, Block = 64, Steps = 2000 }, TrainOptions.Cpu);
+        Assert.Same(TrainOptions.Cpu, TrainOptions.Cpu.Validate());
+        Assert.Same(TrainOptions.Paper, TrainOptions.Paper.Validate());
+    }
+
+    [Fact]
     public void OptionsRejectABatchThatAccumulationDoesNotDivide()
     {
         var e = Assert.Throws<ArgumentException>(() => new TrainOptions { Batch = 5, GradAccum = 2 }.Validate());
-        Assert.StartsWith("--grad-accum", e.Message);
+        Assert.StartsWith("GradAccum: must be >= 1 and divide the batch (5)", e.Message);
     }
 }

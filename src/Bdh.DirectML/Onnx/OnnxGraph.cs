@@ -3,13 +3,13 @@ using System.Runtime.InteropServices;
 namespace Bdh.DirectML.Onnx;
 
 /// <summary>ONNX element types (TensorProto.DataType) the export uses.</summary>
-public enum OnnxType { Float = 1, Int64 = 7 }
+internal enum OnnxType { Float = 1, Int64 = 7 }
 
 /// <summary>
 /// An ONNX graph being built node by node, and its writer (ModelProto, IR version 8, opset 17).
 /// Field numbers are onnx.proto's. Nodes are added in topological order, as ONNX requires.
 /// </summary>
-public sealed class OnnxGraph(string name)
+internal sealed class OnnxGraph(string name)
 {
     public const long IrVersion = 8;
     public const long Opset = 17;

@@ -9,7 +9,7 @@ namespace Bdh.DirectML.Onnx;
 /// length-delimited bytes and nested messages), so the export has no generated code and no native
 /// dependency. Repeated scalars are written unpacked, one tag per value, which every parser accepts.
 /// </summary>
-public sealed class ProtoMessage
+internal sealed class ProtoMessage
 {
     private enum WireType { Varint = 0, Fixed32 = 5, LengthDelimited = 2 }
 
