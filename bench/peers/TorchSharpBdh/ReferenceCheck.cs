@@ -130,6 +130,7 @@ public static class ReferenceCheck
         using (no_grad())
             for (int first = 0; first < windows; first += batch)
             {
+                using var batchScope = NewDisposeScope();
                 var inputs = new long[batch * block];
                 var targets = new long[batch * block];
                 for (int w = 0; w < batch; w++)
