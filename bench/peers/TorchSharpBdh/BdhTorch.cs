@@ -27,7 +27,6 @@ public sealed record BdhConfig
 public sealed class BdhTorch : IDisposable
 {
     public BdhConfig Config { get; }
-    public ScalarType Dtype { get; }
 
     /// <summary>The parameters, by the reference's state_dict names, in its order.</summary>
     public IReadOnlyList<(string Name, Parameter Value)> Parameters { get; }
@@ -47,7 +46,6 @@ public sealed class BdhTorch : IDisposable
     public BdhTorch(BdhConfig config, ScalarType dtype, IReadOnlyDictionary<string, Tensor> tensors)
     {
         Config = config;
-        Dtype = dtype;
         Parameter Take(string name, params long[] shape)
         {
             var t = tensors[name];

@@ -86,7 +86,7 @@ int Train(string dataPath, string preset, int steps, long seed)
                 }
             }
             var (_, loss) = model.Forward(tensor(inputs, [batch, block]), tensor(targets, [batch, block]), training: true);
-            adamw.zero_grad();
+            foreach (var (_, p) in model.Parameters) p.grad = null; // zero_grad as PyTorch 2's default (set_to_none)
             loss!.backward();
             adamw.step();
             losses.Add(loss.item<float>());
