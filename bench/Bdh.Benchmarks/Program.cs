@@ -5,7 +5,8 @@ using Bdh.Tensors;
 
 // `gflops [threads]`: best-of-N wall time per BDH shape, timed exactly as bench/peers/sgemm_openblas.c times
 // OpenBLAS, so the two tables can stand side by side. `gen CHECKPOINT [max]`: generation speed by position
-// and path. `drift`: float32 RoPE phase error at long positions. `peak`: the measured FMA peak.
+// and path. `drift`: float32 RoPE phase error at long positions. `peak`: the measured FMA peak. `width`: the vector
+// width in bits the kernels run at under the JIT's knobs.
 // Anything else goes to BenchmarkDotNet (GemmBenchmarks, KernelBenchmarks, TrainingStepBenchmarks, GenerationBenchmarks).
 if (args.Length > 0 && args[0] == "gflops")
 {
@@ -23,6 +24,11 @@ if (args.Length > 0 && args[0] == "gflops")
         }
         Console.WriteLine($"{shape.Name,-45} {shape.Flops / best / 1e9,7:0.0} GFLOP/s");
     }
+    return;
+}
+if (args.Length > 0 && args[0] == "width")
+{
+    Console.WriteLine(Simd.Widest);
     return;
 }
 if (args.Length > 0 && args[0] == "peak")

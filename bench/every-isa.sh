@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# One table per vector width the kernels run at on this machine: AVX-512 (if the CPU has it), AVX2 + FMA
+# (DOTNET_EnableAVX512=0) and 128-bit (DOTNET_EnableAVX2=0, the width of ARM64; on x64 it also turns FMA off),
+# each against anchors that ignore our JIT knobs, measured in the same run:
+#   - the FMA peak at that width (bench `peak`), 1 thread and all;
+#   - dense GEMM on the BDH shapes (bench `gflops`) against OpenBLAS sgemm (peers/sgemm_openblas.c);
+#   - `bdh train`, cpu preset, STEPS steps, 2 threads, against PyTorch (peers/bdh_torch.py, Debian python3-torch)
+#     and the TorchSharp peer (peers/TorchSharpBdh, with glibc keeping freed memory: its faster setting here),
+#     interleaved round by round: ours at every width, then the anchors;
+#   - generation from the trained fixture, TOKENS tokens after "ROMEO:", 2 threads: recurrent and full against
+#     the TorchSharp peer's full recompute.
+# Needs libopenblas-dev and python3-torch (apt-get install libopenblas-dev python3-torch).
+#   Usage: bench/every-isa.sh              (environment: ROUNDS=3 STEPS=60 TOKENS=256)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${ROUNDS:-3}
+steps=${STEPS:-60}
+tokens=${TOKENS:-256}
+data=../shared/data/tinyshakespeare.txt
+checkpoint=../shared/fixtures/bdh-trained-cpu-tiny-500.safetensors
+keep_freed=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967295
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+dotnet build src/Bdh.Cli -c Release -o "$out/bin" > /dev/null
+dotnet build bench/Bdh.Benchmarks -c Release -o "$out/bench" > /dev/null
+dotnet build bench/peers/TorchSharpBdh -c Release > /dev/null
+cc -O2 -o "$out/sgemm_openblas" bench/peers/sgemm_openblas.c -lopenblas
+peer=bench/peers/TorchSharpBdh/bin/Release/net10.0/torchsharp-bdh
+"$peer" check --fixtures ../shared/fixtures > /dev/null || { echo "every-isa: the TorchSharp peer fails its check" >&2; exit 1; }
+
+# The widths this machine accelerates, each as the knob that holds the JIT to it.
+declare -A knob=([512]=DOTNET_EnableAVX512=1 [256]=DOTNET_EnableAVX512=0 [128]=DOTNET_EnableAVX2=0)
+widths=()
+for w in 512 256 128; do
+  [ "$(env "${knob[$w]}" dotnet "$out/bench/Bdh.Benchmarks.dll" width)" = "$w" ] && widths+=("$w")
+done
+
+# record LABEL FIGURE COMMAND...: appends the run's figure to $out/LABEL: the median step in ms of a training run's
+# summary line (FIGURE=ms) or the tokens/s of a generation (FIGURE=tps).
+record() {
+  local label=$1 figure=$2 value
+  shift 2
+  "$@" > "$out/stdout" 2> "$out/stderr" || { cat "$out/stderr" >&2; exit 1; }
+  case "$figure" in
+    ms) value=$(sed -nE 's/.*median step ([0-9.]+) ms.*/\1/p' "$out/stdout") ;;
+    tps) value=$(sed -nE 's/.* tokens in [0-9.]+ s, ([0-9.]+) tokens\/s.*/\1/p' "$out/stderr") ;;
+  esac
+  [ -n "$value" ] || { echo "every-isa: no figure from $*" >&2; cat "$out/stdout" "$out/stderr" >&2; exit 1; }
+  echo "$value" >> "$out/$label"
+}
+median() { sort -g "$out/$1" | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+
+for round in $(seq "$rounds"); do
+  for w in "${widths[@]}"; do
+    rm -rf "$out/run"
+    record "train.$w" ms env "${knob[$w]}" "$out/bin/bdh" train --data "$data" --preset cpu --steps "$steps" --eval-every 0 --threads 2 --out "$out/run"
+    record "recurrent.$w" tps env "${knob[$w]}" "$out/bin/bdh" sample -c "$checkpoint" -p ROMEO: -n "$tokens" --top-k 1 --mode recurrent --threads 2
+    record "full.$w" tps env "${knob[$w]}" "$out/bin/bdh" sample -c "$checkpoint" -p ROMEO: -n "$tokens" --top-k 1 --mode full --threads 2
+  done
+  record train.pytorch ms /usr/bin/python3 bench/peers/bdh_torch.py train --text "$data" --steps "$steps" --threads 2
+  record train.torchsharp ms env GLIBC_TUNABLES=$keep_freed "$peer" train --data "$data" --preset cpu --steps "$steps" --threads 2
+  record full.torchsharp tps env GLIBC_TUNABLES=$keep_freed "$peer" generate --checkpoint "$checkpoint" --prompt ROMEO: --tokens "$tokens" --threads 2
+done
+OPENBLAS_NUM_THREADS=2 "$out/sgemm_openblas" > "$out/openblas"
+
+echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores ($(grep -o -w -E 'avx512f|avx2|fma' /proc/cpuinfo | sort -u | xargs));" \
+  "commit $(git rev-parse --short HEAD); $rounds rounds, medians"
+echo "anchors: PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)') $(median train.pytorch) ms/step;" \
+  "TorchSharp $(median train.torchsharp) ms/step, full recompute $(median full.torchsharp) tokens/s; $(head -1 "$out/openblas")"
+for w in "${widths[@]}"; do
+  env "${knob[$w]}" dotnet "$out/bench/Bdh.Benchmarks.dll" peak > "$out/peak.$w"
+  env "${knob[$w]}" dotnet "$out/bench/Bdh.Benchmarks.dll" gflops 2 > "$out/gemm.$w"
+  peak2=$(sed -nE 's/.*2 threads: ([0-9.]+) GFLOP.*/\1/p' "$out/peak.$w")
+  echo
+  echo "### $w-bit vectors (${knob[$w]}); FMA peak $(sed -nE 's/.*1 thread: ([0-9.]+) GFLOP.*/\1/p' "$out/peak.$w") GFLOP/s on 1 thread, $peak2 on 2"
+  echo
+  echo "| workload, 2 threads | BdhNative | anchor | ratio |"
+  echo "| --- | ---: | ---: | ---: |"
+  awk -v peak="$peak2" 'NR == FNR { if (/GFLOP/) blas[$1] = $(NF - 1); next }
+    /GFLOP/ { printf "| GEMM %s, GFLOP/s (%% of peak) | %.1f (%.0f%%) | OpenBLAS %.1f | %.2fx |\n", $1, $(NF - 1), 100 * $(NF - 1) / peak, blas[$1], $(NF - 1) / blas[$1] }' \
+    "$out/openblas" "$out/gemm.$w"
+  t=$(median "train.$w")
+  awk -v t="$t" -v p="$(median train.pytorch)" -v s="$(median train.torchsharp)" -v n="$steps" 'BEGIN {
+    printf "| train, cpu preset, %d steps, ms/step | %.1f | PyTorch %.1f | %.2fx |\n", n, t, p, p / t
+    printf "| train, cpu preset, %d steps, ms/step | %.1f | TorchSharp %.1f | %.2fx |\n", n, t, s, s / t }'
+  awk -v r="$(median "recurrent.$w")" -v f="$(median "full.$w")" -v s="$(median full.torchsharp)" -v n="$tokens" 'BEGIN {
+    printf "| generate %d tokens, full recompute, tokens/s | %.1f | TorchSharp %.1f | %.2fx |\n", n, f, s, f / s
+    printf "| generate %d tokens, recurrent, tokens/s | %.1f | our full mode %.1f | %.1fx |\n", n, r, f, r / f }'
+  if [ "$w" = 128 ] && [ -f "$out/train.256" ]; then
+    awk -v a="$(median train.256)" -v b="$t" 'BEGIN { printf "| train, 128-bit against AVX2 | %.1f | AVX2 %.1f | %.2fx |\n", b, a, a / b }'
+  fi
+done
