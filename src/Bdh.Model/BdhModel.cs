@@ -136,7 +136,7 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
             return;
         }
         using var swapped = Tensor<T>.Empty(s[1], s[0], s[2], s[3]);
-        BroadcastOps.SwapAxes(value, 0, 1, swapped, accumulate: false);
+        Layout.SwapAxes(value, 0, 1, swapped, accumulate: false);
         trace(name, swapped);
     }
 
