@@ -56,7 +56,7 @@ public static class Parallelism
     /// <see cref="For"/> for a caller that forks again within microseconds, as a generated token does once per
     /// layer: on a <see cref="Team"/> of threads that spin between jobs, when it is free (else, for a second
     /// caller or a fork inside an item, as <see cref="For"/>). Training does not use it: its forks are further
-    /// apart, and workers spinning between them would take cores from the kernels (bench/ has the measurement).
+    /// apart, and workers spinning between them take cores from the kernels (bench/README.md has the measurement).
     /// </summary>
     internal static void ForLowLatency(int count, Action<int> body)
     {

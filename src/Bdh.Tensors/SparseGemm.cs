@@ -22,7 +22,7 @@ internal static unsafe class SparseGemm
     /// <summary>
     /// Below this fraction of non-zeros this kernel beats the packed dense one on the decoder's shapes (its product
     /// and its weight gradient): the dense kernel's time does not depend on the density, this one's grows with it.
-    /// The crossover is measured in bench/ (compare-gemm.sh).
+    /// The crossover's measurements are in bench/README.md.
     /// </summary>
     public const double MaxDensity = 0.12;
 
