@@ -16,7 +16,7 @@ public static unsafe class Gemv
     /// <summary>
     /// How many listed rows ahead the one-token products ask for the rows they will read. Their rows are scattered,
     /// so the hardware's stream prefetcher, which stops at each 4 KB page, starts most rows with a miss; a
-    /// few rows requested ahead keep more misses in flight (paper config, 2 threads: ~10% less time per token).
+    /// few rows requested ahead keep more misses in flight (bench/README.md has the gain).
     /// </summary>
     internal const int PrefetchRows = 8;
 
