@@ -20,7 +20,7 @@ public sealed record GemmShape(string Name, int M, int N, int K, bool TransA, bo
     public double Flops => 2.0 * M * N * K;
 
     /// <summary>Operands filled with uniform values; the output buffer for C.</summary>
-    public (MatrixRef<float> A, MatrixRef<float> B, MatrixRef<float> C) Operands()
+    internal (MatrixRef<float> A, MatrixRef<float> B, MatrixRef<float> C) Operands()
     {
         var rng = new Rng(1);
         float[] a = Tensor<float>.Uniform(rng, -1, 1, M * K).Array, b = Tensor<float>.Uniform(rng, -1, 1, K * N).Array;

@@ -13,7 +13,7 @@ namespace Bdh.Benchmarks;
 public class KernelBenchmarks
 {
     private const int Heads = 4, Batch = 16, T = 64, N = 512, D = 128, Vocab = 256;
-    private Tensor<float> _xs = null!, _ys = null!, _dys = null!, _x = null!, _xNorm = null!, _rstd = null!, _a = null!, _scores = null!, _logits = null!;
+    private Tensor<float> _xs = null!, _ys = null!, _dys = null!, _x = null!, _xNorm = null!, _dx = null!, _rstd = null!, _a = null!, _scores = null!, _logits = null!;
     private RopeTable _rope = null!;
     private int[] _targets = null!;
     private readonly float[] _paperFreqs = Rope.Frequencies(8192), _cos = new float[8192], _sin = new float[8192];
@@ -28,6 +28,7 @@ public class KernelBenchmarks
         _dys = Tensor<float>.Uniform(rng, -1, 1, Heads, Batch, T, N);
         _x = Tensor<float>.Uniform(rng, -1, 1, 1, Batch, T, D);
         _xNorm = Tensor<float>.Empty(1, Batch, T, D);
+        _dx = Tensor<float>.Zeros(1, Batch, T, D);
         _rstd = Tensor<float>.Empty(Batch * T);
         _a = Tensor<float>.Empty(Heads, Batch, T, D);
         _scores = Tensor<float>.Empty(Heads, Batch, T, T);
@@ -38,9 +39,9 @@ public class KernelBenchmarks
 
     [Benchmark] public void Relu() => Elementwise.Relu<float>(_xs.Span, _ys.Span);
 
-    [Benchmark] public void ReluBackward() => Elementwise.ReluBackward<float>(_xs.Span, _dys.Span, _ys.Span);
+    [Benchmark] public void ReluBackward() => Elementwise.ReluBackward(_xs, _dys, new GradSlot<float>(_ys, Accumulate: true));
 
-    [Benchmark] public void Dropout() => Elementwise.Dropout<float>(42, 0.1, _xs.Span, _ys.Span, 0, accumulate: false);
+    [Benchmark] public void Dropout() => Elementwise.Dropout(42, 0.1, _xs, _ys);
 
     [Benchmark] public void RopeForward() => Rope.Forward<float>(_xs.Span, _ys.Span, _rope);
 
@@ -48,9 +49,9 @@ public class KernelBenchmarks
 
     [Benchmark] public void LayerNormForward() => LayerNorm.Forward<float>(_x.Span, _xNorm.Span, _rstd.Span, D, 1e-5f);
 
-    [Benchmark] public void LayerNormBackward() => LayerNorm.Backward<float>(_x.Span, _xNorm.Span, _rstd.Span, _a.Span[..(Batch * T * D)], D);
+    [Benchmark] public void LayerNormBackward() => LayerNorm.Backward(_x, _xNorm, _rstd, new GradSlot<float>(_dx, Accumulate: true));
 
     [Benchmark] public void AttentionForward() => CausalLinearAttention.Forward(_xs, _x, _scores, _a);
 
-    [Benchmark] public float CrossEntropyForward() => CrossEntropy.Forward<float>(_logits.Span, _targets, Vocab);
+    [Benchmark] public float CrossEntropyForward() => CrossEntropy.Forward(_logits, _targets);
 }

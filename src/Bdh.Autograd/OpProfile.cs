@@ -6,8 +6,9 @@ namespace Bdh.Autograd;
 /// <summary>
 /// Where a training step spends its time, op by op (<c>bdh train --profile</c>). While enabled, an op's
 /// forward is charged the time since the previous event on the graph (its kernel runs just before it
-/// records its node), its backward the time of its closure. Ops are keyed by name and output shape, so
-/// products of different shapes stay apart. Costs nothing when disabled.
+/// records its node), its backward the time of its closure (a graph built while profiling is on carries a timed
+/// closure, one built while it is off carries none). Ops are keyed by name and output shape, so products of
+/// different shapes stay apart.
 /// </summary>
 public static class OpProfile
 {
@@ -23,14 +24,20 @@ public static class OpProfile
     public static bool Enabled { get; set; }
 
     /// <summary>Starts timing a forward pass: what ran before it is not charged to its first op.</summary>
-    public static void Start() => _last = Stopwatch.GetTimestamp();
+    internal static void Start() => _last = Stopwatch.GetTimestamp();
 
     /// <summary>Charges the time since <paramref name="since"/> (a Stopwatch timestamp) to <paramref name="key"/>, as backward-side work.</summary>
-    public static void Record(string key, long since) => Charge(key, backward: true, since);
+    internal static void Record(string key, long since) => Charge(key, backward: true, since);
 
     internal static void RecordForward(string op, int[] shape) => Charge($"{op} {Tensor<float>.Format(shape)}", backward: false, _last);
 
-    internal static void RecordBackward(string op, int[] shape, long since) => Charge($"{op} {Tensor<float>.Format(shape)}", backward: true, since);
+    /// <summary><paramref name="backward"/>, charging its time to the backward of <paramref name="op"/> at <paramref name="shape"/>.</summary>
+    internal static Action Timed(string op, int[] shape, Action backward) => () =>
+    {
+        long start = Stopwatch.GetTimestamp();
+        backward();
+        Charge($"{op} {Tensor<float>.Format(shape)}", backward: true, start);
+    };
 
     private static void Charge(string key, bool backward, long since)
     {

@@ -3,8 +3,9 @@ using Bdh.Tensors.Kernels;
 namespace Bdh.Autograd;
 
 /// <summary>
-/// Every differentiable op: the forward computes the value with a Bdh.Tensors kernel, and the
-/// closure beside it adds the op's vector-Jacobian product into the inputs' gradients.
+/// Every differentiable op, micrograd-style: the forward computes the value with a Bdh.Tensors kernel, and the
+/// closure beside it hands each input that needs one its gradient through the input's <see cref="GradSlot{T}"/>,
+/// which the backward kernel writes or adds to, as the slot says. The kernels split their work over the cores.
 /// </summary>
 public static class Ops
 {
@@ -25,11 +26,11 @@ public static class Ops
     {
         var c = Tensor<T>.Empty(Tensors.MatMul.OutputShape(a.Shape, false, b.Shape, false));
         Tensors.MatMul.Multiply(a.Value, false, b.Value, false, c, accumulate: false);
-        Parallelism.ForSlices(c.Length, 1, (s, n) => Elementwise.Relu<T>(c.Span.Slice(s, n), c.Span.Slice(s, n)));
+        Elementwise.Relu(c, c);
         return Var<T>.FromOp(c, "matmul_relu", [a, b], y =>
         {
             var dc = y.Grad!; // dy becomes dC in place: nothing reads dy after this op's backward
-            Parallelism.ForSlices(dc.Length, 1, (s, n) => Elementwise.ReluBackward<T>(y.Value.Span.Slice(s, n), dc.Span.Slice(s, n), dc.Span.Slice(s, n), accumulate: false));
+            Elementwise.ReluBackward(y.Value, dc, new GradSlot<T>(dc, Accumulate: false));
             SendMatMulGrads(a, b, false, false, dc);
         });
     }
@@ -39,13 +40,13 @@ public static class Ops
     {
         if (a.RequiresGrad)
         {
-            var (da, add) = Var<T>.GradSlot(a);
+            var (da, add) = a.GradSlot();
             if (transA) Tensors.MatMul.Multiply(b.Value, transB, dc, true, da, add);  // dA = op(B)·dCᵀ
             else Tensors.MatMul.Multiply(dc, false, b.Value, !transB, da, add);       // dA = dC·op(B)ᵀ
         }
         if (b.RequiresGrad)
         {
-            var (db, add) = Var<T>.GradSlot(b);
+            var (db, add) = b.GradSlot();
             if (transB) Tensors.MatMul.Multiply(dc, true, a.Value, transA, db, add);  // dB = dCᵀ·op(A)
             else Tensors.MatMul.Multiply(a.Value, !transA, dc, false, db, add);       // dB = op(A)ᵀ·dC
         }
@@ -55,8 +56,8 @@ public static class Ops
     public static Var<T> Add<T>(Var<T> a, Var<T> b) where T : unmanaged, IFloatingPointIeee754<T> =>
         Var<T>.FromOp(BroadcastOps.Add(a.Value, b.Value), "add", [a, b], y =>
         {
-            if (a.RequiresGrad) BroadcastOps.SumInto(y.Grad!, Var<T>.GradFor(a));
-            if (b.RequiresGrad) BroadcastOps.SumInto(y.Grad!, Var<T>.GradFor(b));
+            if (a.RequiresGrad) SumInto(y.Grad!, a.GradSlot());
+            if (b.RequiresGrad) SumInto(y.Grad!, b.GradSlot());
         });
 
     /// <summary>x summed over the dimensions where <paramref name="shape"/> has 1 (x must broadcast from it); dx = dy broadcast back.</summary>
@@ -64,12 +65,12 @@ public static class Ops
     {
         if (!Broadcast.Shape(shape, x.Shape).AsSpan().SequenceEqual(x.Shape))
             throw new ArgumentException($"cannot sum {Tensor<T>.Format(x.Shape)} to {Tensor<T>.Format(shape)}");
-        var y = Tensor<T>.Zeros(shape);
-        BroadcastOps.SumInto(x.Value, y);
+        var y = Tensor<T>.Empty(shape);
+        BroadcastOps.SumInto(x.Value, y, accumulate: false);
         return Var<T>.FromOp(y, "sum_to", [x], o =>
         {
-            var (dx, accumulate) = Var<T>.GradSlot(x);
-            BroadcastOps.BroadcastInto(o.Grad!, dx, accumulate);
+            var (dx, add) = x.GradSlot();
+            BroadcastOps.BroadcastInto(o.Grad!, dx, add);
         });
     }
 
@@ -77,53 +78,30 @@ public static class Ops
     public static Var<T> Mul<T>(Var<T> a, Var<T> b) where T : unmanaged, IFloatingPointIeee754<T> =>
         Var<T>.FromOp(BroadcastOps.Multiply(a.Value, b.Value), "mul", [a, b], y =>
         {
-            if (a.RequiresGrad) SumProductInto(y.Grad!, b.Value, a);
-            if (b.RequiresGrad) SumProductInto(y.Grad!, a.Value, b);
+            if (a.RequiresGrad) MultiplySumInto(y.Grad!, b.Value, a.GradSlot());
+            if (b.RequiresGrad) MultiplySumInto(y.Grad!, a.Value, b.GradSlot());
         });
 
-    /// <summary>x's gradient (+)= Σ dy ⊙ other over the dimensions x was broadcast along.</summary>
-    private static void SumProductInto<T>(Tensor<T> dy, Tensor<T> other, Var<T> x) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        if (dy.Shape.AsSpan().SequenceEqual(other.Shape) && dy.Shape.AsSpan().SequenceEqual(x.Shape))
-        {
-            // xs ⊙ ys: no broadcast, so one fused pass per slice
-            var (grad, add) = Var<T>.GradSlot(x);
-            Parallelism.ForSlices(grad.Length, 1, (s, n) =>
-            {
-                if (add) TP.MultiplyAdd<T>(dy.Span.Slice(s, n), other.Span.Slice(s, n), grad.Span.Slice(s, n), grad.Span.Slice(s, n));
-                else TP.Multiply<T>(dy.Span.Slice(s, n), other.Span.Slice(s, n), grad.Span.Slice(s, n));
-            });
-            return;
-        }
-        using var product = BroadcastOps.Multiply(dy, other);
-        BroadcastOps.SumInto(product, Var<T>.GradFor(x));
-    }
+    private static void SumInto<T>(Tensor<T> dy, GradSlot<T> dx) where T : unmanaged, IFloatingPointIeee754<T> =>
+        BroadcastOps.SumInto(dy, dx.Tensor, dx.Accumulate);
+
+    private static void MultiplySumInto<T>(Tensor<T> dy, Tensor<T> other, GradSlot<T> dx) where T : unmanaged, IFloatingPointIeee754<T> =>
+        BroadcastOps.MultiplySumInto(dy, other, dx.Tensor, dx.Accumulate);
 
     public static Var<T> Relu<T>(Var<T> x) where T : unmanaged, IFloatingPointIeee754<T>
     {
         var y = Tensor<T>.Empty(x.Shape);
-        Parallelism.ForSlices(y.Length, 1, (s, n) => Elementwise.Relu<T>(x.Value.Span.Slice(s, n), y.Span.Slice(s, n)));
-        return Var<T>.FromOp(y, "relu", [x], o =>
-        {
-            var (dx, add) = Var<T>.GradSlot(x);
-            Parallelism.ForSlices(dx.Length, 1, (s, n) => Elementwise.ReluBackward<T>(o.Value.Span.Slice(s, n), o.Grad!.Span.Slice(s, n), dx.Span.Slice(s, n), add));
-        });
+        Elementwise.Relu(x.Value, y);
+        return Var<T>.FromOp(y, "relu", [x], o => Elementwise.ReluBackward(o.Value, o.Grad!, x.GradSlot()));
     }
 
     /// <summary>LayerNorm over the last dimension, no affine parameters.</summary>
     public static Var<T> LayerNorm<T>(Var<T> x, double eps = 1e-5) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int d = x.Shape[^1];
         var y = Tensor<T>.Empty(x.Shape);
-        var rstd = Tensor<T>.Empty(x.Value.Length / d);
-        Parallelism.ForSlices(y.Length, d, (s, n) =>
-            Tensors.Kernels.LayerNorm.Forward<T>(x.Value.Span.Slice(s, n), y.Span.Slice(s, n), rstd.Span.Slice(s / d, n / d), d, T.CreateTruncating(eps)));
-        return Var<T>.FromOp(y, "layernorm", [x], o =>
-        {
-            var (dx, accumulate) = Var<T>.GradSlot(x);
-            Parallelism.ForSlices(dx.Length, d, (s, n) =>
-                Tensors.Kernels.LayerNorm.Backward<T>(o.Grad!.Span.Slice(s, n), o.Value.Span.Slice(s, n), rstd.Span.Slice(s / d, n / d), dx.Span.Slice(s, n), d, accumulate));
-        }, rstd);
+        var rstd = Tensor<T>.Empty(x.Value.Length / x.Shape[^1]);
+        Tensors.Kernels.LayerNorm.Forward(x.Value, y, rstd, T.CreateTruncating(eps));
+        return Var<T>.FromOp(y, "layernorm", [x], o => Tensors.Kernels.LayerNorm.Backward(o.Grad!, o.Value, rstd, x.GradSlot()), rstd);
     }
 
     /// <summary>Rotary embedding of x [..., table.Length, table.N] (see <see cref="Tensors.Kernels.Rope"/>).</summary>
@@ -132,13 +110,8 @@ public static class Ops
         if (x.Shape[^1] != table.N || x.Shape[^2] != table.Length)
             throw new ArgumentException($"rope table is [{table.Length}, {table.N}], input {Tensor<T>.Format(x.Shape)}");
         var y = Tensor<T>.Empty(x.Shape);
-        int n = table.N;
-        Parallelism.ForSlices(y.Length, n, (s, len) => Tensors.Kernels.Rope.Forward<T>(x.Value.Span.Slice(s, len), y.Span.Slice(s, len), table, s / n));
-        return Var<T>.FromOp(y, "rope", [x], o =>
-        {
-            var (dx, accumulate) = Var<T>.GradSlot(x);
-            Parallelism.ForSlices(dx.Length, n, (s, len) => Tensors.Kernels.Rope.Backward<T>(o.Grad!.Span.Slice(s, len), dx.Span.Slice(s, len), table, s / n, accumulate));
-        });
+        Tensors.Kernels.Rope.Forward(x.Value, y, table);
+        return Var<T>.FromOp(y, "rope", [x], o => Tensors.Kernels.Rope.Backward(o.Grad!, x.GradSlot(), table));
     }
 
     /// <summary>tril(q qᵀ, −1)·v per head and sequence: q [H,B,T,N], v [1|H,B,T,D] → [H,B,T,D].</summary>
@@ -148,21 +121,13 @@ public static class Ops
         var scores = Tensor<T>.Empty(h, b, t, t);
         var y = Tensor<T>.Empty(h, b, t, v.Shape[^1]);
         Tensors.Kernels.CausalLinearAttention.Forward(q.Value, v.Value, scores, y);
-        return Var<T>.FromOp(y, "attention", [q, v], o =>
-        {
-            using var dScores = Tensor<T>.Empty(scores.Shape);
-            Tensors.Kernels.CausalLinearAttention.Backward(q.Value, v.Value, scores, o.Grad!,
-                q.RequiresGrad ? Var<T>.GradFor(q) : null, v.RequiresGrad ? Var<T>.GradFor(v) : null, dScores);
-        }, scores);
+        return Var<T>.FromOp(y, "attention", [q, v], o => Tensors.Kernels.CausalLinearAttention.Backward(q.Value, v.Value, scores, o.Grad!,
+            q.RequiresGrad ? q.GradSlot() : null, v.RequiresGrad ? v.GradSlot() : null), scores);
     }
 
     /// <summary>The same storage seen with another shape (no copy).</summary>
     public static Var<T> Reshape<T>(Var<T> x, params int[] shape) where T : unmanaged, IFloatingPointIeee754<T> =>
-        Var<T>.FromOp(x.Value.Reshape(shape), "reshape", [x], o =>
-        {
-            var dx = Var<T>.GradFor(x).Span;
-            TP.Add(dx, o.Grad!.Span, dx);
-        });
+        Var<T>.FromOp(x.Value.Reshape(shape), "reshape", [x], o => SumInto(o.Grad!.Reshape(x.Shape), x.GradSlot()));
 
     /// <summary>Swaps two dimensions (a copy; its backward swaps them back).</summary>
     public static Var<T> Transpose<T>(Var<T> x, int d0, int d1) where T : unmanaged, IFloatingPointIeee754<T>
@@ -170,8 +135,12 @@ public static class Ops
         int[] shape = (int[])x.Shape.Clone();
         (shape[d0], shape[d1]) = (shape[d1], shape[d0]);
         var y = Tensor<T>.Empty(shape);
-        BroadcastOps.SwapAxes(x.Value, d0, d1, y, accumulate: false);
-        return Var<T>.FromOp(y, "transpose", [x], o => BroadcastOps.SwapAxes(o.Grad!, d0, d1, Var<T>.GradFor(x), accumulate: true));
+        Layout.SwapAxes(x.Value, d0, d1, y, accumulate: false);
+        return Var<T>.FromOp(y, "transpose", [x], o =>
+        {
+            var (dx, add) = x.GradSlot();
+            Layout.SwapAxes(o.Grad!, d0, d1, dx, add);
+        });
     }
 
     /// <summary>Rows of weight [V, D] picked by ids: → [..idsShape, D].</summary>
@@ -181,7 +150,7 @@ public static class Ops
         var y = Tensor<T>.Empty([.. idsShape, d]);
         if (y.Length != ids.Length * d) throw new ArgumentException($"{ids.Length} ids do not fill shape {Tensor<T>.Format(idsShape)}");
         Elementwise.EmbeddingForward<T>(weight.Value.Span, ids, y.Span, d);
-        return Var<T>.FromOp(y, "embedding", [weight], o => Elementwise.EmbeddingBackward<T>(o.Grad!.Span, ids, Var<T>.GradFor(weight).Span, d));
+        return Var<T>.FromOp(y, "embedding", [weight], o => Elementwise.EmbeddingBackward(o.Grad!, ids, weight.GradSlot()));
     }
 
     /// <summary>Inverted dropout with probability p; the identity when p is 0 or no rng is given (evaluation).</summary>
@@ -190,32 +159,17 @@ public static class Ops
         if (p == 0 || rng is null) return x;
         ulong seed = rng.NextUInt64(); // one draw per call: the mask is a hash of (seed, index), drawn again by the backward
         var y = Tensor<T>.Empty(x.Shape);
-        Parallelism.ForSlices(y.Length, 1, (s, n) => Elementwise.Dropout<T>(seed, p, x.Value.Span.Slice(s, n), y.Span.Slice(s, n), s, accumulate: false));
-        return Var<T>.FromOp(y, "dropout", [x], o =>
-        {
-            var (dx, add) = Var<T>.GradSlot(x);
-            Parallelism.ForSlices(dx.Length, 1, (s, n) => Elementwise.Dropout<T>(seed, p, o.Grad!.Span.Slice(s, n), dx.Span.Slice(s, n), s, add));
-        });
+        Elementwise.Dropout(seed, p, x.Value, y);
+        return Var<T>.FromOp(y, "dropout", [x], o => Elementwise.DropoutBackward(seed, p, o.Grad!, x.GradSlot()));
     }
 
     /// <summary>Mean cross-entropy of logits [..., V] against targets (one per row) → scalar [1].</summary>
     public static Var<T> CrossEntropy<T>(Var<T> logits, int[] targets) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int vocab = logits.Shape[^1];
-        if (logits.Value.Length != targets.Length * vocab) throw new ArgumentException($"{targets.Length} targets for logits {Tensor<T>.Format(logits.Shape)}");
-        // Rows split over the cores; the per-row losses are then summed in one fixed order (any thread count, same bits).
-        using var rowLoss = Tensor<T>.Empty(targets.Length);
-        Parallelism.ForSlices(logits.Value.Length, vocab, (s, n) => Tensors.Kernels.CrossEntropy.RowLosses<T>(
-            logits.Value.Span.Slice(s, n), targets.AsSpan(s / vocab, n / vocab), vocab, rowLoss.Span.Slice(s / vocab, n / vocab)));
         var loss = Tensor<T>.Empty(1);
-        loss.Span[0] = TP.Sum<T>(rowLoss.Span) / T.CreateTruncating(targets.Length);
-        return Var<T>.FromOp(loss, "cross_entropy", [logits], o =>
-        {
-            T scale = o.Grad!.Span[0] / T.CreateTruncating(targets.Length);
-            var (dLogits, accumulate) = Var<T>.GradSlot(logits);
-            Parallelism.ForSlices(dLogits.Length, vocab, (s, n) => Tensors.Kernels.CrossEntropy.Backward<T>(
-                logits.Value.Span.Slice(s, n), targets.AsSpan(s / vocab, n / vocab), vocab, scale, dLogits.Span.Slice(s, n), accumulate));
-        });
+        loss.Span[0] = Tensors.Kernels.CrossEntropy.Forward(logits.Value, targets);
+        return Var<T>.FromOp(loss, "cross_entropy", [logits], o => Tensors.Kernels.CrossEntropy.Backward(
+            logits.Value, targets, o.Grad!.Span[0] / T.CreateTruncating(targets.Length), logits.GradSlot()));
     }
 
     /// <summary>Σ x → [1].</summary>
@@ -225,14 +179,15 @@ public static class Ops
     public static Var<T> Mean<T>(Var<T> x) where T : unmanaged, IFloatingPointIeee754<T> =>
         Scaled(x, T.One / T.CreateTruncating(x.Value.Length), "mean");
 
+    /// <summary>Σ x · scale → [1]; dx = dy · scale in every element.</summary>
     private static Var<T> Scaled<T>(Var<T> x, T scale, string op) where T : unmanaged, IFloatingPointIeee754<T>
     {
         var y = Tensor<T>.Empty(1);
         y.Span[0] = TP.Sum<T>(x.Value.Span) * scale;
         return Var<T>.FromOp(y, op, [x], o =>
         {
-            var dx = Var<T>.GradFor(x).Span;
-            TP.Add(dx, o.Grad!.Span[0] * scale, dx);
+            var (dx, add) = x.GradSlot();
+            BroadcastOps.BroadcastInto(Tensor<T>.From([o.Grad!.Span[0] * scale], 1), dx, add);
         });
     }
 }

@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace Bdh.Autograd;
 
 /// <summary>
@@ -37,48 +35,50 @@ public sealed class Var<T> where T : unmanaged, IFloatingPointIeee754<T>
     public static Var<T> Constant(Tensor<T> value) => new(value, "const", false, [], []);
 
     /// <summary>
-    /// The result of an op. <paramref name="backward"/> receives the new node and must add its
-    /// gradient into the inputs that require one (see <see cref="GradFor"/>); it is dropped under
-    /// <see cref="NoGrad"/> or when no input needs a gradient. <paramref name="saved"/> are buffers
-    /// the backward pass reads, freed with the graph.
+    /// The result of an op. <paramref name="backward"/> receives the new node and sends its gradient to
+    /// each input that requires one, through that input's <see cref="GradSlot"/>; it is dropped under
+    /// <see cref="NoGrad"/> or when no input needs a gradient, and timed only while <see cref="OpProfile"/>
+    /// is on. <paramref name="saved"/> are buffers the backward pass reads, freed with the graph.
     /// </summary>
     internal static Var<T> FromOp(Tensor<T> value, string op, Var<T>[] inputs, Action<Var<T>> backward, params IDisposable[] saved)
     {
         if (OpProfile.Enabled && !NoGrad.IsActive) OpProfile.RecordForward(op, value.Shape); // training graphs only
         bool requires = !NoGrad.IsActive && inputs.Any(i => i.RequiresGrad);
         var node = new Var<T>(value, op, requires, inputs, saved);
-        if (requires) node._backward = () => backward(node);
+        if (requires) node._backward = OpProfile.Enabled ? OpProfile.Timed(op, value.Shape, () => backward(node)) : () => backward(node);
         return node;
     }
 
-    /// <summary>The gradient buffer of an input, created as zeros on first use.</summary>
-    public static Tensor<T> GradFor(Var<T> v) => v.Grad ??= Tensor<T>.Zeros(v.Shape);
+    /// <summary>
+    /// Where an op's backward puts this input's gradient: the buffer, made (not zeroed) on the first
+    /// contribution, which writes it; every later contribution adds to it.
+    /// </summary>
+    internal GradSlot<T> GradSlot()
+    {
+        if (Grad is not null) return new(Grad, Accumulate: true);
+        Grad = Tensor<T>.Empty(Shape);
+        return new(Grad, Accumulate: false);
+    }
 
     /// <summary>
-    /// The gradient buffer of an input, and whether to add to it: false when it was just created (not
-    /// zeroed), so the first contribution writes. Saves a pass of zeros over megabyte gradients.
+    /// A leaf's gradient buffer, made as zeros when it has none: an optimizer holds it across steps, the
+    /// backward passes add into it and the optimizer zeroes it after each update.
     /// </summary>
-    public static (Tensor<T> Grad, bool Accumulate) GradSlot(Var<T> v)
-    {
-        if (v.Grad is not null) return (v.Grad, true);
-        v.Grad = Tensor<T>.Empty(v.Shape);
-        return (v.Grad, false);
-    }
+    internal Tensor<T> ZeroedGrad() => Grad ??= Tensor<T>.Zeros(Shape);
 
     /// <summary>Back-propagates from this scalar: d(this)/d(this) = 1, then every node in reverse topological order.</summary>
     public void Backward()
     {
         if (Value.Length != 1) throw new InvalidOperationException($"Backward() needs a scalar, not {Tensor<T>.Format(Shape)}");
         if (!RequiresGrad) throw new InvalidOperationException("nothing in this graph requires a gradient");
-        GradFor(this).Span[0] += T.One;
+        var seed = GradSlot();
+        seed.Tensor.Span[0] = seed.Accumulate ? seed.Tensor.Span[0] + T.One : T.One;
         var order = TopologicalOrder();
         for (int i = order.Count - 1; i >= 0; i--)
         {
             var node = order[i];
             if (node.Grad is null) continue;
-            long start = Stopwatch.GetTimestamp();
             node._backward?.Invoke();
-            if (OpProfile.Enabled && node._backward is not null) OpProfile.RecordBackward(node.Op, node.Shape, start);
             // As in PyTorch, an intermediate's gradient is dropped once sent on: nothing reads it again,
             // and keeping every one until the end would double the peak memory of a training step.
             if (node._inputs.Length > 0)

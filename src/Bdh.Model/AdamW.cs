@@ -19,7 +19,7 @@ public sealed class AdamW
     public AdamW(IEnumerable<Var<float>> parameters, double lr = 1e-3, double weightDecay = 0.1,
         double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8)
     {
-        _state = parameters.Select(p => (p.Value, Var<float>.GradFor(p), new float[p.Value.Length], new float[p.Value.Length])).ToArray();
+        _state = parameters.Select(p => (p.Value, p.ZeroedGrad(), new float[p.Value.Length], new float[p.Value.Length])).ToArray();
         (LearningRate, WeightDecay, Beta1, Beta2, Eps) = (lr, weightDecay, beta1, beta2, eps);
     }
 

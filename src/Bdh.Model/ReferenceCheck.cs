@@ -164,7 +164,7 @@ public static class ReferenceCheck
     {
         int[] s = value.Shape;
         var swapped = Tensor<float>.Empty(s[1], s[0], s[2], s[3]);
-        BroadcastOps.SwapAxes(value, 0, 1, swapped, accumulate: false);
+        Layout.SwapAxes(value, 0, 1, swapped, accumulate: false);
         return swapped;
     }
 

@@ -22,7 +22,7 @@ public static class Broadcast
     /// (in row-major order), the offset of the matching block in an operand of
     /// <paramref name="operandShape"/> broadcast to it. The operand's trailing elements must match.
     /// </summary>
-    public static int[] BlockOffsets(int[] outShape, int[] operandShape, int trailingDims)
+    internal static int[] BlockOffsets(int[] outShape, int[] operandShape, int trailingDims)
     {
         int outer = outShape.Length - trailingDims;
         int blocks = Tensor<float>.ShapeLength(outShape.AsSpan(0, outer));
@@ -53,7 +53,7 @@ public static class Broadcast
     }
 }
 
-/// <summary>Element-wise add and multiply with broadcasting, and the reduction their backward needs.</summary>
+/// <summary>Element-wise add and multiply with broadcasting, and the reductions their backward needs.</summary>
 public static class BroadcastOps
 {
     public static Tensor<T> Add<T>(Tensor<T> a, Tensor<T> b) where T : unmanaged, IFloatingPointIeee754<T> => Apply(a, b, multiply: false);
@@ -95,14 +95,22 @@ public static class BroadcastOps
         return y;
     }
 
-    /// <summary>dst += src summed over the dimensions where dst's shape broadcasts to src's.</summary>
-    public static void SumInto<T>(Tensor<T> src, Tensor<T> dst) where T : unmanaged, IFloatingPointIeee754<T>
+    /// <summary>
+    /// dst (+)= src summed over the dimensions where dst's shape broadcasts to src's; without
+    /// <paramref name="accumulate"/>, dst is overwritten (it need not be zeroed first).
+    /// </summary>
+    public static void SumInto<T>(Tensor<T> src, Tensor<T> dst, bool accumulate) where T : unmanaged, IFloatingPointIeee754<T>
     {
         if (src.Shape.AsSpan().SequenceEqual(dst.Shape))
         {
-            Parallelism.ForSlices(dst.Length, 1, (s, n) => TP.Add<T>(dst.Span.Slice(s, n), src.Span.Slice(s, n), dst.Span.Slice(s, n)));
+            Parallelism.ForSlices(dst.Length, 1, (s, n) =>
+            {
+                if (accumulate) TP.Add<T>(dst.Span.Slice(s, n), src.Span.Slice(s, n), dst.Span.Slice(s, n));
+                else src.Span.Slice(s, n).CopyTo(dst.Span.Slice(s, n));
+            });
             return;
         }
+        if (!accumulate) dst.Span.Clear(); // several rows of src land on each row of dst
         int n = src.Shape[^1];
         bool full = dst.Shape[^1] == n;
         int[] dOff = Broadcast.BlockOffsets(src.Shape, dst.Shape, 1);
@@ -116,6 +124,25 @@ public static class BroadcastOps
             }
             else dst.Span[dOff[r]] += TP.Sum(sr);
         }
+    }
+
+    /// <summary>
+    /// dst (+)= Σ dy ⊙ other over the dimensions where dst's shape broadcasts to dy's: the gradient of one
+    /// factor of a product. Without broadcasting (xs ⊙ ys) it is one fused pass per slice.
+    /// </summary>
+    public static void MultiplySumInto<T>(Tensor<T> dy, Tensor<T> other, Tensor<T> dst, bool accumulate) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (dy.Shape.AsSpan().SequenceEqual(other.Shape) && dy.Shape.AsSpan().SequenceEqual(dst.Shape))
+        {
+            Parallelism.ForSlices(dst.Length, 1, (s, n) =>
+            {
+                if (accumulate) TP.MultiplyAdd<T>(dy.Span.Slice(s, n), other.Span.Slice(s, n), dst.Span.Slice(s, n), dst.Span.Slice(s, n));
+                else TP.Multiply<T>(dy.Span.Slice(s, n), other.Span.Slice(s, n), dst.Span.Slice(s, n));
+            });
+            return;
+        }
+        using var product = Multiply(dy, other);
+        SumInto(product, dst, accumulate);
     }
 
     /// <summary>
@@ -138,33 +165,5 @@ public static class BroadcastOps
                 else dr.Fill(src.Span[sOff[r]]);
             }
         });
-    }
-
-    /// <summary>dst (+)= src with dimensions d0 and d1 swapped; dst has the swapped shape.</summary>
-    public static void SwapAxes<T>(Tensor<T> src, int d0, int d1, Tensor<T> dst, bool accumulate) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        if (d0 > d1) (d0, d1) = (d1, d0);
-        int[] s = src.Shape;
-        // View src as [outer, A, mid, B, inner] with A = s[d0], B = s[d1]; dst is [outer, B, mid, A, inner].
-        int outer = Tensor<T>.ShapeLength(s.AsSpan(0, d0)), A = s[d0];
-        int mid = Tensor<T>.ShapeLength(s.AsSpan(d0 + 1, d1 - d0 - 1)), B = s[d1];
-        int inner = Tensor<T>.ShapeLength(s.AsSpan(d1 + 1));
-        Span<T> from = src.Span, to = dst.Span;
-        // (a, b) in 32×32 tiles: src is read along b and dst written along a, and a tile's lines of both stay in
-        // cache (transposing a 256×8192 matrix row by row missed the cache on every element written).
-        const int Tile = 32;
-        int bStep = mid * A * inner; // from dst[.., b, .., a, ..] to dst[.., b + 1, .., a, ..]
-        for (int o = 0; o < outer; o++)
-            for (int m = 0; m < mid; m++)
-                for (int a0 = 0; a0 < A; a0 += Tile)
-                    for (int b0 = 0; b0 < B; b0 += Tile)
-                        for (int a = a0, bEnd = Math.Min(b0 + Tile, B); a < Math.Min(a0 + Tile, A); a++)
-                        {
-                            int x = (((o * A + a) * mid + m) * B + b0) * inner, y = (((o * B + b0) * mid + m) * A + a) * inner;
-                            for (int b = b0; b < bEnd; b++, x += inner, y += bStep)
-                                if (inner == 1) to[y] = accumulate ? to[y] + from[x] : from[x]; // one element: no span calls
-                                else if (accumulate) TP.Add(to.Slice(y, inner), from.Slice(x, inner), to.Slice(y, inner));
-                                else from.Slice(x, inner).CopyTo(to.Slice(y, inner));
-                        }
     }
 }

@@ -1,5 +1,3 @@
-using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
 namespace Bdh.Tensors;
@@ -8,7 +6,7 @@ namespace Bdh.Tensors;
 /// A matrix inside a flat array: element (i, j) is <c>Array[Offset + i*Stride + j]</c>, or
 /// <c>Array[Offset + j*Stride + i]</c> when <see cref="Transposed"/> — so a transpose costs nothing.
 /// </summary>
-public readonly record struct MatrixRef<T>(T[] Array, int Offset, int Stride, bool Transposed = false)
+internal readonly record struct MatrixRef<T>(T[] Array, int Offset, int Stride, bool Transposed = false)
 {
     public T this[int i, int j] => Array[Offset + (Transposed ? j * Stride + i : i * Stride + j)];
 }
@@ -18,17 +16,17 @@ public readonly record struct MatrixRef<T>(T[] Array, int Offset, int Stride, bo
 /// with j &lt; i is wanted (the caller masks the rest); <c>LowerA</c>, A[i, p] = 0 for p ≥ i;
 /// <c>UpperA</c>, A[i, p] = 0 for p ≤ i. Skipping exact zeros leaves every wanted value unchanged.
 /// </summary>
-public enum Causal { None, LowerOutput, LowerA, UpperA }
+internal enum Causal { None, LowerOutput, LowerA, UpperA }
 
 /// <summary>
-/// General matrix multiply <c>C[m,n] = (accumulate ? C : 0) + A[m,k]·B[k,n]</c>.
-/// float runs the packed, register-blocked SIMD kernel (<see cref="PackedGemm"/>), or, when A is mostly
-/// zeros, the sparse one (<see cref="SparseGemm"/>: the choice is made per call from A's measured density
-/// and is deterministic); double (used by
-/// gradient checks) runs a row-at-a-time TensorPrimitives loop. Both split work over output rows or
-/// tiles only, so results are bit-identical for any thread count.
+/// General matrix multiply <c>C[m,n] = (accumulate ? C : 0) + A[m,k]·B[k,n]</c>, the entry of every product of
+/// training and prefill (<see cref="MatMul"/> over tensors comes here). float runs the packed, register-blocked SIMD
+/// kernel (<see cref="PackedGemm"/>), or, when A is mostly zeros, the sparse one (<see cref="SparseGemm"/>: the choice
+/// is made per call from A's measured density and is deterministic); double (used by gradient checks) runs a
+/// row-at-a-time TensorPrimitives loop. Both split work over output rows or tiles only, so results are
+/// bit-identical for any thread count. A generated token's one-row products are <see cref="Gemv"/>'s.
 /// </summary>
-public static class Gemm
+internal static class Gemm
 {
     /// <summary>Below this many multiply-adds a product runs on one thread: the fork costs more than it saves.</summary>
     internal const long ParallelThreshold = 1 << 18;
@@ -65,43 +63,6 @@ public static class Gemm
             MultiplyByRows(m, n, k, a, b, c, accumulate, parallel);
     }
 
-    /// <summary>
-    /// y [n] = x [k]·W [k, n], W row-major: one row times a matrix, as each generated token needs. W is read
-    /// once where it lies (packing it would cost more than the product), and x's zeros, most of them in BDH's
-    /// activations, are skipped: float runs the sparse kernel's row loop.
-    /// </summary>
-    public static void RowTimesMatrix<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> w, Span<T> y) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        if (w.Length != x.Length * y.Length) throw new ArgumentException($"W must be [{x.Length}, {y.Length}]");
-        if (typeof(T) == typeof(float))
-        {
-            SparseGemm.RowTimesMatrix(MemoryMarshal.Cast<T, float>(x), MemoryMarshal.Cast<T, float>(w), MemoryMarshal.Cast<T, float>(y));
-            return;
-        }
-        y.Clear();
-        for (int p = 0; p < x.Length; p++)
-            if (x[p] != T.Zero) TP.MultiplyAdd(w.Slice(p * y.Length, y.Length), x[p], y, y);
-    }
-
-    /// <summary>
-    /// y [m] = W [m, k]·x [k] on the rows where <paramref name="where"/> is non-zero, 0 on the others: a
-    /// token needs only the rows of its active neurons, so only those are read. float reads four rows at
-    /// a time (a row at a time waits on memory for each); every row is summed the same way wherever it
-    /// falls in the list, so y[i] depends only on row i and x.
-    /// </summary>
-    public static void MatrixTimesVector<T>(ReadOnlySpan<T> w, ReadOnlySpan<T> x, Span<T> y, ReadOnlySpan<T> where) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        if (w.Length != y.Length * x.Length) throw new ArgumentException($"W must be [{y.Length}, {x.Length}]");
-        if (where.Length != y.Length) throw new ArgumentException($"where must have {y.Length} entries");
-        if (typeof(T) == typeof(float))
-        {
-            SparseGemm.MatrixTimesVector(MemoryMarshal.Cast<T, float>(w), MemoryMarshal.Cast<T, float>(x), MemoryMarshal.Cast<T, float>(y), MemoryMarshal.Cast<T, float>(where));
-            return;
-        }
-        for (int i = 0; i < y.Length; i++)
-            y[i] = where[i] == T.Zero ? T.Zero : TP.Dot<T>(w.Slice(i * x.Length, x.Length), x);
-    }
-
     /// <summary>C[i,:] (+)= Σ_p A[i,p]·B[p,:], or a dot product per element when B is transposed.</summary>
     private static void MultiplyByRows<T>(int m, int n, int k, MatrixRef<T> a, MatrixRef<T> b, MatrixRef<T> c,
         bool accumulate, bool parallel) where T : unmanaged, IFloatingPointIeee754<T>
@@ -122,182 +83,5 @@ public static class Gemm
             }
             TensorPool<T>.Return(aRow);
         });
-    }
-}
-
-/// <summary>
-/// The float GEMM, BLIS-style, written once over the vector width W (<see cref="IFloatVector{V}"/>). For each KC-deep
-/// slice of k, op(B) is packed into NR-column slivers (k-major, zero-padded), so the micro-kernel loads B with unit
-/// stride whatever the transposition. A is read where it lies: the kernel broadcasts one element of each of its MR
-/// rows per k step, and a row of A steps through memory by 1 (or by the stride, transposed) — MR short streams that
-/// stay in L1. Packing A would cost a copy per 2·NR FMAs, which on BDH's narrow products (N = D = 128) was a third of
-/// the time. The micro-kernel holds an MR×NR tile of C in registers, two vectors per row (NR = 2·W.Count), with MR
-/// as large as the register file allows (<see cref="IFloatVector{V}.GemmRows"/>: 8×32 in 16 of AVX-512's 32 zmm,
-/// 6×16 in 12 of AVX2's 16 ymm), and does 2·MR FMAs per k step for 2 + MR loads. Work items are (MC rows × NB columns)
-/// blocks of C: disjoint outputs, no split reductions.
-/// </summary>
-internal static unsafe class PackedGemm
-{
-    private const int KC = 256, NB = 256;
-    private const int MaxRows = 8; // the most rows of C a micro-kernel tile has, at any width
-
-    public static void Multiply<W, V>(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c,
-        bool accumulate, bool parallel, Causal causal) where W : struct, IFloatVector<V> where V : struct
-    {
-        var (_, NR, MC) = Tile<W, V>();
-        int nSlivers = (n + NR - 1) / NR;
-        float[] bPack = TensorPool<float>.Rent(nSlivers * NR * Math.Min(k, KC));
-        int rowBlocks = (m + MC - 1) / MC, colBlocks = (n + NB - 1) / NB;
-        int threads = parallel ? Parallelism.Threads : 1;
-        for (int p0 = 0; p0 < k; p0 += KC)
-        {
-            int kc = Math.Min(KC, k - p0);
-            bool add = accumulate || p0 > 0;
-            ForChunks(nSlivers, threads, (t0, t1) => PackB(b, n, p0, kc, NR, t0, t1, bPack));
-            RunItems(rowBlocks * colBlocks, threads, item =>
-                ComputeBlock<W, V>(item / colBlocks, item % colBlocks, m, n, p0, kc, a, bPack, c, add, causal));
-        }
-        TensorPool<float>.Return(bPack);
-    }
-
-    /// <summary>The tile at width W: MR rows by NR = two vectors of columns, in row blocks of MC = 8 tiles' rows.</summary>
-    private static (int MR, int NR, int MC) Tile<W, V>() where W : struct, IFloatVector<V> where V : struct =>
-        (W.GemmRows, 2 * W.Count, 8 * W.GemmRows);
-
-    private static void ForChunks(int count, int threads, Action<int, int> body)
-    {
-        int chunks = Math.Min(count, threads);
-        RunItems(chunks, threads, i => body(i * count / chunks, (i + 1) * count / chunks));
-    }
-
-    private static void RunItems(int count, int threads, Action<int> body)
-    {
-        if (threads == 1) for (int i = 0; i < count; i++) body(i);
-        else Parallelism.For(count, body);
-    }
-
-    /// <summary>bPack[t][p][j] = B[p0 + p, t*nr + j], zero past column n.</summary>
-    private static void PackB(MatrixRef<float> b, int n, int p0, int kc, int nr, int t0, int t1, float[] bPack)
-    {
-        for (int t = t0; t < t1; t++)
-        {
-            Span<float> dst = bPack.AsSpan(t * nr * kc, nr * kc);
-            int cols = Math.Min(nr, n - t * nr);
-            if (cols < nr) dst.Clear();
-            if (b.Transposed) // B[p, j] = b.Array[j*stride + p]: column j is contiguous over p
-                for (int j = 0; j < cols; j++)
-                {
-                    ReadOnlySpan<float> src = b.Array.AsSpan(b.Offset + (t * nr + j) * b.Stride + p0, kc);
-                    for (int p = 0; p < kc; p++) dst[p * nr + j] = src[p];
-                }
-            else
-                for (int p = 0; p < kc; p++)
-                    b.Array.AsSpan(b.Offset + (p0 + p) * b.Stride + t * nr, cols).CopyTo(dst.Slice(p * nr));
-        }
-    }
-
-    private static void ComputeBlock<W, V>(int rowBlock, int colBlock, int m, int n, int p0, int kc,
-        MatrixRef<float> a, float[] bPack, MatrixRef<float> c, bool add, Causal causal) where W : struct, IFloatVector<V> where V : struct
-    {
-        var (MR, NR, MC) = Tile<W, V>();
-        float* edge = stackalloc float[MaxRows * 32];
-        float* partialRows = stackalloc float[MaxRows * KC];
-        // A(i, p0 + p) sits at aP + i·aRow + p·aK.
-        nint aRow = a.Transposed ? 1 : a.Stride, aK = a.Transposed ? a.Stride : 1;
-        fixed (float* aBase = a.Array, bP = bPack, cP = c.Array)
-        {
-            float* aP = aBase + a.Offset + p0 * aK;
-            int sEnd = Math.Min((rowBlock + 1) * MC, m + MR - 1) / MR;
-            int tEnd = Math.Min((colBlock + 1) * NB, n + NR - 1) / NR;
-            for (int t = colBlock * NB / NR; t < tEnd; t++)
-                for (int s = rowBlock * MC / MR; s < sEnd; s++)
-                {
-                    int i0 = s * MR, j0 = t * NR;
-                    if (causal == Causal.LowerOutput && j0 >= i0 + MR - 1) continue; // every C[i, j] here has j ≥ i
-                    // The k range [pLo, pHi) of this slice where the sliver's rows of A can be non-zero.
-                    int pLo = causal == Causal.UpperA ? Math.Max(p0, i0 + 1) : p0;
-                    int pHi = causal == Causal.LowerA ? Math.Min(p0 + kc, i0 + MR - 1) : p0 + kc;
-                    if (pHi <= pLo && add) continue;
-                    int depth = Math.Max(pHi - pLo, 0), skip = depth == 0 ? 0 : pLo - p0;
-                    int rows = Math.Min(MR, m - i0), cols = Math.Min(NR, n - j0);
-                    float* aSliver = aP + i0 * aRow, bSliver = bP + t * NR * kc + skip * NR;
-                    nint sliverRow = aRow, sliverK = aK;
-                    if (rows < MR) // the last rows of A: copy them beside zero rows, so the kernel reads no further
-                    {
-                        new Span<float>(partialRows, MR * kc).Clear();
-                        for (int r = 0; r < rows; r++)
-                            for (int p = 0; p < kc; p++) partialRows[p * MR + r] = aSliver[r * aRow + p * aK];
-                        aSliver = partialRows;
-                        (sliverRow, sliverK) = (1, MR);
-                    }
-                    aSliver += skip * sliverK;
-                    float* cTile = cP + c.Offset + (long)i0 * c.Stride + j0;
-                    if (rows == MR && cols == NR)
-                    {
-                        MicroKernel<W, V>(depth, aSliver, sliverRow, sliverK, bSliver, cTile, c.Stride, add);
-                        continue;
-                    }
-                    // Partial tile at the matrix edge: compute the full tile aside, keep the valid part.
-                    MicroKernel<W, V>(depth, aSliver, sliverRow, sliverK, bSliver, edge, NR, false);
-                    for (int r = 0; r < rows; r++)
-                        for (int j = 0; j < cols; j++)
-                            cTile[(long)r * c.Stride + j] = add ? cTile[(long)r * c.Stride + j] + edge[r * NR + j] : edge[r * NR + j];
-                }
-        }
-    }
-
-    /// <summary>
-    /// C[MR, NR] (+)= Σ_p A[0..MR, p] ⊗ b[p, 0..NR): the tile in 2·MR accumulators, MR broadcasts and 2 loads per p.
-    /// Row r of A is at a + r·aRow, stepping by aK per p. MR is 6 or 8, a constant of each width's copy, so the rows past
-    /// it and their tests compile away.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    private static void MicroKernel<W, V>(int kc, float* a, nint aRow, nint aK, float* b, float* c, int ldc, bool add)
-        where W : struct, IFloatVector<V> where V : struct
-    {
-        int w = W.Count, MR = W.GemmRows;
-        V c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default, c30 = default, c31 = default,
-            c40 = default, c41 = default, c50 = default, c51 = default, c60 = default, c61 = default, c70 = default, c71 = default;
-        float* a0 = a, a1 = a0 + aRow, a2 = a1 + aRow, a3 = a2 + aRow, a4 = a3 + aRow, a5 = a4 + aRow, a6 = a5 + aRow, a7 = a6 + aRow;
-        nint o = 0;
-        for (int p = 0; p < kc; p++, o += aK, b += 2 * w)
-        {
-            var b0 = W.Load(b);
-            var b1 = W.Load(b + w);
-            var ai = W.Create(a0[o]); c00 = W.MultiplyAdd(ai, b0, c00); c01 = W.MultiplyAdd(ai, b1, c01);
-            ai = W.Create(a1[o]); c10 = W.MultiplyAdd(ai, b0, c10); c11 = W.MultiplyAdd(ai, b1, c11);
-            ai = W.Create(a2[o]); c20 = W.MultiplyAdd(ai, b0, c20); c21 = W.MultiplyAdd(ai, b1, c21);
-            ai = W.Create(a3[o]); c30 = W.MultiplyAdd(ai, b0, c30); c31 = W.MultiplyAdd(ai, b1, c31);
-            ai = W.Create(a4[o]); c40 = W.MultiplyAdd(ai, b0, c40); c41 = W.MultiplyAdd(ai, b1, c41);
-            ai = W.Create(a5[o]); c50 = W.MultiplyAdd(ai, b0, c50); c51 = W.MultiplyAdd(ai, b1, c51);
-            if (MR == 8)
-            {
-                ai = W.Create(a6[o]); c60 = W.MultiplyAdd(ai, b0, c60); c61 = W.MultiplyAdd(ai, b1, c61);
-                ai = W.Create(a7[o]); c70 = W.MultiplyAdd(ai, b0, c70); c71 = W.MultiplyAdd(ai, b1, c71);
-            }
-        }
-        StoreRow<W, V>(c, c00, c01, add); c += ldc;
-        StoreRow<W, V>(c, c10, c11, add); c += ldc;
-        StoreRow<W, V>(c, c20, c21, add); c += ldc;
-        StoreRow<W, V>(c, c30, c31, add); c += ldc;
-        StoreRow<W, V>(c, c40, c41, add); c += ldc;
-        StoreRow<W, V>(c, c50, c51, add);
-        if (MR == 8)
-        {
-            c += ldc; StoreRow<W, V>(c, c60, c61, add);
-            c += ldc; StoreRow<W, V>(c, c70, c71, add);
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreRow<W, V>(float* c, V lo, V hi, bool add) where W : struct, IFloatVector<V> where V : struct
-    {
-        if (add)
-        {
-            lo = W.Add(lo, W.Load(c));
-            hi = W.Add(hi, W.Load(c + W.Count));
-        }
-        W.Store(lo, c);
-        W.Store(hi, c + W.Count);
     }
 }

@@ -56,9 +56,9 @@ public static class Parallelism
     /// <see cref="For"/> for a caller that forks again within microseconds, as a generated token does once per
     /// layer: on a <see cref="Team"/> of threads that spin between jobs, when it is free (else, for a second
     /// caller or a fork inside an item, as <see cref="For"/>). Training does not use it: its forks are further
-    /// apart, and with workers spinning between them a training step took ~7% longer (interleaved runs).
+    /// apart, and workers spinning between them take cores from the kernels (bench/README.md has the measurement).
     /// </summary>
-    public static void ForLowLatency(int count, Action<int> body)
+    internal static void ForLowLatency(int count, Action<int> body)
     {
         if (count > 1 && _threads > 1 && Team.TryRun(count, Math.Min(count, _threads) - 1, body)) return;
         For(count, body);
@@ -66,9 +66,9 @@ public static class Parallelism
 
     /// <summary>
     /// Worker threads that spin for a while between jobs before they sleep. Generating a token forks once
-    /// per layer with ~50 µs of serial work between forks; with <c>Parallel.For</c>, the second thread's
-    /// items began ~300 µs after each fork on this VM (its pool worker had gone to sleep and took that long to
-    /// wake), 1.8 ms of a 14 ms token on the paper config. Spinning keeps the core ready; after
+    /// per layer with tens of microseconds of serial work between forks; a thread-pool worker that has gone to
+    /// sleep in that gap takes hundreds of microseconds to wake, so with <c>Parallel.For</c> the second thread's
+    /// items would start late at every fork. Spinning keeps the core ready; after
     /// <see cref="SpinTicks"/> without work a worker sleeps, so an idle process costs nothing.
     /// The caller takes items too; items go to whoever asks next, so which thread runs which item
     /// varies, never what an item computes.

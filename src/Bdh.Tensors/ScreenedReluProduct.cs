@@ -8,7 +8,7 @@ namespace Bdh.Tensors;
 /// one W per head (this holds a stack of them, [count, k, n]).
 /// Most of y is zero (a trained paper-config model fires ~36% of its neurons), yet a dense product reads all
 /// of W. Here an int8 copy of W, a quarter of the bytes, bounds each output, and only the outputs that can be
-/// positive are computed exactly, each a dot of x with its float column (<see cref="Gemm.MatrixTimesVector{T}"/>).
+/// positive are computed exactly, each a dot of x with its float column (<see cref="Gemv.MatrixTimesVector{T}"/>).
 /// The outputs are exact, not approximated: the int8 copy only chooses which ones to compute.
 /// </summary>
 /// <remarks>
@@ -37,7 +37,7 @@ public sealed unsafe class ScreenedReluProduct
         int count = w.Shape[0], k = w.Shape[1], n = w.Shape[2];
         (_k, _n, _panelCount) = (k, n, (n + Panel - 1) / Panel);
         _columns = new float[count * n * k];
-        BroadcastOps.SwapAxes(w, 1, 2, Tensor<float>.From(_columns, count, n, k), accumulate: false);
+        Layout.SwapAxes(w, 1, 2, Tensor<float>.From(_columns, count, n, k), accumulate: false);
         var scale = new float[count * n];
         for (int j = 0; j < scale.Length; j++)
         {
@@ -79,7 +79,7 @@ public sealed unsafe class ScreenedReluProduct
         }
         else candidates.AsSpan().Fill(1); // no screen, or a NaN or infinity to pass on as the dense product would
         var computed = candidates.AsSpan(0, _n);
-        Gemm.MatrixTimesVector<float>(_columns.AsSpan(matrix * _n * _k, _n * _k), x, y, where: computed);
+        Gemv.MatrixTimesVector<float>(_columns.AsSpan(matrix * _n * _k, _n * _k), x, y, where: computed);
         Kernels.Elementwise.Relu<float>(y, y);
         int count = (int)TP.Sum<float>(computed);
         TensorPool<float>.Return(candidates);

@@ -13,27 +13,20 @@ namespace Bdh.Tensors;
 /// Each thread takes a range of rows of C; for each row it lists the non-zeros of that row of op(A)
 /// (in order of p), then adds A[i, p]·B[p, :] for each, with the row of C held in 8 vector registers
 /// (128 columns at 512 bits). Every row adds its terms in order of p, so the result is the same for any thread count.
-/// <see cref="Gemm.Multiply{T}"/> comes here when <see cref="IsSparse"/> says A is below <see cref="MaxDensity"/>,
-/// and <see cref="Gemm.RowTimesMatrix{T}"/> for every one-row product of a generated token, whatever its density.
-/// <see cref="Gemm.MatrixTimesVector{T}"/> also comes here: the other way round, the rows of W that a token's
-/// active neurons need, dotted with a dense x (listed with the same <see cref="NonZeros"/>).
+/// <see cref="Gemm.Multiply{T}"/> comes here when <see cref="IsSparse"/> says A is below <see cref="MaxDensity"/>;
+/// <see cref="Gemv"/>'s one-token products use its row kernel (<see cref="MultiplyRow"/>) and non-zero scan
+/// (<see cref="NonZeros"/>).
 /// </summary>
 internal static unsafe class SparseGemm
 {
     /// <summary>
-    /// Below this fraction of non-zeros this kernel beats the packed dense one. Measured on the decoder's
-    /// shapes ([1024×512]·[512×128] and its weight gradient), 2 threads, ms sparse / dense: 5%: 0.50 / 0.81
-    /// and 0.45 / 0.97; 10%: 0.58 / 0.81 and 0.61 / 1.03; 20%: 0.94 / 0.81 and 0.89 / 1.08.
+    /// Below this fraction of non-zeros this kernel beats the packed dense one on the decoder's shapes (its product
+    /// and its weight gradient): the dense kernel's time does not depend on the density, this one's grows with it.
+    /// The crossover's measurements are in bench/README.md.
     /// </summary>
     public const double MaxDensity = 0.12;
 
     private const int RowRun = 32;   // rows of B per run of MultiplyRow: 32 KB at 256 columns, in L1/L2 for the next tile
-    /// <summary>
-    /// How many listed rows ahead the one-token products ask for the rows they will read. Their rows are scattered,
-    /// so the hardware's stream prefetcher, which stops at each 4 KB page, starts most rows with a miss; a
-    /// few rows requested ahead keep more misses in flight (paper config, 2 threads: ~10% less time per token).
-    /// </summary>
-    private const int PrefetchRows = 8;
 
     /// <summary>
     /// Whether op(A) [m, k] has at most <see cref="MaxDensity"/> non-zeros. Every large float product asks,
@@ -118,111 +111,6 @@ internal static unsafe class SparseGemm
         TensorPool<int>.Return(positions);
     }
 
-    /// <summary>y [n] = x [k]·W [k, n] (W row-major, rows of n): the one-row product of a generated token.</summary>
-    public static void RowTimesMatrix(ReadOnlySpan<float> x, ReadOnlySpan<float> w, Span<float> y)
-    {
-        switch (Simd.Widest)
-        {
-            case 512: RowTimesMatrix<Float512, Vector512<float>>(x, w, y); break;
-            case 256: RowTimesMatrix<Float256, Vector256<float>>(x, w, y); break;
-            default: RowTimesMatrix<Float128, Vector128<float>>(x, w, y); break;
-        }
-    }
-
-    /// <summary><see cref="RowTimesMatrix"/> at width W.</summary>
-    internal static void RowTimesMatrix<W, V>(ReadOnlySpan<float> x, ReadOnlySpan<float> w, Span<float> y) where W : struct, IFloatVector<V> where V : struct
-    {
-        int k = x.Length;
-        int[] index = TensorPool<int>.Rent(k + 16 + PrefetchRows); // room for NonZeros' 16-lane stores and the rows read ahead
-        float[] value = TensorPool<float>.Rent(k);
-        fixed (float* xP = x, wP = w, yP = y, values = value)
-        fixed (int* indices = index)
-        {
-            int count = NonZeros<W, V>(xP, k, indices);
-            for (int e = 0; e < count; e++) values[e] = xP[indices[e]];
-            PadList(indices, count, PrefetchRows);
-            MultiplyRow<W, V>(count, indices, values, wP, y.Length, y.Length, yP, accumulate: false, streamed: true);
-        }
-        TensorPool<int>.Return(index);
-        TensorPool<float>.Return(value);
-    }
-
-    /// <summary>y[i] = W[i, :]·x where mask[i] ≠ 0, else 0; W row-major [y.Length, x.Length].</summary>
-    public static void MatrixTimesVector(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> mask)
-    {
-        switch (Simd.Widest)
-        {
-            case 512: MatrixTimesVector<Float512, Vector512<float>>(w, x, y, mask); break;
-            case 256: MatrixTimesVector<Float256, Vector256<float>>(w, x, y, mask); break;
-            default: MatrixTimesVector<Float128, Vector128<float>>(w, x, y, mask); break;
-        }
-    }
-
-    /// <summary><see cref="MatrixTimesVector"/> at width W.</summary>
-    internal static void MatrixTimesVector<W, V>(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> mask) where W : struct, IFloatVector<V> where V : struct
-    {
-        int m = y.Length, k = x.Length;
-        int[] index = TensorPool<int>.Rent(m + 16 + 3 + PrefetchRows); // room for NonZeros' 16-lane stores, the padding to four and the rows read ahead
-        y.Clear();
-        fixed (float* wP = w, xP = x, yP = y, maskP = mask)
-        fixed (int* rows = index)
-        {
-            int count = NonZeros<W, V>(maskP, m, rows);
-            if (count > 0)
-            {
-                // Pad the list to a multiple of four with its last row (computed again, same value).
-                int padded = (count + 3) & ~3;
-                PadList(rows, count, padded - count + PrefetchRows);
-                for (int e = 0; e < padded; e += 4) FourRowDots<W, V>(rows + e, wP, k, xP, yP);
-            }
-        }
-        TensorPool<int>.Return(index);
-    }
-
-    /// <summary>Repeats the last of a list's count entries (or 0 for none) in the next extra places, so reads past the end stay in W.</summary>
-    private static void PadList(int* list, int count, int extra)
-    {
-        int last = count > 0 ? list[count - 1] : 0;
-        for (int e = count; e < count + extra; e++) list[e] = last;
-    }
-
-    /// <summary>
-    /// y[r] = W[r, :]·x for the four rows r in rows[0..4): four rows' loads in flight at once, and the rows
-    /// <see cref="PrefetchRows"/> further on the list (valid entries, see PadList) requested into the caches.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    private static void FourRowDots<W, V>(int* rows, float* w, int k, float* x, float* y) where W : struct, IFloatVector<V> where V : struct
-    {
-        float* w0 = w + (long)rows[0] * k, w1 = w + (long)rows[1] * k, w2 = w + (long)rows[2] * k, w3 = w + (long)rows[3] * k;
-        int* later = rows + PrefetchRows;
-        float* p0 = w + (long)later[0] * k, p1 = w + (long)later[1] * k, p2 = w + (long)later[2] * k, p3 = w + (long)later[3] * k;
-        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-        int j = 0;
-        if (W.IsAccelerated)
-        {
-            V v0 = default, v1 = default, v2 = default, v3 = default;
-            for (; j <= k - W.Count; j += W.Count)
-            {
-                // W is kept in the caches (the encoders are read again by the next layer): a plain prefetch, once per 64-byte line.
-                if ((j & 15) == 0) { Simd.Prefetch(p0 + j); Simd.Prefetch(p1 + j); Simd.Prefetch(p2 + j); Simd.Prefetch(p3 + j); }
-                var xj = W.Load(x + j);
-                v0 = W.MultiplyAdd(xj, W.Load(w0 + j), v0);
-                v1 = W.MultiplyAdd(xj, W.Load(w1 + j), v1);
-                v2 = W.MultiplyAdd(xj, W.Load(w2 + j), v2);
-                v3 = W.MultiplyAdd(xj, W.Load(w3 + j), v3);
-            }
-            (s0, s1, s2, s3) = (W.Sum(v0), W.Sum(v1), W.Sum(v2), W.Sum(v3));
-        }
-        for (; j < k; j++) // the columns past the last full vector
-        {
-            s0 = MathF.FusedMultiplyAdd(x[j], w0[j], s0);
-            s1 = MathF.FusedMultiplyAdd(x[j], w1[j], s1);
-            s2 = MathF.FusedMultiplyAdd(x[j], w2[j], s2);
-            s3 = MathF.FusedMultiplyAdd(x[j], w3[j], s3);
-        }
-        (y[rows[0]], y[rows[1]], y[rows[2]], y[rows[3]]) = (s0, s1, s2, s3);
-    }
-
     /// <summary>
     /// c[0..n) (+)= Σ_e values[e]·b[indices[e], 0..n): one row of C from its row of A in compressed form, in register
     /// tiles of 8 vectors (128 columns at 512 bits, 64 at 256, 32 at 128), then one vector, then one column. The terms
@@ -230,11 +118,11 @@ internal static unsafe class SparseGemm
     /// not once per tile (a row of 256 floats is two tiles at 512 bits); each element still adds its terms in order of
     /// p, so any thread count gives the same bits, and so does any width where the CPU has FMA (one rounding per term).
     /// <paramref name="streamed"/>: C is one row, so this product reads each row of B once: its tiles are requested
-    /// <see cref="PrefetchRows"/> terms ahead (indices valid that far, see PadList), non-temporally, as ρ, the largest
+    /// <see cref="Gemv.PrefetchRows"/> terms ahead (indices valid that far, see PadList), non-temporally, as ρ, the largest
     /// B of a generated token, is read once per token and should not push the encoders out of the caches (the
     /// decoder's rows take the same path). Several rows of C read each row of B again: the caches keep it, no prefetch.
     /// </summary>
-    private static void MultiplyRow<W, V>(int count, int* indices, float* values, float* b, int ldb, int n, float* c, bool accumulate, bool streamed = false)
+    internal static void MultiplyRow<W, V>(int count, int* indices, float* values, float* b, int ldb, int n, float* c, bool accumulate, bool streamed = false)
         where W : struct, IFloatVector<V> where V : struct
     {
         int j = 0;
@@ -266,7 +154,7 @@ internal static unsafe class SparseGemm
     /// compress; a branch on each non-zero mispredicts about once per non-zero, which costs more than the arithmetic),
     /// elsewhere one step per non-zero of a register's mask, none for a register of zeros.
     /// </summary>
-    private static int NonZeros<W, V>(float* row, int length, int* found) where W : struct, IFloatVector<V> where V : struct
+    internal static int NonZeros<W, V>(float* row, int length, int* found) where W : struct, IFloatVector<V> where V : struct
     {
         int count = 0, j = 0;
         if (W.IsAccelerated)
@@ -287,7 +175,7 @@ internal static unsafe class SparseGemm
 
     /// <summary>
     /// c[0..8·W.Count) (+)= Σ_e values[e]·b[indices[e], 0..8·W.Count): the row of C stays in 8 registers. With
-    /// <paramref name="streamed"/>, the same columns of the row <see cref="PrefetchRows"/> terms on are requested.
+    /// <paramref name="streamed"/>, the same columns of the row <see cref="Gemv.PrefetchRows"/> terms on are requested.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     private static void RowTile<W, V>(int count, int* indices, float* values, float* b, int ldb, float* c, bool accumulate, bool streamed)
@@ -302,7 +190,7 @@ internal static unsafe class SparseGemm
         {
             if (streamed)
             {
-                float* later = b + (long)indices[e + PrefetchRows] * ldb;
+                float* later = b + (long)indices[e + Gemv.PrefetchRows] * ldb;
                 for (int line = 0; line < 8 * w; line += 16) Simd.PrefetchNonTemporal(later + line);
             }
             var x = W.Create(values[e]);

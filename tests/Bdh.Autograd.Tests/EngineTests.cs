@@ -42,6 +42,26 @@ public class EngineTests
     }
 
     [Fact]
+    public void TheOpProfileTimesOnlyGraphsBuiltWhileItIsOn()
+    {
+        // Shapes no other test uses: the profile is global. A graph built with profiling off carries no timed
+        // closures, so its backward is not charged even when profiling is on by the time it runs.
+        var rng = new Rng(3);
+        var unprofiled = Ops.Sum(Ops.Relu(Var<double>.Parameter(Tensor<double>.Normal(rng, 1, 3, 7, 11))));
+        try
+        {
+            OpProfile.Enabled = true;
+            unprofiled.Backward();
+            var profiled = Ops.Sum(Ops.Relu(Var<double>.Parameter(Tensor<double>.Normal(rng, 1, 3, 7, 13))));
+            profiled.Backward();
+        }
+        finally { OpProfile.Enabled = false; }
+        string report = OpProfile.Report(steps: 1);
+        Assert.DoesNotContain("relu [3, 7, 11]", report);
+        Assert.Contains("relu [3, 7, 13]", report);
+    }
+
+    [Fact]
     public void BackwardNeedsAScalar()
     {
         var x = Var<double>.Parameter(Tensor<double>.From([1.0, 2.0], 2));

@@ -135,10 +135,10 @@ public class GemmTests
         var w = Naive.Random(rng, k * n);
         var expected = Naive.MatMul(x, false, w, false, 1, n, k);
         var y = new float[n];
-        Gemm.RowTimesMatrix<float>(x.Select(v => (float)v).ToArray(), w.Select(v => (float)v).ToArray(), y);
+        Gemv.RowTimesMatrix<float>(x.Select(v => (float)v).ToArray(), w.Select(v => (float)v).ToArray(), y);
         Assert.True(Naive.RelativeError(y, expected) < 1e-5, $"k={k} n={n}");
         var yDouble = new double[n];
-        Gemm.RowTimesMatrix<double>(x, w, yDouble);
+        Gemv.RowTimesMatrix<double>(x, w, yDouble);
         Assert.True(Naive.RelativeError(yDouble, expected) < 1e-12, $"k={k} n={n}: double");
     }
 
@@ -154,10 +154,10 @@ public class GemmTests
         var mask = Naive.Random(rng, m).Select(v => rng.NextDouble() < 0.5 ? v : 0).ToArray();
         var expected = Naive.MatMul(w, false, x, false, m, 1, k).Select((v, i) => mask[i] == 0 ? 0 : v).ToArray();
         var y = Enumerable.Repeat(float.NaN, m).ToArray();
-        Gemm.MatrixTimesVector<float>(w.Select(v => (float)v).ToArray(), x.Select(v => (float)v).ToArray(), y, mask.Select(v => (float)v).ToArray());
+        Gemv.MatrixTimesVector<float>(w.Select(v => (float)v).ToArray(), x.Select(v => (float)v).ToArray(), y, mask.Select(v => (float)v).ToArray());
         Assert.True(Naive.RelativeError(y, expected) < 1e-5, $"m={m} k={k}");
         var yDouble = Enumerable.Repeat(double.NaN, m).ToArray();
-        Gemm.MatrixTimesVector<double>(w, x, yDouble, mask);
+        Gemv.MatrixTimesVector<double>(w, x, yDouble, mask);
         Assert.True(Naive.RelativeError(yDouble, expected) < 1e-12, $"m={m} k={k}: double");
     }
 

@@ -96,29 +96,39 @@ public class KernelTests
     [Property(MaxTest = 50)]
     public void BackwardKernelsOverwriteWhenNotAccumulating(byte rowsRaw, byte halfDRaw, int seed)
     {
-        // Each backward kernel with accumulate: false into a buffer of NaNs equals accumulate: true into
-        // zeros, bit for bit: a fresh gradient buffer is written, never read.
+        // Each backward kernel given a slot that writes, over a buffer of NaNs, equals the same kernel given a
+        // slot that accumulates, over zeros, bit for bit: a fresh gradient buffer is written, never read.
         int rows = Size(rowsRaw, 9), d = 2 * Size(halfDRaw, 40);
         var rng = new Rng((ulong)seed);
-        double[] x = Naive.Random(rng, rows * d), dy = Naive.Random(rng, rows * d);
+        var x = Tensor<double>.From(Naive.Random(rng, rows * d), rows, d);
+        var dy = Tensor<double>.From(Naive.Random(rng, rows * d), rows, d);
         int[] targets = Enumerable.Range(0, rows).Select(_ => rng.NextInt(d)).ToArray();
-        var y = new double[rows * d];
-        var rstd = new double[rows];
-        LayerNorm.Forward<double>(x, y, rstd, d, 1e-5);
+        int[] ids = Enumerable.Range(0, rows).Select(_ => rng.NextInt(rows)).ToArray(); // repeats: rows summed
+        var y = Tensor<double>.Empty(rows, d);
+        var rstd = Tensor<double>.Empty(rows);
+        LayerNorm.Forward(x, y, rstd, 1e-5);
         var table = Rope.Table(Rope.Frequencies(d), rows);
-        var kernels = new (string Name, Action<double[], bool> Run)[]
+        var firstRow = Tensor<double>.From(dy.Span[..d].ToArray(), 1, d);
+        var kernels = new (string Name, Action<GradSlot<double>> Run)[]
         {
-            ("layernorm", (dx, add) => LayerNorm.Backward<double>(dy, y, rstd, dx, d, add)),
-            ("rope", (dx, add) => Rope.Backward<double>(dy, dx, table, accumulate: add)),
-            ("cross-entropy", (dx, add) => CrossEntropy.Backward<double>(x, targets, d, 0.25, dx, add)),
-            ("broadcast", (dx, add) => BroadcastOps.BroadcastInto(Tensor<double>.From(dy.AsSpan(0, d).ToArray(), 1, d), Tensor<double>.From(dx, rows, d), add)),
+            ("layernorm", dx => LayerNorm.Backward(dy, y, rstd, dx)),
+            ("rope", dx => Rope.Backward(dy, dx, table)),
+            ("cross-entropy", dx => CrossEntropy.Backward(x, targets, 0.25, dx)),
+            ("relu", dx => Elementwise.ReluBackward(x, dy, dx)),
+            ("dropout", dx => Elementwise.DropoutBackward(7, 0.25, dy, dx)),
+            ("embedding", dx => Elementwise.EmbeddingBackward(dy, ids, dx)),
+            ("broadcast", dx => BroadcastOps.BroadcastInto(firstRow, dx.Tensor, dx.Accumulate)),
+            ("sum", dx => BroadcastOps.SumInto(dy, dx.Tensor, dx.Accumulate)),
+            ("multiply-sum", dx => BroadcastOps.MultiplySumInto(dy, x, dx.Tensor, dx.Accumulate)),
+            ("swap axes", dx => Layout.SwapAxes(dy, 0, 1, dx.Tensor.Reshape(d, rows), dx.Accumulate)),
         };
         foreach (var (name, run) in kernels)
         {
-            double[] accumulated = new double[rows * d], written = Enumerable.Repeat(double.NaN, rows * d).ToArray();
-            run(accumulated, true);
-            run(written, false);
-            Assert.True(accumulated.SequenceEqual(written), $"{name}, rows={rows} d={d}");
+            var accumulated = Tensor<double>.Zeros(rows, d);
+            var written = Tensor<double>.From(Enumerable.Repeat(double.NaN, rows * d).ToArray(), rows, d);
+            run(new GradSlot<double>(accumulated, Accumulate: true));
+            run(new GradSlot<double>(written, Accumulate: false));
+            Assert.True(accumulated.Span.SequenceEqual(written.Span), $"{name}, rows={rows} d={d}");
         }
     }
 
@@ -187,14 +197,14 @@ public class KernelTests
         var rng = new Rng((ulong)seed);
         var logits = Naive.Random(rng, rows * vocab, 10);
         var targets = Enumerable.Range(0, rows).Select(_ => rng.NextInt(vocab)).ToArray();
-        Assert.Equal(Naive.CrossEntropy(logits, targets, vocab), CrossEntropy.Forward<double>(logits, targets, vocab), 1e-12);
-        var floatLoss = CrossEntropy.Forward<float>(logits.Select(x => (float)x).ToArray(), targets, vocab);
+        Assert.Equal(Naive.CrossEntropy(logits, targets, vocab), CrossEntropy.Forward(Tensor<double>.From(logits, rows, vocab), targets), 1e-12);
+        var floatLoss = CrossEntropy.Forward(Tensor<float>.From(logits.Select(x => (float)x).ToArray(), rows, vocab), targets);
         Assert.Equal(Naive.CrossEntropy(logits, targets, vocab), floatLoss, 1e-4);
     }
 
     [Fact]
     public void CrossEntropyRejectsTargetsOutsideTheVocabulary() =>
-        Assert.Throws<ArgumentOutOfRangeException>(() => CrossEntropy.Forward<float>(new float[4], [4], 4));
+        Assert.Throws<ArgumentOutOfRangeException>(() => CrossEntropy.Forward(Tensor<float>.From(new float[4], 1, 4), [4]));
 
     [Property(MaxTest = 100)]
     public void CountNonZerosMatchesACountedLoop(byte nRaw, byte zeroRaw, int seed)
@@ -324,12 +334,17 @@ public class KernelTests
         Assert.Equal([11.0, 22, 33, 14, 25, 36], BroadcastOps.Add(a, row).Span.ToArray());
         Assert.Equal([2.0, 4, 6, 12, 15, 18], BroadcastOps.Multiply(a, col).Span.ToArray());
         Assert.Equal([2.0, 4, 6, 12, 15, 18], BroadcastOps.Multiply(col, a).Span.ToArray());
-        using var rowSum = Tensor<double>.Zeros(1, 3);
-        BroadcastOps.SumInto(a, rowSum);
+        using var rowSum = Tensor<double>.From([double.NaN, double.NaN, double.NaN], 1, 3); // written over, not added to
+        BroadcastOps.SumInto(a, rowSum, accumulate: false);
         Assert.Equal([5.0, 7, 9], rowSum.Span.ToArray());
-        using var colSum = Tensor<double>.Zeros(2, 1);
-        BroadcastOps.SumInto(a, colSum);
+        BroadcastOps.SumInto(a, rowSum, accumulate: true);
+        Assert.Equal([10.0, 14, 18], rowSum.Span.ToArray());
+        using var colSum = Tensor<double>.From([double.NaN, double.NaN], 2, 1);
+        BroadcastOps.SumInto(a, colSum, accumulate: false);
         Assert.Equal([6.0, 15], colSum.Span.ToArray());
+        using var same = Tensor<double>.From([double.NaN, 0, 0, 0, 0, 0], 2, 3);
+        BroadcastOps.SumInto(a, same, accumulate: false);
+        Assert.Equal(a.Span.ToArray(), same.Span.ToArray());
         Assert.Throws<ArgumentException>(() => Broadcast.Shape([2, 3], [4]));
     }
 
@@ -338,7 +353,7 @@ public class KernelTests
     {
         using var x = Tensor<double>.From(Enumerable.Range(0, 24).Select(i => (double)i).ToArray(), 2, 3, 4);
         using var y = Tensor<double>.Empty(2, 4, 3);
-        BroadcastOps.SwapAxes(x, 1, 2, y, accumulate: false);
+        Layout.SwapAxes(x, 1, 2, y, accumulate: false);
         for (int a = 0; a < 2; a++) for (int b = 0; b < 3; b++) for (int c = 0; c < 4; c++) Assert.Equal(x[a, b, c], y[a, c, b]);
     }
 }

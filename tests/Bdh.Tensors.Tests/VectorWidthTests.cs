@@ -91,9 +91,9 @@ public class VectorWidthTests(ITestOutputHelper output)
             float[] x = Floats(rng, k, 0.5), wk = Floats(rng, k * n), y = Enumerable.Repeat(float.NaN, n).ToArray();
             switch (w)
             {
-                case 512: SparseGemm.RowTimesMatrix<Float512, Vector512<float>>(x, wk, y); break;
-                case 256: SparseGemm.RowTimesMatrix<Float256, Vector256<float>>(x, wk, y); break;
-                default: SparseGemm.RowTimesMatrix<Float128, Vector128<float>>(x, wk, y); break;
+                case 512: Gemv.RowTimesMatrix<Float512, Vector512<float>>(x, wk, y); break;
+                case 256: Gemv.RowTimesMatrix<Float256, Vector256<float>>(x, wk, y); break;
+                default: Gemv.RowTimesMatrix<Float128, Vector128<float>>(x, wk, y); break;
             }
             var expected = SequentialFma(x, wk, new float[n], 1, n, k, false);
             if (HasFma) Assert.Equal(expected, y);
@@ -103,9 +103,9 @@ public class VectorWidthTests(ITestOutputHelper output)
             float[] wm = Floats(rng, n * k), xd = Floats(rng, k), mask = Floats(rng, n, 0.5), ym = Enumerable.Repeat(float.NaN, n).ToArray();
             switch (w)
             {
-                case 512: SparseGemm.MatrixTimesVector<Float512, Vector512<float>>(wm, xd, ym, mask); break;
-                case 256: SparseGemm.MatrixTimesVector<Float256, Vector256<float>>(wm, xd, ym, mask); break;
-                default: SparseGemm.MatrixTimesVector<Float128, Vector128<float>>(wm, xd, ym, mask); break;
+                case 512: Gemv.MatrixTimesVector<Float512, Vector512<float>>(wm, xd, ym, mask); break;
+                case 256: Gemv.MatrixTimesVector<Float256, Vector256<float>>(wm, xd, ym, mask); break;
+                default: Gemv.MatrixTimesVector<Float128, Vector128<float>>(wm, xd, ym, mask); break;
             }
             var dots = Naive.MatMul(wm.Select(v => (double)v).ToArray(), false, xd.Select(v => (double)v).ToArray(), false, n, 1, k);
             Assert.True(Naive.RelativeError(ym, dots.Select((v, i) => mask[i] == 0 ? 0 : v).ToArray()) < 1e-5, $"{w} bits, n={n} k={k}");
@@ -158,9 +158,9 @@ public class VectorWidthTests(ITestOutputHelper output)
                 var y = Enumerable.Repeat(float.NaN, k).ToArray();
                 switch (w)
                 {
-                    case 512: SparseGemm.RowTimesMatrix<Float512, Vector512<float>>(x, identity, y); break;
-                    case 256: SparseGemm.RowTimesMatrix<Float256, Vector256<float>>(x, identity, y); break;
-                    default: SparseGemm.RowTimesMatrix<Float128, Vector128<float>>(x, identity, y); break;
+                    case 512: Gemv.RowTimesMatrix<Float512, Vector512<float>>(x, identity, y); break;
+                    case 256: Gemv.RowTimesMatrix<Float256, Vector256<float>>(x, identity, y); break;
+                    default: Gemv.RowTimesMatrix<Float128, Vector128<float>>(x, identity, y); break;
                 }
                 Assert.Equal(x, y);
             });

@@ -89,7 +89,7 @@ public sealed class FastStepper<T> : IBdhStepper<T> where T : unmanaged, IFloati
             TP.Add<T>(_x, _y, _x);                                            // x = ln(x + y)
             LayerNorm(_x);
         }
-        Gemm.RowTimesMatrix<T>(_x, _model.LmHead.Value.Span, _logits);      // logits = x·lm_head     [V]
+        Gemv.RowTimesMatrix<T>(_x, _model.LmHead.Value.Span, _logits);      // logits = x·lm_head     [V]
         Position++;
         return _logits;
     }
@@ -101,7 +101,7 @@ public sealed class FastStepper<T> : IBdhStepper<T> where T : unmanaged, IFloati
         Span<T> xs = _xs.AsSpan(h * _n, _n), q = _q.AsSpan(h * _n, _n), ys = _ys.AsSpan(h * _n, _n), a = _a.AsSpan(h * _d, _d);
         if (layouts.Encoder is null)
         {
-            Gemm.RowTimesMatrix<T>(_x, encoder.AsSpan(h * _d * _n, _d * _n), xs); // xs = relu(x·encoder[h])  [N]
+            Gemv.RowTimesMatrix<T>(_x, encoder.AsSpan(h * _d * _n, _d * _n), xs); // xs = relu(x·encoder[h])  [N]
             Elementwise.Relu<T>(xs, xs);
         }
         else layouts.Encoder.Apply(h, MemoryMarshal.Cast<T, float>(_x.AsSpan()), MemoryMarshal.Cast<T, float>(xs)); // the same, reading only the columns of neurons that can fire
@@ -110,10 +110,10 @@ public sealed class FastStepper<T> : IBdhStepper<T> where T : unmanaged, IFloati
         Tensors.Kernels.LayerNorm.Forward<T>(a, a, _rstd.AsSpan(h, 1), _d, _eps);
         // ys only where xs fires: ys is used only in xs ⊙ ys, so the other neurons' rows of the by-neuron
         // encoder_v (most of them once trained) are never read.
-        Gemm.MatrixTimesVector<T>(layouts.EncoderVByNeuron.AsSpan(h * _n * _d, _n * _d), a, ys, where: xs);
+        Gemv.MatrixTimesVector<T>(layouts.EncoderVByNeuron.AsSpan(h * _n * _d, _n * _d), a, ys, where: xs);
         Elementwise.Relu<T>(ys, ys);                                        // ys = relu(ln(a)·encoder_v[h]) [N]
         TP.Multiply<T>(xs, ys, ys);                                         // xy = xs ⊙ ys              [N]
-        Gemm.RowTimesMatrix<T>(ys, decoder.AsSpan(h * _n * _d, _n * _d), _partial.AsSpan(h * _d, _d)); // head h's rows of xy·decoder
+        Gemv.RowTimesMatrix<T>(ys, decoder.AsSpan(h * _n * _d, _n * _d), _partial.AsSpan(h * _d, _d)); // head h's rows of xy·decoder
     }
 
     /// <summary>

@@ -17,7 +17,7 @@ public sealed class StepperLayouts<T> where T : unmanaged, IFloatingPointIeee754
     {
         var c = model.Config;
         EncoderVByNeuron = new T[c.NHead * c.N * c.NEmbd];
-        BroadcastOps.SwapAxes(model.EncoderV.Value, 1, 2, Tensor<T>.From(EncoderVByNeuron, c.NHead, c.N, c.NEmbd), accumulate: false); // [nh, D, N] → [nh, N, D]
+        Layout.SwapAxes(model.EncoderV.Value, 1, 2, Tensor<T>.From(EncoderVByNeuron, c.NHead, c.N, c.NEmbd), accumulate: false); // [nh, D, N] → [nh, N, D]
         Encoder = model.Encoder.Value is Tensor<float> encoder ? new ScreenedReluProduct(encoder) : null;
     }
 

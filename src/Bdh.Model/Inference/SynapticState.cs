@@ -81,7 +81,7 @@ public sealed class SynapticState<T> : IAttentionMemory<T> where T : unmanaged, 
         int slot = layer * Heads + head, pending = _pendingCount[slot];
         T[] queries = _pendingQ[slot], inputs = _pendingX[slot];
         // a = qᵀρ [1, N]·[N, D], reading only the rows where q ≠ 0; then the pending tokens, in order.
-        Gemm.RowTimesMatrix(q, RhoLayers[layer].AsSpan(head * N * D, N * D), a);
+        Gemv.RowTimesMatrix(q, RhoLayers[layer].AsSpan(head * N * D, N * D), a);
         for (int s = 0; s < pending; s++)
             TP.MultiplyAdd(inputs.AsSpan(s * D, D), TP.Dot(q, queries.AsSpan(s * N, N)), a, a);
         Remember(slot, q, x);

@@ -22,36 +22,40 @@ public static class CausalLinearAttention
     }
 
     /// <summary>
-    /// From dOut: dS = tril(dOut·Vᵀ, −1); dQ (+)= (dS + dSᵀ)·Q; dV (+)= Σ_heads Sᵀ·dOut.
-    /// <paramref name="dScores"/> is scratch of the scores' shape.
+    /// From dOut: dS = tril(dOut·Vᵀ, −1); dQ (+)= (dS + dSᵀ)·Q; dV (+)= Σ_heads Sᵀ·dOut, for the slots given (null:
+    /// that input needs no gradient). <paramref name="scores"/> are the forward's S.
     /// </summary>
-    public static void Backward<T>(Tensor<T> q, Tensor<T> v, Tensor<T> scores, Tensor<T> dOutput,
-        Tensor<T>? dq, Tensor<T>? dv, Tensor<T> dScores) where T : unmanaged, IFloatingPointIeee754<T>
+    public static void Backward<T>(Tensor<T> q, Tensor<T> v, Tensor<T> scores, Tensor<T> dOutput, GradSlot<T>? dq, GradSlot<T>? dv)
+        where T : unmanaged, IFloatingPointIeee754<T>
     {
         var (h, b, t, n, d) = Dims(q, v);
-        if (dq is not null)
+        if (dq is { } dqSlot)
+        {
+            using var dScores = Tensor<T>.Empty(scores.Shape);
             Parallelism.For(h * b, bh =>
             {
                 var ds = new MatrixRef<T>(dScores.Array, bh * t * t, t);
                 Gemm.Multiply(t, t, d, new MatrixRef<T>(dOutput.Array, bh * t * d, d), new MatrixRef<T>(v.Array, VOffset(bh, b, v.Shape[0], t, d), d, true), ds, false, parallel: false, Causal.LowerOutput);
                 MaskUpperAndDiagonal(dScores.Array.AsSpan(bh * t * t, t * t), t);
                 var qm = new MatrixRef<T>(q.Array, bh * t * n, n);
-                var dqm = new MatrixRef<T>(dq.Array, bh * t * n, n);
-                Gemm.Multiply(t, n, t, ds, qm, dqm, true, parallel: false, Causal.LowerA);
+                var dqm = new MatrixRef<T>(dqSlot.Tensor.Array, bh * t * n, n);
+                Gemm.Multiply(t, n, t, ds, qm, dqm, dqSlot.Accumulate, parallel: false, Causal.LowerA);
                 Gemm.Multiply(t, n, t, ds with { Transposed = true }, qm, dqm, true, parallel: false, Causal.UpperA);
             });
-        if (dv is not null)
+        }
+        if (dv is { } dvSlot)
         {
             int vHeads = v.Shape[0];
             // One task per block of dV; the heads that share it (V broadcast over heads) are summed in order.
             Parallelism.For(vHeads * b, bv =>
             {
                 int batch = bv % b;
-                for (int head = vHeads == 1 ? 0 : bv / b; head < (vHeads == 1 ? h : bv / b + 1); head++)
+                bool add = dvSlot.Accumulate;
+                for (int head = vHeads == 1 ? 0 : bv / b; head < (vHeads == 1 ? h : bv / b + 1); head++, add = true)
                 {
                     int bh = head * b + batch;
                     Gemm.Multiply(t, d, t, new MatrixRef<T>(scores.Array, bh * t * t, t, true),
-                        new MatrixRef<T>(dOutput.Array, bh * t * d, d), new MatrixRef<T>(dv.Array, bv * t * d, d), true, parallel: false, Causal.UpperA);
+                        new MatrixRef<T>(dOutput.Array, bh * t * d, d), new MatrixRef<T>(dvSlot.Tensor.Array, bv * t * d, d), add, parallel: false, Causal.UpperA);
                 }
             });
         }

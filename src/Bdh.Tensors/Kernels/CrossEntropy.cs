@@ -3,19 +3,22 @@ namespace Bdh.Tensors.Kernels;
 /// <summary>Mean cross-entropy of logits [M, V] against integer targets, via a stable log-softmax.</summary>
 public static class CrossEntropy
 {
-    /// <summary>The mean over rows of <see cref="RowLosses"/>.</summary>
-    public static T Forward<T>(ReadOnlySpan<T> logits, ReadOnlySpan<int> targets, int vocab)
-        where T : unmanaged, IFloatingPointIeee754<T>
+    /// <summary>
+    /// The mean over rows of <see cref="RowLosses"/> for logits [..., V] and one target per row: the rows split
+    /// over the cores, then their losses summed in one fixed order (any thread count, same bits).
+    /// </summary>
+    public static T Forward<T>(Tensor<T> logits, int[] targets) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        T[] losses = TensorPool<T>.Rent(targets.Length);
-        RowLosses(logits, targets, vocab, losses.AsSpan(0, targets.Length));
-        T mean = TP.Sum<T>(losses.AsSpan(0, targets.Length)) / T.CreateTruncating(targets.Length);
-        TensorPool<T>.Return(losses);
-        return mean;
+        int vocab = logits.Shape[^1];
+        if (logits.Length != targets.Length * vocab) throw new ArgumentException($"{targets.Length} targets for logits {Tensor<T>.Format(logits.Shape)}");
+        using var rowLoss = Tensor<T>.Empty(targets.Length);
+        Parallelism.ForSlices(logits.Length, vocab, (s, n) =>
+            RowLosses<T>(logits.Span.Slice(s, n), targets.AsSpan(s / vocab, n / vocab), vocab, rowLoss.Span.Slice(s / vocab, n / vocab)));
+        return TP.Sum<T>(rowLoss.Span) / T.CreateTruncating(targets.Length);
     }
 
     /// <summary>losses[r] = log Σ exp(logits[r]) − logits[r, targets[r]]: rows are independent, so callers may split them.</summary>
-    public static void RowLosses<T>(ReadOnlySpan<T> logits, ReadOnlySpan<int> targets, int vocab, Span<T> losses)
+    internal static void RowLosses<T>(ReadOnlySpan<T> logits, ReadOnlySpan<int> targets, int vocab, Span<T> losses)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         T[] scratch = TensorPool<T>.Rent(vocab);
@@ -27,11 +30,19 @@ public static class CrossEntropy
         TensorPool<T>.Return(scratch);
     }
 
+    /// <summary>dlogits (+)= (softmax(logits) − onehot(target)) · scale for logits [..., V], rows split over the cores.</summary>
+    public static void Backward<T>(Tensor<T> logits, int[] targets, T scale, GradSlot<T> dLogits) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int vocab = logits.Shape[^1];
+        Parallelism.ForSlices(logits.Length, vocab, (s, n) =>
+            Backward<T>(logits.Span.Slice(s, n), targets.AsSpan(s / vocab, n / vocab), vocab, scale, dLogits.Tensor.Span.Slice(s, n), dLogits.Accumulate));
+    }
+
     /// <summary>
     /// dlogits (+)= (softmax(logits) − onehot(target)) · scale, where scale is dLoss / M for the mean over M
     /// rows; without <paramref name="accumulate"/>, dlogits is overwritten (it need not be zeroed first).
     /// </summary>
-    public static void Backward<T>(ReadOnlySpan<T> logits, ReadOnlySpan<int> targets, int vocab, T scale, Span<T> dLogits, bool accumulate = true)
+    internal static void Backward<T>(ReadOnlySpan<T> logits, ReadOnlySpan<int> targets, int vocab, T scale, Span<T> dLogits, bool accumulate = true)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         T[] probs = TensorPool<T>.Rent(vocab);

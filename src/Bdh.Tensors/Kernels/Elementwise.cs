@@ -2,18 +2,29 @@ using System.Runtime.Intrinsics;
 
 namespace Bdh.Tensors.Kernels;
 
-/// <summary>ReLU, dropout and embedding gather: the small kernels, each with its backward.</summary>
+/// <summary>
+/// ReLU, dropout and embedding gather: the small kernels, each with its backward. The entry points that take
+/// tensors split the work over the cores; the span forms beneath them do one slice.
+/// </summary>
 public static class Elementwise
 {
+    /// <summary>y = max(x, 0); y may be x itself.</summary>
+    public static void Relu<T>(Tensor<T> x, Tensor<T> y) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Parallelism.ForSlices(y.Length, 1, (s, n) => Relu<T>(x.Span.Slice(s, n), y.Span.Slice(s, n)));
+
     public static void Relu<T>(ReadOnlySpan<T> x, Span<T> y) where T : unmanaged, IFloatingPointIeee754<T> =>
         TP.Max(x, T.Zero, y);
+
+    /// <summary>dx (+)= dy where y &gt; 0, y = relu(x); a slot that writes may hold dy itself (in place).</summary>
+    public static void ReluBackward<T>(Tensor<T> y, Tensor<T> dy, GradSlot<T> dx) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Parallelism.ForSlices(y.Length, 1, (s, n) => ReluBackward<T>(y.Span.Slice(s, n), dy.Span.Slice(s, n), dx.Tensor.Span.Slice(s, n), dx.Accumulate));
 
     /// <summary>
     /// dx (+)= dy where y &gt; 0. Using the output keeps ReLU's backward free of its input. Vectorized as
     /// a masked add: the signs of trained activations are close to random, so a branch per element
     /// would mispredict half the time. Without <paramref name="accumulate"/>, dx may be dy itself (in place).
     /// </summary>
-    public static void ReluBackward<T>(ReadOnlySpan<T> y, ReadOnlySpan<T> dy, Span<T> dx, bool accumulate = true) where T : unmanaged, IFloatingPointIeee754<T> =>
+    internal static void ReluBackward<T>(ReadOnlySpan<T> y, ReadOnlySpan<T> dy, Span<T> dx, bool accumulate = true) where T : unmanaged, IFloatingPointIeee754<T> =>
         ReluBackward(y, dy, dx, accumulate, Simd.Widest);
 
     /// <summary>ReluBackward with float32 vectors of <paramref name="width"/> bits (0: the scalar loop alone), the same bits at every width.</summary>
@@ -77,6 +88,14 @@ public static class Elementwise
         return (nonZero, i);
     }
 
+    /// <summary>y = dropout(x): x ⊙ a mask drawn from <paramref name="seed"/> (see the span form).</summary>
+    public static void Dropout<T>(ulong seed, double p, Tensor<T> x, Tensor<T> y) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Parallelism.ForSlices(y.Length, 1, (s, n) => Dropout<T>(seed, p, x.Span.Slice(s, n), y.Span.Slice(s, n), s, accumulate: false));
+
+    /// <summary>dx (+)= dy ⊙ mask, the forward's mask drawn again from the same seed.</summary>
+    public static void DropoutBackward<T>(ulong seed, double p, Tensor<T> dy, GradSlot<T> dx) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Parallelism.ForSlices(dy.Length, 1, (s, n) => Dropout<T>(seed, p, dy.Span.Slice(s, n), dx.Tensor.Span.Slice(s, n), s, dx.Accumulate));
+
     /// <summary>
     /// Inverted dropout: y (+)= x ⊙ mask, where the mask is 0 with probability p and 1/(1 − p) otherwise.
     /// Element i of the whole tensor is kept when a hash of (seed, i) reaches p·2³²; x and y are elements
@@ -84,7 +103,7 @@ public static class Elementwise
     /// any slice is drawn on its own (the same for any thread count), and a vector of elements is decided at once.
     /// The hash is a 32-bit integer mixer (lowbias32) applied twice, keyed by the two halves of the seed.
     /// </summary>
-    public static void Dropout<T>(ulong seed, double p, ReadOnlySpan<T> x, Span<T> y, int start, bool accumulate)
+    internal static void Dropout<T>(ulong seed, double p, ReadOnlySpan<T> x, Span<T> y, int start, bool accumulate)
         where T : unmanaged, IFloatingPointIeee754<T> => Dropout(seed, p, x, y, start, accumulate, Simd.Widest);
 
     /// <summary>Dropout with float32 vectors of <paramref name="width"/> bits (0: the scalar loop alone), the same bits at every width.</summary>
@@ -156,8 +175,17 @@ public static class Elementwise
         }
     }
 
-    /// <summary>dweight[ids[i], :] += dy[i, :], in token order (deterministic).</summary>
-    public static void EmbeddingBackward<T>(ReadOnlySpan<T> dy, ReadOnlySpan<int> ids, Span<T> dWeight, int d)
+    /// <summary>
+    /// dweight[ids[i], :] += dy[i, :] for weight [V, D], in token order (deterministic); a slot that writes is
+    /// zeroed first, as a row no token picked has a zero gradient and a row picked twice sums two.
+    /// </summary>
+    public static void EmbeddingBackward<T>(Tensor<T> dy, int[] ids, GradSlot<T> dWeight) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (!dWeight.Accumulate) dWeight.Tensor.Span.Clear();
+        EmbeddingBackward<T>(dy.Span, ids, dWeight.Tensor.Span, dWeight.Tensor.Shape[^1]);
+    }
+
+    internal static void EmbeddingBackward<T>(ReadOnlySpan<T> dy, ReadOnlySpan<int> ids, Span<T> dWeight, int d)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         for (int i = 0; i < ids.Length; i++)

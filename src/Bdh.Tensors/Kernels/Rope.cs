@@ -49,6 +49,10 @@ public static class Rope
         else sinCos(cos, sin, cos);
     }
 
+    /// <summary>y = rope(v) for v of [..., table.Length, table.N], rows split over the cores.</summary>
+    public static void Forward<T>(Tensor<T> v, Tensor<T> y, RopeTable table) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Parallelism.ForSlices(y.Length, table.N, (s, n) => Forward<T>(v.Span.Slice(s, n), y.Span.Slice(s, n), table, s / table.N));
+
     /// <summary>
     /// y = rope(v) for v of [rows, table.Length, table.N], or a slice of it that starts at row
     /// <paramref name="firstRow"/>. Products are rounded before the sum, as the reference computes
@@ -57,8 +61,11 @@ public static class Rope
     public static void Forward<T>(ReadOnlySpan<T> v, Span<T> y, RopeTable table, int firstRow = 0) where T : unmanaged, IFloatingPointIeee754<T> =>
         Rotate(v, y, table, sinSign: 1, accumulate: false, firstRow, Simd.Widest);
 
-    /// <summary>dv (+)= Rᵀ dy: the transpose of a rotation is the rotation by −θ, i.e. sin negated.</summary>
-    public static void Backward<T>(ReadOnlySpan<T> dy, Span<T> dv, RopeTable table, int firstRow = 0, bool accumulate = true) where T : unmanaged, IFloatingPointIeee754<T> =>
+    /// <summary>dv (+)= Rᵀ dy: the transpose of a rotation is the rotation by −θ, i.e. sin negated. Rows split over the cores.</summary>
+    public static void Backward<T>(Tensor<T> dy, GradSlot<T> dv, RopeTable table) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Parallelism.ForSlices(dy.Length, table.N, (s, n) => Backward<T>(dy.Span.Slice(s, n), dv.Tensor.Span.Slice(s, n), table, s / table.N, dv.Accumulate));
+
+    internal static void Backward<T>(ReadOnlySpan<T> dy, Span<T> dv, RopeTable table, int firstRow = 0, bool accumulate = true) where T : unmanaged, IFloatingPointIeee754<T> =>
         Rotate(dy, dv, table, sinSign: -1, accumulate, firstRow, Simd.Widest);
 
     /// <summary>

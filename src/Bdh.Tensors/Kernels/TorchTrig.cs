@@ -5,12 +5,12 @@ namespace Bdh.Tensors.Kernels;
 /// hand float cos/sin to MKL's vector math, most likely where these bits come from): equal to every one of the
 /// 476,059 cos and sin values in ../shared/fixtures/torch-float32-trig.safetensors. RoPE tables built from these
 /// match the reference bit for bit.
-/// The algorithm, read off that file: in double, reduce x by the nearest multiple of π (sin) or the nearest odd
-/// multiple of π/2 (cos) to t in [−π/2, π/2], evaluate t·P(t²), flip the sign by the multiple, round to float once.
-/// P is the degree-4 polynomial with P(0) = 1 for which t·P(t²) has the least maximum relative error to sin t on
-/// [0, π/2] (a Remez exchange: the error equioscillates at t ≈ 0.441, 0.927, 1.282, 1.498 and π/2 with 6.05e-9, a tenth
-/// of a float ulp). That error, not the arithmetic, decides the
-/// last bit: 3–5% of the values are 1 ulp from correctly rounded, and they are PyTorch's 3–5%.
+/// The algorithm: in double, reduce x by the nearest multiple of π (sin) or the nearest odd multiple of π/2 (cos)
+/// to t in [−π/2, π/2], evaluate t·P(t²), flip the sign by the multiple, round to float once. P is the degree-4
+/// polynomial with P(0) = 1 for which t·P(t²) has the least maximum relative error to sin t on [0, π/2] (a Remez
+/// exchange: the error equioscillates at t ≈ 0.441, 0.927, 1.282, 1.498 and π/2 with 6.05e-9, a tenth of a float ulp).
+/// That error, not the arithmetic, decides the last bit: it leaves 3–5% of the values 1 ulp from correctly rounded,
+/// the same values as PyTorch's.
 /// </summary>
 /// <remarks>
 /// Every step works on a <see cref="Vector{T}"/> of angles, widened to two vectors of doubles; each lane does the
