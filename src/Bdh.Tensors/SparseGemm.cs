@@ -84,9 +84,9 @@ internal static unsafe class SparseGemm
             }
             for (int r = 0; r < rows; r++) start[r + 1] += start[r];
             Array.Copy(start, next, rows);
-            // The count varies from call to call: the shared pool, not the exact-length tensor pool, holds these.
-            int[] index = ArrayPool<int>.Shared.Rent(Math.Max(start[rows], 1));
-            float[] value = ArrayPool<float>.Shared.Rent(Math.Max(start[rows], 1));
+            // The count varies from call to call; the pool's size classes absorb that.
+            int[] index = TensorPool<int>.Rent(Math.Max(start[rows], 1));
+            float[] value = TensorPool<float>.Rent(Math.Max(start[rows], 1));
             for (int s = 0; s < storedRows; s++)
             {
                 float* stored = a0 + (long)s * a.Stride;
@@ -103,8 +103,8 @@ internal static unsafe class SparseGemm
                 for (int r = 0; r < rows; r++)
                     MultiplyRow<W, V>(start[r + 1] - start[r], indices + start[r], values + start[r], bP + b.Offset, b.Stride, n,
                         cP + c.Offset + (long)(i0 + r) * c.Stride, accumulate);
-            ArrayPool<int>.Shared.Return(index);
-            ArrayPool<float>.Shared.Return(value);
+            TensorPool<int>.Return(index);
+            TensorPool<float>.Return(value);
         }
         TensorPool<int>.Return(start);
         TensorPool<int>.Return(next);

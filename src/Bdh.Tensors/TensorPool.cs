@@ -7,8 +7,11 @@ namespace Bdh.Tensors;
 /// buffer comes from here and the loop makes no garbage. Lengths are rounded up to size classes, four per octave
 /// (at most 25% more than asked), so a workload whose shapes change a little at a time (full-recompute generation:
 /// one more token per step) reuses the last step's arrays instead of pooling one array per length.
-/// The pool never holds more than the most bytes that were ever in use at once (rented and not yet returned): the
-/// working set's high-water mark. Past it, the arrays of the least recently used classes go to the GC first.
+/// The pool never holds more than half again the most bytes that were ever in use at once (rented and not yet
+/// returned): the working set's high-water mark. Past that, the arrays of the least recently used classes go to the GC
+/// first. Why more than the peak: a step's short-lived arrays (a sparse product's lists, whose lengths follow the data) are never in use at
+/// the peak, yet come back every step; bounded by the peak alone, the pool would drop some of them at each step's end
+/// and the next step would allocate them again.
 /// </summary>
 public static class TensorPool<T> where T : unmanaged
 {
@@ -18,13 +21,16 @@ public static class TensorPool<T> where T : unmanaged
         public long LastUse;
     }
 
+    /// <summary>How many times the peak in-use bytes the pool may hold.</summary>
+    public const double Headroom = 1.5;
+
     private static readonly Dictionary<int, SizeClass> Free = new();
     private static long _pooledBytes, _inUseBytes, _peakInUseBytes, _clock;
 
     /// <summary>Bytes held for reuse now.</summary>
     public static long PooledBytes { get { lock (Free) return _pooledBytes; } }
 
-    /// <summary>The most bytes ever rented and not yet returned at one time: the bound on <see cref="PooledBytes"/>.</summary>
+    /// <summary>The most bytes ever rented and not yet returned at one time: <see cref="PooledBytes"/> stays within <see cref="Headroom"/> times it.</summary>
     public static long PeakInUseBytes { get { lock (Free) return _peakInUseBytes; } }
 
     /// <summary>
@@ -69,7 +75,7 @@ public static class TensorPool<T> where T : unmanaged
             sizeClass.Arrays.Push(array);
             sizeClass.LastUse = ++_clock;
             _pooledBytes += bytes;
-            while (_pooledBytes > _peakInUseBytes) DropLeastRecentlyUsed();
+            while (_pooledBytes > Headroom * _peakInUseBytes) DropLeastRecentlyUsed();
         }
     }
 

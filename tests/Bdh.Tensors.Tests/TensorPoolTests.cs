@@ -35,25 +35,31 @@ public class TensorPoolTests
             arrays.ForEach(TensorPool<GenerationProbe>.Return);
             pooledMax = Math.Max(pooledMax, TensorPool<GenerationProbe>.PooledBytes);
         }
-        // Never more pooled than was in use at once, and that is one step's work rounded up to its classes.
-        Assert.True(pooledMax <= TensorPool<GenerationProbe>.PeakInUseBytes, $"pooled {pooledMax} > peak in use {TensorPool<GenerationProbe>.PeakInUseBytes}");
+        // Never more pooled than the headroom times what was in use at once, and that is one step's work rounded up to its classes.
+        Assert.True(pooledMax <= TensorPool<GenerationProbe>.Headroom * TensorPool<GenerationProbe>.PeakInUseBytes,
+            $"pooled {pooledMax} > {TensorPool<GenerationProbe>.Headroom} x peak in use {TensorPool<GenerationProbe>.PeakInUseBytes}");
         Assert.True(TensorPool<GenerationProbe>.PeakInUseBytes <= 1.25 * stepBytesMax, $"peak in use {TensorPool<GenerationProbe>.PeakInUseBytes}, largest step {stepBytesMax}");
     }
 
     [Fact]
     public void ARepeatedStepTakesEveryArrayFromThePool()
     {
-        // A training step: the same lengths every time. After the first, nothing new is allocated.
+        // A training step: the same working set every time, held at once, and between its rents short-lived arrays of
+        // other classes, each returned before the next is rented (a sparse product's lists): never in use at the peak,
+        // but back every step. After the first step, nothing new is allocated.
         int[] lengths = [100_000, 100_000, 3_000, 65, 1];
-        var first = lengths.Select(TensorPool<StepProbe>.Rent).ToArray();
-        foreach (var a in first) TensorPool<StepProbe>.Return(a);
+        int[] transients = [40_000, 30_000, 20_000, 9_000];
+        void Step(StepProbe[][] held)
+        {
+            for (int i = 0; i < lengths.Length; i++) held[i] = TensorPool<StepProbe>.Rent(lengths[i]);
+            foreach (int length in transients) TensorPool<StepProbe>.Return(TensorPool<StepProbe>.Rent(length));
+            for (int i = 0; i < lengths.Length; i++) TensorPool<StepProbe>.Return(held[i]);
+        }
+        var first = new StepProbe[lengths.Length][];
+        Step(first);
         long before = GC.GetAllocatedBytesForCurrentThread();
         var rented = new StepProbe[lengths.Length][];
-        for (int round = 0; round < 10; round++)
-        {
-            for (int i = 0; i < lengths.Length; i++) rented[i] = TensorPool<StepProbe>.Rent(lengths[i]);
-            for (int i = 0; i < lengths.Length; i++) TensorPool<StepProbe>.Return(rented[i]);
-        }
+        for (int round = 0; round < 10; round++) Step(rented);
         long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
         Assert.True(allocated < 1000, $"{allocated} bytes allocated by ten repeated steps");
         Assert.Contains(rented[0], first); // the same arrays come back
