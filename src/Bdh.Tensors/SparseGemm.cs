@@ -1,5 +1,4 @@
 using System.Runtime.Intrinsics;
-using System.Buffers;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 
