@@ -50,6 +50,7 @@ public static class SampleCommand
             if (load is not null) InputFile.Require(load, "--load-state");
             string text = r.GetValue(prompt) ?? (load is null ? "ROMEO:" : "");
             if (text.Length == 0 && load is null) throw new UserError("--prompt: must not be empty");
+            int[] promptTokens = CommonOptions.Encode(text);
             var options = new SamplingOptions(r.GetValue(temperature), r.GetValue(topK), r.GetValue(seed));
             bool onOnnx = r.GetValue(backend) == Backend.Onnx;
             if (onOnnx)
@@ -66,18 +67,18 @@ public static class SampleCommand
             }
             using var onnxModel = onOnnx ? LoadOnnx(r.GetValue(onnx)!, r.GetValue(device), r.GetValue(threads)) : null;
             var model = onOnnx ? null : CommonOptions.LoadModel(r.GetValue(checkpoint)!);
-            try { onnxModel?.CheckLength(CommonOptions.Encode(text).Length, count); } // before anything reaches stdout
+            try { onnxModel?.CheckLength(promptTokens.Length, count); } // before anything reaches stdout
             catch (OnnxBdhException e) { throw new UserError($"{e.Message} (export again with a larger --max-positions)"); }
             var snapshot = load is null ? null : StateSnapshot.Load(load, model!.Config);
             if (model is not null)
             {
-                double bytes = RequireFits(model.Config, r.GetValue(mode), snapshot?.Position ?? 0, CommonOptions.Encode(text).Length + (snapshot is null ? 0 : 1), count, load);
+                double bytes = RequireFits(model.Config, r.GetValue(mode), snapshot?.Position ?? 0, promptTokens.Length + (snapshot is null ? 0 : 1), count, load);
                 if (bytes > 1e9) Console.Error.WriteLine($"bdh: --tokens {count}: about {bytes / 1e9:0.0} GB of memory");
             }
 
             var stdout = Console.OpenStandardOutput();
             stdout.Write(System.Text.Encoding.UTF8.GetBytes(text));
-            var projection = new GenerationProjection(count, (snapshot?.Position ?? 0) + CommonOptions.Encode(text).Length,
+            var projection = new GenerationProjection(count, (snapshot?.Position ?? 0) + promptTokens.Length,
                 GenerationProjection.Cost(model?.Config ?? onnxModel!.Config, onOnnx ? GenerationMode.Recurrent : r.GetValue(mode)), Console.Error);
             void Print(int t)
             {
@@ -86,9 +87,9 @@ public static class SampleCommand
                 projection.Token();
             }
             var watch = Stopwatch.StartNew();
-            if (onnxModel is not null) onnxModel.Generate(CommonOptions.Encode(text), count, options, Print);
-            else if (load is null && save is null) Sampler.Generate(model!, CommonOptions.Encode(text), count, options, Print, r.GetValue(mode));
-            else ContinueState(model!, text, snapshot, save, count, options, Print);
+            if (onnxModel is not null) onnxModel.Generate(promptTokens, count, options, Print);
+            else if (load is null && save is null) Sampler.Generate(model!, promptTokens, count, options, Print, r.GetValue(mode));
+            else ContinueState(model!, promptTokens, snapshot, save, count, options, Print);
             stdout.WriteByte((byte)'\n');
             stdout.Flush();
             double seconds = watch.Elapsed.TotalSeconds;
@@ -130,10 +131,10 @@ public static class SampleCommand
     }
 
     /// <summary>Recurrent generation from a saved state (its pending token first, then the prompt), optionally saving the state after.</summary>
-    private static void ContinueState(BdhModel<float> model, string text, StateSnapshot? snapshot, string? save, int count, SamplingOptions options, Action<int> print)
+    private static void ContinueState(BdhModel<float> model, int[] promptTokens, StateSnapshot? snapshot, string? save, int count, SamplingOptions options, Action<int> print)
     {
         var stepper = snapshot?.Resume(model) ?? FastStepper<float>.Recurrent(model);
-        int[] input = snapshot is null ? CommonOptions.Encode(text) : [snapshot.PendingToken, .. CommonOptions.Encode(text)];
+        int[] input = snapshot is null ? promptTokens : [snapshot.PendingToken, .. promptTokens];
         var all = Sampler.Continue(stepper, input, count, options, print);
         if (save is null) return;
         try { StateSnapshot.Capture(stepper, pendingToken: all[^1]).Save(save, model.Config); }

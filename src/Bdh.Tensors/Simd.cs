@@ -126,7 +126,7 @@ internal readonly unsafe struct Float512 : IFloatVector<Vector512<float>>
     {
         var keep = ~Vector512.Equals(value, Vector512<float>.Zero).AsInt32();
         Avx512F.Compress(Vector512<int>.Zero, keep, Vector512<int>.Indices + Vector512.Create(offset)).Store(found);
-        return BitOperations.PopCount(NonZeroBits(value));
+        return BitOperations.PopCount(keep.ExtractMostSignificantBits());
     }
 }
 

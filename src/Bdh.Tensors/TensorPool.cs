@@ -9,9 +9,9 @@ namespace Bdh.Tensors;
 /// one more token per step) reuses the last step's arrays instead of pooling one array per length.
 /// The pool never holds more than half again the most bytes that were ever in use at once (rented and not yet
 /// returned): the working set's high-water mark. Past that, the arrays of the least recently used classes go to the GC
-/// first. Why more than the peak: a step's short-lived arrays (a sparse product's lists, whose lengths follow the data) are never in use at
-/// the peak, yet come back every step; bounded by the peak alone, the pool would drop some of them at each step's end
-/// and the next step would allocate them again.
+/// first. Why more than the peak: a step's short-lived arrays (a sparse product's lists, whose lengths follow the
+/// data) are never in use at the peak, yet come back every step; bounded by the peak alone, the pool would drop some
+/// of them at each step's end and the next step would allocate them again.
 /// </summary>
 public static class TensorPool<T> where T : unmanaged
 {

@@ -117,12 +117,12 @@ public static class Elementwise
         if (typeof(T) == typeof(float))
             fixed (T* xP = x, yP = y)
             {
-                var hash = new DropoutKey((uint)start, low, high, threshold, float.CreateTruncating(scale));
+                var key = new DropoutKey((uint)start, low, high, threshold, float.CreateTruncating(scale));
                 i = width switch
                 {
-                    512 => DropoutVectors<Float512, Vector512<float>>(hash, (float*)xP, (float*)yP, x.Length, accumulate),
-                    256 => DropoutVectors<Float256, Vector256<float>>(hash, (float*)xP, (float*)yP, x.Length, accumulate),
-                    128 => DropoutVectors<Float128, Vector128<float>>(hash, (float*)xP, (float*)yP, x.Length, accumulate),
+                    512 => DropoutVectors<Float512, Vector512<float>>(key, (float*)xP, (float*)yP, x.Length, accumulate),
+                    256 => DropoutVectors<Float256, Vector256<float>>(key, (float*)xP, (float*)yP, x.Length, accumulate),
+                    128 => DropoutVectors<Float128, Vector128<float>>(key, (float*)xP, (float*)yP, x.Length, accumulate),
                     _ => 0,
                 };
             }
