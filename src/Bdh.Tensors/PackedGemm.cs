@@ -4,15 +4,18 @@ using System.Runtime.Intrinsics;
 namespace Bdh.Tensors;
 
 /// <summary>
-/// The float GEMM, BLIS-style, written once over the vector width W (<see cref="IFloatVector{V}"/>). For each KC-deep
-/// slice of k, op(B) is packed into NR-column slivers (k-major, zero-padded), so the micro-kernel loads B with unit
-/// stride whatever the transposition. A is read where it lies: the kernel broadcasts one element of each of its MR
-/// rows per k step, and a row of A steps through memory by 1 (or by the stride, transposed) — MR short streams that
-/// stay in L1. Packing A would cost a copy per 2·NR FMAs, a large share of BDH's narrow products (N = D = 128), where
-/// each packed row of A is used by few slivers of B. The micro-kernel holds an MR×NR tile of C in registers, two vectors per row (NR = 2·W.Count), with MR
-/// as large as the register file allows (<see cref="IFloatVector{V}.GemmRows"/>: 8×32 in 16 of AVX-512's 32 zmm,
-/// 6×16 in 12 of AVX2's 16 ymm), and does 2·MR FMAs per k step for 2 + MR loads. Work items are (MC rows × NB columns)
-/// blocks of C: disjoint outputs, no split reductions.
+/// The float GEMM, BLIS-style, written once over the vector width W (<see cref="IFloatVector{V}"/>). A work item is a
+/// part of C: a column block of NB columns by a group of row blocks, over all of k. For each KC-deep slice of k, the
+/// item packs its columns of op(B) into NR-column slivers (k-major, zero-padded), so the micro-kernel loads B with unit
+/// stride whatever the transposition, and the slivers are used while they are still in this core's cache (one packing
+/// of all of B, shared by every item, would be evicted by the time the later row blocks read it: the paper config's
+/// 8 MB per head). A is read where it lies: the kernel broadcasts one element of each of its MR rows per k step, and a
+/// row of A steps through memory by 1 (or by the stride, transposed): MR short streams that stay in L1. Packing A
+/// would cost a copy per 2·NR FMAs, a large share of BDH's narrow products (N = D = 128), where each packed row of A
+/// is used by few slivers of B. The micro-kernel holds an MR×NR tile of C in registers, two vectors per row
+/// (NR = 2·W.Count), with MR as large as the register file allows (<see cref="IFloatVector{V}.GemmRows"/>: 8×32 in 16
+/// of AVX-512's 32 zmm, 6×16 in 12 of AVX2's 16 ymm), and does 2·MR FMAs per k step for 2 + MR loads. Items write
+/// disjoint parts of C and each sums its k slices in order: no split reductions, the same bits for any thread count.
 /// </summary>
 internal static unsafe class PackedGemm
 {
@@ -22,18 +25,34 @@ internal static unsafe class PackedGemm
     public static void Multiply<W, V>(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c,
         bool accumulate, bool parallel, Causal causal) where W : struct, IFloatVector<V> where V : struct
     {
-        var (_, NR, MC) = Tile<W, V>();
-        int nSlivers = (n + NR - 1) / NR;
-        float[] bPack = TensorPool<float>.Rent(nSlivers * NR * Math.Min(k, KC));
+        int MC = Tile<W, V>().MC;
         int rowBlocks = (m + MC - 1) / MC, colBlocks = (n + NB - 1) / NB;
         int threads = parallel ? Parallelism.Threads : 1;
+        // Row groups: where there are fewer column blocks than threads, enough groups for every thread to have one item.
+        int rowGroups = Math.Min(rowBlocks, (threads + colBlocks - 1) / colBlocks);
+        RunItems(rowGroups * colBlocks, threads, item =>
+        {
+            int group = item / colBlocks;
+            ComputeItem<W, V>(group * rowBlocks / rowGroups, (group + 1) * rowBlocks / rowGroups, item % colBlocks, m, n, k, a, b, c, accumulate, causal);
+        });
+    }
+
+    /// <summary>
+    /// Row blocks [rowBlock0, rowBlock1) of C by one column block, over all of k: for each KC-deep slice, the column block's
+    /// slivers of B are packed and then used while they are still in this core's cache.
+    /// </summary>
+    private static void ComputeItem<W, V>(int rowBlock0, int rowBlock1, int colBlock, int m, int n, int k, MatrixRef<float> a,
+        MatrixRef<float> b, MatrixRef<float> c, bool accumulate, Causal causal) where W : struct, IFloatVector<V> where V : struct
+    {
+        int NR = Tile<W, V>().NR;
+        int t0 = colBlock * NB / NR, t1 = (Math.Min((colBlock + 1) * NB, n) + NR - 1) / NR;
+        float[] bPack = TensorPool<float>.Rent((t1 - t0) * NR * Math.Min(k, KC));
         for (int p0 = 0; p0 < k; p0 += KC)
         {
             int kc = Math.Min(KC, k - p0);
-            bool add = accumulate || p0 > 0;
-            ForChunks(nSlivers, threads, (t0, t1) => PackB(b, n, p0, kc, NR, t0, t1, bPack));
-            RunItems(rowBlocks * colBlocks, threads, item =>
-                ComputeBlock<W, V>(item / colBlocks, item % colBlocks, m, n, p0, kc, a, bPack, c, add, causal));
+            PackB(b, n, p0, kc, NR, t0, t1, bPack);
+            for (int rowBlock = rowBlock0; rowBlock < rowBlock1; rowBlock++)
+                ComputeBlock<W, V>(rowBlock, colBlock, m, n, p0, kc, a, bPack, c, accumulate || p0 > 0, causal);
         }
         TensorPool<float>.Return(bPack);
     }
@@ -42,24 +61,18 @@ internal static unsafe class PackedGemm
     private static (int MR, int NR, int MC) Tile<W, V>() where W : struct, IFloatVector<V> where V : struct =>
         (W.GemmRows, 2 * W.Count, 8 * W.GemmRows);
 
-    private static void ForChunks(int count, int threads, Action<int, int> body)
-    {
-        int chunks = Math.Min(count, threads);
-        RunItems(chunks, threads, i => body(i * count / chunks, (i + 1) * count / chunks));
-    }
-
     private static void RunItems(int count, int threads, Action<int> body)
     {
         if (threads == 1) for (int i = 0; i < count; i++) body(i);
         else Parallelism.For(count, body);
     }
 
-    /// <summary>bPack[t][p][j] = B[p0 + p, t*nr + j], zero past column n.</summary>
+    /// <summary>bPack[t − t0][p][j] = B[p0 + p, t*nr + j] for slivers t in [t0, t1), zero past column n.</summary>
     private static void PackB(MatrixRef<float> b, int n, int p0, int kc, int nr, int t0, int t1, float[] bPack)
     {
         for (int t = t0; t < t1; t++)
         {
-            Span<float> dst = bPack.AsSpan(t * nr * kc, nr * kc);
+            Span<float> dst = bPack.AsSpan((t - t0) * nr * kc, nr * kc);
             int cols = Math.Min(nr, n - t * nr);
             if (cols < nr) dst.Clear();
             if (b.Transposed) // B[p, j] = b.Array[j*stride + p]: column j is contiguous over p
@@ -87,7 +100,8 @@ internal static unsafe class PackedGemm
             float* aP = aBase + a.Offset + p0 * aK;
             int sEnd = Math.Min((rowBlock + 1) * MC, m + MR - 1) / MR;
             int tEnd = Math.Min((colBlock + 1) * NB, n + NR - 1) / NR;
-            for (int t = colBlock * NB / NR; t < tEnd; t++)
+            int tBegin = colBlock * NB / NR;
+            for (int t = tBegin; t < tEnd; t++)
                 for (int s = rowBlock * MC / MR; s < sEnd; s++)
                 {
                     int i0 = s * MR, j0 = t * NR;
@@ -98,7 +112,7 @@ internal static unsafe class PackedGemm
                     if (pHi <= pLo && add) continue;
                     int depth = Math.Max(pHi - pLo, 0), skip = depth == 0 ? 0 : pLo - p0;
                     int rows = Math.Min(MR, m - i0), cols = Math.Min(NR, n - j0);
-                    float* aSliver = aP + i0 * aRow, bSliver = bP + t * NR * kc + skip * NR;
+                    float* aSliver = aP + i0 * aRow, bSliver = bP + (t - tBegin) * NR * kc + skip * NR;
                     nint sliverRow = aRow, sliverK = aK;
                     if (rows < MR) // the last rows of A: copy them beside zero rows, so the kernel reads no further
                     {
