@@ -75,16 +75,28 @@ internal static unsafe class PackedGemm
             Span<float> dst = bPack.AsSpan((t - t0) * nr * kc, nr * kc);
             int cols = Math.Min(nr, n - t * nr);
             if (cols < nr) dst.Clear();
-            if (b.Transposed) // B[p, j] = b.Array[j*stride + p]: column j is contiguous over p
-                for (int j = 0; j < cols; j++)
+            if (b.Transposed) // B[p, j] = b.Array[j*stride + p]: column j is contiguous over p; 4×4 blocks turn in registers
+                fixed (float* bP = b.Array, d = dst)
                 {
-                    ReadOnlySpan<float> src = b.Array.AsSpan(b.Offset + (t * nr + j) * b.Stride + p0, kc);
-                    for (int p = 0; p < kc; p++) dst[p * nr + j] = src[p];
+                    float* columns = bP + b.Offset + (long)t * nr * b.Stride + p0;
+                    int cols4 = Simd.CanTranspose4x4 ? cols & ~3 : 0, kc4 = kc & ~3;
+                    for (int j = 0; j < cols4; j += 4)
+                        for (int p = 0; p < kc4; p += 4)
+                            Simd.Transpose4x4(columns + j * b.Stride + p, b.Stride, d + p * nr + j, nr);
+                    CopyTransposed(columns, b.Stride, 0, cols4, kc4, kc, d, nr);
+                    CopyTransposed(columns, b.Stride, cols4, cols, 0, kc, d, nr);
                 }
             else
                 for (int p = 0; p < kc; p++)
                     b.Array.AsSpan(b.Offset + (p0 + p) * b.Stride + t * nr, cols).CopyTo(dst.Slice(p * nr));
         }
+    }
+
+    /// <summary>dst[p·nr + j] = columns[j·stride + p] for j in [j0, j1), p in [p0, p1): what the 4×4 blocks leave.</summary>
+    private static void CopyTransposed(float* columns, int stride, int j0, int j1, int p0, int p1, float* dst, int nr)
+    {
+        for (int j = j0; j < j1; j++)
+            for (int p = p0; p < p1; p++) dst[p * nr + j] = columns[j * stride + p];
     }
 
     private static void ComputeBlock<W, V>(int rowBlock, int colBlock, int m, int n, int p0, int kc,

@@ -80,6 +80,37 @@ public static unsafe class Simd
         if (Sse.IsSupported) Sse.PrefetchNonTemporal(p);
     }
 
+    /// <summary>Whether <see cref="Transpose4x4"/> runs here: x64 (SSE) and ARM64 have the two-register shuffles it needs.</summary>
+    internal static bool CanTranspose4x4 => Sse.IsSupported || AdvSimd.Arm64.IsSupported;
+
+    /// <summary>
+    /// dst[i·dstStride + j] = src[j·srcStride + i] for a 4×4 block of floats: four loads, eight shuffles, four stores
+    /// (only where <see cref="CanTranspose4x4"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Transpose4x4(float* src, nint srcStride, float* dst, nint dstStride)
+    {
+        Vector128<float> r0 = Vector128.Load(src), r1 = Vector128.Load(src + srcStride),
+            r2 = Vector128.Load(src + 2 * srcStride), r3 = Vector128.Load(src + 3 * srcStride);
+        Vector128<float> o0, o1, o2, o3;
+        if (Sse.IsSupported) // interleave rows pairwise (a0 b0 a1 b1 …), then take 64-bit halves
+        {
+            Vector128<float> t0 = Sse.UnpackLow(r0, r1), t1 = Sse.UnpackLow(r2, r3), t2 = Sse.UnpackHigh(r0, r1), t3 = Sse.UnpackHigh(r2, r3);
+            (o0, o1, o2, o3) = (Sse.MoveLowToHigh(t0, t1), Sse.MoveHighToLow(t1, t0), Sse.MoveLowToHigh(t2, t3), Sse.MoveHighToLow(t3, t2));
+        }
+        else // the same on ARM64: zip 32-bit lanes, then 64-bit ones
+        {
+            Vector128<ulong> t0 = AdvSimd.Arm64.ZipLow(r0, r1).AsUInt64(), t1 = AdvSimd.Arm64.ZipLow(r2, r3).AsUInt64(),
+                t2 = AdvSimd.Arm64.ZipHigh(r0, r1).AsUInt64(), t3 = AdvSimd.Arm64.ZipHigh(r2, r3).AsUInt64();
+            (o0, o1, o2, o3) = (AdvSimd.Arm64.ZipLow(t0, t1).AsSingle(), AdvSimd.Arm64.ZipHigh(t0, t1).AsSingle(),
+                AdvSimd.Arm64.ZipLow(t2, t3).AsSingle(), AdvSimd.Arm64.ZipHigh(t2, t3).AsSingle());
+        }
+        o0.Store(dst);
+        o1.Store(dst + dstStride);
+        o2.Store(dst + 2 * dstStride);
+        o3.Store(dst + 3 * dstStride);
+    }
+
     /// <summary>Positions of set bits of mask, plus offset, to found: the compaction for widths without a compress instruction.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static int StoreSetBits(uint mask, int offset, int* found)

@@ -36,11 +36,9 @@ public static class CausalLinearAttention
             {
                 var ds = new MatrixRef<T>(dScores.Array, bh * t * t, t);
                 Gemm.Multiply(t, t, d, new MatrixRef<T>(dOutput.Array, bh * t * d, d), new MatrixRef<T>(v.Array, VOffset(bh, b, v.Shape[0], t, d), d, true), ds, false, parallel: false, Causal.LowerOutput);
-                MaskUpperAndDiagonal(dScores.Array.AsSpan(bh * t * t, t * t), t);
-                var qm = new MatrixRef<T>(q.Array, bh * t * n, n);
-                var dqm = new MatrixRef<T>(dqSlot.Tensor.Array, bh * t * n, n);
-                Gemm.Multiply(t, n, t, ds, qm, dqm, dqSlot.Accumulate, parallel: false, Causal.LowerA);
-                Gemm.Multiply(t, n, t, ds with { Transposed = true }, qm, dqm, true, parallel: false, Causal.UpperA);
+                Symmetrize(dScores.Array.AsSpan(bh * t * t, t * t), t); // dS + dSᵀ: one product reads Q once
+                Gemm.Multiply(t, n, t, ds, new MatrixRef<T>(q.Array, bh * t * n, n), new MatrixRef<T>(dqSlot.Tensor.Array, bh * t * n, n),
+                    dqSlot.Accumulate, parallel: false);
             });
         }
         if (dv is { } dvSlot)
@@ -71,6 +69,16 @@ public static class CausalLinearAttention
     /// <summary>Where V of (head, sequence) block hb = head·B + batch starts: the batch's block when V is shared by the heads.</summary>
     private static int VOffset(int hb, int batches, int vHeads, int t, int d) =>
         (vHeads == 1 ? hb % batches : hb) * t * d;
+
+    /// <summary>dS + dSᵀ in place, from dS below the diagonal (what is on and above it is not read).</summary>
+    private static void Symmetrize<T>(Span<T> s, int t) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (int i = 0; i < t; i++)
+        {
+            s[i * t + i] = T.Zero;
+            for (int j = 0; j < i; j++) s[j * t + i] = s[i * t + j];
+        }
+    }
 
     /// <summary>Zeroes S[i, j] for j ≥ i: only strictly earlier tokens contribute.</summary>
     private static void MaskUpperAndDiagonal<T>(Span<T> s, int t) where T : unmanaged, IFloatingPointIeee754<T>
