@@ -50,7 +50,7 @@ internal static unsafe class PackedGemm
         for (int p0 = 0; p0 < k; p0 += KC)
         {
             int kc = Math.Min(KC, k - p0);
-            PackB(b, n, p0, kc, NR, t0, t1, bPack);
+            PackB<W, V>(b, n, p0, kc, t0, t1, bPack);
             for (int rowBlock = rowBlock0; rowBlock < rowBlock1; rowBlock++)
                 ComputeBlock<W, V>(rowBlock, colBlock, m, n, p0, kc, a, bPack, c, accumulate || p0 > 0, causal);
         }
@@ -67,28 +67,46 @@ internal static unsafe class PackedGemm
         else Parallelism.For(count, body);
     }
 
-    /// <summary>bPack[t − t0][p][j] = B[p0 + p, t*nr + j] for slivers t in [t0, t1), zero past column n.</summary>
-    private static void PackB(MatrixRef<float> b, int n, int p0, int kc, int nr, int t0, int t1, float[] bPack)
+    /// <summary>bPack[t − t0][p][j] = B[p0 + p, t·NR + j] for slivers t in [t0, t1), zero past column n.</summary>
+    private static void PackB<W, V>(MatrixRef<float> b, int n, int p0, int kc, int t0, int t1, float[] bPack)
+        where W : struct, IFloatVector<V> where V : struct
     {
-        for (int t = t0; t < t1; t++)
+        int NR = Tile<W, V>().NR, w = W.Count;
+        fixed (float* bP = b.Array, pack = bPack)
         {
-            Span<float> dst = bPack.AsSpan((t - t0) * nr * kc, nr * kc);
-            int cols = Math.Min(nr, n - t * nr);
-            if (cols < nr) dst.Clear();
-            if (b.Transposed) // B[p, j] = b.Array[j*stride + p]: column j is contiguous over p; 4×4 blocks turn in registers
-                fixed (float* bP = b.Array, d = dst)
+            if (!b.Transposed) // row p of B is contiguous: read it once, each sliver's two vectors to their own place
+            {
+                int full = Math.Min(t1, n / NR);
+                for (int p = 0; p < kc; p++)
                 {
-                    float* columns = bP + b.Offset + (long)t * nr * b.Stride + p0;
+                    float* row = bP + b.Offset + (long)(p0 + p) * b.Stride, dst = pack + p * NR;
+                    for (int t = t0; t < full; t++)
+                    {
+                        float* from = row + t * NR, to = dst + (t - t0) * NR * kc;
+                        W.Store(W.Load(from), to);
+                        W.Store(W.Load(from + w), to + w);
+                    }
+                }
+            }
+            for (int t = b.Transposed ? t0 : Math.Max(t0, n / NR); t < t1; t++) // transposed slivers, and the last partial one
+            {
+                float* dst = pack + (t - t0) * NR * kc;
+                int cols = Math.Min(NR, n - t * NR);
+                if (cols < NR) new Span<float>(dst, NR * kc).Clear();
+                if (b.Transposed) // B[p, j] = b.Array[j*stride + p]: column j is contiguous over p; 4×4 blocks turn in registers
+                {
+                    float* columns = bP + b.Offset + (long)t * NR * b.Stride + p0;
                     int cols4 = Simd.CanTranspose4x4 ? cols & ~3 : 0, kc4 = kc & ~3;
                     for (int j = 0; j < cols4; j += 4)
                         for (int p = 0; p < kc4; p += 4)
-                            Simd.Transpose4x4(columns + j * b.Stride + p, b.Stride, d + p * nr + j, nr);
-                    CopyTransposed(columns, b.Stride, 0, cols4, kc4, kc, d, nr);
-                    CopyTransposed(columns, b.Stride, cols4, cols, 0, kc, d, nr);
+                            Simd.Transpose4x4(columns + j * b.Stride + p, b.Stride, dst + p * NR + j, NR);
+                    CopyTransposed(columns, b.Stride, 0, cols4, kc4, kc, dst, NR);
+                    CopyTransposed(columns, b.Stride, cols4, cols, 0, kc, dst, NR);
                 }
-            else
-                for (int p = 0; p < kc; p++)
-                    b.Array.AsSpan(b.Offset + (p0 + p) * b.Stride + t * nr, cols).CopyTo(dst.Slice(p * nr));
+                else
+                    for (int p = 0; p < kc; p++)
+                        new Span<float>(bP + b.Offset + (long)(p0 + p) * b.Stride + t * NR, cols).CopyTo(new Span<float>(dst + p * NR, cols));
+            }
         }
     }
 
@@ -113,6 +131,15 @@ internal static unsafe class PackedGemm
             int sEnd = Math.Min((rowBlock + 1) * MC, m + MR - 1) / MR;
             int tEnd = Math.Min((colBlock + 1) * NB, n + NR - 1) / NR;
             int tBegin = colBlock * NB / NR;
+            // The last rows of A, where fewer than MR remain: copied once beside zero rows, so the kernel reads no further.
+            int lastRows = m - (sEnd - 1) * MR;
+            if (lastRows < MR)
+            {
+                new Span<float>(partialRows, MR * kc).Clear();
+                float* last = aP + (sEnd - 1) * MR * aRow;
+                for (int r = 0; r < lastRows; r++)
+                    for (int p = 0; p < kc; p++) partialRows[p * MR + r] = last[r * aRow + p * aK];
+            }
             for (int t = tBegin; t < tEnd; t++)
                 for (int s = rowBlock * MC / MR; s < sEnd; s++)
                 {
@@ -126,11 +153,8 @@ internal static unsafe class PackedGemm
                     int rows = Math.Min(MR, m - i0), cols = Math.Min(NR, n - j0);
                     float* aSliver = aP + i0 * aRow, bSliver = bP + (t - tBegin) * NR * kc + skip * NR;
                     nint sliverRow = aRow, sliverK = aK;
-                    if (rows < MR) // the last rows of A: copy them beside zero rows, so the kernel reads no further
+                    if (rows < MR)
                     {
-                        new Span<float>(partialRows, MR * kc).Clear();
-                        for (int r = 0; r < rows; r++)
-                            for (int p = 0; p < kc; p++) partialRows[p * MR + r] = aSliver[r * aRow + p * aK];
                         aSliver = partialRows;
                         (sliverRow, sliverK) = (1, MR);
                     }
