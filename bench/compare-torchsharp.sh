@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Our trainer and full-recompute generation against the TorchSharp peer (bench/peers/TorchSharpBdh: the reference BDH
 # op for op on TorchSharp-cpu 0.107.0, LibTorch 2.10 with MKL and oneDNN), interleaved on the same machine.
-#   Usage: bench/compare-torchsharp.sh            (environment: PAIRS=3 STEPS=60 PAPER_STEPS=3 TOKENS=256)
+#   Usage: bench/compare-torchsharp.sh            (environment: PAIRS=3 STEPS=60 PAPER_STEPS=3 TOKENS=256 LONG_STEPS=2000
+#                                                  WORKLOADS="train2 train1 paper full"; add "long" for a whole training run)
 # 1. builds `bdh` and the peer, and runs the peer's `check` against ../shared/fixtures: nothing is timed unless it passes;
 # 2. for each workload, PAIRS rounds of: `bdh`, the peer with glibc's default allocator, the peer with glibc told to keep
 #    the memory it frees (GLIBC_TUNABLES below: no mmap for big blocks, no trimming; fresh pages are expensive on some
@@ -9,15 +10,20 @@
 # 3. prints a markdown table: the median over the rounds of each run's figure (training: its median step; generation:
 #    its tokens/s), the median peak RSS, and the ratio against the faster of the peer's two configurations
 #    (> 1: ours is faster).
-# Workloads: the cpu preset's training (batch 16 x 64) on 2 threads and on 1, STEPS steps; the paper config's one
-# 512-token micro-batch per step, 2 threads, PAPER_STEPS steps; greedy full-recompute generation of TOKENS tokens after
-# "ROMEO:" from the trained fixture, 2 threads (ours: `bdh sample --mode full`); both texts are compared.
+# Workloads (WORKLOADS picks them): train2 and train1, the cpu preset's training (batch 16 x 64) on 2 threads and on 1,
+# STEPS steps; paper, the paper config's one 512-token micro-batch per step, 2 threads, PAPER_STEPS steps; full, greedy
+# full-recompute generation of TOKENS tokens after "ROMEO:" from the trained fixture, 2 threads (ours: `bdh sample
+# --mode full`; both texts are compared); long, the cpu preset's training on 2 threads for LONG_STEPS steps, the whole
+# run the README's trained model comes from (BDH's activations grow sparse as it trains; TorchSharp's step time does
+# not depend on that), about 25 minutes a pair on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs=${PAIRS:-3}
 steps=${STEPS:-60}
 paper_steps=${PAPER_STEPS:-3}
 tokens=${TOKENS:-256}
+long_steps=${LONG_STEPS:-2000}
+workloads=" ${WORKLOADS:-train2 train1 paper full} "
 data=../shared/data/tinyshakespeare.txt
 checkpoint=../shared/fixtures/bdh-trained-cpu-tiny-500.safetensors
 keep_freed=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967295
@@ -73,13 +79,18 @@ echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cor
 echo "| workload | BdhNative | TorchSharp | TorchSharp, glibc keeps freed memory | ratio vs the faster TorchSharp |" | tee -a "$out/table"
 echo "| --- | --- | --- | --- | --- |" | tee -a "$out/table"
 for threads in 2 1; do
+  [[ $workloads == *" train$threads "* ]] || continue
   workload "cpu preset training, $threads thread$([ "$threads" = 1 ] || echo s), $steps steps" ms \
     "train --data $data --preset cpu --steps $steps --eval-every 0 --threads $threads --out $out/run" \
     "train --data $data --preset cpu --steps $steps --threads $threads"
 done
-workload "paper config, one 512-token micro-batch, 2 threads, $paper_steps steps" ms \
+[[ $workloads == *" paper "* ]] && workload "paper config, one 512-token micro-batch, 2 threads, $paper_steps steps" ms \
   "train --data $data --preset paper --batch 1 --grad-accum 1 --block 512 --steps $paper_steps --eval-every 0 --threads 2 --out $out/run" \
   "train --data $data --preset paper --steps $paper_steps --threads 2"
+[[ $workloads == *" long "* ]] && workload "cpu preset training, 2 threads, $long_steps steps" ms \
+  "train --data $data --preset cpu --steps $long_steps --eval-every 0 --threads 2 --out $out/run" \
+  "train --data $data --preset cpu --steps $long_steps --threads 2"
+[[ $workloads == *" full "* ]] || exit 0
 workload "full-recompute generation, $tokens tokens, 2 threads" tps \
   "sample --checkpoint $checkpoint --prompt ROMEO: --tokens $tokens --top-k 1 --mode full --threads 2" \
   "generate --checkpoint $checkpoint --prompt ROMEO: --tokens $tokens --threads 2"

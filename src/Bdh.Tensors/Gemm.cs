@@ -13,7 +13,7 @@ internal readonly record struct MatrixRef<T>(T[] Array, int Offset, int Stride, 
 
 /// <summary>
 /// Zeros a causal product may skip (square T×T operands of attention): <c>LowerOutput</c>, only C[i, j]
-/// with j &lt; i is wanted (the caller masks the rest); <c>LowerA</c>, A[i, p] = 0 for p ≥ i;
+/// with j &lt; i is wanted (the caller masks or overwrites the rest); <c>LowerA</c>, A[i, p] = 0 for p ≥ i;
 /// <c>UpperA</c>, A[i, p] = 0 for p ≤ i. Skipping exact zeros leaves every wanted value unchanged.
 /// </summary>
 internal enum Causal { None, LowerOutput, LowerA, UpperA }

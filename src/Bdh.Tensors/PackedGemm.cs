@@ -28,8 +28,8 @@ internal static unsafe class PackedGemm
         int MC = Tile<W, V>().MC;
         int rowBlocks = (m + MC - 1) / MC, colBlocks = (n + NB - 1) / NB;
         int threads = parallel ? Parallelism.Threads : 1;
-        // Row groups: where there are fewer column blocks than threads, enough groups for every thread to have one item.
-        int rowGroups = Math.Min(rowBlocks, (threads + colBlocks - 1) / colBlocks);
+        // Row groups: lcm(colBlocks, threads) items where the rows allow, so every thread gets as many as every other.
+        int rowGroups = Math.Min(rowBlocks, threads / GreatestCommonDivisor(colBlocks, threads));
         RunItems(rowGroups * colBlocks, threads, item =>
         {
             int group = item / colBlocks;
@@ -52,10 +52,12 @@ internal static unsafe class PackedGemm
             int kc = Math.Min(KC, k - p0);
             PackB<W, V>(b, n, p0, kc, t0, t1, bPack);
             for (int rowBlock = rowBlock0; rowBlock < rowBlock1; rowBlock++)
-                ComputeBlock<W, V>(rowBlock, colBlock, m, n, p0, kc, a, bPack, c, accumulate || p0 > 0, causal);
+                ComputeBlock<W, V>(rowBlock, t0, t1, m, n, p0, kc, a, bPack, c, accumulate || p0 > 0, causal);
         }
         TensorPool<float>.Return(bPack);
     }
+
+    private static int GreatestCommonDivisor(int a, int b) => b == 0 ? a : GreatestCommonDivisor(b, a % b);
 
     /// <summary>The tile at width W: MR rows by NR = two vectors of columns, in row blocks of MC = 8 tiles' rows.</summary>
     private static (int MR, int NR, int MC) Tile<W, V>() where W : struct, IFloatVector<V> where V : struct =>
@@ -117,7 +119,8 @@ internal static unsafe class PackedGemm
             for (int p = p0; p < p1; p++) dst[p * nr + j] = columns[j * stride + p];
     }
 
-    private static void ComputeBlock<W, V>(int rowBlock, int colBlock, int m, int n, int p0, int kc,
+    /// <summary>One row block of C by slivers [t0, t1) of B, packed in bPack, for the k slice [p0, p0 + kc).</summary>
+    private static void ComputeBlock<W, V>(int rowBlock, int t0, int t1, int m, int n, int p0, int kc,
         MatrixRef<float> a, float[] bPack, MatrixRef<float> c, bool add, Causal causal) where W : struct, IFloatVector<V> where V : struct
     {
         var (MR, NR, MC) = Tile<W, V>();
@@ -129,8 +132,6 @@ internal static unsafe class PackedGemm
         {
             float* aP = aBase + a.Offset + p0 * aK;
             int sEnd = Math.Min((rowBlock + 1) * MC, m + MR - 1) / MR;
-            int tEnd = Math.Min((colBlock + 1) * NB, n + NR - 1) / NR;
-            int tBegin = colBlock * NB / NR;
             // The last rows of A, where fewer than MR remain: copied once beside zero rows, so the kernel reads no further.
             int lastRows = m - (sEnd - 1) * MR;
             if (lastRows < MR)
@@ -140,7 +141,7 @@ internal static unsafe class PackedGemm
                 for (int r = 0; r < lastRows; r++)
                     for (int p = 0; p < kc; p++) partialRows[p * MR + r] = last[r * aRow + p * aK];
             }
-            for (int t = tBegin; t < tEnd; t++)
+            for (int t = t0; t < t1; t++)
                 for (int s = rowBlock * MC / MR; s < sEnd; s++)
                 {
                     int i0 = s * MR, j0 = t * NR;
@@ -151,7 +152,7 @@ internal static unsafe class PackedGemm
                     if (pHi <= pLo && add) continue;
                     int depth = Math.Max(pHi - pLo, 0), skip = depth == 0 ? 0 : pLo - p0;
                     int rows = Math.Min(MR, m - i0), cols = Math.Min(NR, n - j0);
-                    float* aSliver = aP + i0 * aRow, bSliver = bP + (t - tBegin) * NR * kc + skip * NR;
+                    float* aSliver = aP + i0 * aRow, bSliver = bP + (t - t0) * NR * kc + skip * NR;
                     nint sliverRow = aRow, sliverK = aK;
                     if (rows < MR)
                     {
