@@ -13,7 +13,7 @@ namespace Bdh.Benchmarks;
 public class KernelBenchmarks
 {
     private const int Heads = 4, Batch = 16, T = 64, N = 512, D = 128, Vocab = 256;
-    private Tensor<float> _xs = null!, _ys = null!, _dys = null!, _x = null!, _xNorm = null!, _dx = null!, _rstd = null!, _a = null!, _scores = null!, _logits = null!;
+    private Tensor<float> _xs = null!, _ys = null!, _dys = null!, _x = null!, _xNorm = null!, _dx = null!, _rstd = null!, _a = null!, _scores = null!, _logits = null!, _dq = null!, _dv = null!;
     private RopeTable _rope = null!;
     private int[] _targets = null!;
     private readonly float[] _paperFreqs = Rope.Frequencies(8192), _cos = new float[8192], _sin = new float[8192];
@@ -32,9 +32,12 @@ public class KernelBenchmarks
         _rstd = Tensor<float>.Empty(Batch * T);
         _a = Tensor<float>.Empty(Heads, Batch, T, D);
         _scores = Tensor<float>.Empty(Heads, Batch, T, T);
+        _dq = Tensor<float>.Empty(Heads, Batch, T, N);
+        _dv = Tensor<float>.Empty(1, Batch, T, D);
         _logits = Tensor<float>.Uniform(rng, -3, 3, Batch * T, Vocab);
         _targets = Enumerable.Range(0, Batch * T).Select(i => i * 7 % Vocab).ToArray();
         _rope = Rope.Table(Rope.Frequencies(N), T);
+        CausalLinearAttention.Forward(_xs, _x, _scores, _a); // the scores and output the backward reads
     }
 
     [Benchmark] public void Relu() => Elementwise.Relu<float>(_xs.Span, _ys.Span);
@@ -52,6 +55,10 @@ public class KernelBenchmarks
     [Benchmark] public void LayerNormBackward() => LayerNorm.Backward(_x, _xNorm, _rstd, new GradSlot<float>(_dx, Accumulate: true));
 
     [Benchmark] public void AttentionForward() => CausalLinearAttention.Forward(_xs, _x, _scores, _a);
+
+    /// <summary>From the forward's scores (as the trainer has them), dOut = _a: dQ and dV written fresh.</summary>
+    [Benchmark] public void AttentionBackward() =>
+        CausalLinearAttention.Backward(_xs, _x, _scores, _a, new GradSlot<float>(_dq, Accumulate: false), new GradSlot<float>(_dv, Accumulate: false));
 
     [Benchmark] public float CrossEntropyForward() => CrossEntropy.Forward(_logits, _targets);
 }
