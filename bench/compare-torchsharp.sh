@@ -78,18 +78,18 @@ workload() {
 echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; commit $(git rev-parse --short HEAD); $pairs pairs" | tee "$out/table"
 echo "| workload | BdhNative | TorchSharp | TorchSharp, glibc keeps freed memory | ratio vs the faster TorchSharp |" | tee -a "$out/table"
 echo "| --- | --- | --- | --- | --- |" | tee -a "$out/table"
-for threads in 2 1; do
-  [[ $workloads == *" train$threads "* ]] || continue
-  workload "cpu preset training, $threads thread$([ "$threads" = 1 ] || echo s), $steps steps" ms \
-    "train --data $data --preset cpu --steps $steps --eval-every 0 --threads $threads --out $out/run" \
-    "train --data $data --preset cpu --steps $steps --threads $threads"
-done
+# cpu_training THREADS STEPS: the cpu preset's training workload.
+cpu_training() {
+  workload "cpu preset training, $1 thread$([ "$1" = 1 ] || echo s), $2 steps" ms \
+    "train --data $data --preset cpu --steps $2 --eval-every 0 --threads $1 --out $out/run" \
+    "train --data $data --preset cpu --steps $2 --threads $1"
+}
+[[ $workloads == *" train2 "* ]] && cpu_training 2 "$steps"
+[[ $workloads == *" train1 "* ]] && cpu_training 1 "$steps"
 [[ $workloads == *" paper "* ]] && workload "paper config, one 512-token micro-batch, 2 threads, $paper_steps steps" ms \
   "train --data $data --preset paper --batch 1 --grad-accum 1 --block 512 --steps $paper_steps --eval-every 0 --threads 2 --out $out/run" \
   "train --data $data --preset paper --steps $paper_steps --threads 2"
-[[ $workloads == *" long "* ]] && workload "cpu preset training, 2 threads, $long_steps steps" ms \
-  "train --data $data --preset cpu --steps $long_steps --eval-every 0 --threads 2 --out $out/run" \
-  "train --data $data --preset cpu --steps $long_steps --threads 2"
+[[ $workloads == *" long "* ]] && cpu_training 2 "$long_steps"
 [[ $workloads == *" full "* ]] || exit 0
 workload "full-recompute generation, $tokens tokens, 2 threads" tps \
   "sample --checkpoint $checkpoint --prompt ROMEO: --tokens $tokens --top-k 1 --mode full --threads 2" \
