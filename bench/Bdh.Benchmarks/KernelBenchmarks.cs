@@ -44,7 +44,8 @@ public class KernelBenchmarks
 
     [Benchmark] public void ReluBackward() => Elementwise.ReluBackward(_xs, _dys, new GradSlot<float>(_ys, Accumulate: true));
 
-    [Benchmark] public void Dropout() => Elementwise.Dropout(42, 0.1, _xs, _ys);
+    /// <summary>BDH's xy = dropout(xs ⊙ ys), one pass.</summary>
+    [Benchmark] public void DropoutOfProduct() => Elementwise.Dropout(42, 0.1, _xs, _dys, _ys);
 
     [Benchmark] public void RopeForward() => Rope.Forward<float>(_xs.Span, _ys.Span, _rope);
 

@@ -19,14 +19,14 @@ public static class Ops
     }
 
     /// <summary>
-    /// relu(a·b) in one buffer: the ReLU runs in place on the product (BDH's xs and ys, the largest
-    /// activations, would otherwise be kept twice, before and after the ReLU). Backward: dC = dy where y &gt; 0.
+    /// relu(a·b) in one buffer: the GEMM applies the ReLU as it stores the product (BDH's xs and ys, the largest
+    /// activations, would otherwise be kept twice, before and after the ReLU, or pass through memory twice). Backward:
+    /// dC = dy where y &gt; 0.
     /// </summary>
     public static Var<T> MatMulRelu<T>(Var<T> a, Var<T> b) where T : unmanaged, IFloatingPointIeee754<T>
     {
         var c = Tensor<T>.Empty(Tensors.MatMul.OutputShape(a.Shape, false, b.Shape, false));
-        Tensors.MatMul.Multiply(a.Value, false, b.Value, false, c, accumulate: false);
-        Elementwise.Relu(c, c);
+        Tensors.MatMul.Multiply(a.Value, false, b.Value, false, c, accumulate: false, relu: true);
         return Var<T>.FromOp(c, "matmul_relu", [a, b], y =>
         {
             var dc = y.Grad!; // dy becomes dC in place: nothing reads dy after this op's backward
@@ -159,8 +159,27 @@ public static class Ops
         if (p == 0 || rng is null) return x;
         ulong seed = rng.NextUInt64(); // one draw per call: the mask is a hash of (seed, index), drawn again by the backward
         var y = Tensor<T>.Empty(x.Shape);
-        Elementwise.Dropout(seed, p, x.Value, y);
-        return Var<T>.FromOp(y, "dropout", [x], o => Elementwise.DropoutBackward(seed, p, o.Grad!, x.GradSlot()));
+        Elementwise.Dropout(seed, p, x.Value, null, y);
+        return Var<T>.FromOp(y, "dropout", [x], o => Elementwise.DropoutBackward(seed, p, o.Grad!, null, x.GradSlot()));
+    }
+
+    /// <summary>
+    /// dropout(a ⊙ b) for a and b of one shape, in one pass (BDH's xy: the undropped product is never stored);
+    /// a ⊙ b when p is 0 or no rng is given. da = dropout(dy ⊙ b), db = dropout(dy ⊙ a), with the forward's mask.
+    /// </summary>
+    public static Var<T> DropoutOfProduct<T>(Var<T> a, Var<T> b, double p, Rng? rng) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (p == 0 || rng is null) return a * b;
+        if (!a.Shape.AsSpan().SequenceEqual(b.Shape))
+            throw new ArgumentException($"dropout of a product needs one shape: {Tensor<T>.Format(a.Shape)} and {Tensor<T>.Format(b.Shape)}");
+        ulong seed = rng.NextUInt64();
+        var y = Tensor<T>.Empty(a.Shape);
+        Elementwise.Dropout(seed, p, a.Value, b.Value, y);
+        return Var<T>.FromOp(y, "dropout_product", [a, b], o =>
+        {
+            if (a.RequiresGrad) Elementwise.DropoutBackward(seed, p, o.Grad!, b.Value, a.GradSlot());
+            if (b.RequiresGrad) Elementwise.DropoutBackward(seed, p, o.Grad!, a.Value, b.GradSlot());
+        });
     }
 
     /// <summary>Mean cross-entropy of logits [..., V] against targets (one per row) → scalar [1].</summary>

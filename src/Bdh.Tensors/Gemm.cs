@@ -19,7 +19,7 @@ internal readonly record struct MatrixRef<T>(T[] Array, int Offset, int Stride, 
 internal enum Causal { None, LowerOutput, LowerA, UpperA }
 
 /// <summary>
-/// General matrix multiply <c>C[m,n] = (accumulate ? C : 0) + A[m,k]·B[k,n]</c>, the entry of every product of
+/// General matrix multiply <c>C[m,n] = (accumulate ? C : 0) + A[m,k]·B[k,n]</c>, then max(C, 0) with relu, the entry of every product of
 /// training and prefill (<see cref="MatMul"/> over tensors comes here). float runs the packed, register-blocked SIMD
 /// kernel (<see cref="PackedGemm"/>), or, when A is mostly zeros, the sparse one (<see cref="SparseGemm"/>: the choice
 /// is made per call from A's measured density and is deterministic); double (used by gradient checks) runs a
@@ -35,18 +35,19 @@ internal static class Gemm
     internal const long SparseCheckSize = 1 << 14;
 
     public static void Multiply<T>(int m, int n, int k, MatrixRef<T> a, MatrixRef<T> b, MatrixRef<T> c,
-        bool accumulate, bool parallel = true, Causal causal = Causal.None) where T : unmanaged, IFloatingPointIeee754<T>
+        bool accumulate, bool parallel = true, Causal causal = Causal.None, bool relu = false) where T : unmanaged, IFloatingPointIeee754<T>
     {
         if (c.Transposed) throw new ArgumentException("the output matrix cannot be transposed");
+        if (relu && causal != Causal.None) throw new ArgumentException("a causal product skips tiles of C, which would miss the ReLU");
         if (m == 0 || n == 0) return;
         parallel &= (long)m * n * k >= ParallelThreshold && Parallelism.Threads > 1;
+        bool reluDone = false; // the packed kernel applies it in its stores; the others leave it to a pass at the end
         if (k == 0)
         {
             if (!accumulate)
                 for (int i = 0; i < m; i++) c.Array.AsSpan(c.Offset + i * c.Stride, n).Clear();
-            return;
         }
-        if (typeof(T) == typeof(float) && causal == Causal.None && !b.Transposed && (long)m * k >= SparseCheckSize
+        else if (typeof(T) == typeof(float) && causal == Causal.None && !b.Transposed && (long)m * k >= SparseCheckSize
             && SparseGemm.IsSparse(m, k, (MatrixRef<float>)(object)a))
             SparseGemm.Multiply(m, n, k, (MatrixRef<float>)(object)a, (MatrixRef<float>)(object)b, (MatrixRef<float>)(object)c, accumulate, parallel);
         else if (typeof(T) == typeof(float) && Simd.Widest > 0)
@@ -54,13 +55,20 @@ internal static class Gemm
             var (af, bf, cf) = ((MatrixRef<float>)(object)a, (MatrixRef<float>)(object)b, (MatrixRef<float>)(object)c);
             switch (Simd.Widest)
             {
-                case 512: PackedGemm.Multiply<Float512, Vector512<float>>(m, n, k, af, bf, cf, accumulate, parallel, causal); break;
-                case 256: PackedGemm.Multiply<Float256, Vector256<float>>(m, n, k, af, bf, cf, accumulate, parallel, causal); break;
-                default: PackedGemm.Multiply<Float128, Vector128<float>>(m, n, k, af, bf, cf, accumulate, parallel, causal); break;
+                case 512: PackedGemm.Multiply<Float512, Vector512<float>>(m, n, k, af, bf, cf, accumulate, relu, parallel, causal); break;
+                case 256: PackedGemm.Multiply<Float256, Vector256<float>>(m, n, k, af, bf, cf, accumulate, relu, parallel, causal); break;
+                default: PackedGemm.Multiply<Float128, Vector128<float>>(m, n, k, af, bf, cf, accumulate, relu, parallel, causal); break;
             }
+            reluDone = true;
         }
         else
             MultiplyByRows(m, n, k, a, b, c, accumulate, parallel);
+        if (relu && !reluDone)
+            for (int i = 0; i < m; i++)
+            {
+                Span<T> row = c.Array.AsSpan(c.Offset + i * c.Stride, n);
+                TP.Max(row, T.Zero, row);
+            }
     }
 
     /// <summary>C[i,:] (+)= Σ_p A[i,p]·B[p,:], or a dot product per element when B is transposed.</summary>

@@ -26,9 +26,10 @@ public static class MatMul
     /// <summary>
     /// c[i] (+)= op(a[i])·op(b[i]) for every index i of the broadcast batch of a, b and c. When c's
     /// batch is smaller (the gradient of a broadcast operand), the products that land on one block of c
-    /// are summed in batch order, so the result does not depend on the thread count.
+    /// are summed in batch order, so the result does not depend on the thread count. With <paramref name="relu"/>, c = max(c, 0)
+    /// after (in the GEMM's stores, not a second pass).
     /// </summary>
-    public static void Multiply<T>(Tensor<T> a, bool transA, Tensor<T> b, bool transB, Tensor<T> c, bool accumulate)
+    public static void Multiply<T>(Tensor<T> a, bool transA, Tensor<T> b, bool transB, Tensor<T> c, bool accumulate, bool relu = false)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         var (m, _, n) = Dims(a.Shape, transA, b.Shape, transB);
@@ -37,7 +38,7 @@ public static class MatMul
         int[] batch = Broadcast.Shape(Broadcast.Shape(a.Shape[..^2], b.Shape[..^2]), c.Shape[..^2]);
         int[] aShape = Padded(a.Shape, batch.Length), bShape = Padded(b.Shape, batch.Length), cShape = Padded(c.Shape, batch.Length);
         Fold(ref aShape, transA, ref bShape, transB, ref cShape);
-        MultiplyBlocks(a.Array, aShape, transA, b.Array, bShape, transB, c.Array, cShape, accumulate);
+        MultiplyBlocks(a.Array, aShape, transA, b.Array, bShape, transB, c.Array, cShape, accumulate, relu);
     }
 
     /// <summary>
@@ -65,7 +66,7 @@ public static class MatMul
     /// <summary>Dimension i folded into the rows of the matrix after it (contiguous memory: a view).</summary>
     private static int[] Merged(int[] shape, int i) => [.. shape[..i], shape[i] * shape[i + 1], .. shape[(i + 2)..]];
 
-    private static void MultiplyBlocks<T>(T[] a, int[] aShape, bool transA, T[] b, int[] bShape, bool transB, T[] c, int[] cShape, bool accumulate)
+    private static void MultiplyBlocks<T>(T[] a, int[] aShape, bool transA, T[] b, int[] bShape, bool transB, T[] c, int[] cShape, bool accumulate, bool relu)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         var (m, k, n) = Dims(aShape, transA, bShape, transB);
@@ -92,7 +93,7 @@ public static class MatMul
                 {
                     Gemm.Multiply(m, n, k,
                         new MatrixRef<T>(a, aOff[i], lda, transA), new MatrixRef<T>(b, bOff[i], ldb, transB),
-                        new MatrixRef<T>(c, cOff[i], n), add, parallel: !parallelGroups);
+                        new MatrixRef<T>(c, cOff[i], n), add, parallel: !parallelGroups, relu: relu && i == groupList[g][^1]);
                     add = true;
                 }
             }

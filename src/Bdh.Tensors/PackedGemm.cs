@@ -16,6 +16,7 @@ namespace Bdh.Tensors;
 /// (NR = 2·W.Count), with MR as large as the register file allows (<see cref="IFloatVector{V}.GemmRows"/>: 8×32 in 16
 /// of AVX-512's 32 zmm, 6×16 in 12 of AVX2's 16 ymm), and does 2·MR FMAs per k step for 2 + MR loads. Items write
 /// disjoint parts of C and each sums its k slices in order: no split reductions, the same bits for any thread count.
+/// With relu, the stores of the last k slice write max(C, 0): BDH's xs and ys need no second pass over C.
 /// </summary>
 internal static unsafe class PackedGemm
 {
@@ -23,7 +24,7 @@ internal static unsafe class PackedGemm
     private const int MaxRows = 8; // the most rows of C a micro-kernel tile has, at any width
 
     public static void Multiply<W, V>(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c,
-        bool accumulate, bool parallel, Causal causal) where W : struct, IFloatVector<V> where V : struct
+        bool accumulate, bool relu, bool parallel, Causal causal) where W : struct, IFloatVector<V> where V : struct
     {
         int MC = Tile<W, V>().MC;
         int rowBlocks = (m + MC - 1) / MC, colBlocks = (n + NB - 1) / NB;
@@ -33,7 +34,7 @@ internal static unsafe class PackedGemm
         RunItems(rowGroups * colBlocks, threads, item =>
         {
             int group = item / colBlocks;
-            ComputeItem<W, V>(group * rowBlocks / rowGroups, (group + 1) * rowBlocks / rowGroups, item % colBlocks, m, n, k, a, b, c, accumulate, causal);
+            ComputeItem<W, V>(group * rowBlocks / rowGroups, (group + 1) * rowBlocks / rowGroups, item % colBlocks, m, n, k, a, b, c, accumulate, relu, causal);
         });
     }
 
@@ -42,7 +43,7 @@ internal static unsafe class PackedGemm
     /// slivers of B are packed and then used while they are still in this core's cache.
     /// </summary>
     private static void ComputeItem<W, V>(int rowBlock0, int rowBlock1, int colBlock, int m, int n, int k, MatrixRef<float> a,
-        MatrixRef<float> b, MatrixRef<float> c, bool accumulate, Causal causal) where W : struct, IFloatVector<V> where V : struct
+        MatrixRef<float> b, MatrixRef<float> c, bool accumulate, bool relu, Causal causal) where W : struct, IFloatVector<V> where V : struct
     {
         int NR = Tile<W, V>().NR;
         int t0 = colBlock * NB / NR, t1 = (Math.Min((colBlock + 1) * NB, n) + NR - 1) / NR;
@@ -52,7 +53,7 @@ internal static unsafe class PackedGemm
             int kc = Math.Min(KC, k - p0);
             PackB<W, V>(b, n, p0, kc, t0, t1, bPack);
             for (int rowBlock = rowBlock0; rowBlock < rowBlock1; rowBlock++)
-                ComputeBlock<W, V>(rowBlock, t0, t1, m, n, p0, kc, a, bPack, c, accumulate || p0 > 0, causal);
+                ComputeBlock<W, V>(rowBlock, t0, t1, m, n, p0, kc, a, bPack, c, accumulate || p0 > 0, relu && p0 + kc == k, causal);
         }
         TensorPool<float>.Return(bPack);
     }
@@ -121,7 +122,7 @@ internal static unsafe class PackedGemm
 
     /// <summary>One row block of C by slivers [t0, t1) of B, packed in bPack, for the k slice [p0, p0 + kc).</summary>
     private static void ComputeBlock<W, V>(int rowBlock, int t0, int t1, int m, int n, int p0, int kc,
-        MatrixRef<float> a, float[] bPack, MatrixRef<float> c, bool add, Causal causal) where W : struct, IFloatVector<V> where V : struct
+        MatrixRef<float> a, float[] bPack, MatrixRef<float> c, bool add, bool relu, Causal causal) where W : struct, IFloatVector<V> where V : struct
     {
         var (MR, NR, MC) = Tile<W, V>();
         float* edge = stackalloc float[MaxRows * 32];
@@ -163,25 +164,29 @@ internal static unsafe class PackedGemm
                     float* cTile = cP + c.Offset + (long)i0 * c.Stride + j0;
                     if (rows == MR && cols == NR)
                     {
-                        MicroKernel<W, V>(depth, aSliver, sliverRow, sliverK, bSliver, cTile, c.Stride, add);
+                        MicroKernel<W, V>(depth, aSliver, sliverRow, sliverK, bSliver, cTile, c.Stride, add, relu);
                         continue;
                     }
                     // Partial tile at the matrix edge: compute the full tile aside, keep the valid part.
-                    MicroKernel<W, V>(depth, aSliver, sliverRow, sliverK, bSliver, edge, NR, false);
+                    MicroKernel<W, V>(depth, aSliver, sliverRow, sliverK, bSliver, edge, NR, false, false);
                     for (int r = 0; r < rows; r++)
                         for (int j = 0; j < cols; j++)
-                            cTile[(long)r * c.Stride + j] = add ? cTile[(long)r * c.Stride + j] + edge[r * NR + j] : edge[r * NR + j];
+                        {
+                            float value = add ? cTile[(long)r * c.Stride + j] + edge[r * NR + j] : edge[r * NR + j];
+                            cTile[(long)r * c.Stride + j] = relu ? float.Max(value, 0f) : value;
+                        }
                 }
         }
     }
 
     /// <summary>
-    /// C[MR, NR] (+)= Σ_p A[0..MR, p] ⊗ b[p, 0..NR): the tile in 2·MR accumulators, MR broadcasts and 2 loads per p.
+    /// C[MR, NR] (+)= Σ_p A[0..MR, p] ⊗ b[p, 0..NR), then max(C, 0) with relu: the tile in 2·MR accumulators, MR broadcasts
+    /// and 2 loads per p.
     /// Row r of A is at a + r·aRow, stepping by aK per p. MR is 6 or 8, a constant of each width's copy, so the rows past
     /// it and their tests compile away.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    private static void MicroKernel<W, V>(int kc, float* a, nint aRow, nint aK, float* b, float* c, int ldc, bool add)
+    private static void MicroKernel<W, V>(int kc, float* a, nint aRow, nint aK, float* b, float* c, int ldc, bool add, bool relu)
         where W : struct, IFloatVector<V> where V : struct
     {
         int w = W.Count, MR = W.GemmRows;
@@ -205,26 +210,31 @@ internal static unsafe class PackedGemm
                 ai = W.Create(a7[o]); c70 = W.MultiplyAdd(ai, b0, c70); c71 = W.MultiplyAdd(ai, b1, c71);
             }
         }
-        StoreRow<W, V>(c, c00, c01, add); c += ldc;
-        StoreRow<W, V>(c, c10, c11, add); c += ldc;
-        StoreRow<W, V>(c, c20, c21, add); c += ldc;
-        StoreRow<W, V>(c, c30, c31, add); c += ldc;
-        StoreRow<W, V>(c, c40, c41, add); c += ldc;
-        StoreRow<W, V>(c, c50, c51, add);
+        StoreRow<W, V>(c, c00, c01, add, relu); c += ldc;
+        StoreRow<W, V>(c, c10, c11, add, relu); c += ldc;
+        StoreRow<W, V>(c, c20, c21, add, relu); c += ldc;
+        StoreRow<W, V>(c, c30, c31, add, relu); c += ldc;
+        StoreRow<W, V>(c, c40, c41, add, relu); c += ldc;
+        StoreRow<W, V>(c, c50, c51, add, relu);
         if (MR == 8)
         {
-            c += ldc; StoreRow<W, V>(c, c60, c61, add);
-            c += ldc; StoreRow<W, V>(c, c70, c71, add);
+            c += ldc; StoreRow<W, V>(c, c60, c61, add, relu);
+            c += ldc; StoreRow<W, V>(c, c70, c71, add, relu);
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreRow<W, V>(float* c, V lo, V hi, bool add) where W : struct, IFloatVector<V> where V : struct
+    private static void StoreRow<W, V>(float* c, V lo, V hi, bool add, bool relu) where W : struct, IFloatVector<V> where V : struct
     {
         if (add)
         {
             lo = W.Add(lo, W.Load(c));
             hi = W.Add(hi, W.Load(c + W.Count));
+        }
+        if (relu)
+        {
+            lo = W.Max(lo, W.Create(0f));
+            hi = W.Max(hi, W.Create(0f));
         }
         W.Store(lo, c);
         W.Store(hi, c + W.Count);

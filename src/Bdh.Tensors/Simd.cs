@@ -29,6 +29,8 @@ internal unsafe interface IFloatVector<V> where V : struct
     /// <summary>a·b rounded on its own (no fusing with a later add: kernels that match the reference's rounding use it).</summary>
     static abstract V Multiply(V a, V b);
     static abstract V And(V a, V b);
+    /// <summary>The larger of a and b lane by lane, as IEEE 754 maximum (NaN if either is; +0 over −0), like TensorPrimitives.Max.</summary>
+    static abstract V Max(V a, V b);
     /// <summary>All bits set in the lanes where a &gt; b, else 0: a mask for <see cref="And"/>.</summary>
     static abstract V GreaterThan(V a, V b);
     /// <summary>(v[1], v[0], v[3], v[2], …): each pair of lanes swapped, as RoPE pairs neurons.</summary>
@@ -133,6 +135,7 @@ internal readonly unsafe struct Float512 : IFloatVector<Vector512<float>>
     public static Vector512<float> Add(Vector512<float> a, Vector512<float> b) => a + b;
     public static Vector512<float> Multiply(Vector512<float> a, Vector512<float> b) => a * b;
     public static Vector512<float> And(Vector512<float> a, Vector512<float> b) => a & b;
+    public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.Max(a, b);
     public static Vector512<float> GreaterThan(Vector512<float> a, Vector512<float> b) => Vector512.GreaterThan(a, b);
     public static Vector512<float> SwapPairs(Vector512<float> v) => (Vector512.ShiftLeft(v.AsUInt64(), 32) | Vector512.ShiftRightLogical(v.AsUInt64(), 32)).AsSingle();
     public static uint NonZeroBits(Vector512<float> value) => (uint)~Vector512.Equals(value, Vector512<float>.Zero).ExtractMostSignificantBits() & 0xFFFF;
@@ -173,6 +176,7 @@ internal readonly unsafe struct Float256 : IFloatVector<Vector256<float>>
     public static Vector256<float> Add(Vector256<float> a, Vector256<float> b) => a + b;
     public static Vector256<float> Multiply(Vector256<float> a, Vector256<float> b) => a * b;
     public static Vector256<float> And(Vector256<float> a, Vector256<float> b) => a & b;
+    public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.Max(a, b);
     public static Vector256<float> GreaterThan(Vector256<float> a, Vector256<float> b) => Vector256.GreaterThan(a, b);
     public static Vector256<float> SwapPairs(Vector256<float> v) => (Vector256.ShiftLeft(v.AsUInt64(), 32) | Vector256.ShiftRightLogical(v.AsUInt64(), 32)).AsSingle();
     public static uint NonZeroBits(Vector256<float> value) => (uint)~Vector256.Equals(value, Vector256<float>.Zero).ExtractMostSignificantBits() & 0xFF;
@@ -207,6 +211,7 @@ internal readonly unsafe struct Float128 : IFloatVector<Vector128<float>>
     public static Vector128<float> Add(Vector128<float> a, Vector128<float> b) => a + b;
     public static Vector128<float> Multiply(Vector128<float> a, Vector128<float> b) => a * b;
     public static Vector128<float> And(Vector128<float> a, Vector128<float> b) => a & b;
+    public static Vector128<float> Max(Vector128<float> a, Vector128<float> b) => Vector128.Max(a, b);
     public static Vector128<float> GreaterThan(Vector128<float> a, Vector128<float> b) => Vector128.GreaterThan(a, b);
     public static Vector128<float> SwapPairs(Vector128<float> v) => (Vector128.ShiftLeft(v.AsUInt64(), 32) | Vector128.ShiftRightLogical(v.AsUInt64(), 32)).AsSingle();
     public static uint NonZeroBits(Vector128<float> value) => (uint)~Vector128.Equals(value, Vector128<float>.Zero).ExtractMostSignificantBits() & 0xF;

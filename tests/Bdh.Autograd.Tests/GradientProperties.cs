@@ -174,6 +174,16 @@ public class GradientProperties
         Verify($"dropout {Tensor<double>.Format(x.Shape)}", v => Ops.Dropout(v[0], 0.3, new Rng(7)), v => Ops.Dropout(v[0], 0.3, new Rng(7)), x);
     }
 
+    [Property(MaxTest = 40)]
+    public void DropoutOfAProductWithAFixedMask(byte rowsRaw, byte dRaw, int seed)
+    {
+        var rng = new Rng((ulong)seed);
+        int rows = Size(rowsRaw, 5), d = Size(dRaw, 9);
+        var (a, b) = (Random(rng, rows, d), Random(rng, rows, d));
+        Verify($"dropout of a product {Tensor<double>.Format(a.Shape)}", v => Ops.DropoutOfProduct(v[0], v[1], 0.3, new Rng(7)),
+            v => Ops.DropoutOfProduct(v[0], v[1], 0.3, new Rng(7)), a, b);
+    }
+
     [Property(MaxTest = 60)]
     public void CrossEntropy(byte rowsRaw, byte vocabRaw, int seed)
     {

@@ -1,4 +1,6 @@
 using FsCheck.Xunit;
+using System.Numerics;
+using System.Numerics.Tensors;
 
 namespace Bdh.Tensors.Tests;
 
@@ -86,6 +88,38 @@ public class GemmTests
                 $"m={m} n={n} k={k} transA={transA} transB={transB} accumulate={accumulate}: C[{i}] = {c[i]}, exact {expected[i]}, allowed error {allowed:e2}");
         }
     }
+
+    [Property(MaxTest = 100)]
+    public void ReluInTheStoresEqualsReluAfterTheProduct(byte mRaw, byte nRaw, byte kRaw, byte shapeRaw, bool transA, bool accumulate, int seed)
+    {
+        // relu: true must give max(C, 0) of the plain product bit for bit, on every path: the packed kernel (full and edge
+        // tiles; k past one 256-deep slice, where only the last slice's stores apply it), the sparse one (A mostly zero,
+        // m·k ≥ 16384), and double's row loop; a NaN in C (accumulate) stays NaN, as TensorPrimitives.Max keeps it.
+        bool large = shapeRaw % 2 == 1, sparse = shapeRaw % 4 == 3;
+        int m = large ? 64 + mRaw % 100 : Size(mRaw), n = Size(nRaw), k = large ? 256 + kRaw % 300 : Size(kRaw);
+        var rng = new Rng((ulong)seed);
+        double[] a = [.. Naive.Random(rng, m * k).Select(x => sparse && rng.NextDouble() > 0.05 ? 0 : x)];
+        double[] b = Naive.Random(rng, k * n), c0 = Naive.Random(rng, m * n);
+        c0[^1] = double.NaN;
+        void Check<T>() where T : unmanaged, IFloatingPointIeee754<T>
+        {
+            T[] At(double[] x) => [.. x.Select(T.CreateTruncating)];
+            T[] af = At(transA ? [.. Enumerable.Range(0, m * k).Select(i => a[i % m * k + i / m])] : a), bf = At(b);
+            T[] plain = At(c0), fused = At(c0);
+            var aRef = new MatrixRef<T>(af, 0, transA ? m : k, transA);
+            Gemm.Multiply(m, n, k, aRef, new MatrixRef<T>(bf, 0, n), new MatrixRef<T>(plain, 0, n), accumulate);
+            Gemm.Multiply(m, n, k, aRef, new MatrixRef<T>(bf, 0, n), new MatrixRef<T>(fused, 0, n), accumulate, relu: true);
+            TensorPrimitives.Max(plain, T.Zero, plain);
+            Assert.Equal(plain, fused);
+        }
+        Check<float>();
+        Check<double>();
+    }
+
+    [Fact]
+    public void ReluIsRefusedWithACausalHint() =>
+        Assert.Throws<ArgumentException>(() => Gemm.Multiply(3, 3, 3, new MatrixRef<float>(new float[9], 0, 3), new MatrixRef<float>(new float[9], 0, 3),
+            new MatrixRef<float>(new float[9], 0, 3), false, causal: Causal.LowerOutput, relu: true));
 
     [Property(MaxTest = 100)]
     public void DoubleGemmMatchesNaive(byte mRaw, byte nRaw, byte kRaw, bool transA, bool transB, bool accumulate, int seed)

@@ -115,7 +115,8 @@ public class KernelTests
             ("rope", dx => Rope.Backward(dy, dx, table)),
             ("cross-entropy", dx => CrossEntropy.Backward(x, targets, 0.25, dx)),
             ("relu", dx => Elementwise.ReluBackward(x, dy, dx)),
-            ("dropout", dx => Elementwise.DropoutBackward(7, 0.25, dy, dx)),
+            ("dropout", dx => Elementwise.DropoutBackward(7, 0.25, dy, null, dx)),
+            ("dropout of a product", dx => Elementwise.DropoutBackward(7, 0.25, dy, x, dx)),
             ("embedding", dx => Elementwise.EmbeddingBackward(dy, ids, dx)),
             ("broadcast", dx => BroadcastOps.BroadcastInto(firstRow, dx.Tensor, dx.Accumulate)),
             ("sum", dx => BroadcastOps.SumInto(dy, dx.Tensor, dx.Accumulate)),
@@ -296,7 +297,7 @@ public class KernelTests
         static float[] Mask(ulong seed, int length, int start)
         {
             var mask = new float[length];
-            Elementwise.Dropout<float>(seed, 0.1, Enumerable.Repeat(1f, length).ToArray(), mask, start, accumulate: false);
+            Elementwise.Dropout<float>(seed, 0.1, Enumerable.Repeat(1f, length).ToArray(), [], mask, start, accumulate: false);
             return mask;
         }
         var a = Mask(5, 100_003, 0);
@@ -307,7 +308,7 @@ public class KernelTests
         // as does the double path; another seed gives another mask.
         Assert.Equal(a.AsSpan(12_345, 50_001).ToArray(), Mask(5, 50_001, 12_345));
         var doubles = new double[1000];
-        Elementwise.Dropout<double>(5, 0.1, Enumerable.Repeat(1.0, 1000).ToArray(), doubles, 7, accumulate: false);
+        Elementwise.Dropout<double>(5, 0.1, Enumerable.Repeat(1.0, 1000).ToArray(), [], doubles, 7, accumulate: false);
         Assert.Equal(a.Skip(7).Take(1000).Select(x => (double)(x == 0 ? 0 : (float)(1 / 0.9))), doubles.Select(x => (double)(float)x));
         var other = Mask(6, a.Length, 0);
         Assert.InRange(a.Zip(other).Count(p => (p.First == 0) != (p.Second == 0)) / (double)a.Length, 0.17, 0.19); // independent: 2·0.1·0.9
@@ -316,8 +317,13 @@ public class KernelTests
         Assert.InRange(both, 0.008, 0.012);
         // accumulate adds x ⊙ mask onto y.
         var y = Enumerable.Repeat(2f, 40).ToArray();
-        Elementwise.Dropout<float>(5, 0.1, Enumerable.Repeat(1f, 40).ToArray(), y, 0, accumulate: true);
+        Elementwise.Dropout<float>(5, 0.1, Enumerable.Repeat(1f, 40).ToArray(), [], y, 0, accumulate: true);
         Assert.Equal(a.Take(40).Select(m => 2f + m), y);
+        // A factor multiplies x before the mask: dropout(x ⊙ f) = (x·f)·mask.
+        float[] x = [.. Enumerable.Range(0, 40).Select(i => 0.25f * i - 3)], f = [.. Enumerable.Range(0, 40).Select(i => 1.5f - 0.125f * i)];
+        var product = new float[40];
+        Elementwise.Dropout<float>(5, 0.1, x, f, product, 0, accumulate: false);
+        Assert.Equal(a.Take(40).Select((m, i) => m == 0 ? 0f : x[i] * f[i] * (float)(1 / 0.9)), product);
     }
 
     [Fact]

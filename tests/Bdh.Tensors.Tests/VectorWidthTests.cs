@@ -180,10 +180,13 @@ public class VectorWidthTests(ITestOutputHelper output)
                 Kernels.Elementwise.ReluBackward<float>(y, dy, scalar, accumulate, 0);
                 Assert.Equal(scalar, vector);
 
-                (vector, scalar) = ((float[])start.Clone(), (float[])start.Clone());
-                Kernels.Elementwise.Dropout<float>(0x1234_5678_9abc_def0UL, 0.3, dy, vector, start: 11, accumulate, w);
-                Kernels.Elementwise.Dropout<float>(0x1234_5678_9abc_def0UL, 0.3, dy, scalar, start: 11, accumulate, 0);
-                Assert.Equal(scalar, vector);
+                foreach (float[] factor in new[] { [], y })
+                {
+                    (vector, scalar) = ((float[])start.Clone(), (float[])start.Clone());
+                    Kernels.Elementwise.Dropout<float>(0x1234_5678_9abc_def0UL, 0.3, dy, factor, vector, start: 11, accumulate, w);
+                    Kernels.Elementwise.Dropout<float>(0x1234_5678_9abc_def0UL, 0.3, dy, factor, scalar, start: 11, accumulate, 0);
+                    Assert.Equal(scalar, vector);
+                }
 
                 Assert.Equal(Kernels.Elementwise.CountNonZeros<float>(y, 0), Kernels.Elementwise.CountNonZeros<float>(y, w));
             }

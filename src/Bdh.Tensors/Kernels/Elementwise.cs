@@ -88,47 +88,57 @@ public static class Elementwise
         return (nonZero, i);
     }
 
-    /// <summary>y = dropout(x): x ⊙ a mask drawn from <paramref name="seed"/> (see the span form).</summary>
-    public static void Dropout<T>(ulong seed, double p, Tensor<T> x, Tensor<T> y) where T : unmanaged, IFloatingPointIeee754<T> =>
-        Parallelism.ForSlices(y.Length, 1, (s, n) => Dropout<T>(seed, p, x.Span.Slice(s, n), y.Span.Slice(s, n), s, accumulate: false));
-
-    /// <summary>dx (+)= dy ⊙ mask, the forward's mask drawn again from the same seed.</summary>
-    public static void DropoutBackward<T>(ulong seed, double p, Tensor<T> dy, GradSlot<T> dx) where T : unmanaged, IFloatingPointIeee754<T> =>
-        Parallelism.ForSlices(dy.Length, 1, (s, n) => Dropout<T>(seed, p, dy.Span.Slice(s, n), dx.Tensor.Span.Slice(s, n), s, dx.Accumulate));
+    /// <summary>
+    /// y = dropout(x), or dropout(x ⊙ factor) with a factor: a mask drawn from <paramref name="seed"/> (see the span form).
+    /// BDH's xy = dropout(xs ⊙ ys) is one pass: the undropped product is never stored.
+    /// </summary>
+    public static void Dropout<T>(ulong seed, double p, Tensor<T> x, Tensor<T>? factor, Tensor<T> y) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Parallelism.ForSlices(y.Length, 1, (s, n) => Dropout<T>(seed, p, x.Span.Slice(s, n), factor is null ? default : factor.Span.Slice(s, n),
+            y.Span.Slice(s, n), s, accumulate: false));
 
     /// <summary>
-    /// Inverted dropout: y (+)= x ⊙ mask, where the mask is 0 with probability p and 1/(1 − p) otherwise.
-    /// Element i of the whole tensor is kept when a hash of (seed, i) reaches p·2³²; x and y are elements
-    /// [start, start + length). So the mask is never stored — the backward draws it again from the seed —
-    /// any slice is drawn on its own (the same for any thread count), and a vector of elements is decided at once.
+    /// dx (+)= dropout(dy ⊙ factor), the forward's mask drawn again from the same seed: the gradient of dropout(x ⊙ factor)
+    /// with respect to x (no factor: of dropout(x)).
+    /// </summary>
+    public static void DropoutBackward<T>(ulong seed, double p, Tensor<T> dy, Tensor<T>? factor, GradSlot<T> dx) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Parallelism.ForSlices(dy.Length, 1, (s, n) => Dropout<T>(seed, p, dy.Span.Slice(s, n), factor is null ? default : factor.Span.Slice(s, n),
+            dx.Tensor.Span.Slice(s, n), s, dx.Accumulate));
+
+    /// <summary>
+    /// Inverted dropout: y (+)= (x ⊙ factor) ⊙ mask, where the mask is 0 with probability p and 1/(1 − p) otherwise; an
+    /// empty factor is 1 (x ⊙ mask). Element i of the whole tensor is kept when a hash of (seed, i) reaches p·2³²; x,
+    /// factor and y are elements [start, start + length). So the mask is never stored — the backward draws it again from
+    /// the seed — any slice is drawn on its own (the same for any thread count), and a vector of elements is decided at once.
     /// The hash is a 32-bit integer mixer (lowbias32) applied twice, keyed by the two halves of the seed.
     /// </summary>
-    internal static void Dropout<T>(ulong seed, double p, ReadOnlySpan<T> x, Span<T> y, int start, bool accumulate)
-        where T : unmanaged, IFloatingPointIeee754<T> => Dropout(seed, p, x, y, start, accumulate, Simd.Widest);
+    internal static void Dropout<T>(ulong seed, double p, ReadOnlySpan<T> x, ReadOnlySpan<T> factor, Span<T> y, int start, bool accumulate)
+        where T : unmanaged, IFloatingPointIeee754<T> => Dropout(seed, p, x, factor, y, start, accumulate, Simd.Widest);
 
     /// <summary>Dropout with float32 vectors of <paramref name="width"/> bits (0: the scalar loop alone), the same bits at every width.</summary>
-    internal static unsafe void Dropout<T>(ulong seed, double p, ReadOnlySpan<T> x, Span<T> y, int start, bool accumulate, int width)
+    internal static unsafe void Dropout<T>(ulong seed, double p, ReadOnlySpan<T> x, ReadOnlySpan<T> factor, Span<T> y, int start, bool accumulate, int width)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
+        if (!factor.IsEmpty && factor.Length != x.Length) throw new ArgumentException("dropout's factor and input differ in length");
         uint threshold = (uint)Math.Min(Math.Round(p * 4294967296.0), uint.MaxValue);
         uint low = (uint)seed, high = (uint)(seed >> 32);
         T scale = T.CreateTruncating(1.0 / (1.0 - p));
         int i = 0;
         if (typeof(T) == typeof(float))
-            fixed (T* xP = x, yP = y)
+            fixed (T* xP = x, fP = factor, yP = y)
             {
                 var key = new DropoutKey((uint)start, low, high, threshold, float.CreateTruncating(scale));
                 i = width switch
                 {
-                    512 => DropoutVectors<Float512, Vector512<float>>(key, (float*)xP, (float*)yP, x.Length, accumulate),
-                    256 => DropoutVectors<Float256, Vector256<float>>(key, (float*)xP, (float*)yP, x.Length, accumulate),
-                    128 => DropoutVectors<Float128, Vector128<float>>(key, (float*)xP, (float*)yP, x.Length, accumulate),
+                    512 => DropoutVectors<Float512, Vector512<float>>(key, (float*)xP, (float*)fP, (float*)yP, x.Length, accumulate),
+                    256 => DropoutVectors<Float256, Vector256<float>>(key, (float*)xP, (float*)fP, (float*)yP, x.Length, accumulate),
+                    128 => DropoutVectors<Float128, Vector128<float>>(key, (float*)xP, (float*)fP, (float*)yP, x.Length, accumulate),
                     _ => 0,
                 };
             }
         for (; i < x.Length; i++)
         {
-            T value = Mix(Mix((uint)(start + i) + low) ^ high) >= threshold ? x[i] * scale : T.Zero;
+            T product = factor.IsEmpty ? x[i] : x[i] * factor[i];
+            T value = Mix(Mix((uint)(start + i) + low) ^ high) >= threshold ? product * scale : T.Zero;
             y[i] = accumulate ? y[i] + value : value;
         }
     }
@@ -136,15 +146,16 @@ public static class Elementwise
     /// <summary>What decides Dropout's mask for a slice: its first element's index, the seed's halves, the threshold, and the kept elements' scale.</summary>
     private readonly record struct DropoutKey(uint Start, uint Low, uint High, uint Threshold, float Scale);
 
-    /// <summary>Dropout's whole vectors; returns how many elements it did.</summary>
-    private static unsafe int DropoutVectors<W, V>(DropoutKey key, float* x, float* y, int length, bool accumulate)
+    /// <summary>Dropout's whole vectors (factor null: none); returns how many elements it did.</summary>
+    private static unsafe int DropoutVectors<W, V>(DropoutKey key, float* x, float* factor, float* y, int length, bool accumulate)
         where W : struct, IFloatVector<V> where V : struct
     {
         var scale = W.Create(key.Scale);
         int i = 0;
         for (; i <= length - W.Count; i += W.Count)
         {
-            var dropped = W.And(W.Multiply(W.Load(x + i), scale), W.DropoutKeeps(key.Start + (uint)i, key.Low, key.High, key.Threshold));
+            var product = factor == null ? W.Load(x + i) : W.Multiply(W.Load(x + i), W.Load(factor + i));
+            var dropped = W.And(W.Multiply(product, scale), W.DropoutKeeps(key.Start + (uint)i, key.Low, key.High, key.Threshold));
             W.Store(accumulate ? W.Add(W.Load(y + i), dropped) : dropped, y + i);
         }
         return i;
