@@ -198,16 +198,16 @@ internal static unsafe class PackedGemm
         {
             var b0 = W.Load(b);
             var b1 = W.Load(b + w);
-            var ai = W.Create(a0[o]); c00 = W.MultiplyAdd(ai, b0, c00); c01 = W.MultiplyAdd(ai, b1, c01);
-            ai = W.Create(a1[o]); c10 = W.MultiplyAdd(ai, b0, c10); c11 = W.MultiplyAdd(ai, b1, c11);
-            ai = W.Create(a2[o]); c20 = W.MultiplyAdd(ai, b0, c20); c21 = W.MultiplyAdd(ai, b1, c21);
-            ai = W.Create(a3[o]); c30 = W.MultiplyAdd(ai, b0, c30); c31 = W.MultiplyAdd(ai, b1, c31);
-            ai = W.Create(a4[o]); c40 = W.MultiplyAdd(ai, b0, c40); c41 = W.MultiplyAdd(ai, b1, c41);
-            ai = W.Create(a5[o]); c50 = W.MultiplyAdd(ai, b0, c50); c51 = W.MultiplyAdd(ai, b1, c51);
+            var ai = W.Broadcast(a0 + o); c00 = W.MultiplyAdd(ai, b0, c00); c01 = W.MultiplyAdd(ai, b1, c01);
+            ai = W.Broadcast(a1 + o); c10 = W.MultiplyAdd(ai, b0, c10); c11 = W.MultiplyAdd(ai, b1, c11);
+            ai = W.Broadcast(a2 + o); c20 = W.MultiplyAdd(ai, b0, c20); c21 = W.MultiplyAdd(ai, b1, c21);
+            ai = W.Broadcast(a3 + o); c30 = W.MultiplyAdd(ai, b0, c30); c31 = W.MultiplyAdd(ai, b1, c31);
+            ai = W.Broadcast(a4 + o); c40 = W.MultiplyAdd(ai, b0, c40); c41 = W.MultiplyAdd(ai, b1, c41);
+            ai = W.Broadcast(a5 + o); c50 = W.MultiplyAdd(ai, b0, c50); c51 = W.MultiplyAdd(ai, b1, c51);
             if (MR == 8)
             {
-                ai = W.Create(a6[o]); c60 = W.MultiplyAdd(ai, b0, c60); c61 = W.MultiplyAdd(ai, b1, c61);
-                ai = W.Create(a7[o]); c70 = W.MultiplyAdd(ai, b0, c70); c71 = W.MultiplyAdd(ai, b1, c71);
+                ai = W.Broadcast(a6 + o); c60 = W.MultiplyAdd(ai, b0, c60); c61 = W.MultiplyAdd(ai, b1, c61);
+                ai = W.Broadcast(a7 + o); c70 = W.MultiplyAdd(ai, b0, c70); c71 = W.MultiplyAdd(ai, b1, c71);
             }
         }
         StoreRow<W, V>(c, c00, c01, add, relu); c += ldc;

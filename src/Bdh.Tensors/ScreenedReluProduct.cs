@@ -108,7 +108,7 @@ public sealed unsafe class ScreenedReluProduct
         V r0 = default, r1 = default, r2 = default, r3 = default, r4 = default, r5 = default, r6 = default, r7 = default;
         for (int d = 0; d < k; d++, q += Panel)
         {
-            var xd = W.Create(x[d]);
+            var xd = W.Broadcast(x + d);
             r0 = W.MultiplyAdd(xd, W.WidenInt8(q), r0);
             r1 = W.MultiplyAdd(xd, W.WidenInt8(q + w), r1);
             r2 = W.MultiplyAdd(xd, W.WidenInt8(q + 2 * w), r2);

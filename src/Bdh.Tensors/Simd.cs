@@ -21,6 +21,9 @@ internal unsafe interface IFloatVector<V> where V : struct
     /// <summary>Whether this width runs in hardware here (every method below is then one or two instructions).</summary>
     static abstract bool IsAccelerated { get; }
     static abstract V Create(float value);
+    /// <summary>The float at source in every lane: one load, with no shuffle (x64 without AVX2 would otherwise spend a
+    /// shuffle, on a floating-point port the GEMM's multiplies and adds need, on every element of A it broadcasts).</summary>
+    static abstract V Broadcast(float* source);
     static abstract V Load(float* source);
     static abstract void Store(V value, float* destination);
     /// <summary>a·b + c, rounded once where the CPU has FMA (every AVX2 and ARM64 machine); else rounded twice.</summary>
@@ -129,6 +132,7 @@ internal readonly unsafe struct Float512 : IFloatVector<Vector512<float>>
     public static int Count => 16;
     public static bool IsAccelerated => Vector512.IsHardwareAccelerated && Avx512F.IsSupported;
     public static Vector512<float> Create(float value) => Vector512.Create(value);
+    public static Vector512<float> Broadcast(float* source) => Vector512.Create(*source);
     public static Vector512<float> Load(float* source) => Vector512.Load(source);
     public static void Store(Vector512<float> value, float* destination) => value.Store(destination);
     public static Vector512<float> MultiplyAdd(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.FusedMultiplyAdd(a, b, c);
@@ -170,6 +174,7 @@ internal readonly unsafe struct Float256 : IFloatVector<Vector256<float>>
     public static int Count => 8;
     public static bool IsAccelerated => Vector256.IsHardwareAccelerated && Avx2.IsSupported && Fma.IsSupported;
     public static Vector256<float> Create(float value) => Vector256.Create(value);
+    public static Vector256<float> Broadcast(float* source) => Vector256.Create(*source);
     public static Vector256<float> Load(float* source) => Vector256.Load(source);
     public static void Store(Vector256<float> value, float* destination) => value.Store(destination);
     public static Vector256<float> MultiplyAdd(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.FusedMultiplyAdd(a, b, c);
@@ -204,6 +209,8 @@ internal readonly unsafe struct Float128 : IFloatVector<Vector128<float>>
     public static int Count => 4;
     public static bool IsAccelerated => Vector128.IsHardwareAccelerated;
     public static Vector128<float> Create(float value) => Vector128.Create(value);
+    public static Vector128<float> Broadcast(float* source) =>
+        Avx.IsSupported ? Avx.BroadcastScalarToVector128(source) : AdvSimd.IsSupported ? AdvSimd.LoadAndReplicateToVector128(source) : Vector128.Create(*source);
     public static Vector128<float> Load(float* source) => Vector128.Load(source);
     public static void Store(Vector128<float> value, float* destination) => value.Store(destination);
     public static Vector128<float> MultiplyAdd(Vector128<float> a, Vector128<float> b, Vector128<float> c) =>

@@ -168,7 +168,7 @@ internal static unsafe class SparseGemm
     {
         var sum = accumulate ? W.Load(c) : default;
         for (int e = 0; e < count; e++)
-            sum = W.MultiplyAdd(W.Create(values[e]), W.Load(b + (long)indices[e] * ldb), sum);
+            sum = W.MultiplyAdd(W.Broadcast(values + e), W.Load(b + (long)indices[e] * ldb), sum);
         W.Store(sum, c);
     }
 
@@ -192,7 +192,7 @@ internal static unsafe class SparseGemm
                 float* later = b + (long)indices[e + Gemv.PrefetchRows] * ldb;
                 for (int line = 0; line < 8 * w; line += 16) Simd.PrefetchNonTemporal(later + line);
             }
-            var x = W.Create(values[e]);
+            var x = W.Broadcast(values + e);
             float* row = b + (long)indices[e] * ldb;
             c0 = W.MultiplyAdd(x, W.Load(row), c0);
             c1 = W.MultiplyAdd(x, W.Load(row + w), c1);

@@ -1,3 +1,7 @@
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
+using System.Runtime.Intrinsics.X86;
+
 namespace Bdh.Tensors.Kernels;
 
 /// <summary>Mean cross-entropy of logits [M, V] against integer targets, via a stable log-softmax.</summary>
@@ -50,7 +54,7 @@ public static class CrossEntropy
         {
             ReadOnlySpan<T> row = logits.Slice(r * vocab, vocab);
             Span<T> p = probs.AsSpan(0, vocab);
-            TP.SoftMax(row, p);
+            TP.Divide(p, ShiftedExp(row, p).Sum, p); // softmax(row), with one exp per logit
             p[targets[r]] -= T.One;
             Span<T> dRow = dLogits.Slice(r * vocab, vocab);
             if (accumulate) TP.MultiplyAdd(p, scale, dRow, dRow);
@@ -62,11 +66,22 @@ public static class CrossEntropy
     /// <summary>log Σ exp(row), shifted by the max so nothing overflows; <paramref name="scratch"/> holds ≥ row.Length.</summary>
     public static T LogSumExp<T>(ReadOnlySpan<T> row, Span<T> scratch) where T : unmanaged, IFloatingPointIeee754<T>
     {
+        var (max, sum) = ShiftedExp(row, scratch[..row.Length]);
+        return max + T.Log(sum);
+    }
+
+    /// <summary>shifted = exp(row − max(row)), every exponent ≤ 0 so nothing overflows; returns the max and Σ shifted.</summary>
+    private static (T Max, T Sum) ShiftedExp<T>(ReadOnlySpan<T> row, Span<T> shifted) where T : unmanaged, IFloatingPointIeee754<T>
+    {
         T max = TP.Max(row);
-        Span<T> shifted = scratch[..row.Length];
         TP.Subtract(row, max, shifted);
-        TP.Exp<T>(shifted, shifted);
-        return max + T.Log(TP.Sum<T>(shifted));
+        // TensorPrimitives.Exp is built on fused multiply-adds, which x64 without FMA (the JIT held below AVX2) emulates
+        // in software lane by lane: there the scalar loop is several times faster.
+        if (Vector128.IsHardwareAccelerated && !Fma.IsSupported && !AdvSimd.IsSupported)
+            foreach (ref T v in shifted) v = T.Exp(v);
+        else
+            TP.Exp<T>(shifted, shifted);
+        return (max, TP.Sum<T>(shifted));
     }
 
     private static int CheckTarget(int target, int vocab) =>
