@@ -83,6 +83,11 @@ internal static unsafe class PackedGemm
                 for (int p = 0; p < kc; p++)
                 {
                     float* row = bP + b.Offset + (long)(p0 + p) * b.Stride, dst = pack + p * NR;
+                    // Each row's run is a few lines inside a new 4 KB page, where the hardware's stream prefetcher
+                    // starts over: rows requested a few ahead keep their misses in flight (dW = xᵀ·dY reads all of dY once).
+                    if (p + Gemv.PrefetchRows < kc)
+                        for (float* line = row + Gemv.PrefetchRows * (long)b.Stride + t0 * NR, end = line + (full - t0) * NR; line < end; line += 16)
+                            Simd.Prefetch(line);
                     for (int t = t0; t < full; t++)
                     {
                         float* from = row + t * NR, to = dst + (t - t0) * NR * kc;
