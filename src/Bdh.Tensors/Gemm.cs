@@ -67,7 +67,7 @@ internal static class Gemm
             for (int i = 0; i < m; i++)
             {
                 Span<T> row = c.Array.AsSpan(c.Offset + i * c.Stride, n);
-                TP.Max(row, T.Zero, row);
+                Kernels.Elementwise.Relu<T>(row, row);
             }
     }
 
