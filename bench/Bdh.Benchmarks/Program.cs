@@ -6,7 +6,8 @@ using Bdh.Tensors;
 // `gflops [threads]`: best-of-N wall time per BDH shape, timed exactly as bench/peers/sgemm_openblas.c times
 // OpenBLAS, so the two tables can stand side by side. `gen CHECKPOINT [max]`: generation speed by position
 // and path. `drift`: float32 RoPE phase error at long positions. `peak`: the measured FMA peak. `width`: the vector
-// width in bits the kernels run at under the JIT's knobs.
+// width in bits the kernels run at under the JIT's knobs. `forks [threads] [gap ms]`: how a fork of short items spreads over the
+// threads.
 // Anything else goes to BenchmarkDotNet (GemmBenchmarks, KernelBenchmarks, TrainingStepBenchmarks, GenerationBenchmarks).
 if (args.Length > 0 && args[0] == "gflops")
 {
@@ -34,6 +35,11 @@ if (args.Length > 0 && args[0] == "width")
 if (args.Length > 0 && args[0] == "peak")
 {
     FmaPeak.Run();
+    return;
+}
+if (args.Length > 0 && args[0] == "forks")
+{
+    ForkLatency.Run(args.Length > 1 ? int.Parse(args[1]) : Environment.ProcessorCount, args.Length > 2 ? double.Parse(args[2]) : 0.05);
     return;
 }
 if (args.Length > 0 && args[0] == "drift")

@@ -41,7 +41,10 @@ public static class Parallelism
         });
     }
 
-    /// <summary>Runs body(i) for i in [0, count), in parallel when there is more than one item and thread.</summary>
+    /// <summary>
+    /// Runs body(i) for i in [0, count), in parallel when there is more than one item and thread: on the
+    /// <see cref="Team"/> when it is free, else (a second caller, or a fork inside an item) on the thread pool.
+    /// </summary>
     public static void For(int count, Action<int> body)
     {
         if (count == 1 || _threads == 1)
@@ -49,27 +52,17 @@ public static class Parallelism
             for (int i = 0; i < count; i++) body(i);
             return;
         }
+        if (Team.TryRun(count, Math.Min(count, _threads) - 1, body)) return;
         Parallel.For(0, count, new ParallelOptions { MaxDegreeOfParallelism = _threads }, body);
     }
 
     /// <summary>
-    /// <see cref="For"/> for a caller that forks again within microseconds, as a generated token does once per
-    /// layer: on a <see cref="Team"/> of threads that spin between jobs, when it is free (else, for a second
-    /// caller or a fork inside an item, as <see cref="For"/>). Training does not use it: its forks are further
-    /// apart, and workers spinning between them take cores from the kernels (bench/README.md has the measurement).
-    /// </summary>
-    internal static void ForLowLatency(int count, Action<int> body)
-    {
-        if (count > 1 && _threads > 1 && Team.TryRun(count, Math.Min(count, _threads) - 1, body)) return;
-        For(count, body);
-    }
-
-    /// <summary>
-    /// Worker threads that spin for a while between jobs before they sleep. Generating a token forks once
-    /// per layer with tens of microseconds of serial work between forks; a thread-pool worker that has gone to
-    /// sleep in that gap takes hundreds of microseconds to wake, so with <c>Parallel.For</c> the second thread's
-    /// items would start late at every fork. Spinning keeps the core ready; after
-    /// <see cref="SpinTicks"/> without work a worker sleeps, so an idle process costs nothing.
+    /// Worker threads that spin for a while between jobs before they sleep. Kernels fork every few hundred
+    /// microseconds to a few milliseconds (a training step forks hundreds of times, a generated token once per
+    /// layer), and a thread-pool worker that has gone to sleep between forks wakes late or not at all:
+    /// with <c>Parallel.For</c>, eight 0.33 ms items forked back to back on 2 threads ran all on the caller in half
+    /// of the forks, and the second thread began a median 0.36 ms late in the rest (bench/HISTORY.md). Spinning keeps
+    /// the core ready; after <see cref="SpinTicks"/> without work a worker sleeps, so an idle process costs nothing.
     /// The caller takes items too; items go to whoever asks next, so which thread runs which item
     /// varies, never what an item computes.
     /// </summary>

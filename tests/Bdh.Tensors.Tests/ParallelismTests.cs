@@ -14,7 +14,7 @@ public class ParallelismTests
         for (int job = 0; job < 300; job++)
         {
             var runs = new int[count];
-            Parallelism.ForLowLatency(count, i => Interlocked.Increment(ref runs[i]));
+            Parallelism.For(count, i => Interlocked.Increment(ref runs[i]));
             Assert.True(runs.All(r => r == 1), $"job {job}: runs {string.Join(",", runs)}");
         }
     });
@@ -27,7 +27,7 @@ public class ParallelismTests
         var callers = Enumerable.Range(0, 4).Select(c => new Thread(() =>
         {
             for (int job = 0; job < 200; job++)
-                Parallelism.ForLowLatency(3, i => Parallelism.ForLowLatency(5, j => Interlocked.Add(ref totals[c], 1 + i * 5 + j)));
+                Parallelism.For(3, i => Parallelism.For(5, j => Interlocked.Add(ref totals[c], 1 + i * 5 + j)));
         })).ToArray();
         foreach (var t in callers) t.Start();
         foreach (var t in callers) t.Join();
@@ -37,10 +37,10 @@ public class ParallelismTests
     [Fact]
     public void AnItemsExceptionReachesTheCallerAndTheNextJobStillRuns() => Threads.On(2, () =>
     {
-        var error = Assert.Throws<AggregateException>(() => Parallelism.ForLowLatency(8, i => { if (i == 5) throw new InvalidOperationException("item 5"); }));
+        var error = Assert.Throws<AggregateException>(() => Parallelism.For(8, i => { if (i == 5) throw new InvalidOperationException("item 5"); }));
         Assert.Equal("item 5", Assert.IsType<InvalidOperationException>(error.InnerExceptions.Single()).Message);
         var runs = new int[8];
-        Parallelism.ForLowLatency(8, i => Interlocked.Increment(ref runs[i]));
+        Parallelism.For(8, i => Interlocked.Increment(ref runs[i]));
         Assert.All(runs, r => Assert.Equal(1, r));
     });
 }

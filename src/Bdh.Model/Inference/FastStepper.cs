@@ -78,7 +78,7 @@ public sealed class FastStepper<T> : IBdhStepper<T> where T : unmanaged, IFloati
         for (int layer = 0; layer < _model.Config.NLayer; layer++)
         {
             int l = layer, runs = Math.Min(_nh, Parallelism.Threads);
-            Parallelism.ForLowLatency(runs, run =>
+            Parallelism.For(runs, run =>
             {
                 for (int h = run * _nh / runs; h < (run + 1) * _nh / runs; h++) StepHead(l, h, rope, layouts);
             });
