@@ -59,8 +59,8 @@ public readonly record struct GeneratedToken(int Id, string Text, FinishReason? 
 /// <remarks>
 /// A session runs one call at a time (a second one while it generates throws <see cref="InvalidOperationException"/>);
 /// different sessions, of one model or several, run concurrently, each giving exactly what it gives alone: they only
-/// read the weights, and of the kernels' shared workers, the spinning team behind <c>Parallelism.For</c> serves one
-/// generating session at a time while the others fork on the thread pool; no result depends on which threads run it.
+/// read the weights, and of the kernels' shared workers, the spinning team behind <c>Parallelism.For</c> serves one fork
+/// at a time while forks made meanwhile go to the thread pool; no result depends on which threads run it.
 /// The last token of the conversation (the last generated one, or the prompt's last when nothing is generated)
 /// is kept unread: the next call reads it first. A <see cref="StateSnapshot"/> holds it as its pending token.
 /// </remarks>

@@ -83,9 +83,12 @@ internal static unsafe class SparseGemm
             }
             for (int r = 0; r < rows; r++) start[r + 1] += start[r];
             Array.Copy(start, next, rows);
-            // The count varies from call to call; the pool's size classes absorb that.
-            int[] index = TensorPool<int>.Rent(Math.Max(start[rows], 1));
-            float[] value = TensorPool<float>.Rent(Math.Max(start[rows], 1));
+            // The count varies from call to call and between the threads' chunks: rented a power of two long (at most
+            // twice the count), the lists of a step fall in a few classes the pool keeps, instead of a new length for
+            // the LOH at every call.
+            int listLength = (int)Math.Min(BitOperations.RoundUpToPowerOf2((uint)Math.Max(start[rows], 1)), (long)rows * storedLength);
+            int[] index = TensorPool<int>.Rent(listLength);
+            float[] value = TensorPool<float>.Rent(listLength);
             for (int s = 0; s < storedRows; s++)
             {
                 float* stored = a0 + (long)s * a.Stride;

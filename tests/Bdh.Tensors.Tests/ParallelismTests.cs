@@ -9,8 +9,8 @@ public class ParallelismTests
     [InlineData(4, 1000)]
     public void ForRunsEveryItemOnceJobAfterJob(int threads, int count) => Threads.On(threads, () =>
     {
-        // Many jobs back to back, as a generated token forks once per layer: workers that join late or spin between
-        // jobs must neither skip an item nor run one twice.
+        // Many jobs back to back, as the kernels fork: workers that join late or spin between jobs must neither skip
+        // an item nor run one twice.
         for (int job = 0; job < 300; job++)
         {
             var runs = new int[count];
