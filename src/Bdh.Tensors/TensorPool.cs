@@ -12,6 +12,10 @@ namespace Bdh.Tensors;
 /// first. Why more than the peak: a step's short-lived arrays (a sparse product's lists, whose lengths follow the
 /// data) are never in use at the peak, yet come back every step; bounded by the peak alone, the pool would drop some
 /// of them at each step's end and the next step would allocate them again.
+/// Arrays let go wait on the large-object heap until a full collection, which the runtime schedules by its own
+/// budgets: a workload that keeps changing lengths (full-recompute generation) could hold several times its working
+/// set in dead arrays. So once the pool has let go of as many bytes as its peak in use, it asks for a background full
+/// collection.
 /// </summary>
 public static class TensorPool<T> where T : unmanaged
 {
@@ -25,7 +29,7 @@ public static class TensorPool<T> where T : unmanaged
     public const double Headroom = 1.5;
 
     private static readonly Dictionary<int, SizeClass> Free = new();
-    private static long _pooledBytes, _inUseBytes, _peakInUseBytes, _clock;
+    private static long _pooledBytes, _inUseBytes, _peakInUseBytes, _clock, _droppedBytes;
 
     /// <summary>Bytes held for reuse now.</summary>
     public static long PooledBytes { get { lock (Free) return _pooledBytes; } }
@@ -68,6 +72,7 @@ public static class TensorPool<T> where T : unmanaged
     public static void Return(T[] array)
     {
         long bytes = (long)array.Length * Unsafe.SizeOf<T>();
+        bool collect;
         lock (Free)
         {
             _inUseBytes = Math.Max(_inUseBytes - bytes, 0);
@@ -76,7 +81,10 @@ public static class TensorPool<T> where T : unmanaged
             sizeClass.LastUse = ++_clock;
             _pooledBytes += bytes;
             while (_pooledBytes > Headroom * _peakInUseBytes) DropLeastRecentlyUsed();
+            collect = _droppedBytes > _peakInUseBytes;
+            if (collect) _droppedBytes = 0;
         }
+        if (collect) GC.Collect(2, GCCollectionMode.Forced, blocking: false);
     }
 
     /// <summary>Leaves one array of the class used longest ago to the GC (called under the lock).</summary>
@@ -85,6 +93,7 @@ public static class TensorPool<T> where T : unmanaged
         var (length, oldest) = Free.Where(c => c.Value.Arrays.Count > 0).MinBy(c => c.Value.LastUse);
         oldest.Arrays.Pop();
         _pooledBytes -= (long)length * Unsafe.SizeOf<T>();
+        _droppedBytes += (long)length * Unsafe.SizeOf<T>();
         if (oldest.Arrays.Count == 0) Free.Remove(length);
     }
 }
