@@ -60,8 +60,8 @@ public static class Parallelism
     /// Worker threads that spin for a while between jobs before they sleep. Kernels fork every few hundred
     /// microseconds to a few milliseconds (a training step forks hundreds of times, a generated token once per
     /// layer), and a thread-pool worker that has gone to sleep between forks wakes late or not at all:
-    /// with <c>Parallel.For</c>, eight 0.33 ms items forked back to back on 2 threads ran all on the caller in half
-    /// of the forks, and the second thread began a median 0.36 ms late in the rest (bench/HISTORY.md). Spinning keeps
+    /// with <c>Parallel.For</c>, eight 0.33 ms items forked back to back on 2 threads ran all on the caller in up to
+    /// half of the forks, depending on the run (bench/HISTORY.md; the bench's `forks` mode measures it). Spinning keeps
     /// the core ready; after <see cref="SpinTicks"/> without work a worker sleeps, so an idle process costs nothing.
     /// The caller takes items too; items go to whoever asks next, so which thread runs which item
     /// varies, never what an item computes.
