@@ -92,8 +92,9 @@ public static class TensorPool<T> where T : unmanaged
     {
         var (length, oldest) = Free.Where(c => c.Value.Arrays.Count > 0).MinBy(c => c.Value.LastUse);
         oldest.Arrays.Pop();
-        _pooledBytes -= (long)length * Unsafe.SizeOf<T>();
-        _droppedBytes += (long)length * Unsafe.SizeOf<T>();
+        long bytes = (long)length * Unsafe.SizeOf<T>();
+        _pooledBytes -= bytes;
+        _droppedBytes += bytes;
         if (oldest.Arrays.Count == 0) Free.Remove(length);
     }
 }
