@@ -165,7 +165,7 @@ public static class Ops
 
     /// <summary>
     /// dropout(a ⊙ b) for a and b of one shape, in one pass (BDH's xy: the undropped product is never stored);
-    /// a ⊙ b when p is 0 or no rng is given. da = dropout(dy ⊙ b), db = dropout(dy ⊙ a), with the forward's mask.
+    /// a ⊙ b when p is 0 or no rng is given. da = dropout(dy ⊙ b), db = dropout(dy ⊙ a), with the forward's mask, in one pass.
     /// </summary>
     public static Var<T> DropoutOfProduct<T>(Var<T> a, Var<T> b, double p, Rng? rng) where T : unmanaged, IFloatingPointIeee754<T>
     {
@@ -177,8 +177,9 @@ public static class Ops
         Elementwise.Dropout(seed, p, a.Value, b.Value, y);
         return Var<T>.FromOp(y, "dropout_product", [a, b], o =>
         {
-            if (a.RequiresGrad) Elementwise.DropoutBackward(seed, p, o.Grad!, b.Value, a.GradSlot());
-            if (b.RequiresGrad) Elementwise.DropoutBackward(seed, p, o.Grad!, a.Value, b.GradSlot());
+            if (a.RequiresGrad && b.RequiresGrad) Elementwise.DropoutOfProductBackward(seed, p, o.Grad!, a.Value, b.Value, a.GradSlot(), b.GradSlot());
+            else if (a.RequiresGrad) Elementwise.DropoutBackward(seed, p, o.Grad!, b.Value, a.GradSlot());
+            else if (b.RequiresGrad) Elementwise.DropoutBackward(seed, p, o.Grad!, a.Value, b.GradSlot());
         });
     }
 

@@ -187,6 +187,15 @@ public class VectorWidthTests(ITestOutputHelper output)
                     Kernels.Elementwise.Dropout<float>(0x1234_5678_9abc_def0UL, 0.3, dy, factor, scalar, start: 11, accumulate, 0);
                     Assert.Equal(scalar, vector);
                 }
+                // Both gradients of dropout(dy-shaped a ⊙ b) in one pass, as the product's backward runs it: each output
+                // has the bits of its own one-output scalar pass.
+                float[] a = Floats(rng, length), da = (float[])start.Clone(), db = (float[])start.Clone();
+                float[] daAlone = (float[])start.Clone(), dbAlone = (float[])start.Clone();
+                Kernels.Elementwise.Dropout<float>(0x1234_5678_9abc_def0UL, 0.3, dy, y, da, accumulate, a, db, accumulate, 11, w);
+                Kernels.Elementwise.Dropout<float>(0x1234_5678_9abc_def0UL, 0.3, dy, y, daAlone, start: 11, accumulate, 0);
+                Kernels.Elementwise.Dropout<float>(0x1234_5678_9abc_def0UL, 0.3, dy, a, dbAlone, start: 11, accumulate, 0);
+                Assert.Equal(daAlone, da);
+                Assert.Equal(dbAlone, db);
 
                 Assert.Equal(Kernels.Elementwise.CountNonZeros<float>(y, 0), Kernels.Elementwise.CountNonZeros<float>(y, w));
             }

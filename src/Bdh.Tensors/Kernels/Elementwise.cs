@@ -105,6 +105,15 @@ public static class Elementwise
             dx.Tensor.Span.Slice(s, n), s, dx.Accumulate));
 
     /// <summary>
+    /// The gradients of dropout(a ⊙ b) in one pass, which reads dy and draws the mask once: da (+)= dropout(dy ⊙ b),
+    /// db (+)= dropout(dy ⊙ a).
+    /// </summary>
+    public static void DropoutOfProductBackward<T>(ulong seed, double p, Tensor<T> dy, Tensor<T> a, Tensor<T> b, GradSlot<T> da, GradSlot<T> db)
+        where T : unmanaged, IFloatingPointIeee754<T> =>
+        Parallelism.ForSlices(dy.Length, 1, (s, n) => Dropout<T>(seed, p, dy.Span.Slice(s, n), b.Span.Slice(s, n), da.Tensor.Span.Slice(s, n), da.Accumulate,
+            a.Span.Slice(s, n), db.Tensor.Span.Slice(s, n), db.Accumulate, s, Simd.Widest));
+
+    /// <summary>
     /// Inverted dropout: y (+)= (x ⊙ factor) ⊙ mask, where the mask is 0 with probability p and 1/(1 − p) otherwise; an
     /// empty factor is 1 (x ⊙ mask). Element i of the whole tensor is kept when a hash of (seed, i) reaches p·2³²; x,
     /// factor and y are elements [start, start + length). So the mask is never stored — the backward draws it again from
@@ -115,48 +124,72 @@ public static class Elementwise
         where T : unmanaged, IFloatingPointIeee754<T> => Dropout(seed, p, x, factor, y, start, accumulate, Simd.Widest);
 
     /// <summary>Dropout with float32 vectors of <paramref name="width"/> bits (0: the scalar loop alone), the same bits at every width.</summary>
-    internal static unsafe void Dropout<T>(ulong seed, double p, ReadOnlySpan<T> x, ReadOnlySpan<T> factor, Span<T> y, int start, bool accumulate, int width)
-        where T : unmanaged, IFloatingPointIeee754<T>
+    internal static void Dropout<T>(ulong seed, double p, ReadOnlySpan<T> x, ReadOnlySpan<T> factor, Span<T> y, int start, bool accumulate, int width)
+        where T : unmanaged, IFloatingPointIeee754<T> => Dropout(seed, p, x, factor, y, accumulate, default, default, false, start, width);
+
+    /// <summary>
+    /// Dropout into y, and with the same mask into y2 where y2 is not empty: y2 (+)= (x ⊙ factor2) ⊙ mask, both in one pass.
+    /// </summary>
+    internal static unsafe void Dropout<T>(ulong seed, double p, ReadOnlySpan<T> x, ReadOnlySpan<T> factor, Span<T> y, bool accumulate,
+        ReadOnlySpan<T> factor2, Span<T> y2, bool accumulate2, int start, int width) where T : unmanaged, IFloatingPointIeee754<T>
     {
         if (!factor.IsEmpty && factor.Length != x.Length) throw new ArgumentException("dropout's factor and input differ in length");
+        if (!y2.IsEmpty && (factor2.Length != x.Length || y2.Length != x.Length)) throw new ArgumentException("dropout's second factor or output differs in length");
         uint threshold = (uint)Math.Min(Math.Round(p * 4294967296.0), uint.MaxValue);
         uint low = (uint)seed, high = (uint)(seed >> 32);
         T scale = T.CreateTruncating(1.0 / (1.0 - p));
         int i = 0;
         if (typeof(T) == typeof(float))
-            fixed (T* xP = x, fP = factor, yP = y)
+            fixed (T* xP = x, fP = factor, yP = y, f2P = factor2, y2P = y2)
             {
                 var key = new DropoutKey((uint)start, low, high, threshold, float.CreateTruncating(scale));
+                var second = new SecondOutput((float*)f2P, (float*)y2P, accumulate2);
                 i = width switch
                 {
-                    512 => DropoutVectors<Float512, Vector512<float>>(key, (float*)xP, (float*)fP, (float*)yP, x.Length, accumulate),
-                    256 => DropoutVectors<Float256, Vector256<float>>(key, (float*)xP, (float*)fP, (float*)yP, x.Length, accumulate),
-                    128 => DropoutVectors<Float128, Vector128<float>>(key, (float*)xP, (float*)fP, (float*)yP, x.Length, accumulate),
+                    512 => DropoutVectors<Float512, Vector512<float>>(key, (float*)xP, (float*)fP, (float*)yP, x.Length, accumulate, second),
+                    256 => DropoutVectors<Float256, Vector256<float>>(key, (float*)xP, (float*)fP, (float*)yP, x.Length, accumulate, second),
+                    128 => DropoutVectors<Float128, Vector128<float>>(key, (float*)xP, (float*)fP, (float*)yP, x.Length, accumulate, second),
                     _ => 0,
                 };
             }
         for (; i < x.Length; i++)
         {
+            bool kept = Mix(Mix((uint)(start + i) + low) ^ high) >= threshold;
             T product = factor.IsEmpty ? x[i] : x[i] * factor[i];
-            T value = Mix(Mix((uint)(start + i) + low) ^ high) >= threshold ? product * scale : T.Zero;
+            T value = kept ? product * scale : T.Zero;
             y[i] = accumulate ? y[i] + value : value;
+            if (y2.IsEmpty) continue;
+            T value2 = kept ? x[i] * factor2[i] * scale : T.Zero;
+            y2[i] = accumulate2 ? y2[i] + value2 : value2;
         }
     }
 
     /// <summary>What decides Dropout's mask for a slice: its first element's index, the seed's halves, the threshold, and the kept elements' scale.</summary>
     private readonly record struct DropoutKey(uint Start, uint Low, uint High, uint Threshold, float Scale);
 
+    /// <summary>Dropout's second factor and output (Output null: none).</summary>
+    private readonly unsafe struct SecondOutput(float* factor, float* output, bool accumulate)
+    {
+        public readonly float* Factor = factor, Output = output;
+        public readonly bool Accumulate = accumulate;
+    }
+
     /// <summary>Dropout's whole vectors (factor null: none); returns how many elements it did.</summary>
-    private static unsafe int DropoutVectors<W, V>(DropoutKey key, float* x, float* factor, float* y, int length, bool accumulate)
+    private static unsafe int DropoutVectors<W, V>(DropoutKey key, float* x, float* factor, float* y, int length, bool accumulate, SecondOutput second)
         where W : struct, IFloatVector<V> where V : struct
     {
         var scale = W.Create(key.Scale);
         int i = 0;
         for (; i <= length - W.Count; i += W.Count)
         {
-            var product = factor == null ? W.Load(x + i) : W.Multiply(W.Load(x + i), W.Load(factor + i));
-            var dropped = W.And(W.Multiply(product, scale), W.DropoutKeeps(key.Start + (uint)i, key.Low, key.High, key.Threshold));
+            var keeps = W.DropoutKeeps(key.Start + (uint)i, key.Low, key.High, key.Threshold);
+            var xi = W.Load(x + i);
+            var product = factor == null ? xi : W.Multiply(xi, W.Load(factor + i));
+            var dropped = W.And(W.Multiply(product, scale), keeps);
             W.Store(accumulate ? W.Add(W.Load(y + i), dropped) : dropped, y + i);
+            if (second.Output == null) continue;
+            var dropped2 = W.And(W.Multiply(W.Multiply(xi, W.Load(second.Factor + i)), scale), keeps);
+            W.Store(second.Accumulate ? W.Add(W.Load(second.Output + i), dropped2) : dropped2, second.Output + i);
         }
         return i;
     }
