@@ -47,7 +47,7 @@ internal static unsafe class PackedGemm
     {
         int NR = Tile<W, V>().NR;
         int t0 = colBlock * NB / NR, t1 = (Math.Min((colBlock + 1) * NB, n) + NR - 1) / NR;
-        float[] bPack = TensorPool<float>.Rent((t1 - t0) * NR * Math.Min(k, KC));
+        float[] bPack = TensorPool<float>.Rent((t1 - t0) * SliverStride<W, V>(Math.Min(k, KC)));
         for (int p0 = 0; p0 < k; p0 += KC)
         {
             int kc = Math.Min(KC, k - p0);
@@ -64,13 +64,20 @@ internal static unsafe class PackedGemm
     private static (int MR, int NR, int MC) Tile<W, V>() where W : struct, IFloatVector<V> where V : struct =>
         (W.GemmRows, 2 * W.Count, 8 * W.GemmRows);
 
+    /// <summary>
+    /// Floats from one packed sliver of B to the next: its kc·NR, and a cache line more. PackB writes a row of every
+    /// sliver per row of B; slivers a multiple of 4 KB apart would put all those writes in one set of the L1 cache, and
+    /// a column block has more slivers (16 at AVX2, 32 at 128 bits) than the set has ways (8–12).
+    /// </summary>
+    private static int SliverStride<W, V>(int kc) where W : struct, IFloatVector<V> where V : struct => Tile<W, V>().NR * kc + 16;
+
     private static void RunItems(int count, int threads, Action<int> body)
     {
         if (threads == 1) for (int i = 0; i < count; i++) body(i);
         else Parallelism.For(count, body);
     }
 
-    /// <summary>bPack[t − t0][p][j] = B[p0 + p, t·NR + j] for slivers t in [t0, t1), zero past column n.</summary>
+    /// <summary>bPack[(t − t0)·SliverStride + p·NR + j] = B[p0 + p, t·NR + j] for slivers t in [t0, t1), zero past column n.</summary>
     private static void PackB<W, V>(MatrixRef<float> b, int n, int p0, int kc, int t0, int t1, float[] bPack)
         where W : struct, IFloatVector<V> where V : struct
     {
@@ -90,7 +97,7 @@ internal static unsafe class PackedGemm
                             Simd.Prefetch(line);
                     for (int t = t0; t < full; t++)
                     {
-                        float* from = row + t * NR, to = dst + (t - t0) * NR * kc;
+                        float* from = row + t * NR, to = dst + (t - t0) * SliverStride<W, V>(kc);
                         W.Store(W.Load(from), to);
                         W.Store(W.Load(from + w), to + w);
                     }
@@ -98,7 +105,7 @@ internal static unsafe class PackedGemm
             }
             for (int t = b.Transposed ? t0 : Math.Max(t0, n / NR); t < t1; t++) // transposed slivers, and the last partial one
             {
-                float* dst = pack + (t - t0) * NR * kc;
+                float* dst = pack + (t - t0) * SliverStride<W, V>(kc);
                 int cols = Math.Min(NR, n - t * NR);
                 if (cols < NR) new Span<float>(dst, NR * kc).Clear();
                 if (b.Transposed) // B[p, j] = b.Array[j*stride + p]: column j is contiguous over p; 4×4 blocks turn in registers
@@ -158,7 +165,7 @@ internal static unsafe class PackedGemm
                     if (pHi <= pLo && add) continue;
                     int depth = Math.Max(pHi - pLo, 0), skip = depth == 0 ? 0 : pLo - p0;
                     int rows = Math.Min(MR, m - i0), cols = Math.Min(NR, n - j0);
-                    float* aSliver = aP + i0 * aRow, bSliver = bP + (t - t0) * NR * kc + skip * NR;
+                    float* aSliver = aP + i0 * aRow, bSliver = bP + (t - t0) * SliverStride<W, V>(kc) + skip * NR;
                     nint sliverRow = aRow, sliverK = aK;
                     if (rows < MR)
                     {
