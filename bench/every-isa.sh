@@ -3,19 +3,22 @@
 # (DOTNET_EnableAVX512=0) and 128-bit (DOTNET_EnableAVX2=0, the width of ARM64; on x64 it also turns FMA off),
 # each against anchors that ignore our JIT knobs, measured in the same run:
 #   - the FMA peak at that width (bench `peak`), 1 thread and all;
-#   - dense GEMM on the BDH shapes (bench `gflops`) against OpenBLAS sgemm (peers/sgemm_openblas.c);
+#   - dense GEMM on the BDH shapes (bench `gflops`) against OpenBLAS sgemm (peers/sgemm_openblas.c), the two run
+#     back to back GEMM_PAIRS times: each shape's ratio is the median of the pairs' ratios, so a slow spell of this
+#     VM touches both sides of a pair;
 #   - `bdh train`, cpu preset, STEPS steps, 2 threads, against PyTorch (peers/bdh_torch.py, Debian python3-torch)
 #     and the TorchSharp peer (peers/TorchSharpBdh, with glibc keeping freed memory: its faster setting here),
 #     interleaved round by round: ours at every width, then the anchors;
 #   - generation from the trained fixture, TOKENS tokens after "ROMEO:", 2 threads: recurrent and full against
 #     the TorchSharp peer's full recompute.
 # Needs libopenblas-dev and python3-torch (apt-get install libopenblas-dev python3-torch).
-#   Usage: bench/every-isa.sh              (environment: ROUNDS=3 STEPS=60 TOKENS=256)
+#   Usage: bench/every-isa.sh              (environment: ROUNDS=3 STEPS=60 TOKENS=256 GEMM_PAIRS=5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${ROUNDS:-3}
 steps=${STEPS:-60}
 tokens=${TOKENS:-256}
+gemm_pairs=${GEMM_PAIRS:-5}
 data=../shared/data/tinyshakespeare.txt
 checkpoint=../shared/fixtures/bdh-trained-cpu-tiny-500.safetensors
 keep_freed=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967295
@@ -61,24 +64,38 @@ for round in $(seq "$rounds"); do
   record train.torchsharp ms env GLIBC_TUNABLES=$keep_freed "$peer" train --data "$data" --preset cpu --steps "$steps" --threads 2
   record full.torchsharp tps env GLIBC_TUNABLES=$keep_freed "$peer" generate --checkpoint "$checkpoint" --prompt ROMEO: --tokens "$tokens" --threads 2
 done
-OPENBLAS_NUM_THREADS=2 "$out/sgemm_openblas" > "$out/openblas"
+for w in "${widths[@]}"; do
+  for pair in $(seq "$gemm_pairs"); do
+    OPENBLAS_NUM_THREADS=2 "$out/sgemm_openblas" > "$out/openblas.$w.$pair"
+    env "${knob[$w]}" dotnet "$out/bench/Bdh.Benchmarks.dll" gflops 2 > "$out/gemm.$w.$pair"
+  done
+done
 
 echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores ($(grep -o -w -E 'avx512f|avx2|fma' /proc/cpuinfo | sort -u | xargs));" \
   "commit $(git rev-parse --short HEAD); $rounds rounds, medians"
 echo "anchors: PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)') $(median train.pytorch) ms/step;" \
-  "TorchSharp $(median train.torchsharp) ms/step, full recompute $(median full.torchsharp) tokens/s; $(head -1 "$out/openblas")"
+  "TorchSharp $(median train.torchsharp) ms/step, full recompute $(median full.torchsharp) tokens/s; $(head -1 "$out/openblas.${widths[0]}.1")"
 for w in "${widths[@]}"; do
   env "${knob[$w]}" dotnet "$out/bench/Bdh.Benchmarks.dll" peak > "$out/peak.$w"
-  env "${knob[$w]}" dotnet "$out/bench/Bdh.Benchmarks.dll" gflops 2 > "$out/gemm.$w"
   peak2=$(sed -nE 's/.*2 threads: ([0-9.]+) GFLOP.*/\1/p' "$out/peak.$w")
   echo
   echo "### $w-bit vectors (${knob[$w]}); FMA peak $(sed -nE 's/.*1 thread: ([0-9.]+) GFLOP.*/\1/p' "$out/peak.$w") GFLOP/s on 1 thread, $peak2 on 2"
   echo
   echo "| workload, 2 threads | BdhNative | anchor | ratio |"
   echo "| --- | ---: | ---: | ---: |"
-  awk -v peak="$peak2" 'NR == FNR { if (/GFLOP/) blas[$1] = $(NF - 1); next }
-    /GFLOP/ { printf "| GEMM %s, GFLOP/s (%% of peak) | %.1f (%.0f%%) | OpenBLAS %.1f | %.2fx |\n", $1, $(NF - 1), 100 * $(NF - 1) / peak, blas[$1], $(NF - 1) / blas[$1] }' \
-    "$out/openblas" "$out/gemm.$w"
+  # Per shape: the medians of our and OpenBLAS's GFLOP/s over the pairs, and the median of the pairs' ratios.
+  for pair in $(seq "$gemm_pairs"); do
+    awk 'NR == FNR { if (/GFLOP/) blas[$1] = $(NF - 1); next } /GFLOP/ { print $1, $(NF - 1), blas[$1] }' \
+      "$out/openblas.$w.$pair" "$out/gemm.$w.$pair"
+  done | awk -v peak="$peak2" '
+    function med(list,   v, n, i, j, x) {
+      n = split(list, v, " ")
+      for (i = 2; i <= n; i++) { x = v[i] + 0; for (j = i - 1; j >= 1 && v[j] + 0 > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
+      return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }
+    !($1 in ours) { order[++shapes] = $1 }
+    { ours[$1] = ours[$1] " " $2; blas[$1] = blas[$1] " " $3; ratio[$1] = ratio[$1] " " $2 / $3 }
+    END { for (i = 1; i <= shapes; i++) { s = order[i]
+      printf "| GEMM %s, GFLOP/s (%% of peak) | %.1f (%.0f%%) | OpenBLAS %.1f | %.2fx |\n", s, med(ours[s]), 100 * med(ours[s]) / peak, med(blas[s]), med(ratio[s]) } }'
   t=$(median "train.$w")
   awk -v t="$t" -v p="$(median train.pytorch)" -v s="$(median train.torchsharp)" -v n="$steps" 'BEGIN {
     printf "| train, cpu preset, %d steps, ms/step | %.1f | PyTorch %.1f | %.2fx |\n", n, t, p, p / t
