@@ -86,7 +86,7 @@ internal static unsafe class SparseGemm
             // The count varies from call to call and between the threads' chunks: rented a power of two long (at most
             // twice the count), the lists of a step fall in a few classes the pool keeps, instead of a new length for
             // the LOH at every call.
-            int listLength = (int)Math.Min(BitOperations.RoundUpToPowerOf2((uint)Math.Max(start[rows], 1)), (long)rows * storedLength);
+            int listLength = (int)Math.Min(BitOperations.RoundUpToPowerOf2((uint)Math.Max(start[rows], 1)), (long)storedRows * storedLength);
             int[] index = TensorPool<int>.Rent(listLength);
             float[] value = TensorPool<float>.Rent(listLength);
             for (int s = 0; s < storedRows; s++)

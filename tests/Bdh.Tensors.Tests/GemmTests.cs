@@ -16,13 +16,16 @@ public class GemmTests
     }
 
     [Property(MaxTest = 60)]
-    public void MostlyZeroAGoesSparseAndMatchesNaiveForAnyThreadCount(byte mRaw, byte nRaw, byte kRaw, bool transA, bool accumulate, int seed)
+    public void MostlyZeroAGoesSparseAndMatchesNaiveForAnyThreadCount(byte mRaw, byte nRaw, byte kRaw, byte densityRaw, bool transA, bool accumulate, int seed)
     {
-        // About 5% non-zeros, and large enough (m·k ≥ 16384) that Gemm measures A and takes the sparse kernel;
-        // n from 1 to 300 covers the 128-column register tile and the columns after it.
-        int m = 64 + mRaw % 200, k = 256 + kRaw % 64, n = 1 + nRaw % 300;
+        // 1% to 11% non-zeros (the sparse kernel takes A up to 12%), and large enough (m·k ≥ 16384) that Gemm measures A
+        // and takes it; k far past m, so a thread's chunk of rows can hold more non-zeros than its rows squared (the
+        // non-zero lists were once capped there for a transposed A); n from 1 to 150 covers the 128-column register tile
+        // and the columns after it.
+        int m = 16 + mRaw % 120, k = 1024 + kRaw % 64, n = 1 + nRaw % 150;
+        double density = 0.01 + densityRaw % 11 / 100.0;
         var rng = new Rng((ulong)seed);
-        var a = Naive.Random(rng, m * k).Select(x => rng.NextDouble() < 0.05 ? x : 0).ToArray();
+        var a = Naive.Random(rng, m * k).Select(x => rng.NextDouble() < density ? x : 0).ToArray();
         var b = Naive.Random(rng, k * n);
         var c0 = Naive.Random(rng, m * n);
         var aStored = transA ? Enumerable.Range(0, m * k).Select(i => a[i % m * k + i / m]).ToArray() : a; // [k, m] when transposed
