@@ -5,8 +5,8 @@ namespace Bdh.Tensors;
 
 /// <summary>
 /// The float GEMM, BLIS-style, written once over the vector width W (<see cref="IFloatVector{V}"/>). A work item is a
-/// part of C: a column block of NB columns by a group of row blocks, over all of k. For each KC-deep slice of k, the
-/// item packs its columns of op(B) into NR-column slivers (k-major, zero-padded), so the micro-kernel loads B with unit
+/// part of C: a column block of NB columns by a group of rows (whole tiles of MR rows), over all of k. For each KC-deep
+/// slice of k, the item packs its columns of op(B) into NR-column slivers (k-major, zero-padded), so the micro-kernel loads B with unit
 /// stride whatever the transposition, and the slivers are used while they are still in this core's cache (one packing
 /// of all of B, shared by every item, would be evicted by the time the later row blocks read it: the paper config's
 /// 8 MB per head). A is read where it lies: the kernel broadcasts one element of each of its MR rows per k step, and a
@@ -26,34 +26,36 @@ internal static unsafe class PackedGemm
     public static void Multiply<W, V>(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c,
         bool accumulate, bool relu, bool parallel, Causal causal) where W : struct, IFloatVector<V> where V : struct
     {
-        int MC = Tile<W, V>().MC;
-        int rowBlocks = (m + MC - 1) / MC, colBlocks = (n + NB - 1) / NB;
+        var (MR, _, MC) = Tile<W, V>();
+        int tiles = (m + MR - 1) / MR, rowBlocks = (m + MC - 1) / MC, colBlocks = (n + NB - 1) / NB;
         int threads = parallel ? Parallelism.Threads : 1;
         // Row groups: lcm(colBlocks, threads) items where the rows allow, so every thread gets as many as every other.
+        // They split the tiles of MR rows evenly, not whole row blocks: at AVX2 (48-row blocks) 512 rows in 2 groups of
+        // blocks would be 272 and 240 rows.
         int rowGroups = Math.Min(rowBlocks, threads / GreatestCommonDivisor(colBlocks, threads));
         RunItems(rowGroups * colBlocks, threads, item =>
         {
             int group = item / colBlocks;
-            ComputeItem<W, V>(group * rowBlocks / rowGroups, (group + 1) * rowBlocks / rowGroups, item % colBlocks, m, n, k, a, b, c, accumulate, relu, causal);
+            ComputeItem<W, V>(group * tiles / rowGroups, (group + 1) * tiles / rowGroups, item % colBlocks, m, n, k, a, b, c, accumulate, relu, causal);
         });
     }
 
     /// <summary>
-    /// Row blocks [rowBlock0, rowBlock1) of C by one column block, over all of k: for each KC-deep slice, the column block's
-    /// slivers of B are packed and then used while they are still in this core's cache.
+    /// The rows of tiles [tile0, tile1) of C by one column block, over all of k: for each KC-deep slice, the column block's
+    /// slivers of B are packed and then used, row block by row block (MC rows), while they are still in this core's cache.
     /// </summary>
-    private static void ComputeItem<W, V>(int rowBlock0, int rowBlock1, int colBlock, int m, int n, int k, MatrixRef<float> a,
+    private static void ComputeItem<W, V>(int tile0, int tile1, int colBlock, int m, int n, int k, MatrixRef<float> a,
         MatrixRef<float> b, MatrixRef<float> c, bool accumulate, bool relu, Causal causal) where W : struct, IFloatVector<V> where V : struct
     {
-        int NR = Tile<W, V>().NR;
+        var (MR, NR, MC) = Tile<W, V>();
         int t0 = colBlock * NB / NR, t1 = (Math.Min((colBlock + 1) * NB, n) + NR - 1) / NR;
         float[] bPack = TensorPool<float>.Rent((t1 - t0) * SliverStride<W, V>(Math.Min(k, KC)));
         for (int p0 = 0; p0 < k; p0 += KC)
         {
             int kc = Math.Min(KC, k - p0);
             PackB<W, V>(b, n, p0, kc, t0, t1, bPack);
-            for (int rowBlock = rowBlock0; rowBlock < rowBlock1; rowBlock++)
-                ComputeBlock<W, V>(rowBlock, t0, t1, m, n, p0, kc, a, bPack, c, accumulate || p0 > 0, relu && p0 + kc == k, causal);
+            for (int s0 = tile0; s0 < tile1; s0 += MC / MR)
+                ComputeBlock<W, V>(s0, Math.Min(s0 + MC / MR, tile1), t0, t1, m, n, p0, kc, a, bPack, c, accumulate || p0 > 0, relu && p0 + kc == k, causal);
         }
         TensorPool<float>.Return(bPack);
     }
@@ -132,11 +134,11 @@ internal static unsafe class PackedGemm
             for (int p = p0; p < p1; p++) dst[p * nr + j] = columns[j * stride + p];
     }
 
-    /// <summary>One row block of C by slivers [t0, t1) of B, packed in bPack, for the k slice [p0, p0 + kc).</summary>
-    private static void ComputeBlock<W, V>(int rowBlock, int t0, int t1, int m, int n, int p0, int kc,
+    /// <summary>The rows of tiles [s0, sEnd) of C (a row block) by slivers [t0, t1) of B, packed in bPack, for the k slice [p0, p0 + kc).</summary>
+    private static void ComputeBlock<W, V>(int s0, int sEnd, int t0, int t1, int m, int n, int p0, int kc,
         MatrixRef<float> a, float[] bPack, MatrixRef<float> c, bool add, bool relu, Causal causal) where W : struct, IFloatVector<V> where V : struct
     {
-        var (MR, NR, MC) = Tile<W, V>();
+        var (MR, NR, _) = Tile<W, V>();
         float* edge = stackalloc float[MaxRows * 32];
         float* partialRows = stackalloc float[MaxRows * KC];
         // A(i, p0 + p) sits at aP + i·aRow + p·aK.
@@ -144,7 +146,6 @@ internal static unsafe class PackedGemm
         fixed (float* aBase = a.Array, bP = bPack, cP = c.Array)
         {
             float* aP = aBase + a.Offset + p0 * aK;
-            int sEnd = Math.Min((rowBlock + 1) * MC, m + MR - 1) / MR;
             // The last rows of A, where fewer than MR remain: copied once beside zero rows, so the kernel reads no further.
             int lastRows = m - (sEnd - 1) * MR;
             if (lastRows < MR)
@@ -155,7 +156,7 @@ internal static unsafe class PackedGemm
                     for (int p = 0; p < kc; p++) partialRows[p * MR + r] = last[r * aRow + p * aK];
             }
             for (int t = t0; t < t1; t++)
-                for (int s = rowBlock * MC / MR; s < sEnd; s++)
+                for (int s = s0; s < sEnd; s++)
                 {
                     int i0 = s * MR, j0 = t * NR;
                     if (causal == Causal.LowerOutput && j0 >= i0 + MR - 1) continue; // every C[i, j] here has j ≥ i
