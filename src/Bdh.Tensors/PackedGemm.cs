@@ -6,13 +6,13 @@ namespace Bdh.Tensors;
 /// <summary>
 /// The float GEMM, BLIS-style, written once over the vector width W (<see cref="IFloatVector{V}"/>). A work item is a
 /// part of C: a column block of NB columns by a group of rows (whole tiles of MR rows), over all of k. For each KC-deep
-/// slice of k, the item packs its columns of op(B) into NR-column slivers (k-major, zero-padded), so the micro-kernel loads B with unit
-/// stride whatever the transposition, and the slivers are used while they are still in this core's cache (one packing
-/// of all of B, shared by every item, would be evicted by the time the later row blocks read it: the paper config's
-/// 8 MB per head). A is read where it lies: the kernel broadcasts one element of each of its MR rows per k step, and a
-/// row of A steps through memory by 1 (or by the stride, transposed): MR short streams that stay in L1. Packing A
-/// would cost a copy per 2·NR FMAs, a large share of BDH's narrow products (N = D = 128), where each packed row of A
-/// is used by few slivers of B. The micro-kernel holds an MR×NR tile of C in registers, two vectors per row
+/// slice of k, the item packs its columns of op(B) into NR-column slivers (k-major, zero-padded), so the micro-kernel
+/// loads B with unit stride whatever the transposition, and the slivers are used while they are still in this core's
+/// cache (one packing of all of B, shared by every item, would be evicted by the time the later row blocks read it: the
+/// paper config's 8 MB per head). A is read where it lies: the kernel broadcasts one element of each of its MR rows per
+/// k step, and a row of A steps through memory by 1 (or by the stride, transposed): MR short streams that stay in L1.
+/// Packing A would cost a copy per 2·NR FMAs, a large share of BDH's narrow products (N = D = 128), where each packed
+/// row of A is used by few slivers of B. The micro-kernel holds an MR×NR tile of C in registers, two vectors per row
 /// (NR = 2·W.Count), with MR as large as the register file allows (<see cref="IFloatVector{V}.GemmRows"/>: 8×32 in 16
 /// of AVX-512's 32 zmm, 6×16 in 12 of AVX2's 16 ymm), and does 2·MR FMAs per k step for 2 + MR loads. Items write
 /// disjoint parts of C and each sums its k slices in order: no split reductions, the same bits for any thread count.
