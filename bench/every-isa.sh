@@ -51,7 +51,11 @@ record() {
   [ -n "$value" ] || { echo "every-isa: no figure from $*" >&2; cat "$out/stdout" "$out/stderr" >&2; exit 1; }
   echo "$value" >> "$out/$label"
 }
-median() { sort -g "$out/$1" | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+# median_of: the median of the numbers on stdin, one a line; median LABEL: of the figures recorded under LABEL.
+median_of() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+median() { median_of < "$out/$1"; }
+# shape_median WIDTH SHAPE COLUMN: the median over the GEMM pairs of one column of $out/gemm.WIDTH for that shape.
+shape_median() { awk -v s="$2" -v c="$3" '$1 == s { print $c }' "$out/gemm.$1" | median_of; }
 
 for round in $(seq "$rounds"); do
   for w in "${widths[@]}"; do
@@ -85,17 +89,14 @@ for w in "${widths[@]}"; do
   echo "| --- | ---: | ---: | ---: |"
   # Per shape: the medians of our and OpenBLAS's GFLOP/s over the pairs, and the median of the pairs' ratios.
   for pair in $(seq "$gemm_pairs"); do
-    awk 'NR == FNR { if (/GFLOP/) blas[$1] = $(NF - 1); next } /GFLOP/ { print $1, $(NF - 1), blas[$1] }' \
+    awk 'NR == FNR { if (/GFLOP/) blas[$1] = $(NF - 1); next } /GFLOP/ { print $1, $(NF - 1), blas[$1], $(NF - 1) / blas[$1] }' \
       "$out/openblas.$w.$pair" "$out/gemm.$w.$pair"
-  done | awk -v peak="$peak2" '
-    function med(list,   v, n, i, j, x) {
-      n = split(list, v, " ")
-      for (i = 2; i <= n; i++) { x = v[i] + 0; for (j = i - 1; j >= 1 && v[j] + 0 > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
-      return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }
-    !($1 in ours) { order[++shapes] = $1 }
-    { ours[$1] = ours[$1] " " $2; blas[$1] = blas[$1] " " $3; ratio[$1] = ratio[$1] " " $2 / $3 }
-    END { for (i = 1; i <= shapes; i++) { s = order[i]
-      printf "| GEMM %s, GFLOP/s (%% of peak) | %.1f (%.0f%%) | OpenBLAS %.1f | %.2fx |\n", s, med(ours[s]), 100 * med(ours[s]) / peak, med(blas[s]), med(ratio[s]) } }'
+  done > "$out/gemm.$w"
+  for shape in $(awk '!seen[$1]++ { print $1 }' "$out/gemm.$w"); do
+    awk -v s="$shape" -v ours="$(shape_median "$w" "$shape" 2)" -v blas="$(shape_median "$w" "$shape" 3)" \
+      -v ratio="$(shape_median "$w" "$shape" 4)" -v peak="$peak2" 'BEGIN {
+      printf "| GEMM %s, GFLOP/s (%% of peak) | %.1f (%.0f%%) | OpenBLAS %.1f | %.2fx |\n", s, ours, 100 * ours / peak, blas, ratio }'
+  done
   t=$(median "train.$w")
   awk -v t="$t" -v p="$(median train.pytorch)" -v s="$(median train.torchsharp)" -v n="$steps" 'BEGIN {
     printf "| train, cpu preset, %d steps, ms/step | %.1f | PyTorch %.1f | %.2fx |\n", n, t, p, p / t
