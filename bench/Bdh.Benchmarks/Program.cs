@@ -4,7 +4,8 @@ using Bdh.Benchmarks;
 using Bdh.Tensors;
 
 // `gflops [threads]`: best-of-N wall time per BDH shape, timed exactly as bench/peers/sgemm_openblas.c times
-// OpenBLAS, so the two tables can stand side by side. `gen CHECKPOINT [max]`: generation speed by position
+// OpenBLAS, so the two tables can stand side by side. `transposed [threads]`: the products that read A transposed, against
+// the same A stored plain. `gen CHECKPOINT [max]`: generation speed by position
 // and path. `drift`: float32 RoPE phase error at long positions. `peak`: the measured FMA peak. `width`: the vector
 // width in bits the kernels run at under the JIT's knobs. `forks [threads] [gap ms]`: how a fork of short items spreads over the
 // threads.
@@ -25,6 +26,11 @@ if (args.Length > 0 && args[0] == "gflops")
         }
         Console.WriteLine($"{shape.Name,-45} {shape.Flops / best / 1e9,7:0.0} GFLOP/s");
     }
+    return;
+}
+if (args.Length > 0 && args[0] == "transposed")
+{
+    TransposedA.Run(args.Length > 1 ? int.Parse(args[1]) : Environment.ProcessorCount);
     return;
 }
 if (args.Length > 0 && args[0] == "width")
