@@ -119,9 +119,7 @@ internal static unsafe class PackedGemm
                     float* row = bP + b.Offset + (long)(p0 + p) * b.Stride, dst = pack + p * NR;
                     // Each row's run is a few lines inside a new 4 KB page, where the hardware's stream prefetcher
                     // starts over: rows requested a few ahead keep their misses in flight (dW = xᵀ·dY reads all of dY once).
-                    if (p + Gemv.PrefetchRows < kc)
-                        for (float* line = row + Gemv.PrefetchRows * (long)b.Stride + t0 * NR, end = line + (full - t0) * NR; line < end; line += 16)
-                            Simd.Prefetch(line);
+                    if (p + Gemv.PrefetchRows < kc) Simd.PrefetchRun(row + Gemv.PrefetchRows * (long)b.Stride + t0 * NR, (full - t0) * NR);
                     for (int t = t0; t < full; t++)
                     {
                         float* from = row + t * NR, to = dst + (t - t0) * SliverStride<W, V>(kc);
@@ -185,10 +183,9 @@ internal static unsafe class PackedGemm
                 int blockRows = (sEnd - s0) * MR, valid = Math.Min(blockRows, m - s0 * MR), pitch = CopyPitch<W, V>();
                 for (int p = 0; p < kc; p++)
                 {
-                    if (p + Gemv.PrefetchRows < kc)
-                        for (float* line = aP + s0 * MR + (p + Gemv.PrefetchRows) * aK, end = line + valid; line < end; line += 16)
-                            Simd.Prefetch(line);
-                    new Span<float>(aP + s0 * MR + p * aK, valid).CopyTo(new Span<float>(aC + p * pitch, valid));
+                    float* run = aP + s0 * MR + p * aK;
+                    if (p + Gemv.PrefetchRows < kc) Simd.PrefetchRun(run + Gemv.PrefetchRows * aK, valid);
+                    new Span<float>(run, valid).CopyTo(new Span<float>(aC + p * pitch, valid));
                     new Span<float>(aC + p * pitch + valid, blockRows - valid).Clear();
                 }
                 aP = aC - s0 * MR;

@@ -78,6 +78,13 @@ public static unsafe class Simd
         if (Sse.IsSupported) Sse.Prefetch0(p);
     }
 
+    /// <summary>Asks for every cache line of the floats [start, start + count) with <see cref="Prefetch"/>: a run read soon.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void PrefetchRun(float* start, nint count)
+    {
+        for (float* line = start, end = start + count; line < end; line += 16) Prefetch(line);
+    }
+
     /// <summary>Asks for the cache line at p without keeping it in the outer caches: data read once (x64; a no-op elsewhere).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void PrefetchNonTemporal(void* p)
