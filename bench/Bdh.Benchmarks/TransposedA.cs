@@ -15,6 +15,7 @@ public static class TransposedA
         ("paper xyᵀ·dy (A's stride 8192)", 8192, 256, 512),
         ("paper xᵀ·dC (A's stride 256)", 256, 8192, 512),
         ("cpu xyᵀ·dy (A's stride 512)", 512, 128, 1024),
+        ("cpu dW = xᵀ·dY (A's stride 128)", 128, 2048, 1024),
         ("Sᵀ·dOut at T = 1024 (A's stride 1024)", 1024, 256, 1024),
     ];
 

@@ -9,15 +9,14 @@ namespace Bdh.Tensors;
 /// slice of k, the item packs its columns of op(B) into NR-column slivers (k-major, zero-padded), so the micro-kernel
 /// loads B with unit stride whatever the transposition, and the slivers are used while they are still in this core's
 /// cache (one packing of all of B, shared by every item, would be evicted by the time the later row blocks read it: the
-/// paper config's 8 MB per head). A is read where it lies: the kernel broadcasts one element of each of its MR rows per
-/// k step, and a row of A steps through memory by 1 (or by the stride, transposed): MR short streams that stay in L1.
-/// Packing A would cost a copy per 2·NR FMAs, a large share of BDH's narrow products (N = D = 128), where each packed
-/// row of A is used by few slivers of B. One A is copied: a transposed one whose stride is a whole number of 4 KB pages
-/// (<see cref="CopiesA"/>). The micro-kernel holds an MR×NR tile of C in registers, two vectors per row
-/// (NR = 2·W.Count), with MR as large as the register file allows (<see cref="IFloatVector{V}.GemmRows"/>: 8×32 in 16
-/// of AVX-512's 32 zmm, 6×16 in 12 of AVX2's 16 ymm), and does 2·MR FMAs per k step for 2 + MR loads. Items write
-/// disjoint parts of C and each sums its k slices in order: no split reductions, the same bits for any thread count.
-/// With relu, the stores of the last k slice write max(C, 0): BDH's xs and ys need no second pass over C.
+/// paper config's 8 MB per head). A plain A is read where it lies: the kernel broadcasts one element of each of its MR
+/// rows per k step, and a row of A steps through memory by 1: MR short streams that stay in L1. Packing it would cost a
+/// copy per 2·NR FMAs, a large share of BDH's narrow products (N = D = 128), where each packed row of A is used by few
+/// slivers of B. A transposed A is copied, tile after tile (<see cref="CopiesA"/>). The micro-kernel holds an MR×NR
+/// tile of C in registers, two vectors per row (NR = 2·W.Count), with MR as large as the register file allows
+/// (<see cref="IFloatVector{V}.GemmRows"/>: 8×32 in 16 of AVX-512's 32 zmm, 6×16 in 12 of AVX2's 16 ymm), and does
+/// 2·MR FMAs per k step for 2 + MR loads. Items write disjoint parts of C and each sums its k slices in order: no split
+/// reductions, the same bits for any thread count. With relu, the stores of the last k slice write max(C, 0): BDH's xs and ys need no second pass over C.
 /// The methods with loops are compiled fully optimized at their first call (AggressiveOptimization) and the tile's
 /// sizes inline into them: an application that keeps the JIT's tiers (bdh turns them off) would otherwise run the
 /// packing and the loop over tiles as unoptimized code for its first ~30 products, with a call to Tile per micro-kernel
@@ -56,7 +55,7 @@ internal static unsafe class PackedGemm
         var (MR, NR, MC) = Tile<W, V>();
         int t0 = colBlock * NB / NR, t1 = (Math.Min((colBlock + 1) * NB, n) + NR - 1) / NR;
         float[] bPack = TensorPool<float>.Rent((t1 - t0) * SliverStride<W, V>(Math.Min(k, KC)));
-        float[]? aCopy = CopiesA(a) ? TensorPool<float>.Rent(CopyPitch<W, V>() * Math.Min(k, KC)) : null;
+        float[]? aCopy = CopiesA(a) ? TensorPool<float>.Rent(MC * Math.Min(k, KC)) : null;
         for (int p0 = 0; p0 < k; p0 += KC)
         {
             int kc = Math.Min(KC, k - p0);
@@ -71,18 +70,16 @@ internal static unsafe class PackedGemm
     private static int GreatestCommonDivisor(int a, int b) => b == 0 ? a : GreatestCommonDivisor(b, a % b);
 
     /// <summary>
-    /// Whether the kernel reads A from a copy of each row block: when A is transposed with a stride of a whole number of
-    /// 4 KB pages. A tile's k steps are then that far apart and fall in a handful of sets of L1 and L2, which hold few of
-    /// the kc lines a tile reads before the next sliver reads them again. Against the same product from a plain A
-    /// (`Bdh.Benchmarks -- transposed 2`), the paper config's xyᵀ·dy (stride 8192 floats, 32 KB) ran at 0.71× at AVX2,
-    /// 0.90× at 512 bits and 0.83× at 128 bits from A in place, and 0.98×, 0.94× and 1.01× from the copy; Sᵀ·dOut at
-    /// T = 1024 went from 0.68× to 0.91× at AVX2. At other strides A in place loses 0–6%, less than copying it cost.
+    /// Whether the kernel reads A from a copy of each row block, tile after tile, k-major: when A is transposed. A tile's
+    /// rows then lie side by side and its k steps a stride apart, so each k step reads MR floats from a cache line of its
+    /// own: kc lines a tile, which at 512 bits take as much of L1 as the sliver of B the next tile reads again (and at a
+    /// stride of whole 4 KB pages fall in a handful of its sets). From the copy a tile's A is kc·MR consecutive floats.
+    /// Against the same products from a plain A (`Bdh.Benchmarks -- transposed 2`), on an Intel Ice Lake Xeon: A in place
+    /// 0.68–0.82× at 512 bits and 0.75–0.85× at AVX2, the copy 0.87–0.95× and 0.90–0.97×; the `cpu` preset's
+    /// dW = xᵀ·dY (`-- gflops 2`) went from 140 to 165 GFLOP/s at 512 bits. On a Zen 5, copying only at page strides took
+    /// the paper config's xyᵀ·dy from 0.71× to 0.98× at AVX2.
     /// </summary>
-    private static bool CopiesA(MatrixRef<float> a) => a.Transposed && a.Stride % 1024 == 0;
-
-    /// <summary>Floats from one k step of a row block's copy of A to the next: the block's MC rows and a cache line more.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int CopyPitch<W, V>() where W : struct, IFloatVector<V> where V : struct => Tile<W, V>().MC + 16;
+    private static bool CopiesA(MatrixRef<float> a) => a.Transposed;
 
     /// <summary>The tile at width W: MR rows by NR = two vectors of columns, in row blocks of MC = 8 tiles' rows.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -178,18 +175,19 @@ internal static unsafe class PackedGemm
             int lastRows = m - (sEnd - 1) * MR;
             if (aC != null)
             {
-                // The block's rows, k step by k step (a contiguous run of the transposed A each), a pitch apart; zero past
-                // row m, which completes the last tile.
-                int blockRows = (sEnd - s0) * MR, valid = Math.Min(blockRows, m - s0 * MR), pitch = CopyPitch<W, V>();
+                // The block's tiles one after another, each k-major (MR floats a k step, the layout of partialRows): the
+                // kernel reads its A as one stream. Zero past row m, which completes the last tile.
+                int valid = Math.Min((sEnd - s0) * MR, m - s0 * MR);
                 for (int p = 0; p < kc; p++)
                 {
-                    float* run = aP + s0 * MR + p * aK;
+                    float* run = aP + s0 * MR + p * aK, to = aC + p * MR;
                     if (p + Gemv.PrefetchRows < kc) Simd.PrefetchRun(run + Gemv.PrefetchRows * aK, valid);
-                    new Span<float>(run, valid).CopyTo(new Span<float>(aC + p * pitch, valid));
-                    new Span<float>(aC + p * pitch + valid, blockRows - valid).Clear();
+                    int i = 0;
+                    for (; i + MR <= valid; i += MR, to += MR * kc) Unsafe.CopyBlockUnaligned(to, run + i, (uint)(MR * sizeof(float)));
+                    if (i == valid) continue;
+                    new Span<float>(run + i, valid - i).CopyTo(new Span<float>(to, valid - i));
+                    new Span<float>(to + valid - i, MR - (valid - i)).Clear();
                 }
-                aP = aC - s0 * MR;
-                (aRow, aK) = (1, pitch);
             }
             // The last rows of A, where fewer than MR remain: copied once beside zero rows, so the kernel reads no further.
             else if (lastRows < MR)
@@ -212,7 +210,12 @@ internal static unsafe class PackedGemm
                     int rows = Math.Min(MR, m - i0), cols = Math.Min(NR, n - j0);
                     float* aSliver = aP + i0 * aRow, bSliver = bP + (t - t0) * SliverStride<W, V>(kc) + skip * NR;
                     nint sliverRow = aRow, sliverK = aK;
-                    if (rows < MR && aC == null) // (a copy of A has its zero rows already)
+                    if (aC != null)
+                    {
+                        aSliver = aC + (s - s0) * MR * kc;
+                        (sliverRow, sliverK) = (1, MR);
+                    }
+                    else if (rows < MR)
                     {
                         aSliver = partialRows;
                         (sliverRow, sliverK) = (1, MR);

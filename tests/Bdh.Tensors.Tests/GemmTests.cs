@@ -167,27 +167,30 @@ public class GemmTests
     [InlineData(37, 45, 300, 1024, false)] // a last tile with fewer rows than any width's tile; k past one 256-deep slice
     [InlineData(130, 33, 64, 2048, false)] // several row blocks
     [InlineData(70, 50, 70, 1024, true)]   // with the UpperA hint, as attention's dV = Sᵀ·dOut takes this path at T = 1024
-    public void TransposedAWithAPageStrideGivesTheBitsOfATightOne(int m, int n, int k, int stride, bool upperA)
+    public void TransposedAReadFromItsCopyGivesTheBitsOfAPlainA(int m, int n, int k, int stride, bool upperA)
     {
         var causal = upperA ? Causal.UpperA : Causal.None;
-        // A transposed with a stride of a whole number of 4 KB pages is read from a copy of each row block: where A is
-        // read changes, not the arithmetic, so the product has the bits of the same A stored with stride m.
+        // A transposed A is read from a copy of each row block, a plain one where it lies: where A is read changes, not
+        // the arithmetic, so the product has the same bits from A stored plain, transposed tight (stride m) or
+        // transposed at a stride of whole 4 KB pages.
         var rng = new Rng(5);
         var a = Naive.Random(rng, m * k); // op(A) [m, k]
         if (causal == Causal.UpperA) for (int i = 0; i < m; i++) for (int p = 0; p <= Math.Min(i, k - 1); p++) a[i * k + p] = 0;
-        float[] b = Naive.Random(rng, k * n).Select(x => (float)x).ToArray(), paged = new float[k * stride], tight = new float[k * m];
+        float[] b = Naive.Random(rng, k * n).Select(x => (float)x).ToArray(), plain = a.Select(x => (float)x).ToArray();
+        float[] paged = new float[k * stride], tight = new float[k * m];
         for (int p = 0; p < k; p++)
             for (int i = 0; i < m; i++) paged[p * stride + i] = tight[p * m + i] = (float)a[i * k + p];
-        float[] Run(float[] stored, int ld, int threads) => Threads.On(threads, () =>
+        float[] Run(MatrixRef<float> stored, int threads) => Threads.On(threads, () =>
         {
             var c = new float[m * n];
-            Gemm.Multiply(m, n, k, new MatrixRef<float>(stored, 0, ld, true), new MatrixRef<float>(b, 0, n), new MatrixRef<float>(c, 0, n), false, causal: causal);
+            Gemm.Multiply(m, n, k, stored, new MatrixRef<float>(b, 0, n), new MatrixRef<float>(c, 0, n), false, causal: causal);
             return c;
         });
-        var expected = Run(tight, m, 1);
+        var expected = Run(new MatrixRef<float>(plain, 0, k), 1);
         Assert.True(Naive.RelativeError(expected, Naive.MatMul(a, false, b.Select(x => (double)x).ToArray(), false, m, n, k)) < 1e-5);
-        Assert.Equal(expected, Run(paged, stride, 1));
-        Assert.Equal(expected, Run(paged, stride, 2));
+        Assert.Equal(expected, Run(new MatrixRef<float>(tight, 0, m, Transposed: true), 1));
+        Assert.Equal(expected, Run(new MatrixRef<float>(paged, 0, stride, Transposed: true), 1));
+        Assert.Equal(expected, Run(new MatrixRef<float>(paged, 0, stride, Transposed: true), 2));
     }
 
     [Property(MaxTest = 60)]
