@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # One table per vector width the kernels run at on this machine: AVX-512 (if the CPU has it), AVX2 + FMA
-# (DOTNET_EnableAVX512=0) and 128-bit (DOTNET_EnableAVX2=0, the width of ARM64; on x64 it also turns FMA off),
+# (DOTNET_EnableAVX512=0), 128-bit with FMA (DOTNET_PreferredVectorBitWidth=128: ARM64's shape) and 128-bit without
+# (DOTNET_EnableAVX2=0, which on x64 turns FMA off too),
 # each against anchors that ignore our JIT knobs, measured in the same run:
 #   - the FMA peak at that width (bench `peak`), 1 thread and all;
-#   - dense GEMM on the BDH shapes (bench `gflops`) against OpenBLAS sgemm (peers/sgemm_openblas.c), the two run
+#   - dense GEMM on the BDH shapes (bench `gflops`) against OpenBLAS sgemm (peers/sgemm_openblas.c: the kernel its
+#     DYNAMIC_ARCH picks against 512 bits, its Haswell (AVX2 + FMA) kernel against the narrower legs), the two run
 #     back to back GEMM_PAIRS times: each shape's ratio is the median of the pairs' ratios, so a slow spell of this
 #     VM touches both sides of a pair;
 #   - `bdh train`, cpu preset, STEPS steps, 2 threads, against PyTorch (peers/bdh_torch.py, Debian python3-torch)
@@ -31,11 +33,12 @@ cc -O2 -o "$out/sgemm_openblas" bench/peers/sgemm_openblas.c -lopenblas
 peer=bench/peers/TorchSharpBdh/bin/Release/net10.0/torchsharp-bdh
 "$peer" check --fixtures ../shared/fixtures > /dev/null || { echo "every-isa: the TorchSharp peer fails its check" >&2; exit 1; }
 
-# The widths this machine accelerates, each as the knob that holds the JIT to it.
-declare -A knob=([512]=DOTNET_EnableAVX512=1 [256]=DOTNET_EnableAVX512=0 [128]=DOTNET_EnableAVX2=0)
+# The legs this machine runs: each the knob that holds the JIT to a width, and that width.
+declare -A knob=([512]=DOTNET_EnableAVX512=1 [256]=DOTNET_EnableAVX512=0 [128fma]=DOTNET_PreferredVectorBitWidth=128 [128]=DOTNET_EnableAVX2=0)
+declare -A title=([512]="512-bit vectors" [256]="256-bit vectors" [128fma]="128-bit vectors with FMA (ARM64's shape)" [128]="128-bit vectors without FMA")
 widths=()
-for w in 512 256 128; do
-  [ "$(env "${knob[$w]}" dotnet "$out/bench/Bdh.Benchmarks.dll" width)" = "$w" ] && widths+=("$w")
+for w in 512 256 128fma 128; do
+  [ "$(env "${knob[$w]}" dotnet "$out/bench/Bdh.Benchmarks.dll" width)" = "${w%fma}" ] && widths+=("$w")
 done
 
 # record LABEL FIGURE COMMAND...: appends the run's figure to $out/LABEL: the median step in ms of a training run's
@@ -70,20 +73,20 @@ for round in $(seq "$rounds"); do
 done
 for w in "${widths[@]}"; do
   for pair in $(seq "$gemm_pairs"); do
-    OPENBLAS_NUM_THREADS=2 "$out/sgemm_openblas" > "$out/openblas.$w.$pair"
+    OPENBLAS_CORETYPE=$([ "$w" = 512 ] || echo Haswell) OPENBLAS_NUM_THREADS=2 "$out/sgemm_openblas" > "$out/openblas.$w.$pair"
     env "${knob[$w]}" dotnet "$out/bench/Bdh.Benchmarks.dll" gflops 2 > "$out/gemm.$w.$pair"
   done
 done
 
-echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores ($(grep -o -w -E 'avx512f|avx2|fma' /proc/cpuinfo | sort -u | xargs));" \
+echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) (family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | xargs) model $(grep -m1 '^model\s' /proc/cpuinfo | cut -d: -f2 | xargs)), $(nproc) cores ($(grep -o -w -E 'avx512f|avx2|fma' /proc/cpuinfo | sort -u | xargs));" \
   "commit $(git rev-parse --short HEAD); $rounds rounds, medians"
 echo "anchors: PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)') $(median train.pytorch) ms/step;" \
-  "TorchSharp $(median train.torchsharp) ms/step, full recompute $(median full.torchsharp) tokens/s; $(head -1 "$out/openblas.${widths[0]}.1")"
+  "TorchSharp $(median train.torchsharp) ms/step, full recompute $(median full.torchsharp) tokens/s; $(head -1 "$out/openblas.${widths[0]}.1" | cut -d' ' -f1-3)"
 for w in "${widths[@]}"; do
   env "${knob[$w]}" dotnet "$out/bench/Bdh.Benchmarks.dll" peak > "$out/peak.$w"
   peak2=$(sed -nE 's/.*2 threads: ([0-9.]+) GFLOP.*/\1/p' "$out/peak.$w")
   echo
-  echo "### $w-bit vectors (${knob[$w]}); FMA peak $(sed -nE 's/.*1 thread: ([0-9.]+) GFLOP.*/\1/p' "$out/peak.$w") GFLOP/s on 1 thread, $peak2 on 2"
+  echo "### ${title[$w]} (${knob[$w]}); FMA peak $(sed -nE 's/.*1 thread: ([0-9.]+) GFLOP.*/\1/p' "$out/peak.$w") GFLOP/s on 1 thread, $peak2 on 2"
   echo
   echo "| workload, 2 threads | BdhNative | anchor | ratio |"
   echo "| --- | ---: | ---: | ---: |"
@@ -94,8 +97,8 @@ for w in "${widths[@]}"; do
   done > "$out/gemm.$w"
   for shape in $(awk '!seen[$1]++ { print $1 }' "$out/gemm.$w"); do
     awk -v s="$shape" -v ours="$(shape_median "$w" "$shape" 2)" -v blas="$(shape_median "$w" "$shape" 3)" \
-      -v ratio="$(shape_median "$w" "$shape" 4)" -v peak="$peak2" 'BEGIN {
-      printf "| GEMM %s, GFLOP/s (%% of peak) | %.1f (%.0f%%) | OpenBLAS %.1f | %.2fx |\n", s, ours, 100 * ours / peak, blas, ratio }'
+      -v ratio="$(shape_median "$w" "$shape" 4)" -v peak="$peak2" -v core="$(awk 'NR == 1 { print $(NF - 3) }' "$out/openblas.$w.1")" 'BEGIN {
+      printf "| GEMM %s, GFLOP/s (%% of peak) | %.1f (%.0f%%) | OpenBLAS %s %.1f | %.2fx |\n", s, ours, 100 * ours / peak, core, blas, ratio }'
   done
   t=$(median "train.$w")
   awk -v t="$t" -v p="$(median train.pytorch)" -v s="$(median train.torchsharp)" -v n="$steps" 'BEGIN {
@@ -104,7 +107,7 @@ for w in "${widths[@]}"; do
   awk -v r="$(median "recurrent.$w")" -v f="$(median "full.$w")" -v s="$(median full.torchsharp)" -v n="$tokens" 'BEGIN {
     printf "| generate %d tokens, full recompute, tokens/s | %.1f | TorchSharp %.1f | %.2fx |\n", n, f, s, f / s
     printf "| generate %d tokens, recurrent, tokens/s | %.1f | our full mode %.1f | %.1fx |\n", n, r, f, r / f }'
-  if [ "$w" = 128 ] && [ -f "$out/train.256" ]; then
+  if [ "${w%fma}" = 128 ] && [ -f "$out/train.256" ]; then
     awk -v a="$(median train.256)" -v b="$t" 'BEGIN { printf "| train, 128-bit against AVX2 | %.1f | AVX2 %.1f | %.2fx |\n", b, a, a / b }'
   fi
 done

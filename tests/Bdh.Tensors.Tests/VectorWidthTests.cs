@@ -21,12 +21,17 @@ public class VectorWidthTests(ITestOutputHelper output)
         // A knob that does nothing (a renamed variable, a runtime that ignores it) would leave a wider path running:
         // the widths are printed for every leg, and a knob this runtime implements is held to its word.
         // .NET 10 took AVX-512's knob as DOTNET_EnableAVX512; its earlier name, DOTNET_EnableAVX512F, does nothing.
-        string report = $"[vector widths] accelerated: {Simd.Accelerated}; kernels run at {Simd.Widest} bits";
+        // DOTNET_PreferredVectorBitWidth=128 holds the vectors to 128 bits and keeps FMA: ARM64's shape, where
+        // DOTNET_EnableAVX2=0 takes FMA away too.
+        string report = $"[vector widths] accelerated: {Simd.Accelerated}; kernels run at {Simd.Widest} bits, " +
+            (HasFma ? "with FMA" : "without FMA");
         output.WriteLine(report);
-        static bool Off(string knob) => Environment.GetEnvironmentVariable("DOTNET_" + knob) == "0";
+        static string? Knob(string name) => Environment.GetEnvironmentVariable("DOTNET_" + name);
+        static bool Off(string name) => Knob(name) == "0";
         if (Off("EnableAVX512F") && Simd.Widest == 512)
             output.WriteLine("[vector widths] DOTNET_EnableAVX512F=0 has no effect on this runtime: use DOTNET_EnableAVX512=0");
         int limit = Off("EnableHWIntrinsic") ? 0 : Off("EnableAVX2") ? 128 : Off("EnableAVX512") ? 256 : 512;
+        if (int.TryParse(Knob("PreferredVectorBitWidth"), out int preferred) && preferred >= 128) limit = Math.Min(limit, preferred);
         Assert.True(Simd.Widest <= limit, $"kernels run at {Simd.Widest} bits although the JIT knobs allow {limit}");
         if (limit == 0) Assert.Equal("none", Simd.Accelerated);
     }
