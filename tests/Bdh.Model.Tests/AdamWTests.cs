@@ -34,7 +34,7 @@ public class AdamWTests
 
         foreach (int threads in new[] { 1, 2, 3 })
         {
-            float[] actual = Shared.OnThreads(threads, () =>
+            float[] actual = Threads.On(threads, () =>
             {
                 var param = Var<float>.Parameter(Tensor<float>.From((float[])start.Clone(), length));
                 var adam = new AdamW([param], lr, weightDecay, beta1, beta2, eps);

@@ -104,7 +104,7 @@ public class InferenceTests
         // Heads are shared out over the threads and summed in head order; rho's deferred writes flush per head.
         var model = Checkpoint.Load(Path.Combine(Shared.Fixtures, "bdh-trained-cpu-tiny-500.safetensors"));
         var text = File.ReadAllBytes(Shared.Corpus)[..40].Select(b => (int)b).ToArray();
-        float[] Run(int threads) => Shared.OnThreads(threads, () =>
+        float[] Run(int threads) => Threads.On(threads, () =>
         {
             var stepper = FastStepper<float>.Recurrent(model);
             return text.SelectMany(token => stepper.Step(token).ToArray()).ToArray();

@@ -90,7 +90,7 @@ public class NeuronGraphTests
     {
         var model = BdhModel<float>.Create(new BdhConfig { NLayer = 1, NEmbd = 32, NHead = 2, MlpInternalDimMultiplier = 8, Dropout = 0 }, 5);
         int n = model.Config.N;
-        HeadGraph Run(int threads) => Shared.OnThreads(threads, () => NeuronGraph.Analyse(NeuronGraph.Interaction(model, 1), n, 1, 1.2));
+        HeadGraph Run(int threads) => Threads.On(threads, () => NeuronGraph.Analyse(NeuronGraph.Interaction(model, 1), n, 1, 1.2));
         var one = Run(1);
         foreach (var other in new[] { Run(2), Run(3) })
         {

@@ -25,24 +25,6 @@ public static class Shared
             new Dictionary<string, string>());
     }
 
-    /// <summary>
-    /// Runs <paramref name="body"/> with <see cref="Bdh.Tensors.Parallelism.Threads"/> set to <paramref name="threads"/>, then
-    /// restores it. The setting is the process's and xUnit runs test classes in parallel: one body at a time holds it, or
-    /// another class's body could run at this one's thread count.
-    /// </summary>
-    public static TResult OnThreads<TResult>(int threads, Func<TResult> body)
-    {
-        lock (ThreadCountGate)
-        {
-            int saved = Bdh.Tensors.Parallelism.Threads;
-            Bdh.Tensors.Parallelism.Threads = threads;
-            try { return body(); }
-            finally { Bdh.Tensors.Parallelism.Threads = saved; }
-        }
-    }
-
-    private static readonly object ThreadCountGate = new();
-
     /// <summary>Parity fixtures: every bdh-reference-*.safetensors (other shapes may be added).</summary>
     public static IEnumerable<object[]> ParityFixtures() =>
         Directory.EnumerateFiles(Fixtures, "bdh-reference-*.safetensors").Order().Select(f => new object[] { Path.GetFileName(f) });

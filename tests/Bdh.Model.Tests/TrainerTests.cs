@@ -25,7 +25,7 @@ public class TrainerTests
         // blocks, cross-entropy rows), dropout on: three steps on 1, 2 and 3 threads end in the same bits.
         var config = new BdhConfig { NLayer = 2, NEmbd = 32, NHead = 2, MlpInternalDimMultiplier = 4, Dropout = 0.1 };
         var data = TextData.Load(Shared.Corpus);
-        float[][] Train(int threads) => Shared.OnThreads(threads, () =>
+        float[][] Train(int threads) => Threads.On(threads, () =>
         {
             var trainer = new Trainer(BdhModel<float>.Create(config, 3), data, new TrainOptions { Batch = 8, Block = 32, Steps = 3 });
             for (int i = 0; i < 3; i++) trainer.TrainStep();
