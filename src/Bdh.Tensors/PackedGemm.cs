@@ -16,7 +16,8 @@ namespace Bdh.Tensors;
 /// tile of C in registers, two vectors per row (NR = 2·W.Count), with MR as large as the register file allows
 /// (<see cref="IFloatVector{V}.GemmRows"/>: 8×32 in 16 of AVX-512's 32 zmm, 6×16 in 12 of AVX2's 16 ymm), and does
 /// 2·MR FMAs per k step for 2 + MR loads. Items write disjoint parts of C and each sums its k slices in order: no split
-/// reductions, the same bits for any thread count. With relu, the stores of the last k slice write max(C, 0): BDH's xs and ys need no second pass over C.
+/// reductions, the same bits for any thread count. With relu, the stores of the last k slice write max(C, 0): BDH's xs
+/// and ys need no second pass over C.
 /// The methods with loops are compiled fully optimized at their first call (AggressiveOptimization) and the tile's
 /// sizes inline into them: an application that keeps the JIT's tiers (bdh turns them off) would otherwise run the
 /// packing and the loop over tiles as unoptimized code for its first ~30 products, with a call to Tile per micro-kernel
@@ -210,14 +211,9 @@ internal static unsafe class PackedGemm
                     int rows = Math.Min(MR, m - i0), cols = Math.Min(NR, n - j0);
                     float* aSliver = aP + i0 * aRow, bSliver = bP + (t - t0) * SliverStride<W, V>(kc) + skip * NR;
                     nint sliverRow = aRow, sliverK = aK;
-                    if (aC != null)
+                    if (aC != null || rows < MR) // from the copy of A, or the last rows from partialRows: MR floats a k step
                     {
-                        aSliver = aC + (s - s0) * MR * kc;
-                        (sliverRow, sliverK) = (1, MR);
-                    }
-                    else if (rows < MR)
-                    {
-                        aSliver = partialRows;
+                        aSliver = aC != null ? aC + (s - s0) * MR * kc : partialRows;
                         (sliverRow, sliverK) = (1, MR);
                     }
                     aSliver += skip * sliverK;
