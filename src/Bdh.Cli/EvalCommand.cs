@@ -24,7 +24,7 @@ public static class EvalCommand
             var model = CommonOptions.LoadModel(r.GetValue(checkpoint)!);
             int count = Math.Min(r.GetValue(windows) ?? int.MaxValue, TextData.WindowCount(val, t));
             if (count == 0) throw new UserError($"--block: no window of {t + 1L} bytes fits in the {val.Length}-byte val split");
-            model.Config.RequireStepFits(Math.Min(count, Evaluation.Batch), t, training: false, "--block");
+            model.Config.RequireStepFits(Math.Min(count, Evaluation.WindowsPerPass(model.Config, t)), t, training: false, "--block");
             double loss = Evaluation.MeanLoss(model, val, t, count);
             Console.WriteLine($"val loss {loss:0.000000} over {count} windows of {t} tokens");
             return 0;

@@ -111,12 +111,15 @@ public static class TrainCommand
     }
 
     /// <summary>
-    /// The bytes training needs: weights, gradients and both AdamW moments, and one micro-batch's pass; refuses what
-    /// cannot fit in this machine's memory.
+    /// The bytes training needs: weights, gradients and both AdamW moments, and the larger of one micro-batch's pass and
+    /// one validation pass; refuses what cannot fit in this machine's memory.
     /// </summary>
     private static double TrainingBytes(BdhConfig config, TrainOptions options)
     {
-        double memory = 16.0 * BdhModel<float>.ParameterCount(config) + config.StepBytes(options.Batch / options.GradAccum, options.Block, training: true);
+        double pass = config.StepBytes(options.Batch / options.GradAccum, options.Block, training: true);
+        if (options.EvalEvery > 0)
+            pass = Math.Max(pass, config.StepBytes(Math.Min(options.EvalWindows, Evaluation.WindowsPerPass(config, options.Block)), options.Block, training: false));
+        double memory = 16.0 * BdhModel<float>.ParameterCount(config) + pass;
         config.RequireStepFits(options.Batch / options.GradAccum, options.Block, training: true, "--batch/--block");
         MemoryBudget.Require(memory, "--layers/--embd/--mult/--batch/--block");
         return memory;

@@ -37,6 +37,25 @@ public class ModelTests
         Assert.StartsWith(field + ":", e.Message);
     }
 
+    [Theory]
+    [InlineData(64)]
+    [InlineData(256)]
+    [InlineData(512)]
+    [InlineData(2048)]
+    public void ValidationReadsAsManyWindowsAPassAsFitItsMemory(int block)
+    {
+        foreach (var config in new[] { BdhConfig.Paper, BdhConfig.Cpu })
+        {
+            int windows = Evaluation.WindowsPerPass(config, block);
+            double Bytes(int count) => config.StepBytes(count, block, training: false);
+            Assert.InRange(windows, 1, Evaluation.Batch);
+            Assert.True(windows == 1 || Bytes(windows) <= Evaluation.PassBytes, $"{windows} windows of {block}: {Bytes(windows):e3} bytes");
+            Assert.True(windows == Evaluation.Batch || Bytes(windows + 1) > Evaluation.PassBytes, $"{windows + 1} windows of {block} would fit");
+        }
+        // The paper preset validates on windows of 512: ~0.55 GB each, where 32 at once took 17.5 GB.
+        Assert.Equal(1, Evaluation.WindowsPerPass(BdhConfig.Paper, 512));
+    }
+
     [Fact]
     public void GreedyDrawIsTheArgmaxAndSamplingIsSeeded()
     {
@@ -67,6 +86,16 @@ public class TrainedReferenceTests
         Assert.Equal(1742, TextData.WindowCount(val, 64));
         double loss = Evaluation.MeanLoss(model, val, 64, 256);
         Assert.Equal(Expected.GetProperty("val_loss").GetDouble(), loss, 1e-4);
+    }
+
+    [Fact]
+    public void ValLossIsTheSameWhateverTheWindowsPerPass()
+    {
+        var model = Model.Checkpoint.Load(Checkpoint);
+        var val = TextData.Load(Shared.Corpus).Val;
+        double whole = Evaluation.MeanLoss(model, val, 64, 40); // 32 windows, then 8
+        Assert.Equal(whole, Evaluation.MeanLoss(model, val, 64, 40, batch: 1), 1e-5);
+        Assert.Equal(whole, Evaluation.MeanLoss(model, val, 64, 40, batch: 7), 1e-5); // five of 7, then 5
     }
 
     [Theory]
