@@ -3,8 +3,10 @@ using Bdh.Tensors;
 namespace Bdh.Benchmarks;
 
 /// <summary>
-/// The products of one BDH layer at the `cpu` preset's batch (B·T = 1024 tokens, D = 128, nh·N = 2048),
-/// forward and backward. "TN" reads A transposed, "NT" reads B transposed.
+/// The products of one BDH layer at the `cpu` preset's batch (B·T = 1024 tokens, D = 128, N = 512 a head, nh·N = 2048),
+/// forward and backward: first as the equations write them, every head at once, then as a step runs them, one head at
+/// a time (the "_h" rows; four of each a layer: BdhModel multiplies per head and sums the decoder's outputs).
+/// ᵀ marks an operand read transposed.
 /// </summary>
 public sealed record GemmShape(string Name, int M, int N, int K, bool TransA, bool TransB)
 {
@@ -14,6 +16,10 @@ public sealed record GemmShape(string Name, int M, int N, int K, bool TransA, bo
         new("xy·decoder       [1024x2048]·[2048x128]", 1024, 128, 2048, false, false),
         new("dW = xᵀ·dY        [128x1024]ᵀ·[1024x2048]", 128, 2048, 1024, true, false),
         new("dX = dY·Wᵀ        [1024x2048]·[128x2048]ᵀ", 1024, 128, 2048, false, true),
+        new("x·encoder_h      [1024x128]·[128x512]", 1024, 512, 128, false, false),
+        new("xy_h·decoder_h   [1024x512]·[512x128]", 1024, 128, 512, false, false),
+        new("dW_h = xᵀ·dY_h    [128x1024]ᵀ·[1024x512]", 128, 512, 1024, true, false),
+        new("dX_h = dY_h·W_hᵀ  [1024x512]·[128x512]ᵀ", 1024, 128, 512, false, true),
         new("square           [1024x1024]·[1024x1024]", 1024, 1024, 1024, false, false),
     ];
 
