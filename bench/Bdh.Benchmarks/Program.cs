@@ -5,7 +5,7 @@ using Bdh.Tensors;
 
 // `gflops [threads]`: best-of-N wall time per BDH shape, timed exactly as bench/peers/sgemm_openblas.c times
 // OpenBLAS, so the two tables can stand side by side. `transposed [threads]`: the products that read A transposed, against
-// the same A stored plain. `gen CHECKPOINT [max]`: generation speed by position
+// the same A stored plain. `openblas [threads]`: ours and OpenBLAS's sgemm in one process, alternately (per core: 1 thread). `gen CHECKPOINT [max]`: generation speed by position
 // and path. `drift`: float32 RoPE phase error at long positions. `peak`: the measured FMA peak. `width`: the vector
 // width in bits the kernels run at under the JIT's knobs. `forks [threads] [gap ms]`: how a fork of short items spreads over the
 // threads.
@@ -26,6 +26,11 @@ if (args.Length > 0 && args[0] == "gflops")
         }
         Console.WriteLine($"{shape.Name,-45} {shape.Flops / best / 1e9,7:0.0} GFLOP/s");
     }
+    return;
+}
+if (args.Length > 0 && args[0] == "openblas")
+{
+    VersusOpenBlas.Run(args.Length > 1 ? int.Parse(args[1]) : Environment.ProcessorCount);
     return;
 }
 if (args.Length > 0 && args[0] == "transposed")
