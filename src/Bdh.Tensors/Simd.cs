@@ -78,11 +78,15 @@ public static unsafe class Simd
         if (Sse.IsSupported) Sse.Prefetch0(p);
     }
 
-    /// <summary>Asks for every cache line of the floats [start, start + count) with <see cref="Prefetch"/>: a run read soon.</summary>
+    /// <summary>
+    /// Asks for every cache line of the floats [start, start + count) with <see cref="Prefetch"/>: a run read soon. One a
+    /// 16 floats, and the last float's: a run need not start on a line.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void PrefetchRun(float* start, nint count)
     {
         for (float* line = start, end = start + count; line < end; line += 16) Prefetch(line);
+        if (count > 0) Prefetch(start + count - 1);
     }
 
     /// <summary>Asks for the cache line at p without keeping it in the outer caches: data read once (x64; a no-op elsewhere).</summary>
