@@ -29,7 +29,8 @@ public static unsafe class VersusOpenBlas
     public static void Run(int threads)
     {
         Parallelism.Threads = threads;
-        openblas_set_num_threads(threads);
+        try { openblas_set_num_threads(threads); }
+        catch (DllNotFoundException) { throw new InvalidOperationException($"openblas: {Library} is not installed (apt-get install libopenblas-dev)"); }
         Console.WriteLine($"BdhNative at {Simd.Widest} bits against OpenBLAS's {Marshal.PtrToStringAnsi(openblas_get_corename())} kernel, " +
             $"{threads} threads, {Repetitions} repetitions each, alternately");
         Console.WriteLine($"{"shape",-45} {"ours (best)",15} {"OpenBLAS (best)",17} {"ratio",7}");
