@@ -44,11 +44,9 @@ public static class ForkLatency
                 callerItems[mine]++;
                 if (firstOther != long.MaxValue) lates.Add((firstOther - start) * 1000.0 / Stopwatch.Frequency);
             }
-            walls.Sort();
-            lates.Sort();
-            string late = lates.Count == 0 ? "never" : $"median {lates[lates.Count / 2]:0.000} ms";
-            Console.WriteLine($"{name,-16} {threads} threads: fork of {Items} × {ItemMs} ms items, {gapMs} ms apart: median {walls[Forks / 2]:0.00} ms, " +
-                $"best {walls[0]:0.00}; items run by the caller (count:forks) " +
+            string late = lates.Count == 0 ? "never" : $"median {lates.Median():0.000} ms";
+            Console.WriteLine($"{name,-16} {threads} threads: fork of {Items} × {ItemMs} ms items, {gapMs} ms apart: median {walls.Median():0.00} ms, " +
+                $"best {walls.Min():0.00}; items run by the caller (count:forks) " +
                 string.Join(' ', callerItems.Select((n, items) => (n, items)).Where(x => x.n > 0).Select(x => $"{x.items}:{x.n}")) +
                 $"; another thread's first item began {late} after the fork");
         }

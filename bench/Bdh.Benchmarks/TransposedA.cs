@@ -40,10 +40,9 @@ public static class TransposedA
             var (transposedA, plainA) = (new MatrixRef<float>(stored, 0, m, Transposed: true), new MatrixRef<float>(plain, 0, k));
             Time(transposedA); Time(plainA);
             var pairs = Enumerable.Range(0, 21).Select(_ => (Transposed: Time(transposedA), Plain: Time(plainA))).ToArray();
-            double Median(IEnumerable<double> values) => values.Order().ElementAt(pairs.Length / 2);
             double flops = 2.0 * m * n * k;
-            Console.WriteLine($"{name,-40} transposed {flops / Median(pairs.Select(p => p.Transposed)) / 1e9,6:0.0} GFLOP/s, " +
-                $"plain {flops / Median(pairs.Select(p => p.Plain)) / 1e9,6:0.0}, ratio {Median(pairs.Select(p => p.Plain / p.Transposed)):0.00}");
+            Console.WriteLine($"{name,-40} transposed {flops / pairs.Select(p => p.Transposed).Median() / 1e9,6:0.0} GFLOP/s, " +
+                $"plain {flops / pairs.Select(p => p.Plain).Median() / 1e9,6:0.0}, ratio {pairs.Select(p => p.Plain / p.Transposed).Median():0.00}");
         }
     }
 }
