@@ -21,8 +21,8 @@ internal enum Causal { None, LowerOutput, LowerA, UpperA }
 /// <summary>
 /// General matrix multiply <c>C[m,n] = (accumulate ? C : 0) + A[m,k]·B[k,n]</c>, then max(C, 0) with relu, the entry of every product of
 /// training and prefill (<see cref="MatMul"/> over tensors comes here). float runs the packed, register-blocked SIMD
-/// kernel (<see cref="PackedGemm"/>), or, when A is mostly zeros, the sparse one (<see cref="SparseGemm"/>: the choice
-/// is made per call from A's measured density and is deterministic); double (used by gradient checks) runs a
+/// kernel (<see cref="PackedGemm"/>), or, when A or B is mostly zeros, the sparse one (<see cref="SparseGemm"/>: the choice
+/// is made per call from the operands' measured density and is deterministic); double (used by gradient checks) runs a
 /// row-at-a-time TensorPrimitives loop. Both split work over output rows or tiles only, so results are
 /// bit-identical for any thread count. A generated token's one-row products are <see cref="Gemv"/>'s.
 /// </summary>
@@ -47,20 +47,9 @@ internal static class Gemm
             if (!accumulate)
                 for (int i = 0; i < m; i++) c.Array.AsSpan(c.Offset + i * c.Stride, n).Clear();
         }
-        else if (typeof(T) == typeof(float) && causal == Causal.None && !b.Transposed && (long)m * k >= SparseCheckSize
-            && SparseGemm.IsSparse(m, k, (MatrixRef<float>)(object)a))
-            SparseGemm.Multiply(m, n, k, (MatrixRef<float>)(object)a, (MatrixRef<float>)(object)b, (MatrixRef<float>)(object)c, accumulate, parallel);
-        else if (typeof(T) == typeof(float) && Simd.Widest > 0)
-        {
-            var (af, bf, cf) = ((MatrixRef<float>)(object)a, (MatrixRef<float>)(object)b, (MatrixRef<float>)(object)c);
-            switch (Simd.Widest)
-            {
-                case 512: PackedGemm.Multiply<Float512, Vector512<float>>(m, n, k, af, bf, cf, accumulate, relu, parallel, causal); break;
-                case 256: PackedGemm.Multiply<Float256, Vector256<float>>(m, n, k, af, bf, cf, accumulate, relu, parallel, causal); break;
-                default: PackedGemm.Multiply<Float128, Vector128<float>>(m, n, k, af, bf, cf, accumulate, relu, parallel, causal); break;
-            }
-            reluDone = true;
-        }
+        else if (typeof(T) == typeof(float))
+            reluDone = MultiplyFloat(m, n, k, (MatrixRef<float>)(object)a, (MatrixRef<float>)(object)b, (MatrixRef<float>)(object)c,
+                accumulate, parallel, causal, relu);
         else
             MultiplyByRows(m, n, k, a, b, c, accumulate, parallel);
         if (relu && !reluDone)
@@ -69,6 +58,32 @@ internal static class Gemm
                 Span<T> row = c.Array.AsSpan(c.Offset + i * c.Stride, n);
                 Kernels.Elementwise.Relu<T>(row, row);
             }
+    }
+
+    /// <summary>
+    /// A float product: the sparse kernel where op(A) or B is mostly zeros (xs⊙ys and the ReLUs' masked gradients, once
+    /// trained), else the packed SIMD kernel, else (no vectors at all) by rows. Returns whether it applied the ReLU.
+    /// </summary>
+    private static bool MultiplyFloat(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c,
+        bool accumulate, bool parallel, Causal causal, bool relu)
+    {
+        if (causal == Causal.None && (long)m * k >= SparseCheckSize && SparseGemm.IsSparse(m, k, a))
+            SparseGemm.Multiply(m, n, k, a, b, c, accumulate, parallel);
+        else if (causal == Causal.None && (long)k * n >= SparseCheckSize && SparseGemm.IsSparse(n, k, b with { Transposed = !b.Transposed }))
+            SparseGemm.MultiplyBySparseB(m, n, k, a, b, c, accumulate, parallel);
+        else if (Simd.Widest > 0)
+        {
+            switch (Simd.Widest)
+            {
+                case 512: PackedGemm.Multiply<Float512, Vector512<float>>(m, n, k, a, b, c, accumulate, relu, parallel, causal); break;
+                case 256: PackedGemm.Multiply<Float256, Vector256<float>>(m, n, k, a, b, c, accumulate, relu, parallel, causal); break;
+                default: PackedGemm.Multiply<Float128, Vector128<float>>(m, n, k, a, b, c, accumulate, relu, parallel, causal); break;
+            }
+            return true;
+        }
+        else
+            MultiplyByRows(m, n, k, a, b, c, accumulate, parallel);
+        return false;
     }
 
     /// <summary>C[i,:] (+)= Σ_p A[i,p]·B[p,:], or a dot product per element when B is transposed.</summary>

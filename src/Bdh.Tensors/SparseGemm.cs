@@ -7,48 +7,90 @@ using Bdh.Tensors.Kernels;
 namespace Bdh.Tensors;
 
 /// <summary>
-/// C (+)= A·B for an A that is mostly zeros, B row-major. BDH's xs⊙ys is a few percent non-zero once
-/// trained, so the decoder product and its weight gradient need a small fraction of the dense work.
-/// Each thread takes a range of rows of C; for each row it lists the non-zeros of that row of op(A)
-/// (in order of p), then adds A[i, p]·B[p, :] for each, with the row of C held in 8 vector registers
-/// (128 columns at 512 bits). Every row adds its terms in order of p, so the result is the same for any thread count.
-/// <see cref="Gemm.Multiply{T}"/> comes here when <see cref="IsSparse"/> says A is below <see cref="MaxDensity"/>;
-/// <see cref="Gemv"/>'s one-token products use its row kernel (<see cref="MultiplyRow"/>) and non-zero scan
-/// (<see cref="NonZeros"/>).
+/// C (+)= A·B for an A that is mostly zeros. BDH's xs⊙ys is a few percent non-zero once trained, and so is the gradient
+/// that ys's ReLU passes back (ys has no use but xs⊙ys), so the decoder product, the backward products of both and their
+/// weight gradients need a small fraction of the dense work. Each thread takes a range of rows of C; for each row it
+/// lists the non-zeros of that row of op(A) (in order of p), then adds A[i, p]·B[p, :] for each, with the row of C held
+/// in 8 vector registers (128 columns at 512 bits). Every row adds its terms in order of p, so the result is the same
+/// for any thread count. <see cref="Gemm.Multiply{T}"/> comes here when <see cref="IsSparse"/> says A, or B
+/// (<see cref="MultiplyBySparseB"/>), is below <see cref="MaxDensity"/>; <see cref="Gemv"/>'s one-token products use
+/// its row kernel (<see cref="MultiplyRow"/>) and non-zero scan (<see cref="NonZeros"/>).
 /// </summary>
 internal static unsafe class SparseGemm
 {
     /// <summary>
-    /// Below this fraction of non-zeros this kernel beats the packed dense one on the decoder's shapes (its product
-    /// and its weight gradient): the dense kernel's time does not depend on the density, this one's grows with it.
-    /// The crossover's measurements are in bench/README.md.
+    /// Below this fraction of non-zeros this kernel beats the packed dense one on BDH's shapes where op(A) is A as stored
+    /// (xy·decoder, dC·Wᵀ): the dense kernel's time does not depend on the density, this one's grows with it. The
+    /// crossover's measurements are in bench/README.md ("Sparse products").
     /// </summary>
     public const double MaxDensity = 0.12;
 
+    /// <summary>
+    /// <see cref="MaxDensity"/> for an A stored transposed (the weight gradients xyᵀ·dY and dCᵀ·X): listing its rows
+    /// takes a second scan of A, and the crossover falls to about 8%.
+    /// </summary>
+    public const double MaxDensityTransposed = 0.08;
+
     private const int RowRun = 32;   // rows of B per run of MultiplyRow: 32 KB at 256 columns, in L1/L2 for the next tile
 
+    /// <summary>How many of an operand's stored rows <see cref="IsSparse"/> counts, at most, spread evenly over them.</summary>
+    internal const int SampledRows = 64;
+
     /// <summary>
-    /// Whether op(A) [m, k] has at most <see cref="MaxDensity"/> non-zeros. Every large float product asks,
-    /// so the count stops as soon as it passes the bound: a dense A is rejected after a tenth of a scan.
+    /// Whether op(A) [m, k] has at most <see cref="MaxDensity"/> non-zeros (<see cref="MaxDensityTransposed"/> when A is
+    /// stored transposed), judged from <see cref="SampledRows"/> of its
+    /// stored rows spread evenly: every large float product asks, and a full count of an operand fresh from the op
+    /// before it took a third of a sparse product's time in a step (0.36 ms of xy·decoder_h's 1.5 at 6% non-zeros, on
+    /// the Xeon), where 64 rows of 512 tell the density to a fraction of a percent. The count also stops as soon as it
+    /// passes the bound. The rows read depend only on the shape, so the choice is the same for any thread count.
     /// </summary>
     public static bool IsSparse(int m, int k, MatrixRef<float> a)
     {
-        // Stored rows: m rows of k, or k rows of m when transposed.
-        int rows = a.Transposed ? k : m, cols = a.Transposed ? m : k;
-        long limit = (long)(MaxDensity * m * k), nonZero = 0;
-        for (int r = 0; r < rows && nonZero <= limit; r++)
+        // Stored rows: m rows of k, or k rows of m when transposed. One row of each run of `step` is read, at a scattered
+        // place in it: rows every `step` apart would fall in step with a pattern that repeats along the tokens (the
+        // first token of each sequence attends to nothing, so its ys and xy are all zeros) and misjudge the density.
+        int rows = a.Transposed ? k : m, cols = a.Transposed ? m : k, step = Math.Max(1, rows / SampledRows), samples = rows / step;
+        long limit = (long)((a.Transposed ? MaxDensityTransposed : MaxDensity) * samples * cols), nonZero = 0;
+        for (int i = 0; i < samples && nonZero <= limit; i++)
+        {
+            int r = i * step + (int)(((uint)i * 2654435769u >> 16) % (uint)step); // Fibonacci hashing of i
             nonZero += Elementwise.CountNonZeros<float>(a.Array.AsSpan(a.Offset + r * a.Stride, cols));
+        }
         return nonZero <= limit;
     }
 
+    /// <summary>
+    /// C (+)= op(A)·op(B) for a mostly-zero op(A). A transposed B (a weight, in the product that gives a ReLU's input its
+    /// gradient: dX = dC·Wᵀ) is first copied row-major, [k, n]: the kernel adds whole rows of it.
+    /// </summary>
     public static void Multiply(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c, bool accumulate, bool parallel)
     {
+        if (b.Transposed)
+        {
+            float[] rows = TensorPool<float>.Rent(k * n);
+            Layout.Transpose<float>(n, k, 1, b.Array, b.Offset, b.Stride, rows, 0, n, accumulate: false); // stored [n, k] → [k, n]
+            Multiply(m, n, k, a, new MatrixRef<float>(rows, 0, n), c, accumulate, parallel);
+            TensorPool<float>.Return(rows);
+            return;
+        }
         switch (Simd.Widest)
         {
             case 512: Multiply<Float512, Vector512<float>>(m, n, k, a, b, c, accumulate, parallel); break;
             case 256: Multiply<Float256, Vector256<float>>(m, n, k, a, b, c, accumulate, parallel); break;
             default: Multiply<Float128, Vector128<float>>(m, n, k, a, b, c, accumulate, parallel); break; // 128 bits, or scalar where W.IsAccelerated is false
         }
+    }
+
+    /// <summary>
+    /// C (+)= op(A)·B for a mostly-zero B (a ReLU's masked gradient dC, in the product that gives its weight's gradient:
+    /// dW = Xᵀ·dC): Cᵀ = Bᵀ·op(A)ᵀ by the sparse kernel into a scratch [n, m], then added to C transposed.
+    /// </summary>
+    public static void MultiplyBySparseB(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c, bool accumulate, bool parallel)
+    {
+        float[] cT = TensorPool<float>.Rent(n * m);
+        Multiply(n, m, k, b with { Transposed = !b.Transposed }, a with { Transposed = !a.Transposed }, new MatrixRef<float>(cT, 0, m), accumulate: false, parallel);
+        Layout.Transpose<float>(n, m, 1, cT, 0, m, c.Array, c.Offset, c.Stride, accumulate);
+        TensorPool<float>.Return(cT);
     }
 
     /// <summary><see cref="Multiply"/> at width W.</summary>
@@ -64,39 +106,65 @@ internal static unsafe class SparseGemm
     private static void MultiplyRows<W, V>(int i0, int i1, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c, bool accumulate)
         where W : struct, IFloatVector<V> where V : struct
     {
-        // op(A)'s rows [i0, i1) in compressed form (CSR): row r's non-zeros are entries start[r]..start[r+1], in
-        // order of p. A is scanned by its stored rows, 16 values at a time: rows of op(A) when A is plain,
-        // its columns when A is transposed (two passes then: count per row, then place).
-        int rows = i1 - i0, storedRows = a.Transposed ? k : rows, storedLength = a.Transposed ? rows : k;
-        int[] start = TensorPool<int>.Rent(rows + 1), next = TensorPool<int>.Rent(rows), positions = TensorPool<int>.Rent(storedLength + 16); // + 16: NonZeros' last whole-register store
+        if (a.Transposed)
+        {
+            MultiplyRowsOfTransposedA<W, V>(i0, i1, n, k, a, b, c, accumulate);
+            return;
+        }
+        // A plain: each row's non-zeros are found, 16 values at a time, and multiplied while the row is still in L1, so A
+        // is read once (listing a whole chunk's rows first read it twice, and at 2% non-zeros that was most of the time).
+        int[] positions = TensorPool<int>.Rent(k + 16); // + 16: NonZeros' last whole-register store
+        float[] value = TensorPool<float>.Rent(k);
+        fixed (float* aP = a.Array, bP = b.Array, cP = c.Array, values = value)
+        fixed (int* found = positions)
+            for (int i = i0; i < i1; i++)
+            {
+                float* row = aP + a.Offset + (long)i * a.Stride;
+                int count = NonZeros<W, V>(row, k, found);
+                for (int e = 0; e < count; e++) values[e] = row[found[e]];
+                MultiplyRow<W, V>(count, found, values, bP + b.Offset, b.Stride, n, cP + c.Offset + (long)i * c.Stride, accumulate);
+            }
+        TensorPool<int>.Return(positions);
+        TensorPool<float>.Return(value);
+    }
+
+    /// <summary>
+    /// Rows [i0, i1) of C where A is stored transposed ([k, m]): op(A)'s rows are A's columns, so they are listed first
+    /// for the whole chunk in compressed form (CSR: row r's non-zeros are entries start[r]..start[r+1], in order of p),
+    /// from two scans of A's stored rows (count per row, then place), then multiplied.
+    /// </summary>
+    private static void MultiplyRowsOfTransposedA<W, V>(int i0, int i1, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c, bool accumulate)
+        where W : struct, IFloatVector<V> where V : struct
+    {
+        int rows = i1 - i0;
+        int[] start = TensorPool<int>.Rent(rows + 1), next = TensorPool<int>.Rent(rows), positions = TensorPool<int>.Rent(rows + 16);
         Array.Clear(start, 0, rows + 1);
         fixed (float* aP = a.Array)
         fixed (int* found = positions)
         {
-            // Stored row s begins at a0 + s·stride: row i0 + s of op(A), or (transposed) its column s from row i0 on.
-            float* a0 = aP + a.Offset + (a.Transposed ? i0 : (long)i0 * a.Stride);
-            for (int s = 0; s < storedRows; s++)
+            // Stored row s (s < k) begins at a0 + s·stride: column s of op(A)'s rows i0 on.
+            float* a0 = aP + a.Offset + i0;
+            for (int s = 0; s < k; s++)
             {
-                int count = NonZeros<W, V>(a0 + (long)s * a.Stride, storedLength, found);
-                if (a.Transposed) for (int e = 0; e < count; e++) start[found[e] + 1]++;
-                else start[s + 1] = count;
+                int count = NonZeros<W, V>(a0 + (long)s * a.Stride, rows, found);
+                for (int e = 0; e < count; e++) start[found[e] + 1]++;
             }
             for (int r = 0; r < rows; r++) start[r + 1] += start[r];
             Array.Copy(start, next, rows);
             // The count varies from call to call and between the threads' chunks: rented a power of two long (at most
             // twice the count), the lists of a step fall in a few classes the pool keeps, instead of a new length for
             // the LOH at every call.
-            int listLength = (int)Math.Min(BitOperations.RoundUpToPowerOf2((uint)Math.Max(start[rows], 1)), (long)storedRows * storedLength);
+            int listLength = (int)Math.Min(BitOperations.RoundUpToPowerOf2((uint)Math.Max(start[rows], 1)), (long)k * rows);
             int[] index = TensorPool<int>.Rent(listLength);
             float[] value = TensorPool<float>.Rent(listLength);
-            for (int s = 0; s < storedRows; s++)
+            for (int s = 0; s < k; s++)
             {
                 float* stored = a0 + (long)s * a.Stride;
-                int count = NonZeros<W, V>(stored, storedLength, found);
+                int count = NonZeros<W, V>(stored, rows, found);
                 for (int e = 0; e < count; e++)
                 {
-                    int r = a.Transposed ? found[e] : s, at = next[r]++;
-                    index[at] = a.Transposed ? s : found[e];
+                    int at = next[found[e]]++;
+                    index[at] = s;
                     value[at] = stored[found[e]];
                 }
             }

@@ -387,6 +387,26 @@ public class KernelTests
         Assert.Throws<ArgumentException>(() => Broadcast.Shape([2, 3], [4]));
     }
 
+    [Property(MaxTest = 100)]
+    public void TransposeMatchesTheNaiveLoopOnStridedBlocks(byte rowsRaw, byte colsRaw, byte innerRaw, byte padRaw, bool accumulate, int seed)
+    {
+        // Sizes 1..100 cross the 32×32 tiles; offsets and strides past the rows' ends, as a matrix inside a larger array.
+        int rows = 1 + rowsRaw % 100, cols = 1 + colsRaw % 100, inner = 1 + innerRaw % 3, pad = padRaw % 5;
+        int srcOffset = pad, srcStride = cols * inner + pad, dstOffset = 2 * pad, dstStride = rows * inner + pad;
+        var rng = new Rng((ulong)seed);
+        float[] src = Naive.Random(rng, srcOffset + rows * srcStride).Select(x => (float)x).ToArray();
+        float[] dst = Naive.Random(rng, dstOffset + cols * dstStride).Select(x => (float)x).ToArray(), expected = (float[])dst.Clone();
+        for (int a = 0; a < rows; a++)
+            for (int b = 0; b < cols; b++)
+                for (int v = 0; v < inner; v++)
+                {
+                    int x = srcOffset + a * srcStride + b * inner + v, y = dstOffset + b * dstStride + a * inner + v;
+                    expected[y] = accumulate ? expected[y] + src[x] : src[x];
+                }
+        Layout.Transpose<float>(rows, cols, inner, src, srcOffset, srcStride, dst, dstOffset, dstStride, accumulate);
+        Assert.Equal(expected, dst);
+    }
+
     [Fact]
     public void SwapAxesTransposesTheMiddleDims()
     {

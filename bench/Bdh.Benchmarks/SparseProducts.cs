@@ -1,0 +1,73 @@
+using System.Diagnostics;
+using System.Runtime.Intrinsics;
+using Bdh.Tensors;
+
+namespace Bdh.Benchmarks;
+
+/// <summary>
+/// `sparse [threads]`: the per-head products of a `cpu` step whose mostly-zero operand is xy = dropout(xs⊙ys) or a
+/// ReLU's masked gradient dC, each at densities from 2% to 30%, by the sparse kernel and by the packed dense one,
+/// alternately (21 pairs, medians), and how long <c>Gemm</c>'s density test takes. Where the sparse column is the
+/// smaller, <c>SparseGemm.MaxDensity</c> should let the product go sparse.
+/// </summary>
+public static class SparseProducts
+{
+    /// <summary>Which operand is mostly zeros.</summary>
+    private enum Sparse { A, B }
+
+    private sealed record Product(string Name, int M, int N, int K, Sparse Operand, bool TransA, bool TransB);
+
+    private static readonly Product[] Products =
+    [
+        new("xy·decoder_h     [1024x512]·[512x128]", 1024, 128, 512, Sparse.A, TransA: false, TransB: false),
+        new("dDecoder = xyᵀ·dY [512x1024]ᵀ·[1024x128]", 512, 128, 1024, Sparse.A, TransA: true, TransB: false),
+        new("dX = dC·Wᵀ        [1024x512]·[128x512]ᵀ", 1024, 128, 512, Sparse.A, TransA: false, TransB: true),
+        new("dW = Xᵀ·dC        [128x1024]ᵀ·[1024x512]", 128, 512, 1024, Sparse.B, TransA: true, TransB: false),
+    ];
+
+    public static void Run(int threads)
+    {
+        Parallelism.Threads = threads;
+        Console.WriteLine($"sparse against dense products, {threads} thread(s), {Simd.Widest}-bit vectors; ms, medians of 21 pairs");
+        if (Environment.GetEnvironmentVariable("DOTNET_TieredCompilation") != "0")
+            Console.WriteLine("(tiered JIT on: the first repetitions run unoptimized code; `bdh` runs with DOTNET_TieredCompilation=0's setting)");
+        Console.WriteLine($"{"product",-42} {"density",8} {"sparse",8} {"dense",8} {"ratio",6} {"test",7}");
+        foreach (var p in Products)
+            foreach (double density in new[] { 0.02, 0.06, 0.12, 0.20, 0.30 })
+            {
+                var rng = new Rng(3);
+                float[] a = Tensor<float>.Uniform(rng, -1, 1, p.M * p.K).Array, b = Tensor<float>.Uniform(rng, -1, 1, p.K * p.N).Array;
+                float[] sparse = p.Operand == Sparse.A ? a : b;
+                for (int i = 0; i < sparse.Length; i++) if (rng.NextDouble() >= density) sparse[i] = 0;
+                var (aRef, bRef) = (new MatrixRef<float>(a, 0, p.TransA ? p.M : p.K, p.TransA), new MatrixRef<float>(b, 0, p.TransB ? p.K : p.N, p.TransB));
+                var cRef = new MatrixRef<float>(new float[p.M * p.N], 0, p.N);
+                double Time(Action product)
+                {
+                    var watch = Stopwatch.StartNew();
+                    product();
+                    return watch.Elapsed.TotalMilliseconds;
+                }
+                Action sparseProduct = p.Operand == Sparse.A
+                    ? () => SparseGemm.Multiply(p.M, p.N, p.K, aRef, bRef, cRef, accumulate: false, parallel: threads > 1)
+                    : () => SparseGemm.MultiplyBySparseB(p.M, p.N, p.K, aRef, bRef, cRef, accumulate: false, parallel: threads > 1);
+                Action denseProduct = () => Dense(p.M, p.N, p.K, aRef, bRef, cRef, threads > 1);
+                Action test = p.Operand == Sparse.A
+                    ? () => SparseGemm.IsSparse(p.M, p.K, aRef)
+                    : () => SparseGemm.IsSparse(p.N, p.K, bRef with { Transposed = !p.TransB });
+                sparseProduct(); denseProduct(); test();
+                var pairs = Enumerable.Range(0, 21).Select(_ => (Sparse: Time(sparseProduct), Dense: Time(denseProduct), Test: Time(test))).ToArray();
+                Console.WriteLine($"{p.Name,-42} {density,8:P0} {pairs.Select(x => x.Sparse).Median(),8:0.000} {pairs.Select(x => x.Dense).Median(),8:0.000} " +
+                    $"{pairs.Select(x => x.Sparse / x.Dense).Median(),6:0.00} {pairs.Select(x => x.Test).Median(),7:0.000}");
+            }
+    }
+
+    private static void Dense(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c, bool parallel)
+    {
+        switch (Simd.Widest)
+        {
+            case 512: PackedGemm.Multiply<Float512, Vector512<float>>(m, n, k, a, b, c, false, false, parallel, Causal.None); break;
+            case 256: PackedGemm.Multiply<Float256, Vector256<float>>(m, n, k, a, b, c, false, false, parallel, Causal.None); break;
+            default: PackedGemm.Multiply<Float128, Vector128<float>>(m, n, k, a, b, c, false, false, parallel, Causal.None); break;
+        }
+    }
+}
