@@ -38,11 +38,11 @@ internal static unsafe class SparseGemm
 
     /// <summary>
     /// Whether op(A) [m, k] has at most <see cref="MaxDensity"/> non-zeros (<see cref="MaxDensityTransposed"/> when A is
-    /// stored transposed), judged from <see cref="SampledRows"/> of its
-    /// stored rows spread evenly: every large float product asks, and a full count of an operand fresh from the op
-    /// before it took a third of a sparse product's time in a step (0.36 ms of xy·decoder_h's 1.5 at 6% non-zeros, on
-    /// the Xeon), where 64 rows of 512 tell the density to a fraction of a percent. The count also stops as soon as it
-    /// passes the bound. The rows read depend only on the shape, so the choice is the same for any thread count.
+    /// stored transposed), judged from <see cref="SampledRows"/> of its stored rows spread evenly: every large float
+    /// product asks, and a full count of an operand fresh from the op before it took a third of a sparse product's time
+    /// in a step (0.36 ms of xy·decoder_h's 1.5 at 6% non-zeros, on the Xeon), where 64 rows of 512 tell the density to a
+    /// fraction of a percent. The count also stops as soon as it passes the bound. The rows read depend only on the
+    /// shape, so the choice is the same for any thread count.
     /// </summary>
     public static bool IsSparse(int m, int k, MatrixRef<float> a)
     {
@@ -137,7 +137,8 @@ internal static unsafe class SparseGemm
         where W : struct, IFloatVector<V> where V : struct
     {
         int rows = i1 - i0;
-        int[] start = TensorPool<int>.Rent(rows + 1), next = TensorPool<int>.Rent(rows), positions = TensorPool<int>.Rent(rows + 16);
+        int[] start = TensorPool<int>.Rent(rows + 1), next = TensorPool<int>.Rent(rows);
+        int[] positions = TensorPool<int>.Rent(rows + 16); // + 16: NonZeros' last whole-register store
         Array.Clear(start, 0, rows + 1);
         fixed (float* aP = a.Array)
         fixed (int* found = positions)
