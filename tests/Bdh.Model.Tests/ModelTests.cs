@@ -98,6 +98,33 @@ public class TrainedReferenceTests
         Assert.Equal(whole, Evaluation.MeanLoss(model, val, 64, 40, batch: 7), 1e-5); // five of 7, then 5
     }
 
+    [Fact]
+    public void GradientsWhereTheProductsGoSparseMatchTheDenseFloat64Ones()
+    {
+        // Trained, xy = xs ⊙ ys is a few percent non-zero in every layer, below the sparse kernel's bounds (8% and 12%),
+        // so in float the decoder's products and ys's backward products (its masked gradient is zero wherever xy is) go
+        // sparse; float64 multiplies everything dense. 16 windows of 64: 1024 rows, enough for Gemm to test the density.
+        // float32's rounding through the trained model's four layers reaches 3e-4 of encoder_v's largest gradient with
+        // every float product dense too (the same to three digits), and a wrong sparse product would be off by its size.
+        var file = SafetensorsFile.Read(Checkpoint);
+        var (f32, f64) = (Model.Checkpoint.LoadModel<float>(file), Model.Checkpoint.LoadModel<double>(file));
+        var (inputs, targets) = TextData.Windows(TextData.Load(Shared.Corpus).Val, 64, 0, 16);
+        var densities = new List<double>();
+        var observer = new ForwardObserver<float> { Layer = l => densities.Add(l.Xy.Span.ToArray().Count(v => v != 0) / (double)l.Xy.Length) };
+        var lossF = f32.Forward(inputs, 16, 64, targets, observer: observer).Loss!;
+        var lossD = f64.Forward(inputs, 16, 64, targets).Loss!;
+        Assert.All(densities, d => Assert.InRange(d, 0.01, 0.075));
+        lossF.Backward();
+        lossD.Backward();
+        Assert.Equal(lossD.Value.Span[0], lossF.Value.Span[0], 1e-5);
+        foreach (var ((name, gradF), (_, gradD)) in f32.Parameters.Zip(f64.Parameters))
+        {
+            double[] f = [.. gradF.Grad!.Span.ToArray().Select(v => (double)v)], d = gradD.Grad!.Span.ToArray();
+            double worst = f.Zip(d, (x, y) => Math.Abs(x - y)).Max(), scale = d.Max(Math.Abs);
+            Assert.True(worst <= 1e-3 * scale, $"{name}: max |float - double| {worst:e2} against max |double| {scale:e2}");
+        }
+    }
+
     [Theory]
     [InlineData(GenerationMode.Full)]
     [InlineData(GenerationMode.Cached)]
