@@ -5,11 +5,11 @@ using Bdh.Tensors;
 
 // `gflops [threads]`: best-of-N wall time per BDH shape, timed exactly as bench/peers/sgemm_openblas.c times
 // OpenBLAS, so the two tables can stand side by side. `transposed [threads]`: the products that read A transposed, against
-// the same A stored plain. `sparse [threads]`: the sparse kernel against the dense one on the products
-// whose operand is mostly zeros once trained, by density. `openblas [threads]`: ours and OpenBLAS's sgemm in one process, alternately (per core: 1 thread). `gen CHECKPOINT [max]`: generation speed by position
-// and path. `drift`: float32 RoPE phase error at long positions. `peak`: the measured FMA peak. `width`: the vector
-// width in bits the kernels run at under the JIT's knobs. `forks [threads] [gap ms]`: how a fork of short items spreads over the
-// threads.
+// the same A stored plain. `sparse [threads]`: the sparse kernel against the dense one on the products whose operand is
+// mostly zeros once trained, by density. `openblas [threads]`: ours and OpenBLAS's sgemm in one process, alternately
+// (per core: 1 thread). `gen CHECKPOINT [max]`: generation speed by position and path. `drift`: float32 RoPE phase
+// error at long positions. `peak`: the measured FMA peak. `width`: the vector width in bits the kernels run at under the
+// JIT's knobs. `forks [threads] [gap ms]`: how a fork of short items spreads over the threads.
 // Anything else goes to BenchmarkDotNet (GemmBenchmarks, KernelBenchmarks, TrainingStepBenchmarks, GenerationBenchmarks).
 if (args.Length > 0 && args[0] == "gflops")
 {

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Runtime.Intrinsics;
 using Bdh.Tensors;
 
 namespace Bdh.Benchmarks;
@@ -50,24 +49,14 @@ public static class SparseProducts
                 Action sparseProduct = p.Operand == Sparse.A
                     ? () => SparseGemm.Multiply(p.M, p.N, p.K, aRef, bRef, cRef, accumulate: false, parallel: threads > 1)
                     : () => SparseGemm.MultiplyBySparseB(p.M, p.N, p.K, aRef, bRef, cRef, accumulate: false, parallel: threads > 1);
-                Action denseProduct = () => Dense(p.M, p.N, p.K, aRef, bRef, cRef, threads > 1);
+                Action denseProduct = () => PackedGemm.Multiply(p.M, p.N, p.K, aRef, bRef, cRef, accumulate: false, relu: false, threads > 1, Causal.None);
                 Action test = p.Operand == Sparse.A
                     ? () => SparseGemm.IsSparse(p.M, p.K, aRef)
-                    : () => SparseGemm.IsSparse(p.N, p.K, bRef with { Transposed = !p.TransB });
+                    : () => SparseGemm.IsSparseB(p.K, p.N, bRef);
                 sparseProduct(); denseProduct(); test();
                 var pairs = Enumerable.Range(0, 21).Select(_ => (Sparse: Time(sparseProduct), Dense: Time(denseProduct), Test: Time(test))).ToArray();
                 Console.WriteLine($"{p.Name,-42} {density,8:P0} {pairs.Select(x => x.Sparse).Median(),8:0.000} {pairs.Select(x => x.Dense).Median(),8:0.000} " +
                     $"{pairs.Select(x => x.Sparse / x.Dense).Median(),6:0.00} {pairs.Select(x => x.Test).Median(),7:0.000}");
             }
-    }
-
-    private static void Dense(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c, bool parallel)
-    {
-        switch (Simd.Widest)
-        {
-            case 512: PackedGemm.Multiply<Float512, Vector512<float>>(m, n, k, a, b, c, false, false, parallel, Causal.None); break;
-            case 256: PackedGemm.Multiply<Float256, Vector256<float>>(m, n, k, a, b, c, false, false, parallel, Causal.None); break;
-            default: PackedGemm.Multiply<Float128, Vector128<float>>(m, n, k, a, b, c, false, false, parallel, Causal.None); break;
-        }
     }
 }

@@ -1,5 +1,3 @@
-using System.Runtime.Intrinsics;
-
 namespace Bdh.Tensors;
 
 /// <summary>
@@ -69,16 +67,11 @@ internal static class Gemm
     {
         if (causal == Causal.None && (long)m * k >= SparseCheckSize && SparseGemm.IsSparse(m, k, a))
             SparseGemm.Multiply(m, n, k, a, b, c, accumulate, parallel);
-        else if (causal == Causal.None && (long)k * n >= SparseCheckSize && SparseGemm.IsSparse(n, k, b with { Transposed = !b.Transposed }))
+        else if (causal == Causal.None && (long)k * n >= SparseCheckSize && SparseGemm.IsSparseB(k, n, b))
             SparseGemm.MultiplyBySparseB(m, n, k, a, b, c, accumulate, parallel);
         else if (Simd.Widest > 0)
         {
-            switch (Simd.Widest)
-            {
-                case 512: PackedGemm.Multiply<Float512, Vector512<float>>(m, n, k, a, b, c, accumulate, relu, parallel, causal); break;
-                case 256: PackedGemm.Multiply<Float256, Vector256<float>>(m, n, k, a, b, c, accumulate, relu, parallel, causal); break;
-                default: PackedGemm.Multiply<Float128, Vector128<float>>(m, n, k, a, b, c, accumulate, relu, parallel, causal); break;
-            }
+            PackedGemm.Multiply(m, n, k, a, b, c, accumulate, relu, parallel, causal);
             return true;
         }
         else

@@ -80,8 +80,7 @@ public static unsafe class Gemv
         fixed (float* xP = x, wP = w, yP = y, values = value)
         fixed (int* indices = index)
         {
-            int count = SparseGemm.NonZeros<W, V>(xP, k, indices);
-            for (int e = 0; e < count; e++) values[e] = xP[indices[e]];
+            int count = SparseGemm.NonZeroTerms<W, V>(xP, k, indices, values);
             PadList(indices, count, PrefetchRows);
             SparseGemm.MultiplyRow<W, V>(count, indices, values, wP, y.Length, y.Length, yP, accumulate: false, streamed: true);
         }

@@ -28,6 +28,18 @@ internal static unsafe class PackedGemm
     private const int KC = 256, NB = 256;
     private const int MaxRows = 8; // the most rows of C a micro-kernel tile has, at any width
 
+    /// <summary><see cref="Multiply{W, V}"/> at the widest width this machine accelerates (<see cref="Simd.Widest"/> &gt; 0).</summary>
+    public static void Multiply(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c,
+        bool accumulate, bool relu, bool parallel, Causal causal)
+    {
+        switch (Simd.Widest)
+        {
+            case 512: Multiply<Float512, Vector512<float>>(m, n, k, a, b, c, accumulate, relu, parallel, causal); break;
+            case 256: Multiply<Float256, Vector256<float>>(m, n, k, a, b, c, accumulate, relu, parallel, causal); break;
+            default: Multiply<Float128, Vector128<float>>(m, n, k, a, b, c, accumulate, relu, parallel, causal); break;
+        }
+    }
+
     public static void Multiply<W, V>(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c,
         bool accumulate, bool relu, bool parallel, Causal causal) where W : struct, IFloatVector<V> where V : struct
     {

@@ -60,6 +60,12 @@ internal static unsafe class SparseGemm
     }
 
     /// <summary>
+    /// Whether B [k, n] is sparse enough for <see cref="MultiplyBySparseB"/>, which multiplies it as Bᵀ, an A of n rows
+    /// stored the other way round: the bound is that of such an A.
+    /// </summary>
+    public static bool IsSparseB(int k, int n, MatrixRef<float> b) => IsSparse(n, k, b with { Transposed = !b.Transposed });
+
+    /// <summary>
     /// C (+)= op(A)·op(B) for a mostly-zero op(A). A transposed B (a weight, in the product that gives a ReLU's input its
     /// gradient: dX = dC·Wᵀ) is first copied row-major, [k, n]: the kernel adds whole rows of it.
     /// </summary>
@@ -119,9 +125,7 @@ internal static unsafe class SparseGemm
         fixed (int* found = positions)
             for (int i = i0; i < i1; i++)
             {
-                float* row = aP + a.Offset + (long)i * a.Stride;
-                int count = NonZeros<W, V>(row, k, found);
-                for (int e = 0; e < count; e++) values[e] = row[found[e]];
+                int count = NonZeroTerms<W, V>(aP + a.Offset + (long)i * a.Stride, k, found, values);
                 MultiplyRow<W, V>(count, found, values, bP + b.Offset, b.Stride, n, cP + c.Offset + (long)i * c.Stride, accumulate);
             }
         TensorPool<int>.Return(positions);
@@ -232,6 +236,17 @@ internal static unsafe class SparseGemm
             for (; j <= length - W.Count; j += W.Count)
                 count += W.StoreNonZeroPositions(W.Load(row + j), j, found + count);
         for (; j < length; j++) if (row[j] != 0) found[count++] = j;
+        return count;
+    }
+
+    /// <summary>
+    /// <see cref="NonZeros"/>, and each one's value beside its position (values has room for length): a row of A as the
+    /// terms <see cref="MultiplyRow"/> adds.
+    /// </summary>
+    internal static int NonZeroTerms<W, V>(float* row, int length, int* found, float* values) where W : struct, IFloatVector<V> where V : struct
+    {
+        int count = NonZeros<W, V>(row, length, found);
+        for (int e = 0; e < count; e++) values[e] = row[found[e]];
         return count;
     }
 
