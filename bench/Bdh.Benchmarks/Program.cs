@@ -8,8 +8,9 @@ using Bdh.Tensors;
 // the same A stored plain. `sparse [threads]`: the sparse kernel against the dense one on the products whose operand is
 // mostly zeros once trained, by density. `openblas [threads]`: ours and OpenBLAS's sgemm in one process, alternately
 // (per core: 1 thread). `gen CHECKPOINT [max]`: generation speed by position and path. `drift`: float32 RoPE phase
-// error at long positions. `peak`: the measured FMA peak. `width`: the vector width in bits the kernels run at under the
-// JIT's knobs. `forks [threads] [gap ms]`: how a fork of short items spreads over the threads.
+// error at long positions. `peak`: the measured FMA peak. `flops [GFLOP/s]`: a training step's flops, and their time at
+// that rate. `width`: the vector width in bits the kernels run at under the JIT's knobs. `forks [threads] [gap ms]`: how
+// a fork of short items spreads over the threads.
 // Anything else goes to BenchmarkDotNet (GemmBenchmarks, KernelBenchmarks, TrainingStepBenchmarks, GenerationBenchmarks).
 if (args.Length > 0 && args[0] == "gflops")
 {
@@ -52,6 +53,11 @@ if (args.Length > 0 && args[0] == "width")
 if (args.Length > 0 && args[0] == "peak")
 {
     FmaPeak.Run();
+    return;
+}
+if (args.Length > 0 && args[0] == "flops")
+{
+    StepFlops.Run(args.Length > 1 ? double.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 100);
     return;
 }
 if (args.Length > 0 && args[0] == "forks")
