@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Bdh.Tensors;
 
 namespace Bdh.Benchmarks;
@@ -40,12 +39,7 @@ public static class SparseProducts
                 for (int i = 0; i < sparse.Length; i++) if (rng.NextDouble() >= density) sparse[i] = 0;
                 var (aRef, bRef) = (new MatrixRef<float>(a, 0, p.TransA ? p.M : p.K, p.TransA), new MatrixRef<float>(b, 0, p.TransB ? p.K : p.N, p.TransB));
                 var cRef = new MatrixRef<float>(new float[p.M * p.N], 0, p.N);
-                double Time(Action product)
-                {
-                    var watch = Stopwatch.StartNew();
-                    product();
-                    return watch.Elapsed.TotalMilliseconds;
-                }
+                double Time(Action work) => Timing.Seconds(work) * 1000; // ms
                 Action sparseProduct = p.Operand == Sparse.A
                     ? () => SparseGemm.Multiply(p.M, p.N, p.K, aRef, bRef, cRef, accumulate: false, parallel: threads > 1)
                     : () => SparseGemm.MultiplyBySparseB(p.M, p.N, p.K, aRef, bRef, cRef, accumulate: false, parallel: threads > 1);

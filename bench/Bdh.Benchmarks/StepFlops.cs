@@ -29,10 +29,11 @@ internal static class StepFlops
     public static void Run(double rate)
     {
         Console.WriteLine($"Flops of a training step, and the time they take at {rate:0.0} GFLOP/s");
-        foreach (var (name, config, b, t) in new[] { ("cpu preset, 16 x 64 tokens", BdhConfig.Cpu, 16, 64), ("paper config, 1 x 512 tokens", BdhConfig.Paper, 1, 512) })
+        foreach (var (name, config, options) in new[] { ("cpu preset", BdhConfig.Cpu, TrainOptions.Cpu), ("paper config", BdhConfig.Paper, TrainOptions.Paper) })
         {
+            int b = options.Batch / options.GradAccum, t = options.Block; // one micro-batch: the paper preset's step is 32 of them
             var (forward, backward) = Count(config, b, t);
-            Console.WriteLine($"{name,-30} forward {forward / 1e9,7:0.00} GFLOP, backward {backward / 1e9,7:0.00} GFLOP, " +
+            Console.WriteLine($"{$"{name}, {b} x {t} tokens",-30} forward {forward / 1e9,7:0.00} GFLOP, backward {backward / 1e9,7:0.00} GFLOP, " +
                 $"step {(forward + backward) / 1e9,7:0.00} GFLOP: {(forward + backward) / rate / 1e6,8:0.0} ms");
         }
     }

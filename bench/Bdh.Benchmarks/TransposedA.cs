@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Bdh.Tensors;
 
 namespace Bdh.Benchmarks;
@@ -31,12 +30,7 @@ public static class TransposedA
             for (int i = 0; i < m; i++)
                 for (int p = 0; p < k; p++) plain[i * k + p] = stored[p * m + i];
             var (bRef, cRef) = (new MatrixRef<float>(b, 0, n), new MatrixRef<float>(new float[m * n], 0, n));
-            double Time(MatrixRef<float> a)
-            {
-                var watch = Stopwatch.StartNew();
-                Gemm.Multiply(m, n, k, a, bRef, cRef, accumulate: false);
-                return watch.Elapsed.TotalSeconds;
-            }
+            double Time(MatrixRef<float> a) => Timing.Seconds(() => Gemm.Multiply(m, n, k, a, bRef, cRef, accumulate: false));
             var (transposedA, plainA) = (new MatrixRef<float>(stored, 0, m, Transposed: true), new MatrixRef<float>(plain, 0, k));
             Time(transposedA); Time(plainA);
             var pairs = Enumerable.Range(0, 21).Select(_ => (Transposed: Time(transposedA), Plain: Time(plainA))).ToArray();
