@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Bdh.Tensors;
@@ -29,9 +28,8 @@ public static class FmaPeak
             double best = 0;
             for (int rep = 0; rep < 3; rep++)
             {
-                var watch = Stopwatch.StartNew();
-                Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, _ => chains(Iterations));
-                best = Math.Max(best, 2.0 * lanes * 12 * Iterations * threads / watch.Elapsed.TotalSeconds / 1e9);
+                double seconds = Timing.Seconds(() => Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, _ => chains(Iterations)));
+                best = Math.Max(best, 2.0 * lanes * 12 * Iterations * threads / seconds / 1e9);
             }
             Console.WriteLine($"FMA peak at {Simd.Widest} bits, {threads} thread{(threads > 1 ? "s" : "")}: {best:0.0} GFLOP/s (best of 3)");
         }

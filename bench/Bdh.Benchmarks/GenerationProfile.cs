@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Bdh.Model;
 using Bdh.Model.Inference;
 
@@ -41,10 +40,6 @@ public static class GenerationProfile
     {
         var stepper = IBdhStepper<float>.Start(model, mode);
         for (int position = 0; position < tokens; position++)
-        {
-            var watch = Stopwatch.StartNew();
-            stepper.Step(position % 200 + 32);
-            atPosition(position + 1, watch.Elapsed.TotalSeconds);
-        }
+            atPosition(position + 1, Timing.Seconds(() => stepper.Step(position % 200 + 32)));
     }
 }

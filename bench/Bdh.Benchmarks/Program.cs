@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using BenchmarkDotNet.Running;
 using Bdh.Benchmarks;
 using Bdh.Tensors;
@@ -21,11 +20,7 @@ if (args.Length > 0 && args[0] == "gflops")
         var (a, b, c) = shape.Operands();
         double best = double.MaxValue;
         for (int rep = 0; rep < 30; rep++)
-        {
-            var watch = Stopwatch.StartNew();
-            Gemm.Multiply(shape.M, shape.N, shape.K, a, b, c, accumulate: false);
-            best = Math.Min(best, watch.Elapsed.TotalSeconds);
-        }
+            best = Math.Min(best, Timing.Seconds(() => Gemm.Multiply(shape.M, shape.N, shape.K, a, b, c, accumulate: false)));
         Console.WriteLine($"{shape.Name,-45} {shape.Flops / best / 1e9,7:0.0} GFLOP/s");
     }
     return;
