@@ -25,12 +25,12 @@ public sealed record GemmShape(string Name, int M, int N, int K, bool TransA, bo
 
     public double Flops => 2.0 * M * N * K;
 
-    /// <summary>Operands filled with uniform values; the output buffer for C.</summary>
+    /// <summary>Operands filled with uniform values; the output buffer for C. Tensors, as a step's are (on a cache line).</summary>
     internal (MatrixRef<float> A, MatrixRef<float> B, MatrixRef<float> C) Operands()
     {
         var rng = new Rng(1);
-        float[] a = Tensor<float>.Uniform(rng, -1, 1, M * K).Array, b = Tensor<float>.Uniform(rng, -1, 1, K * N).Array;
-        return (new MatrixRef<float>(a, 0, TransA ? M : K, TransA), new MatrixRef<float>(b, 0, TransB ? K : N, TransB), new MatrixRef<float>(new float[M * N], 0, N));
+        var (a, b) = (Tensor<float>.Uniform(rng, -1, 1, M * K), Tensor<float>.Uniform(rng, -1, 1, K * N));
+        return (a.Matrix(0, TransA ? M : K, TransA), b.Matrix(0, TransB ? K : N, TransB), Tensor<float>.Empty(M * N).Matrix(0, N));
     }
 
     public override string ToString() => Name;

@@ -34,11 +34,11 @@ public static class SparseProducts
             foreach (double density in new[] { 0.02, 0.06, 0.12, 0.20, 0.30 })
             {
                 var rng = new Rng(3);
-                float[] a = Tensor<float>.Uniform(rng, -1, 1, p.M * p.K).Array, b = Tensor<float>.Uniform(rng, -1, 1, p.K * p.N).Array;
-                float[] sparse = p.Operand == Sparse.A ? a : b;
+                var (a, b) = (Tensor<float>.Uniform(rng, -1, 1, p.M * p.K), Tensor<float>.Uniform(rng, -1, 1, p.K * p.N));
+                var sparse = (p.Operand == Sparse.A ? a : b).Span;
                 for (int i = 0; i < sparse.Length; i++) if (rng.NextDouble() >= density) sparse[i] = 0;
-                var (aRef, bRef) = (new MatrixRef<float>(a, 0, p.TransA ? p.M : p.K, p.TransA), new MatrixRef<float>(b, 0, p.TransB ? p.K : p.N, p.TransB));
-                var cRef = new MatrixRef<float>(new float[p.M * p.N], 0, p.N);
+                var (aRef, bRef) = (a.Matrix(0, p.TransA ? p.M : p.K, p.TransA), b.Matrix(0, p.TransB ? p.K : p.N, p.TransB));
+                var cRef = Tensor<float>.Empty(p.M * p.N).Matrix(0, p.N);
                 double Time(Action work) => Timing.Seconds(work) * 1000; // ms
                 Action sparseProduct = p.Operand == Sparse.A
                     ? () => SparseGemm.Multiply(p.M, p.N, p.K, aRef, bRef, cRef, accumulate: false, parallel: threads > 1)

@@ -25,13 +25,12 @@ public static class TransposedA
         foreach (var (name, m, n, k) in Shapes)
         {
             var rng = new Rng(7);
-            float[] stored = Tensor<float>.Uniform(rng, -1, 1, k * m).Array, b = Tensor<float>.Uniform(rng, -1, 1, k * n).Array;
-            var plain = new float[m * k]; // op(A) [m, k] row by row
-            for (int i = 0; i < m; i++)
-                for (int p = 0; p < k; p++) plain[i * k + p] = stored[p * m + i];
-            var (bRef, cRef) = (new MatrixRef<float>(b, 0, n), new MatrixRef<float>(new float[m * n], 0, n));
+            var (stored, b, plain) = (Tensor<float>.Uniform(rng, -1, 1, k * m), Tensor<float>.Uniform(rng, -1, 1, k * n), Tensor<float>.Empty(m, k));
+            for (int i = 0; i < m; i++) // op(A) [m, k] row by row
+                for (int p = 0; p < k; p++) plain.Span[i * k + p] = stored.Span[p * m + i];
+            var (bRef, cRef) = (b.Matrix(0, n), Tensor<float>.Empty(m, n).Matrix(0, n));
             double Time(MatrixRef<float> a) => Timing.Seconds(() => Gemm.Multiply(m, n, k, a, bRef, cRef, accumulate: false));
-            var (transposedA, plainA) = (new MatrixRef<float>(stored, 0, m, Transposed: true), new MatrixRef<float>(plain, 0, k));
+            var (transposedA, plainA) = (stored.Matrix(0, m, transposed: true), plain.Matrix(0, k));
             Time(transposedA); Time(plainA);
             var pairs = Enumerable.Range(0, 21).Select(_ => (Transposed: Time(transposedA), Plain: Time(plainA))).ToArray();
             double flops = 2.0 * m * n * k;

@@ -39,12 +39,13 @@ public static unsafe class VersusOpenBlas
             var (a, b, c) = shape.Operands();
             var theirs = new float[shape.M * shape.N];
             var times = (Ours: new List<double>(), Theirs: new List<double>());
-            fixed (float* aP = a.Array, bP = b.Array, cP = theirs)
+            fixed (float* aArray = a.Array, bArray = b.Array, cP = theirs)
             {
+                float* aP = aArray + a.Offset, bP = bArray + b.Offset;
                 Gemm.Multiply(shape.M, shape.N, shape.K, a, b, c, accumulate: false);
                 OpenBlas(shape, aP, a.Stride, bP, b.Stride, cP);
                 double worst = 0;
-                for (int i = 0; i < theirs.Length; i++) worst = Math.Max(worst, Math.Abs(c.Array[i] - theirs[i]) / (1 + Math.Abs(theirs[i])));
+                for (int i = 0; i < theirs.Length; i++) worst = Math.Max(worst, Math.Abs(c.Array[c.Offset + i] - theirs[i]) / (1 + Math.Abs(theirs[i])));
                 if (worst > 1e-4) throw new InvalidOperationException($"{shape.Name}: our product and OpenBLAS's differ by {worst:e2}");
                 for (int rep = 0; rep < Repetitions; rep++)
                     for (int side = 0; side < 2; side++)

@@ -75,7 +75,7 @@ public static class Checkpoint
     {
         var metadata = new Dictionary<string, string> { ["config"] = model.Config.ToJson(), ["format"] = "pt" };
         foreach (var (k, v) in extraMetadata ?? new Dictionary<string, string>()) metadata[k] = v;
-        var tensors = model.Parameters.Select(p => (p.Name, p.Value.Shape, p.Value.Value.Array)).ToList();
+        var tensors = model.Parameters.Select(p => (p.Name, p.Value.Shape, (ReadOnlyMemory<float>)p.Value.Value.Memory)).ToList();
         tensors.Add(("attn.freqs", [1, 1, 1, model.Config.N], model.Freqs));
         SafetensorsFile.Write(path, tensors, metadata);
     }

@@ -34,7 +34,7 @@ public sealed class CheckpointStore(string runFolder)
     /// Writes the pair of <paramref name="step"/>: the optimizer's tensors and metadata, then the model; both files
     /// carry the step in their metadata. Then removes every older pair.
     /// </summary>
-    internal void Save(int step, BdhModel<float> model, IEnumerable<(string Name, int[] Shape, float[] Data)> optimizerTensors,
+    internal void Save(int step, BdhModel<float> model, IEnumerable<(string Name, int[] Shape, ReadOnlyMemory<float> Data)> optimizerTensors,
         IReadOnlyDictionary<string, string> optimizerMetadata)
     {
         Directory.CreateDirectory(Folder);

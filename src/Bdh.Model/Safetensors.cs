@@ -166,7 +166,7 @@ public sealed class SafetensorsFile
     /// Writes float32 tensors atomically: to a temporary file beside <paramref name="path"/>, flushed to
     /// disk, then renamed over it — a kill at any moment leaves the old file whole.
     /// </summary>
-    public static void Write(string path, IEnumerable<(string Name, int[] Shape, float[] Data)> tensors, IReadOnlyDictionary<string, string> metadata)
+    public static void Write(string path, IEnumerable<(string Name, int[] Shape, ReadOnlyMemory<float> Data)> tensors, IReadOnlyDictionary<string, string> metadata)
     {
         var list = tensors.ToList();
         var header = new Dictionary<string, object> { ["__metadata__"] = metadata };
@@ -193,7 +193,7 @@ public sealed class SafetensorsFile
                 fs.Write(json);
                 for (int i = json.Length; i < padded; i++) fs.WriteByte((byte)' ');
                 foreach (var (_, shape, data) in list)
-                    fs.Write(MemoryMarshal.AsBytes(data.AsSpan(0, Tensor<float>.ShapeLength(shape))));
+                    fs.Write(MemoryMarshal.AsBytes(data.Span[..Tensor<float>.ShapeLength(shape)]));
                 fs.Flush(flushToDisk: true);
             }
             File.Move(temp, path, overwrite: true);

@@ -98,8 +98,8 @@ public sealed class Trainer
         var moments = _optimizer.Moments;
         var tensors = _model.Parameters.SelectMany((p, i) => new[]
         {
-            ("m." + p.Name, p.Value.Shape, moments[i].M),
-            ("v." + p.Name, p.Value.Shape, moments[i].V),
+            ("m." + p.Name, p.Value.Shape, (ReadOnlyMemory<float>)moments[i].M),
+            ("v." + p.Name, p.Value.Shape, (ReadOnlyMemory<float>)moments[i].V),
         });
         var metadata = new Dictionary<string, string>
         {

@@ -38,7 +38,7 @@ public static class MatMul
         int[] batch = Broadcast.Shape(Broadcast.Shape(a.Shape[..^2], b.Shape[..^2]), c.Shape[..^2]);
         int[] aShape = Padded(a.Shape, batch.Length), bShape = Padded(b.Shape, batch.Length), cShape = Padded(c.Shape, batch.Length);
         Fold(ref aShape, transA, ref bShape, transB, ref cShape);
-        MultiplyBlocks(a.Array, aShape, transA, b.Array, bShape, transB, c.Array, cShape, accumulate, relu);
+        MultiplyBlocks(a, aShape, transA, b, bShape, transB, c, cShape, accumulate, relu);
     }
 
     /// <summary>
@@ -66,7 +66,7 @@ public static class MatMul
     /// <summary>Dimension i folded into the rows of the matrix after it (contiguous memory: a view).</summary>
     private static int[] Merged(int[] shape, int i) => [.. shape[..i], shape[i] * shape[i + 1], .. shape[(i + 2)..]];
 
-    private static void MultiplyBlocks<T>(T[] a, int[] aShape, bool transA, T[] b, int[] bShape, bool transB, T[] c, int[] cShape, bool accumulate, bool relu)
+    private static void MultiplyBlocks<T>(Tensor<T> a, int[] aShape, bool transA, Tensor<T> b, int[] bShape, bool transB, Tensor<T> c, int[] cShape, bool accumulate, bool relu)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         var (m, k, n) = Dims(aShape, transA, bShape, transB);
@@ -92,8 +92,7 @@ public static class MatMul
                 foreach (int i in groupList[g])
                 {
                     Gemm.Multiply(m, n, k,
-                        new MatrixRef<T>(a, aOff[i], lda, transA), new MatrixRef<T>(b, bOff[i], ldb, transB),
-                        new MatrixRef<T>(c, cOff[i], n), add, parallel: !parallelGroups, relu: relu && i == groupList[g][^1]);
+                        a.Matrix(aOff[i], lda, transA), b.Matrix(bOff[i], ldb, transB), c.Matrix(cOff[i], n), add, parallel: !parallelGroups, relu: relu && i == groupList[g][^1]);
                     add = true;
                 }
             }

@@ -69,12 +69,17 @@ internal static unsafe class PackedGemm
         int t0 = colBlock * NB / NR, t1 = (Math.Min((colBlock + 1) * NB, n) + NR - 1) / NR;
         float[] bPack = TensorPool<float>.Rent((t1 - t0) * SliverStride<W, V>(Math.Min(k, KC)));
         float[]? aCopy = CopiesA(a) ? TensorPool<float>.Rent(MC * Math.Min(k, KC)) : null;
-        for (int p0 = 0; p0 < k; p0 += KC)
+        // Both from a cache line on (the pool's arrays are pinned): the kernel's every load of B a single line.
+        fixed (float* packArray = bPack, copyArray = aCopy)
         {
-            int kc = Math.Min(KC, k - p0);
-            PackB<W, V>(b, n, p0, kc, t0, t1, bPack);
-            for (int s0 = tile0; s0 < tile1; s0 += MC / MR)
-                ComputeBlock<W, V>(s0, Math.Min(s0 + MC / MR, tile1), t0, t1, m, n, p0, kc, a, aCopy, bPack, c, accumulate || p0 > 0, relu && p0 + kc == k, causal);
+            float* packed = packArray + TensorPool<float>.AlignedStart(bPack), copied = aCopy is null ? null : copyArray + TensorPool<float>.AlignedStart(aCopy);
+            for (int p0 = 0; p0 < k; p0 += KC)
+            {
+                int kc = Math.Min(KC, k - p0);
+                PackB<W, V>(b, n, p0, kc, t0, t1, packed);
+                for (int s0 = tile0; s0 < tile1; s0 += MC / MR)
+                    ComputeBlock<W, V>(s0, Math.Min(s0 + MC / MR, tile1), t0, t1, m, n, p0, kc, a, copied, packed, c, accumulate || p0 > 0, relu && p0 + kc == k, causal);
+            }
         }
         TensorPool<float>.Return(bPack);
         if (aCopy != null) TensorPool<float>.Return(aCopy);
@@ -113,13 +118,13 @@ internal static unsafe class PackedGemm
         else Parallelism.For(count, body);
     }
 
-    /// <summary>bPack[(t − t0)·SliverStride + p·NR + j] = B[p0 + p, t·NR + j] for slivers t in [t0, t1), zero past column n.</summary>
+    /// <summary>pack[(t − t0)·SliverStride + p·NR + j] = B[p0 + p, t·NR + j] for slivers t in [t0, t1), zero past column n.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PackB<W, V>(MatrixRef<float> b, int n, int p0, int kc, int t0, int t1, float[] bPack)
+    private static void PackB<W, V>(MatrixRef<float> b, int n, int p0, int kc, int t0, int t1, float* pack)
         where W : struct, IFloatVector<V> where V : struct
     {
         int NR = Tile<W, V>().NR, w = W.Count;
-        fixed (float* bP = b.Array, pack = bPack)
+        fixed (float* bP = b.Array)
         {
             if (!b.Transposed) // row p of B is contiguous: read it once, each sliver's two vectors to their own place
             {
@@ -169,12 +174,12 @@ internal static unsafe class PackedGemm
     }
 
     /// <summary>
-    /// The rows of tiles [s0, sEnd) of C (a row block) by slivers [t0, t1) of B, packed in bPack, for the k slice [p0, p0 + kc);
-    /// A read from aCopy when <see cref="CopiesA"/> gave it one.
+    /// The rows of tiles [s0, sEnd) of C (a row block) by slivers [t0, t1) of B, packed at bP, for the k slice [p0, p0 + kc);
+    /// A read from the copy at aC when <see cref="CopiesA"/> gave it one (else null).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
     private static void ComputeBlock<W, V>(int s0, int sEnd, int t0, int t1, int m, int n, int p0, int kc,
-        MatrixRef<float> a, float[]? aCopy, float[] bPack, MatrixRef<float> c, bool add, bool relu, Causal causal) where W : struct, IFloatVector<V> where V : struct
+        MatrixRef<float> a, float* aC, float* bP, MatrixRef<float> c, bool add, bool relu, Causal causal) where W : struct, IFloatVector<V> where V : struct
     {
         var (MR, NR, _) = Tile<W, V>();
         // Both are written before they are read (SkipLocalsInit: no 9 KB cleared per call).
@@ -182,7 +187,7 @@ internal static unsafe class PackedGemm
         float* partialRows = stackalloc float[MaxRows * KC];
         // A(i, p0 + p) sits at aP + i·aRow + p·aK.
         nint aRow = a.Transposed ? 1 : a.Stride, aK = a.Transposed ? a.Stride : 1;
-        fixed (float* aBase = a.Array, aC = aCopy, bP = bPack, cP = c.Array)
+        fixed (float* aBase = a.Array, cP = c.Array)
         {
             float* aP = aBase + a.Offset + p0 * aK;
             int lastRows = m - (sEnd - 1) * MR;

@@ -74,8 +74,9 @@ internal static unsafe class SparseGemm
         if (b.Transposed)
         {
             float[] rows = TensorPool<float>.Rent(k * n);
-            Layout.Transpose<float>(n, k, 1, b.Array, b.Offset, b.Stride, rows, 0, n, accumulate: false); // stored [n, k] → [k, n]
-            Multiply(m, n, k, a, new MatrixRef<float>(rows, 0, n), c, accumulate, parallel);
+            int first = TensorPool<float>.AlignedStart(rows); // the kernel's loads of a row, each one cache line where n is a multiple of 16
+            Layout.Transpose<float>(n, k, 1, b.Array, b.Offset, b.Stride, rows, first, n, accumulate: false); // stored [n, k] → [k, n]
+            Multiply(m, n, k, a, new MatrixRef<float>(rows, first, n), c, accumulate, parallel);
             TensorPool<float>.Return(rows);
             return;
         }
@@ -94,8 +95,9 @@ internal static unsafe class SparseGemm
     public static void MultiplyBySparseB(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c, bool accumulate, bool parallel)
     {
         float[] cT = TensorPool<float>.Rent(n * m);
-        Multiply(n, m, k, b with { Transposed = !b.Transposed }, a with { Transposed = !a.Transposed }, new MatrixRef<float>(cT, 0, m), accumulate: false, parallel);
-        Layout.Transpose<float>(n, m, 1, cT, 0, m, c.Array, c.Offset, c.Stride, accumulate);
+        int first = TensorPool<float>.AlignedStart(cT);
+        Multiply(n, m, k, b with { Transposed = !b.Transposed }, a with { Transposed = !a.Transposed }, new MatrixRef<float>(cT, first, m), accumulate: false, parallel);
+        Layout.Transpose<float>(n, m, 1, cT, first, m, c.Array, c.Offset, c.Stride, accumulate);
         TensorPool<float>.Return(cT);
     }
 

@@ -2,7 +2,7 @@ namespace Bdh.Tensors;
 
 /// <summary>
 /// A dense, contiguous, row-major tensor of <typeparamref name="T"/> (float for training, double for
-/// gradient checks). Storage comes from <see cref="TensorPool{T}"/> and goes back on Dispose;
+/// gradient checks). Storage comes from <see cref="TensorPool{T}"/>, its elements on a cache line, and goes back on Dispose;
 /// <see cref="Reshape"/> returns a view that shares storage and owns nothing.
 /// </summary>
 public sealed class Tensor<T> : IDisposable where T : unmanaged, IFloatingPointIeee754<T>
@@ -14,25 +14,41 @@ public sealed class Tensor<T> : IDisposable where T : unmanaged, IFloatingPointI
     public int Length { get; }
     public int Rank => Shape.Length;
 
-    private Tensor(T[] array, int[] shape, bool pooled)
+    private Tensor(T[] array, int offset, int[] shape, bool pooled)
     {
         Shape = shape;
         Length = checked(ShapeLength(shape));
         _array = array;
+        Offset = offset;
         _pooled = pooled;
     }
 
-    /// <summary>The backing array: pooled storage is rounded up to a size class, so it may be longer than <see cref="Length"/>.</summary>
+    /// <summary>
+    /// The backing array, which holds the elements from <see cref="Offset"/> on: pooled storage starts them on a cache line
+    /// (<see cref="TensorPool{T}.AlignedStart"/>) and is rounded up to a size class, so it may be longer than <see cref="Length"/>.
+    /// </summary>
     public T[] Array => _array ?? throw new ObjectDisposedException(nameof(Tensor<T>));
-    public Span<T> Span => Array.AsSpan(0, Length);
+
+    /// <summary>Where the elements start in <see cref="Array"/>.</summary>
+    public int Offset { get; }
+
+    public Span<T> Span => Array.AsSpan(Offset, Length);
+    public Memory<T> Memory => Array.AsMemory(Offset, Length);
+
+    /// <summary>The elements from <paramref name="offset"/> on as a matrix with rows <paramref name="stride"/> apart.</summary>
+    internal MatrixRef<T> Matrix(int offset, int stride, bool transposed = false) => new(Array, Offset + offset, stride, transposed);
 
     /// <summary>Pooled storage with unspecified contents: every caller overwrites all of it.</summary>
-    public static Tensor<T> Empty(params int[] shape) => new(TensorPool<T>.Rent(ShapeLength(shape)), (int[])shape.Clone(), true);
+    public static Tensor<T> Empty(params int[] shape)
+    {
+        var array = TensorPool<T>.Rent(ShapeLength(shape));
+        return new(array, TensorPool<T>.AlignedStart(array), (int[])shape.Clone(), true);
+    }
 
     public static Tensor<T> Zeros(params int[] shape)
     {
         var t = Empty(shape);
-        Parallelism.ForSlices(t.Length, 1, (s, n) => t.Array.AsSpan(s, n).Clear()); // gradients of activations are megabytes
+        Parallelism.ForSlices(t.Length, 1, (s, n) => t.Span.Slice(s, n).Clear()); // gradients of activations are megabytes
         return t;
     }
 
@@ -41,7 +57,7 @@ public sealed class Tensor<T> : IDisposable where T : unmanaged, IFloatingPointI
     {
         if (data.Length != ShapeLength(shape))
             throw new ArgumentException($"{data.Length} values do not fill shape {Format(shape)}");
-        return new Tensor<T>(data, (int[])shape.Clone(), false);
+        return new Tensor<T>(data, 0, (int[])shape.Clone(), false);
     }
 
     public static Tensor<T> Normal(Rng rng, double std, params int[] shape)
@@ -73,7 +89,7 @@ public sealed class Tensor<T> : IDisposable where T : unmanaged, IFloatingPointI
         }
         if (ShapeLength(resolved) != Length)
             throw new ArgumentException($"cannot reshape {Format(Shape)} to {Format(shape)}");
-        return new Tensor<T>(Array, resolved, false);
+        return new Tensor<T>(Array, Offset, resolved, false);
     }
 
     public Tensor<T> Clone()

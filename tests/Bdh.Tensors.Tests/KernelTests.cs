@@ -460,4 +460,28 @@ public class TensorAndRngTests
         using var second = Tensor<float>.Empty(12345);
         Assert.Same(array, second.Array);
     }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(17)]
+    [InlineData(1000)]
+    [InlineData(300_001)] // large-object heap
+    public void PooledTensorsStartOnACacheLineThatStaysPut(int length)
+    {
+        using var floats = Tensor<float>.Empty(length);
+        using var doubles = Tensor<double>.Empty(length);
+        nint floatStart = Address(floats.Span), doubleStart = Address(doubles.Span);
+        Assert.Equal(0, floatStart % TensorPool<float>.Alignment);
+        Assert.Equal(0, doubleStart % TensorPool<double>.Alignment);
+        Assert.True(floats.Offset + length <= floats.Array.Length && doubles.Offset + length <= doubles.Array.Length);
+        Assert.Equal(floatStart, Address(floats.Reshape(1, length).Span)); // a view starts where its tensor does
+        GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+        Assert.Equal(floatStart, Address(floats.Span)); // pinned: the offset stays right
+        Assert.Equal(doubleStart, Address(doubles.Span));
+    }
+
+    private static unsafe nint Address<T>(Span<T> span) where T : unmanaged
+    {
+        fixed (T* first = span) return (nint)first;
+    }
 }

@@ -97,11 +97,11 @@ public sealed class FastStepper<T> : IBdhStepper<T> where T : unmanaged, IFloati
     /// <summary>Head h of one layer, from the layer input x to its share of xy·decoder.</summary>
     private void StepHead(int layer, int h, RopeTable rope, StepperLayouts<T> layouts)
     {
-        T[] encoder = _model.Encoder.Value.Array, decoder = _model.Decoder.Value.Array;
+        Span<T> encoder = _model.Encoder.Value.Span, decoder = _model.Decoder.Value.Span;
         Span<T> xs = _xs.AsSpan(h * _n, _n), q = _q.AsSpan(h * _n, _n), ys = _ys.AsSpan(h * _n, _n), a = _a.AsSpan(h * _d, _d);
         if (layouts.Encoder is null)
         {
-            Gemv.RowTimesMatrix<T>(_x, encoder.AsSpan(h * _d * _n, _d * _n), xs); // xs = relu(x·encoder[h])  [N]
+            Gemv.RowTimesMatrix<T>(_x, encoder.Slice(h * _d * _n, _d * _n), xs); // xs = relu(x·encoder[h])  [N]
             Elementwise.Relu<T>(xs, xs);
         }
         else layouts.Encoder.Apply(h, MemoryMarshal.Cast<T, float>(_x.AsSpan()), MemoryMarshal.Cast<T, float>(xs)); // the same, reading only the columns of neurons that can fire
@@ -113,7 +113,7 @@ public sealed class FastStepper<T> : IBdhStepper<T> where T : unmanaged, IFloati
         Gemv.MatrixTimesVector<T>(layouts.EncoderVByNeuron.AsSpan(h * _n * _d, _n * _d), a, ys, where: xs);
         Elementwise.Relu<T>(ys, ys);                                        // ys = relu(ln(a)·encoder_v[h]) [N]
         TP.Multiply<T>(xs, ys, ys);                                         // xy = xs ⊙ ys              [N]
-        Gemv.RowTimesMatrix<T>(ys, decoder.AsSpan(h * _n * _d, _n * _d), _partial.AsSpan(h * _d, _d)); // head h's rows of xy·decoder
+        Gemv.RowTimesMatrix<T>(ys, decoder.Slice(h * _n * _d, _n * _d), _partial.AsSpan(h * _d, _d)); // head h's rows of xy·decoder
     }
 
     /// <summary>

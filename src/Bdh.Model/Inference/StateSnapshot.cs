@@ -25,7 +25,7 @@ public sealed record StateSnapshot(SynapticState<float> State, int Position, int
     public void Save(string path, BdhConfig config)
     {
         int[] shape = [State.Heads, State.N, State.D];
-        SafetensorsFile.Write(path, State.Rho.Select((rho, layer) => ($"rho.{layer}", shape, rho)), new Dictionary<string, string>
+        SafetensorsFile.Write(path, State.Rho.Select((rho, layer) => ($"rho.{layer}", shape, (ReadOnlyMemory<float>)rho)), new Dictionary<string, string>
         {
             ["format"] = Format,
             ["config"] = config.ToJson(),

@@ -131,7 +131,7 @@ public sealed class SynapticState<T> : IAttentionMemory<T> where T : unmanaged, 
             }
             Flush(slot);
             // ρ[h] += q[h]ᵀ·x: [N, T]·[T, D].
-            Gemm.Multiply(N, D, t, new MatrixRef<T>(q.Array, h * t * N, N, Transposed: true), new MatrixRef<T>(x.Array, 0, D),
+            Gemm.Multiply(N, D, t, q.Matrix(h * t * N, N, transposed: true), x.Matrix(0, D),
                 new MatrixRef<T>(RhoLayers[layer], h * N * D, D), accumulate: true);
         }
     }

@@ -14,10 +14,10 @@ public static class CausalLinearAttention
         Parallelism.For(h * b, bh =>
         {
             int vOff = VOffset(bh, b, v.Shape[0], t, d);
-            var s = new MatrixRef<T>(scores.Array, bh * t * t, t);
-            Gemm.Multiply(t, t, n, new MatrixRef<T>(q.Array, bh * t * n, n), new MatrixRef<T>(q.Array, bh * t * n, n, true), s, false, parallel: false, Causal.LowerOutput);
-            MaskUpperAndDiagonal(scores.Array.AsSpan(bh * t * t, t * t), t);
-            Gemm.Multiply(t, d, t, s, new MatrixRef<T>(v.Array, vOff, d), new MatrixRef<T>(output.Array, bh * t * d, d), false, parallel: false, Causal.LowerA);
+            var s = scores.Matrix(bh * t * t, t);
+            Gemm.Multiply(t, t, n, q.Matrix(bh * t * n, n), q.Matrix(bh * t * n, n, true), s, false, parallel: false, Causal.LowerOutput);
+            MaskUpperAndDiagonal(scores.Span.Slice(bh * t * t, t * t), t);
+            Gemm.Multiply(t, d, t, s, v.Matrix(vOff, d), output.Matrix(bh * t * d, d), false, parallel: false, Causal.LowerA);
         });
     }
 
@@ -34,10 +34,10 @@ public static class CausalLinearAttention
             using var dScores = Tensor<T>.Empty(scores.Shape);
             Parallelism.For(h * b, bh =>
             {
-                var ds = new MatrixRef<T>(dScores.Array, bh * t * t, t);
-                Gemm.Multiply(t, t, d, new MatrixRef<T>(dOutput.Array, bh * t * d, d), new MatrixRef<T>(v.Array, VOffset(bh, b, v.Shape[0], t, d), d, true), ds, false, parallel: false, Causal.LowerOutput);
-                Symmetrize(dScores.Array.AsSpan(bh * t * t, t * t), t); // dS + dSᵀ: one product reads Q once
-                Gemm.Multiply(t, n, t, ds, new MatrixRef<T>(q.Array, bh * t * n, n), new MatrixRef<T>(dqSlot.Tensor.Array, bh * t * n, n),
+                var ds = dScores.Matrix(bh * t * t, t);
+                Gemm.Multiply(t, t, d, dOutput.Matrix(bh * t * d, d), v.Matrix(VOffset(bh, b, v.Shape[0], t, d), d, true), ds, false, parallel: false, Causal.LowerOutput);
+                Symmetrize(dScores.Span.Slice(bh * t * t, t * t), t); // dS + dSᵀ: one product reads Q once
+                Gemm.Multiply(t, n, t, ds, q.Matrix(bh * t * n, n), dqSlot.Tensor.Matrix(bh * t * n, n),
                     dqSlot.Accumulate, parallel: false);
             });
         }
@@ -52,8 +52,8 @@ public static class CausalLinearAttention
                 for (int head = vHeads == 1 ? 0 : bv / b; head < (vHeads == 1 ? h : bv / b + 1); head++, add = true)
                 {
                     int bh = head * b + batch;
-                    Gemm.Multiply(t, d, t, new MatrixRef<T>(scores.Array, bh * t * t, t, true),
-                        new MatrixRef<T>(dOutput.Array, bh * t * d, d), new MatrixRef<T>(dvSlot.Tensor.Array, bv * t * d, d), add, parallel: false, Causal.UpperA);
+                    Gemm.Multiply(t, d, t, scores.Matrix(bh * t * t, t, true),
+                        dOutput.Matrix(bh * t * d, d), dvSlot.Tensor.Matrix(bv * t * d, d), add, parallel: false, Causal.UpperA);
                 }
             });
         }
