@@ -23,7 +23,7 @@ internal static unsafe class SparseGemm
     /// (xy·decoder, dC·Wᵀ): the dense kernel's time does not depend on the density, this one's grows with it. The
     /// crossover's measurements are in bench/README.md ("Sparse products").
     /// </summary>
-    public const double MaxDensity = 0.12;
+    public const double MaxDensity = 0.16;
 
     /// <summary>
     /// <see cref="MaxDensity"/> for an A stored transposed (the weight gradients xyᵀ·dY and dCᵀ·X): listing its rows
