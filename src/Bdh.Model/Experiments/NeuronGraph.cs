@@ -20,8 +20,8 @@ public static class NeuronGraph
         var g = new float[n * n];
         var encoder = (readByEncoderV ? model.EncoderV : model.Encoder).Value;
         Gemm.Multiply(n, n, d,
-            model.Decoder.Value.Matrix(head * n * d, d), // decoder_h [N, D]
-            encoder.Matrix(head * d * n, n), // encoder_h [D, N]
+            model.Decoder.Value.Matrix(head * n * d, d),   // decoder_h [N, D]
+            encoder.Matrix(head * d * n, n),               // encoder_h [D, N]
             new MatrixRef<float>(g, 0, n), accumulate: false);
         return g;
     }
