@@ -19,9 +19,26 @@ public static class Ops
     }
 
     /// <summary>
+    /// a·b summed to <paramref name="shape"/> over the batch dimensions where it has 1 (BDH's decoder: Σ_h xy_h·decoder_h,
+    /// the heads concatenated). The GEMM adds each product into the output in batch order, so the products of the single
+    /// batch entries are never stored. Backward as MatMul's, with dY read broadcast over the summed dimensions.
+    /// </summary>
+    public static Var<T> MatMulSummed<T>(Var<T> a, Var<T> b, params int[] shape) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int[] full = Tensors.MatMul.OutputShape(a.Shape, false, b.Shape, false);
+        if (shape.Length != full.Length || !Broadcast.Shape(shape, full).AsSpan().SequenceEqual(full) || !shape.AsSpan(shape.Length - 2).SequenceEqual(full.AsSpan(full.Length - 2)))
+            throw new ArgumentException($"cannot sum the product {Tensor<T>.Format(full)} to {Tensor<T>.Format(shape)}");
+        var c = Tensor<T>.Empty(shape);
+        Tensors.MatMul.Multiply(a.Value, false, b.Value, false, c, accumulate: false);
+        return Var<T>.FromOp(c, "matmul_summed", [a, b], y => SendMatMulGrads(a, b, false, false, y.Grad!));
+    }
+
+    /// <summary>
     /// relu(a·b) in one buffer: the GEMM applies the ReLU as it stores the product (BDH's xs and ys, the largest
     /// activations, would otherwise be kept twice, before and after the ReLU, or pass through memory twice). Backward:
-    /// dC = dy where y &gt; 0.
+    /// dC = dy where y &gt; 0. The ops that read y in their own backward (<see cref="Rope{T}"/>, <see cref="DropoutOfProduct{T}"/>)
+    /// apply that mask as they store dy (<see cref="Var{T}.ReluMaskedGradSlot"/>), and this pass is then skipped: 24 MB of
+    /// memory traffic for each of BDH's xs and ys a layer.
     /// </summary>
     public static Var<T> MatMulRelu<T>(Var<T> a, Var<T> b) where T : unmanaged, IFloatingPointIeee754<T>
     {
@@ -30,9 +47,9 @@ public static class Ops
         return Var<T>.FromOp(c, "matmul_relu", [a, b], y =>
         {
             var dc = y.Grad!; // dy becomes dC in place: nothing reads dy after this op's backward
-            Elementwise.ReluBackward(y.Value, dc, new GradSlot<T>(dc, Accumulate: false));
+            if (!y.GradIsReluMasked) Elementwise.ReluBackward(y.Value, dc, new GradSlot<T>(dc, Accumulate: false));
             SendMatMulGrads(a, b, false, false, dc);
-        });
+        }).AsReluOutput();
     }
 
     /// <summary>dA (+)= dC·op(B)ᵀ and dB (+)= op(A)ᵀ·dC, each in the orientation its operand is stored in.</summary>
@@ -104,14 +121,21 @@ public static class Ops
         return Var<T>.FromOp(y, "layernorm", [x], o => Tensors.Kernels.LayerNorm.Backward(o.Grad!, o.Value, rstd, x.GradSlot()), rstd);
     }
 
-    /// <summary>Rotary embedding of x [..., table.Length, table.N] (see <see cref="Tensors.Kernels.Rope"/>).</summary>
+    /// <summary>
+    /// Rotary embedding of x [..., table.Length, table.N] (see <see cref="Tensors.Kernels.Rope"/>). When x is a ReLU's
+    /// output, the backward applies the ReLU's mask as it stores dx.
+    /// </summary>
     public static Var<T> Rope<T>(Var<T> x, RopeTable table) where T : unmanaged, IFloatingPointIeee754<T>
     {
         if (x.Shape[^1] != table.N || x.Shape[^2] != table.Length)
             throw new ArgumentException($"rope table is [{table.Length}, {table.N}], input {Tensor<T>.Format(x.Shape)}");
         var y = Tensor<T>.Empty(x.Shape);
         Tensors.Kernels.Rope.Forward(x.Value, y, table);
-        return Var<T>.FromOp(y, "rope", [x], o => Tensors.Kernels.Rope.Backward(o.Grad!, x.GradSlot(), table));
+        return Var<T>.FromOp(y, "rope", [x], o =>
+        {
+            if (x.IsReluOutput) Tensors.Kernels.Rope.Backward(o.Grad!, x.ReluMaskedGradSlot(), table, reluOutput: x.Value);
+            else Tensors.Kernels.Rope.Backward(o.Grad!, x.GradSlot(), table);
+        });
     }
 
     /// <summary>tril(q qᵀ, −1)·v per head and sequence: q [H,B,T,N], v [1|H,B,T,D] → [H,B,T,D].</summary>
@@ -165,7 +189,8 @@ public static class Ops
 
     /// <summary>
     /// dropout(a ⊙ b) for a and b of one shape, in one pass (BDH's xy: the undropped product is never stored);
-    /// a ⊙ b when p is 0 or no rng is given. da = dropout(dy ⊙ b), db = dropout(dy ⊙ a), with the forward's mask, in one pass.
+    /// a ⊙ b when p is 0 or no rng is given. da = dropout(dy ⊙ b), db = dropout(dy ⊙ a), with the forward's mask, in one
+    /// pass; when a and b are both ReLU outputs (BDH's xs and ys), the ReLUs' masks are applied as da and db are stored.
     /// </summary>
     public static Var<T> DropoutOfProduct<T>(Var<T> a, Var<T> b, double p, Rng? rng) where T : unmanaged, IFloatingPointIeee754<T>
     {
@@ -177,7 +202,12 @@ public static class Ops
         Elementwise.Dropout(seed, p, a.Value, b.Value, y);
         return Var<T>.FromOp(y, "dropout_product", [a, b], o =>
         {
-            if (a.RequiresGrad && b.RequiresGrad) Elementwise.DropoutOfProductBackward(seed, p, o.Grad!, a.Value, b.Value, a.GradSlot(), b.GradSlot());
+            if (a.RequiresGrad && b.RequiresGrad)
+            {
+                bool reluInputs = a.IsReluOutput && b.IsReluOutput;
+                Elementwise.DropoutOfProductBackward(seed, p, o.Grad!, a.Value, b.Value,
+                    reluInputs ? a.ReluMaskedGradSlot() : a.GradSlot(), reluInputs ? b.ReluMaskedGradSlot() : b.GradSlot(), reluInputs);
+            }
             else if (a.RequiresGrad) Elementwise.DropoutBackward(seed, p, o.Grad!, b.Value, a.GradSlot());
             else if (b.RequiresGrad) Elementwise.DropoutBackward(seed, p, o.Grad!, a.Value, b.GradSlot());
         });

@@ -18,6 +18,13 @@ public sealed class Var<T> where T : unmanaged, IFloatingPointIeee754<T>
     /// <summary>The op that made this node ("param", "const", "matmul", …), for debugging and tests.</summary>
     public string Op { get; }
     public int[] Shape => Value.Shape;
+    /// <summary>Whether the value is a ReLU's output (<see cref="Ops.MatMulRelu{T}"/>): only its positive elements pass a gradient on.</summary>
+    internal bool IsReluOutput { get; private set; }
+    /// <summary>
+    /// Whether the gradient gathered so far is already zero wherever the value is not positive (<see cref="ReluMaskedGradSlot"/>):
+    /// the ReLU's backward then has nothing left to do.
+    /// </summary>
+    internal bool GradIsReluMasked { get; private set; }
 
     private Var(Tensor<T> value, string op, bool requiresGrad, Var<T>[] inputs, IDisposable[] saved)
     {
@@ -55,9 +62,29 @@ public sealed class Var<T> where T : unmanaged, IFloatingPointIeee754<T>
     /// </summary>
     internal GradSlot<T> GradSlot()
     {
+        GradIsReluMasked = false;
         if (Grad is not null) return new(Grad, Accumulate: true);
         Grad = Tensor<T>.Empty(Shape);
         return new(Grad, Accumulate: false);
+    }
+
+    /// <summary>Marks this node's value as a ReLU's output (see <see cref="IsReluOutput"/>).</summary>
+    internal Var<T> AsReluOutput()
+    {
+        IsReluOutput = true;
+        return this;
+    }
+
+    /// <summary>
+    /// The slot of a backward that folds in this ReLU output's own backward, reading the value it reads anyway: it stores
+    /// [value &gt; 0]·(slot + its contribution). The whole gradient is then masked, and the ReLU skips its pass over it.
+    /// </summary>
+    internal GradSlot<T> ReluMaskedGradSlot()
+    {
+        if (!IsReluOutput) throw new InvalidOperationException($"{this} is not a ReLU's output");
+        var slot = GradSlot();
+        GradIsReluMasked = true;
+        return slot;
     }
 
     /// <summary>

@@ -100,7 +100,7 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
             var lnA = Ln(a);                                                    // [nh, B, T, D]
             var ys = Ops.MatMulRelu(lnA, encoderV);                             // [nh, B, T, N]  relu(ln(a)·encoder_v)
             var xy = Ops.DropoutOfProduct(xs, ys, Config.Dropout, dropoutRng);  // [nh, B, T, N]  dropout(xs ⊙ ys)
-            var decoded = Ops.SumTo(Ops.MatMul(xy, decoder), 1, b, t, d);       // [1, B, T, D]  heads concatenated·decoder = Σ_h xy_h·decoder_h
+            var decoded = Ops.MatMulSummed(xy, decoder, 1, b, t, d);            // [1, B, T, D]  heads concatenated·decoder = Σ_h xy_h·decoder_h
             var y = Ln(decoded);                                                // [1, B, T, D]
             var xPlusY = x + y;                                                 // [1, B, T, D]
             var output = Ln(xPlusY);                                            // [1, B, T, D]

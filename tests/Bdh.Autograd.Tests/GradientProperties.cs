@@ -75,6 +75,19 @@ public class GradientProperties
     }
 
     [Property(MaxTest = 60)]
+    public void MatMulSummed(byte mRaw, byte kRaw, byte nRaw, byte bRaw, byte hRaw, byte form, int seed)
+    {
+        // [H,B,m,k]·[H,1,k,n] summed over the heads (the decoder's Σ_h xy_h·decoder_h), over the batch, or over both.
+        int m = Size(mRaw, 7), k = Size(kRaw, 7), n = Size(nRaw, 7), b = Size(bRaw, 3), h = Size(hRaw, 4);
+        int[] target = (form % 3) switch { 0 => [1, b, m, n], 1 => [h, 1, m, n], _ => [1, 1, m, n] };
+        var rng = new Rng((ulong)seed);
+        var a = Random(rng, h, b, m, k);
+        var w = Random(rng, h, 1, k, n);
+        Verify($"matmul_summed {Tensor<double>.Format(a.Shape)}·{Tensor<double>.Format(w.Shape)} → {Tensor<double>.Format(target)}",
+            x => Ops.MatMulSummed(x[0], x[1], target), x => Ops.MatMulSummed(x[0], x[1], target), a, w);
+    }
+
+    [Property(MaxTest = 60)]
     public void MatMulRelu(byte mRaw, byte kRaw, byte nRaw, byte bRaw, byte hRaw, int seed)
     {
         // [1,B,m,k]·[H,1,k,n], as xs = relu(x·encoder). A product within 1e-3 of the kink would make
@@ -88,6 +101,30 @@ public class GradientProperties
                 return;
         Verify($"matmul_relu {Tensor<double>.Format(a.Shape)}·{Tensor<double>.Format(w.Shape)}",
             x => Ops.MatMulRelu(x[0], x[1]), x => Ops.MatMulRelu(x[0], x[1]), a, w);
+    }
+
+    [Property(MaxTest = 40)]
+    public void ReluOutputsReadByRopeAndADroppedProduct(byte bRaw, byte tRaw, byte halfNRaw, byte kRaw, int seed)
+    {
+        // BDH's pattern: xs = relu(x·W) read by rope and, with ys = relu(x·W2), by dropout(xs ⊙ ys). Their backward passes
+        // apply the ReLUs' masks as they store dxs and dys, and MatMulRelu then skips its own pass: the gradients must be
+        // the plain ops' all the same. Products within 1e-3 of the kink are skipped, as in MatMulRelu.
+        int b = Size(bRaw, 2), t = Size(tRaw, 5), n = 2 * Size(halfNRaw, 9), k = Size(kRaw, 5);
+        var rng = new Rng((ulong)seed);
+        var x = Random(rng, 1, b, t, k);
+        var w = Random(rng, 1, 1, k, n);
+        var w2 = Random(rng, 1, 1, k, n);
+        using (NoGrad.Scope())
+            foreach (var weights in new[] { w, w2 })
+                if (TP.MinMagnitude<double>(Ops.MatMul(Var<double>.Constant(x.Convert<float>().Convert<double>()), Var<double>.Constant(weights.Convert<float>().Convert<double>())).Value.Span) < 1e-3)
+                    return;
+        var table = Tensors.Kernels.Rope.Table(Tensors.Kernels.Rope.Frequencies(n), t);
+        Var<T> Layer<T>(Var<T>[] v) where T : unmanaged, IFloatingPointIeee754<T>
+        {
+            var xs = Ops.MatMulRelu(v[0], v[1]);
+            return Ops.Rope(xs, table) + Ops.DropoutOfProduct(xs, Ops.MatMulRelu(v[0], v[2]), 0.3, new Rng(7));
+        }
+        Verify($"rope(xs) + dropout(xs ⊙ ys), x {Tensor<double>.Format(x.Shape)}, W {Tensor<double>.Format(w.Shape)}", Layer, Layer, x, w, w2);
     }
 
     [Property(MaxTest = 60)]

@@ -193,14 +193,22 @@ public class VectorWidthTests(ITestOutputHelper output)
                     Assert.Equal(scalar, vector);
                 }
                 // Both gradients of dropout(dy-shaped a ⊙ b) in one pass, as the product's backward runs it: each output
-                // has the bits of its own one-output scalar pass.
-                float[] a = Floats(rng, length), da = (float[])start.Clone(), db = (float[])start.Clone();
-                float[] daAlone = (float[])start.Clone(), dbAlone = (float[])start.Clone();
-                Kernels.Elementwise.Dropout<float>(0x1234_5678_9abc_def0UL, 0.3, dy, y, da, accumulate, a, db, accumulate, 11, w);
-                Kernels.Elementwise.Dropout<float>(0x1234_5678_9abc_def0UL, 0.3, dy, y, daAlone, start: 11, accumulate, 0);
-                Kernels.Elementwise.Dropout<float>(0x1234_5678_9abc_def0UL, 0.3, dy, a, dbAlone, start: 11, accumulate, 0);
-                Assert.Equal(daAlone, da);
-                Assert.Equal(dbAlone, db);
+                // has the bits of its own one-output scalar pass, followed with reluFactors by the ReLU backward of its input.
+                foreach (bool reluFactors in new[] { false, true })
+                {
+                    float[] a = Floats(rng, length, 0.5), da = (float[])start.Clone(), db = (float[])start.Clone();
+                    float[] daAlone = (float[])start.Clone(), dbAlone = (float[])start.Clone();
+                    Kernels.Elementwise.Dropout<float>(0x1234_5678_9abc_def0UL, 0.3, dy, y, da, accumulate, a, db, accumulate, 11, w, reluFactors);
+                    Kernels.Elementwise.Dropout<float>(0x1234_5678_9abc_def0UL, 0.3, dy, y, daAlone, start: 11, accumulate, 0);
+                    Kernels.Elementwise.Dropout<float>(0x1234_5678_9abc_def0UL, 0.3, dy, a, dbAlone, start: 11, accumulate, 0);
+                    if (reluFactors)
+                    {
+                        Kernels.Elementwise.ReluBackward<float>(a, daAlone, daAlone, accumulate: false, 0);
+                        Kernels.Elementwise.ReluBackward<float>(y, dbAlone, dbAlone, accumulate: false, 0);
+                    }
+                    Assert.Equal(daAlone, da);
+                    Assert.Equal(dbAlone, db);
+                }
 
                 Assert.Equal(Kernels.Elementwise.CountNonZeros<float>(y, 0), Kernels.Elementwise.CountNonZeros<float>(y, w));
             }
@@ -214,12 +222,18 @@ public class VectorWidthTests(ITestOutputHelper output)
         {
             var table = Kernels.Rope.Table(Kernels.Rope.Frequencies(n), 5);
             float[] v = Floats(rng, 3 * 5 * n), start = Floats(rng, v.Length);
+            float[] reluOutput = Floats(rng, v.Length, 0.5);
             foreach (int sinSign in new[] { 1, -1 })
                 foreach (bool accumulate in new[] { false, true })
                 {
                     float[] vector = (float[])start.Clone(), scalar = (float[])start.Clone();
                     Kernels.Rope.Rotate<float>(v, vector, table, sinSign, accumulate, firstRow: 2, w);
                     Kernels.Rope.Rotate<float>(v, scalar, table, sinSign, accumulate, firstRow: 2, 0);
+                    Assert.Equal(scalar, vector);
+                    // The backward of a ReLU's output: the rotation, then the ReLU's backward, in one pass.
+                    Kernels.Rope.Rotate<float>(v, vector, table, sinSign, accumulate, firstRow: 2, w, reluOutput);
+                    Kernels.Rope.Rotate<float>(v, scalar, table, sinSign, accumulate, firstRow: 2, 0);
+                    Kernels.Elementwise.ReluBackward<float>(reluOutput, scalar, scalar, accumulate: false, 0);
                     Assert.Equal(scalar, vector);
                 }
         }

@@ -106,12 +106,13 @@ public static class Elementwise
 
     /// <summary>
     /// The gradients of dropout(a ⊙ b) in one pass, which reads dy and draws the mask once: da (+)= dropout(dy ⊙ b),
-    /// db (+)= dropout(dy ⊙ a).
+    /// db (+)= dropout(dy ⊙ a). With <paramref name="reluInputs"/>, a and b are ReLU outputs and their ReLUs' backward is
+    /// folded in: da is stored as [a &gt; 0]·da, db as [b &gt; 0]·db.
     /// </summary>
-    public static void DropoutOfProductBackward<T>(ulong seed, double p, Tensor<T> dy, Tensor<T> a, Tensor<T> b, GradSlot<T> da, GradSlot<T> db)
-        where T : unmanaged, IFloatingPointIeee754<T> =>
+    public static void DropoutOfProductBackward<T>(ulong seed, double p, Tensor<T> dy, Tensor<T> a, Tensor<T> b, GradSlot<T> da, GradSlot<T> db,
+        bool reluInputs = false) where T : unmanaged, IFloatingPointIeee754<T> =>
         Parallelism.ForSlices(dy.Length, 1, (s, n) => Dropout<T>(seed, p, dy.Span.Slice(s, n), b.Span.Slice(s, n), da.Tensor.Span.Slice(s, n), da.Accumulate,
-            a.Span.Slice(s, n), db.Tensor.Span.Slice(s, n), db.Accumulate, s, Simd.Widest));
+            a.Span.Slice(s, n), db.Tensor.Span.Slice(s, n), db.Accumulate, s, Simd.Widest, reluInputs));
 
     /// <summary>
     /// Inverted dropout: y (+)= (x ⊙ factor) ⊙ mask, where the mask is 0 with probability p and 1/(1 − p) otherwise; an
@@ -125,14 +126,17 @@ public static class Elementwise
 
     /// <summary>Dropout with float32 vectors of <paramref name="width"/> bits (0: the scalar loop alone), the same bits at every width.</summary>
     internal static void Dropout<T>(ulong seed, double p, ReadOnlySpan<T> x, ReadOnlySpan<T> factor, Span<T> y, int start, bool accumulate, int width)
-        where T : unmanaged, IFloatingPointIeee754<T> => Dropout(seed, p, x, factor, y, accumulate, default, default, false, start, width);
+        where T : unmanaged, IFloatingPointIeee754<T> => Dropout(seed, p, x, factor, y, accumulate, default, default, false, start, width, reluFactors: false);
 
     /// <summary>
     /// Dropout into y, and with the same mask into y2 where y2 is not empty: y2 (+)= (x ⊙ factor2) ⊙ mask, both in one pass.
+    /// With <paramref name="reluFactors"/> (two outputs: the gradients of a product of two ReLU outputs), y is stored zero
+    /// where factor2 is not positive and y2 where factor is not: each gradient where its own input is.
     /// </summary>
     internal static unsafe void Dropout<T>(ulong seed, double p, ReadOnlySpan<T> x, ReadOnlySpan<T> factor, Span<T> y, bool accumulate,
-        ReadOnlySpan<T> factor2, Span<T> y2, bool accumulate2, int start, int width) where T : unmanaged, IFloatingPointIeee754<T>
+        ReadOnlySpan<T> factor2, Span<T> y2, bool accumulate2, int start, int width, bool reluFactors) where T : unmanaged, IFloatingPointIeee754<T>
     {
+        if (reluFactors && y2.IsEmpty) throw new ArgumentException("dropout masks by the factors only with two outputs");
         if (!factor.IsEmpty && factor.Length != x.Length) throw new ArgumentException("dropout's factor and input differ in length");
         if (!y2.IsEmpty && (factor2.Length != x.Length || y2.Length != x.Length)) throw new ArgumentException("dropout's second factor or output differs in length");
         uint threshold = (uint)Math.Min(Math.Round(p * 4294967296.0), uint.MaxValue);
@@ -143,7 +147,7 @@ public static class Elementwise
             fixed (T* xP = x, fP = factor, yP = y, f2P = factor2, y2P = y2)
             {
                 var key = new DropoutKey((uint)start, low, high, threshold, float.CreateTruncating(scale));
-                var second = new SecondOutput((float*)f2P, (float*)y2P, accumulate2);
+                var second = new SecondOutput((float*)f2P, (float*)y2P, accumulate2, reluFactors);
                 i = width switch
                 {
                     512 => DropoutVectors<Float512, Vector512<float>>(key, (float*)xP, (float*)fP, (float*)yP, x.Length, accumulate, second),
@@ -157,21 +161,23 @@ public static class Elementwise
             bool kept = Mix(Mix((uint)(start + i) + low) ^ high) >= threshold;
             T product = factor.IsEmpty ? x[i] : x[i] * factor[i];
             T value = kept ? product * scale : T.Zero;
-            y[i] = accumulate ? y[i] + value : value;
+            value = accumulate ? y[i] + value : value;
+            y[i] = reluFactors && !(factor2[i] > T.Zero) ? T.Zero : value;
             if (y2.IsEmpty) continue;
             T value2 = kept ? x[i] * factor2[i] * scale : T.Zero;
-            y2[i] = accumulate2 ? y2[i] + value2 : value2;
+            value2 = accumulate2 ? y2[i] + value2 : value2;
+            y2[i] = reluFactors && !(factor[i] > T.Zero) ? T.Zero : value2;
         }
     }
 
     /// <summary>What decides Dropout's mask for a slice: its first element's index, the seed's halves, the threshold, and the kept elements' scale.</summary>
     private readonly record struct DropoutKey(uint Start, uint Low, uint High, uint Threshold, float Scale);
 
-    /// <summary>Dropout's second factor and output (Output null: none).</summary>
-    private readonly unsafe struct SecondOutput(float* factor, float* output, bool accumulate)
+    /// <summary>Dropout's second factor and output (Output null: none), and whether each output is masked by the other's factor.</summary>
+    private readonly unsafe struct SecondOutput(float* factor, float* output, bool accumulate, bool reluFactors)
     {
         public readonly float* Factor = factor, Output = output;
-        public readonly bool Accumulate = accumulate;
+        public readonly bool Accumulate = accumulate, ReluFactors = reluFactors;
     }
 
     /// <summary>Dropout's whole vectors (factor null: none); returns how many elements it did.</summary>
@@ -179,6 +185,7 @@ public static class Elementwise
         where W : struct, IFloatVector<V> where V : struct
     {
         var scale = W.Create(key.Scale);
+        var zero = W.Create(0f);
         int i = 0;
         for (; i <= length - W.Count; i += W.Count)
         {
@@ -186,10 +193,22 @@ public static class Elementwise
             var xi = W.Load(x + i);
             var product = factor == null ? xi : W.Multiply(xi, W.Load(factor + i));
             var dropped = W.And(W.Multiply(product, scale), keeps);
-            W.Store(accumulate ? W.Add(W.Load(y + i), dropped) : dropped, y + i);
-            if (second.Output == null) continue;
-            var dropped2 = W.And(W.Multiply(W.Multiply(xi, W.Load(second.Factor + i)), scale), keeps);
-            W.Store(second.Accumulate ? W.Add(W.Load(second.Output + i), dropped2) : dropped2, second.Output + i);
+            var value = accumulate ? W.Add(W.Load(y + i), dropped) : dropped;
+            if (second.Output == null)
+            {
+                W.Store(value, y + i);
+                continue;
+            }
+            var factor2 = W.Load(second.Factor + i);
+            var dropped2 = W.And(W.Multiply(W.Multiply(xi, factor2), scale), keeps);
+            var value2 = second.Accumulate ? W.Add(W.Load(second.Output + i), dropped2) : dropped2;
+            if (second.ReluFactors)
+            {
+                value = W.And(value, W.GreaterThan(factor2, zero));
+                value2 = W.And(value2, W.GreaterThan(W.Load(factor + i), zero));
+            }
+            W.Store(value, y + i);
+            W.Store(value2, second.Output + i);
         }
         return i;
     }

@@ -61,37 +61,46 @@ public static class Rope
     public static void Forward<T>(ReadOnlySpan<T> v, Span<T> y, RopeTable table, int firstRow = 0) where T : unmanaged, IFloatingPointIeee754<T> =>
         Rotate(v, y, table, sinSign: 1, accumulate: false, firstRow, Simd.Widest);
 
-    /// <summary>dv (+)= Rᵀ dy: the transpose of a rotation is the rotation by −θ, i.e. sin negated. Rows split over the cores.</summary>
-    public static void Backward<T>(Tensor<T> dy, GradSlot<T> dv, RopeTable table) where T : unmanaged, IFloatingPointIeee754<T> =>
-        Parallelism.ForSlices(dy.Length, table.N, (s, n) => Backward<T>(dy.Span.Slice(s, n), dv.Tensor.Span.Slice(s, n), table, s / table.N, dv.Accumulate));
+    /// <summary>
+    /// dv (+)= Rᵀ dy: the transpose of a rotation is the rotation by −θ, i.e. sin negated. Rows split over the cores. With
+    /// <paramref name="reluOutput"/> (v, when it is a ReLU's output), dv is then stored zero wherever v is not positive: the
+    /// ReLU's backward folded in.
+    /// </summary>
+    public static void Backward<T>(Tensor<T> dy, GradSlot<T> dv, RopeTable table, Tensor<T>? reluOutput = null) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Parallelism.ForSlices(dy.Length, table.N, (s, n) => Rotate(dy.Span.Slice(s, n), dv.Tensor.Span.Slice(s, n), table, sinSign: -1, dv.Accumulate,
+            s / table.N, Simd.Widest, reluOutput is null ? default : reluOutput.Span.Slice(s, n)));
 
     internal static void Backward<T>(ReadOnlySpan<T> dy, Span<T> dv, RopeTable table, int firstRow = 0, bool accumulate = true) where T : unmanaged, IFloatingPointIeee754<T> =>
         Rotate(dy, dv, table, sinSign: -1, accumulate, firstRow, Simd.Widest);
 
     /// <summary>
     /// dst (+)= src·cos + (−src[2i+1], src[2i])·(±sin), pair by pair, row by row, float32 with vectors of
-    /// <paramref name="width"/> bits (0: the scalar loop alone): the same bits at every width.
+    /// <paramref name="width"/> bits (0: the scalar loop alone): the same bits at every width. Where
+    /// <paramref name="reluMask"/> is given, dst is stored zero wherever it is not positive.
     /// </summary>
-    internal static void Rotate<T>(ReadOnlySpan<T> src, Span<T> dst, RopeTable table, int sinSign, bool accumulate, int firstRow, int width)
-        where T : unmanaged, IFloatingPointIeee754<T>
+    internal static void Rotate<T>(ReadOnlySpan<T> src, Span<T> dst, RopeTable table, int sinSign, bool accumulate, int firstRow, int width,
+        ReadOnlySpan<T> reluMask = default) where T : unmanaged, IFloatingPointIeee754<T>
     {
         var (cos, sin, length, n) = table;
         T sign = T.CreateTruncating(sinSign);
         for (int row = 0; row < src.Length / n; row++)
         {
             int t = (firstRow + row) % length;
-            ReadOnlySpan<T> s = src.Slice(row * n, n);
+            ReadOnlySpan<T> s = src.Slice(row * n, n), mask = reluMask.IsEmpty ? default : reluMask.Slice(row * n, n);
             Span<T> d = dst.Slice(row * n, n);
             int j = typeof(T) == typeof(float)
-                ? RotateVectors(MemoryMarshal.Cast<T, float>(s), MemoryMarshal.Cast<T, float>(d), cos.AsSpan(t * n, n), sin.AsSpan(t * n, n), sinSign, accumulate, width)
+                ? RotateVectors(MemoryMarshal.Cast<T, float>(s), MemoryMarshal.Cast<T, float>(d), cos.AsSpan(t * n, n), sin.AsSpan(t * n, n), sinSign, accumulate,
+                    MemoryMarshal.Cast<T, float>(mask), width)
                 : 0;
             for (; j < n; j += 2)
             {
                 T c0 = T.CreateTruncating(cos[t * n + j]), s0 = sign * T.CreateTruncating(sin[t * n + j]);
                 T c1 = T.CreateTruncating(cos[t * n + j + 1]), s1 = sign * T.CreateTruncating(sin[t * n + j + 1]);
                 T even = s[j] * c0 + (-s[j + 1]) * s0, odd = s[j + 1] * c1 + s[j] * s1;
-                d[j] = accumulate ? d[j] + even : even;
-                d[j + 1] = accumulate ? d[j + 1] + odd : odd;
+                even = accumulate ? d[j] + even : even;
+                odd = accumulate ? d[j + 1] + odd : odd;
+                d[j] = mask.IsEmpty || mask[j] > T.Zero ? even : T.Zero;
+                d[j + 1] = mask.IsEmpty || mask[j + 1] > T.Zero ? odd : T.Zero;
             }
         }
     }
@@ -100,14 +109,15 @@ public static class Rope
     /// The same rotation a vector of pairs at a time: the pair swap is a shuffle and the sign of
     /// (−v[2i+1], v[2i]) moves onto sin (v[2i+1]·(−sin) is exactly −(v[2i+1]·sin)). Returns how many elements it did.
     /// </summary>
-    private static unsafe int RotateVectors(ReadOnlySpan<float> src, Span<float> dst, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin, int sinSign, bool accumulate, int width)
+    private static unsafe int RotateVectors(ReadOnlySpan<float> src, Span<float> dst, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin, int sinSign, bool accumulate,
+        ReadOnlySpan<float> reluMask, int width)
     {
-        fixed (float* s = src, d = dst, c = cos, si = sin)
+        fixed (float* s = src, d = dst, c = cos, si = sin, m = reluMask)
             return width switch
             {
-                512 => RotateVectors<Float512, Vector512<float>>(s, d, c, si, src.Length, sinSign, accumulate),
-                256 => RotateVectors<Float256, Vector256<float>>(s, d, c, si, src.Length, sinSign, accumulate),
-                128 => RotateVectors<Float128, Vector128<float>>(s, d, c, si, src.Length, sinSign, accumulate),
+                512 => RotateVectors<Float512, Vector512<float>>(s, d, c, si, src.Length, sinSign, accumulate, m),
+                256 => RotateVectors<Float256, Vector256<float>>(s, d, c, si, src.Length, sinSign, accumulate, m),
+                128 => RotateVectors<Float128, Vector128<float>>(s, d, c, si, src.Length, sinSign, accumulate, m),
                 _ => 0,
             };
     }
@@ -115,7 +125,7 @@ public static class Rope
     /// <summary>−1, 1, −1, 1, …: the sign of each lane's swapped partner, for any width up to 512 bits.</summary>
     private static ReadOnlySpan<float> PairSigns => [-1f, 1f, -1f, 1f, -1f, 1f, -1f, 1f, -1f, 1f, -1f, 1f, -1f, 1f, -1f, 1f];
 
-    private static unsafe int RotateVectors<W, V>(float* src, float* dst, float* cos, float* sin, int n, int sinSign, bool accumulate)
+    private static unsafe int RotateVectors<W, V>(float* src, float* dst, float* cos, float* sin, int n, int sinSign, bool accumulate, float* reluMask)
         where W : struct, IFloatVector<V> where V : struct
     {
         V signs;
@@ -125,7 +135,8 @@ public static class Rope
         {
             var v = W.Load(src + j);
             var rotated = W.Add(W.Multiply(v, W.Load(cos + j)), W.Multiply(W.SwapPairs(v), W.Multiply(W.Load(sin + j), signs)));
-            W.Store(accumulate ? W.Add(W.Load(dst + j), rotated) : rotated, dst + j);
+            var value = accumulate ? W.Add(W.Load(dst + j), rotated) : rotated;
+            W.Store(reluMask == null ? value : W.And(value, W.GreaterThan(W.Load(reluMask + j), W.Create(0f))), dst + j);
         }
         return j;
     }
