@@ -87,6 +87,52 @@ public class VectorWidthTests(ITestOutputHelper output)
     });
 
     [Theory, MemberData(nameof(Widths))]
+    public unsafe void SixteenSumsAtOnceAreEachVectorsSum(int width) => At(width, w =>
+    {
+        // StoreSums adds the lanes in a tree of shuffles, Sum in its own order: the same sums to float rounding.
+        var rng = new Rng(20 + (ulong)w);
+        float[] lanes = Floats(rng, 16 * w / 32);
+        float[] sums = new float[16];
+        fixed (float* l = lanes, s = sums)
+            switch (w)
+            {
+                case 512: StoreSums<Float512, Vector512<float>>(l, s); break;
+                case 256: StoreSums<Float256, Vector256<float>>(l, s); break;
+                default: StoreSums<Float128, Vector128<float>>(l, s); break;
+            }
+        int count = w / 32;
+        for (int i = 0; i < 16; i++)
+            Assert.Equal(lanes.Skip(i * count).Take(count).Sum(v => (double)v), sums[i], 1e-5);
+    });
+
+    private static unsafe void StoreSums<W, V>(float* l, float* sums) where W : struct, IFloatVector<V> where V : struct
+    {
+        V Vector(int i) => W.Load(l + i * W.Count);
+        W.StoreSums(Vector(0), Vector(1), Vector(2), Vector(3), Vector(4), Vector(5), Vector(6), Vector(7), Vector(8), Vector(9),
+            Vector(10), Vector(11), Vector(12), Vector(13), Vector(14), Vector(15), sums);
+    }
+
+    [Theory, MemberData(nameof(Widths))]
+    public void AttentionScoresMatchTheirDefinition(int width) => At(width, w =>
+    {
+        // tril(A·Bᵀ, −1) by 4×4 tiles of dot products: t covers whole tiles and the rows left after them, k no whole
+        // vector, whole vectors and a tail; every score on and above the diagonal is exactly zero.
+        var rng = new Rng(30 + (ulong)w);
+        foreach (int t in new[] { 1, 4, 7, 13 })
+            foreach (int k in new[] { 1, 5, 16, 37, 64 })
+            {
+                float[] a = Floats(rng, t * k), b = Floats(rng, t * k), s = Enumerable.Repeat(float.NaN, t * t).ToArray();
+                Kernels.CausalLinearAttention.StrictlyLowerProduct(t, k, new MatrixRef<float>(a, 0, k), new MatrixRef<float>(b, 0, k),
+                    new MatrixRef<float>(s, 0, t), w);
+                var expected = Naive.MatMul(a.Select(v => (double)v).ToArray(), false, b.Select(v => (double)v).ToArray(), true, t, t, k)
+                    .Select((v, ij) => ij % t < ij / t ? v : 0).ToArray();
+                Assert.True(Naive.RelativeError(s, expected) < 1e-5, $"{w} bits, t={t} k={k}");
+                for (int i = 0; i < t; i++)
+                    for (int j = i; j < t; j++) Assert.Equal(0f, s[i * t + j]);
+            }
+    });
+
+    [Theory, MemberData(nameof(Widths))]
     public void OneTokenProductsMatchTheirDefinitions(int width) => At(width, w =>
     {
         var rng = new Rng(10 + (ulong)w);
