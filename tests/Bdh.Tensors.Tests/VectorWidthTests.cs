@@ -261,6 +261,21 @@ public class VectorWidthTests(ITestOutputHelper output)
     });
 
     [Theory, MemberData(nameof(Widths))]
+    public void LayerNormBackwardGivesTheScalarLoopsBits(int width) => At(width, w =>
+    {
+        var rng = new Rng((ulong)w + 13);
+        foreach (int d in new[] { 1, 3, 16, 37, 130 })
+            foreach (bool accumulate in new[] { false, true })
+            {
+                float[] dy = Floats(rng, 3 * d), y = Floats(rng, 3 * d), rstd = Floats(rng, 3), start = Floats(rng, 3 * d);
+                float[] vector = (float[])start.Clone(), scalar = (float[])start.Clone();
+                Kernels.LayerNorm.Backward<float>(dy, y, rstd, vector, d, accumulate, w);
+                Kernels.LayerNorm.Backward<float>(dy, y, rstd, scalar, d, accumulate, 0);
+                Assert.Equal(scalar, vector);
+            }
+    });
+
+    [Theory, MemberData(nameof(Widths))]
     public void RopeGivesTheScalarLoopsBits(int width) => At(width, w =>
     {
         var rng = new Rng((ulong)w + 11);

@@ -1,3 +1,5 @@
+using System.Runtime.Intrinsics;
+
 namespace Bdh.Tensors.Kernels;
 
 /// <summary>
@@ -43,6 +45,10 @@ public static class LayerNorm
     /// dx is overwritten (it need not be zeroed first).
     /// </summary>
     internal static void Backward<T>(ReadOnlySpan<T> dy, ReadOnlySpan<T> y, ReadOnlySpan<T> rstd, Span<T> dx, int d, bool accumulate = true)
+        where T : unmanaged, IFloatingPointIeee754<T> => Backward(dy, y, rstd, dx, d, accumulate, Simd.Widest);
+
+    /// <summary>Backward with float32 vectors of <paramref name="width"/> bits (0: the scalar loop alone), the same bits at every width.</summary>
+    internal static unsafe void Backward<T>(ReadOnlySpan<T> dy, ReadOnlySpan<T> y, ReadOnlySpan<T> rstd, Span<T> dx, int d, bool accumulate, int width)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         T invD = T.One / T.CreateTruncating(d);
@@ -52,8 +58,44 @@ public static class LayerNorm
             Span<T> dxr = dx.Slice(r * d, d);
             T meanDy = TP.Sum(dyr) * invD;
             T meanDyY = TP.Dot(dyr, yr) * invD;
-            for (int i = 0; i < d; i++)
-                dxr[i] = (accumulate ? dxr[i] : T.Zero) + rstd[r] * (dyr[i] - meanDy - yr[i] * meanDyY);
+            int i = 0;
+            if (typeof(T) == typeof(float))
+                fixed (T* dyP = dyr, yP = yr, dxP = dxr)
+                {
+                    var row = new RowTerms(float.CreateTruncating(rstd[r]), float.CreateTruncating(meanDy), float.CreateTruncating(meanDyY));
+                    i = width switch
+                    {
+                        512 => BackwardVectors<Float512, Vector512<float>>((float*)dyP, (float*)yP, (float*)dxP, d, row, accumulate),
+                        256 => BackwardVectors<Float256, Vector256<float>>((float*)dyP, (float*)yP, (float*)dxP, d, row, accumulate),
+                        128 => BackwardVectors<Float128, Vector128<float>>((float*)dyP, (float*)yP, (float*)dxP, d, row, accumulate),
+                        _ => 0,
+                    };
+                }
+            for (; i < d; i++)
+            {
+                T value = rstd[r] * (dyr[i] - meanDy - yr[i] * meanDyY);
+                dxr[i] = accumulate ? dxr[i] + value : value;
+            }
         }
+    }
+
+    /// <summary>What a row's backward scales and subtracts: its rstd, mean(dy) and mean(dy ⊙ y).</summary>
+    private readonly record struct RowTerms(float Rstd, float MeanDy, float MeanDyY);
+
+    /// <summary>
+    /// Backward's whole vectors of one row; returns how many elements it did. a − b is computed as a + (−b) and y·m
+    /// subtracted as y·(−m): the same roundings as the scalar loop's, so the same bits.
+    /// </summary>
+    private static unsafe int BackwardVectors<W, V>(float* dy, float* y, float* dx, int d, RowTerms row, bool accumulate)
+        where W : struct, IFloatVector<V> where V : struct
+    {
+        V rstd = W.Create(row.Rstd), minusMeanDy = W.Create(-row.MeanDy), minusMeanDyY = W.Create(-row.MeanDyY);
+        int i = 0;
+        for (; i <= d - W.Count; i += W.Count)
+        {
+            var value = W.Multiply(rstd, W.Add(W.Add(W.Load(dy + i), minusMeanDy), W.Multiply(W.Load(y + i), minusMeanDyY)));
+            W.Store(accumulate ? W.Add(W.Load(dx + i), value) : value, dx + i);
+        }
+        return i;
     }
 }
