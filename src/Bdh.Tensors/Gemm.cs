@@ -10,10 +10,11 @@ internal readonly record struct MatrixRef<T>(T[] Array, int Offset, int Stride, 
 }
 
 /// <summary>
-/// Zeros a causal product may skip (a square T×T A of attention): <c>LowerA</c>, A[i, p] = 0 for p ≥ i;
-/// <c>UpperA</c>, A[i, p] = 0 for p ≤ i. Skipping exact zeros leaves every value unchanged.
+/// Zeros a causal product may skip (square T×T operands of attention): <c>LowerOutput</c>, only C[i, j]
+/// with j &lt; i is wanted (the caller masks or overwrites the rest); <c>LowerA</c>, A[i, p] = 0 for p ≥ i;
+/// <c>UpperA</c>, A[i, p] = 0 for p ≤ i. Skipping exact zeros leaves every wanted value unchanged.
 /// </summary>
-internal enum Causal { None, LowerA, UpperA }
+internal enum Causal { None, LowerOutput, LowerA, UpperA }
 
 /// <summary>
 /// General matrix multiply <c>C[m,n] = (accumulate ? C : 0) + A[m,k]·B[k,n]</c>, then max(C, 0) with relu, the entry of every product of

@@ -219,6 +219,7 @@ internal static unsafe class PackedGemm
                 for (int s = s0; s < sEnd; s++)
                 {
                     int i0 = s * MR, j0 = t * NR;
+                    if (causal == Causal.LowerOutput && j0 >= i0 + MR - 1) continue; // every C[i, j] here has j ≥ i
                     // The k range [pLo, pHi) of this slice where the sliver's rows of A can be non-zero.
                     int pLo = causal == Causal.UpperA ? Math.Max(p0, i0 + 1) : p0;
                     int pHi = causal == Causal.LowerA ? Math.Min(p0 + kc, i0 + MR - 1) : p0 + kc;

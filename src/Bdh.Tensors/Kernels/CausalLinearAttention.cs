@@ -17,7 +17,7 @@ public static class CausalLinearAttention
         {
             int vOff = VOffset(bh, b, v.Shape[0], t, d);
             var s = scores.Matrix(bh * t * t, t);
-            StrictlyLowerProduct(t, n, q.Matrix(bh * t * n, n), q.Matrix(bh * t * n, n), s, Simd.Widest);
+            LowerScores(t, n, q.Matrix(bh * t * n, n), q.Matrix(bh * t * n, n), s);
             Gemm.Multiply(t, d, t, s, v.Matrix(vOff, d), output.Matrix(bh * t * d, d), false, parallel: false, Causal.LowerA);
         });
     }
@@ -36,7 +36,7 @@ public static class CausalLinearAttention
             Parallelism.For(h * b, bh =>
             {
                 var ds = dScores.Matrix(bh * t * t, t);
-                StrictlyLowerProduct(t, d, dOutput.Matrix(bh * t * d, d), v.Matrix(VOffset(bh, b, v.Shape[0], t, d), d), ds, Simd.Widest);
+                LowerScores(t, d, dOutput.Matrix(bh * t * d, d), v.Matrix(VOffset(bh, b, v.Shape[0], t, d), d), ds);
                 Symmetrize(dScores.Span.Slice(bh * t * t, t * t), t); // dS + dSᵀ: one product reads Q once
                 Gemm.Multiply(t, n, t, ds, q.Matrix(bh * t * n, n), dqSlot.Tensor.Matrix(bh * t * n, n),
                     dqSlot.Accumulate, parallel: false);
@@ -82,11 +82,32 @@ public static class CausalLinearAttention
     }
 
     /// <summary>
+    /// S = tril(A·Bᵀ, −1) for one sequence, A and B [t, k] (Q and Q, or dOut and V): by <see cref="StrictlyLowerProduct{T}"/>
+    /// where the operands are small enough to stay in a core's L2 cache while every tile reads them again (the `cpu`
+    /// preset's Q block, 64×512: 128 KB), else by the GEMM, which packs and blocks B and computes only its tiles that reach
+    /// below the diagonal (the paper config's Q block, 512×8192: 16 MB, which the dot-product tiles read from memory tile
+    /// after tile, 2.4× slower than the GEMM).
+    /// </summary>
+    private static void LowerScores<T>(int t, int k, MatrixRef<T> a, MatrixRef<T> b, MatrixRef<T> s) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if ((long)t * k <= DotProductLimit)
+        {
+            StrictlyLowerProduct(t, k, a, b, s, Simd.Widest);
+            return;
+        }
+        Gemm.Multiply(t, t, k, a, b with { Transposed = true }, s, false, parallel: false, Causal.LowerOutput);
+        for (int i = 0; i < t; i++) s.Array.AsSpan(s.Offset + i * s.Stride + i, t - i).Clear(); // only strictly earlier tokens
+    }
+
+    /// <summary>The most elements of A that <see cref="LowerScores{T}"/> multiplies by dot-product tiles: 256 KB of floats.</summary>
+    internal const int DotProductLimit = 1 << 16;
+
+    /// <summary>
     /// S = tril(A·Bᵀ, −1) for one sequence: S[i, j] = Σ_p A[i, p]·B[j, p] for j &lt; i, and 0 on and above the diagonal (only
-    /// strictly earlier tokens contribute). A and B are [t, k] (Q and Q, or dOut and V). Both are read along their rows, so
-    /// B needs no transposed copy, and only the 4×4 tiles that reach below the diagonal are computed: 136 of 256 at t = 64,
-    /// where the GEMM's 8×32 tiles computed 12 of 16. float runs <see cref="DotTile{W, V}"/> at <paramref name="width"/>
-    /// bits; the rows it leaves (t mod 4, or all of them in double or without vectors) take a dot product per score.
+    /// strictly earlier tokens contribute). A and B are [t, k]. Both are read along their rows, so B needs no transposed
+    /// copy, and only the 4×4 tiles that reach below the diagonal are computed: 136 of 256 at t = 64, where the GEMM's 8×32
+    /// tiles compute 12 of 16. float runs <see cref="DotTile{W, V}"/> at <paramref name="width"/> bits; the rows it leaves
+    /// (t mod 4, or all of them in double or without vectors) take a dot product per score.
     /// </summary>
     internal static unsafe void StrictlyLowerProduct<T>(int t, int k, MatrixRef<T> a, MatrixRef<T> b, MatrixRef<T> s, int width)
         where T : unmanaged, IFloatingPointIeee754<T>
