@@ -67,16 +67,17 @@ public static class Rope
     /// ReLU's backward folded in.
     /// </summary>
     public static void Backward<T>(Tensor<T> dy, GradSlot<T> dv, RopeTable table, Tensor<T>? reluOutput = null) where T : unmanaged, IFloatingPointIeee754<T> =>
-        Parallelism.ForSlices(dy.Length, table.N, (s, n) => Rotate(dy.Span.Slice(s, n), dv.Tensor.Span.Slice(s, n), table, sinSign: -1, dv.Accumulate,
-            s / table.N, Simd.Widest, reluOutput is null ? default : reluOutput.Span.Slice(s, n)));
+        Parallelism.ForSlices(dy.Length, table.N, (s, n) => Backward<T>(dy.Span.Slice(s, n), dv.Tensor.Span.Slice(s, n), table, s / table.N, dv.Accumulate,
+            reluOutput is null ? default : reluOutput.Span.Slice(s, n)));
 
-    internal static void Backward<T>(ReadOnlySpan<T> dy, Span<T> dv, RopeTable table, int firstRow = 0, bool accumulate = true) where T : unmanaged, IFloatingPointIeee754<T> =>
-        Rotate(dy, dv, table, sinSign: -1, accumulate, firstRow, Simd.Widest);
+    internal static void Backward<T>(ReadOnlySpan<T> dy, Span<T> dv, RopeTable table, int firstRow = 0, bool accumulate = true,
+        ReadOnlySpan<T> reluOutput = default) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Rotate(dy, dv, table, sinSign: -1, accumulate, firstRow, Simd.Widest, reluOutput);
 
     /// <summary>
     /// dst (+)= src·cos + (−src[2i+1], src[2i])·(±sin), pair by pair, row by row, float32 with vectors of
     /// <paramref name="width"/> bits (0: the scalar loop alone): the same bits at every width. Where
-    /// <paramref name="reluMask"/> is given, dst is stored zero wherever it is not positive.
+    /// <paramref name="reluMask"/> is given, dst is stored zero wherever the mask is not positive.
     /// </summary>
     internal static void Rotate<T>(ReadOnlySpan<T> src, Span<T> dst, RopeTable table, int sinSign, bool accumulate, int firstRow, int width,
         ReadOnlySpan<T> reluMask = default) where T : unmanaged, IFloatingPointIeee754<T>
