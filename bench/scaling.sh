@@ -9,6 +9,7 @@ steps=${2:-8}
 data=../shared/data/tinyshakespeare.txt
 out=$(mktemp -d)
 dotnet build src/Bdh.Cli -c Release -o "$out/bin" > /dev/null
+sleep 30 # a run started right after the build is slow on these VMs (bench/compare.sh says by how much)
 run() { # label, extra train arguments
   local line ms
   line=$("$out/bin/bdh" train --data "$data" --steps "$steps" --eval-every 0 --threads "$threads" --out "$out/run-$RANDOM" "${@:2}" 2>/dev/null | grep '^done:')

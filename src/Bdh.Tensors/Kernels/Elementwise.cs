@@ -191,7 +191,8 @@ public static class Elementwise
         {
             var keeps = W.DropoutKeeps(key.Start + (uint)i, key.Low, key.High, key.Threshold);
             var xi = W.Load(x + i);
-            var product = factor == null ? xi : W.Multiply(xi, W.Load(factor + i));
+            var factor1 = factor == null ? default : W.Load(factor + i);
+            var product = factor == null ? xi : W.Multiply(xi, factor1);
             var dropped = W.And(W.Multiply(product, scale), keeps);
             var value = accumulate ? W.Add(W.Load(y + i), dropped) : dropped;
             if (second.Output == null)
@@ -205,7 +206,7 @@ public static class Elementwise
             if (second.ReluFactors)
             {
                 value = W.And(value, W.GreaterThan(factor2, zero));
-                value2 = W.And(value2, W.GreaterThan(W.Load(factor + i), zero));
+                value2 = W.And(value2, W.GreaterThan(factor1, zero));
             }
             W.Store(value, y + i);
             W.Store(value2, second.Output + i);
