@@ -12,8 +12,9 @@ namespace Bdh.Tensors;
 /// paper config's 8 MB per head). A plain A is read where it lies: the kernel broadcasts one element of each of its MR
 /// rows per k step, and a row of A steps through memory by 1: MR short streams that stay in L1. Packing it would cost a
 /// copy per 2·NR FMAs, a large share of BDH's narrow products (N = D = 128), where each packed row of A is used by few
-/// slivers of B. A transposed A is copied, tile after tile (<see cref="CopiesA"/>). The micro-kernel holds an MR×NR
-/// tile of C in registers, two vectors per row (NR = 2·W.Count), with MR as large as the register file allows
+/// slivers of B. A transposed A is copied, tile after tile (<see cref="CopiesA"/>), once for the whole product where
+/// that is small (<see cref="CopyOfA"/>). The micro-kernel holds an MR×NR tile of C in registers, two vectors per row
+/// (NR = 2·W.Count), with MR as large as the register file allows
 /// (<see cref="IFloatVector{V}.GemmRows"/>: 8×32 in 16 of AVX-512's 32 zmm, 6×16 in 12 of AVX2's 16 ymm), and does
 /// 2·MR FMAs per k step for 2 + MR loads. Items write disjoint parts of C and each sums its k slices in order: no split
 /// reductions, the same bits for any thread count. With relu, the stores of the last k slice write max(C, 0): BDH's xs
@@ -50,25 +51,63 @@ internal static unsafe class PackedGemm
         // They split the tiles of MR rows evenly, not whole row blocks: at AVX2 (48-row blocks) 512 rows in 2 groups of
         // blocks would be 272 and 240 rows.
         int rowGroups = Math.Min(rowBlocks, threads / GreatestCommonDivisor(colBlocks, threads));
+        float[]? aCopy = SharesCopyOfA(a, tiles * MR, k, colBlocks) ? CopyOfA<W, V>(tiles, m, k, a, threads) : null;
         RunItems(rowGroups * colBlocks, threads, item =>
         {
             int group = item / colBlocks;
-            ComputeItem<W, V>(group * tiles / rowGroups, (group + 1) * tiles / rowGroups, item % colBlocks, m, n, k, a, b, c, accumulate, relu, causal);
+            ComputeItem<W, V>(group * tiles / rowGroups, (group + 1) * tiles / rowGroups, item % colBlocks, m, n, k, a, aCopy, b, c, accumulate, relu, causal);
         });
+        if (aCopy != null) TensorPool<float>.Return(aCopy);
     }
+
+    /// <summary>
+    /// Whether a transposed A is copied once for the whole product (<see cref="CopyOfA"/>) rather than by each work
+    /// item: where several column blocks would each copy it again and the copy is small enough to keep. dW = xᵀ·dY at the
+    /// `cpu` preset's 1024 tokens copied its 512 KB A 8 times, gathered from L3 while dY streams through L2 (`perf`, AVX2,
+    /// 1 thread, on an Ice Lake Xeon: 3.5% of the product's samples on the copy's prefetch alone); copied once, it went
+    /// from 0.87× to 0.91× OpenBLAS's Haswell kernel (`Bdh.Benchmarks -- openblas 1`, two runs each).
+    /// </summary>
+    private static bool SharesCopyOfA(MatrixRef<float> a, int rows, int k, int colBlocks) =>
+        CopiesA(a) && colBlocks > 1 && (long)rows * k <= SharedCopyLimit;
+
+    private const int SharedCopyLimit = 1 << 20; // floats: 4 MB
+
+    /// <summary>
+    /// The copy of a transposed A that every item reads (rented; the caller returns it): k slice after k slice (KC deep,
+    /// from p0·tiles·MR on), in each the tiles one after another, each k-major, as <see cref="CopyRowBlock"/> lays out a
+    /// row block. The (slice, row block) pieces are copied in parallel.
+    /// </summary>
+    private static float[] CopyOfA<W, V>(int tiles, int m, int k, MatrixRef<float> a, int threads) where W : struct, IFloatVector<V> where V : struct
+    {
+        var (MR, _, MC) = Tile<W, V>();
+        float[] copy = TensorPool<float>.Rent(tiles * MR * k);
+        int slices = (k + KC - 1) / KC, blocksPerSlice = (tiles + MC / MR - 1) / (MC / MR);
+        RunItems(slices * blocksPerSlice, threads, piece =>
+        {
+            int p0 = piece / blocksPerSlice * KC, s0 = piece % blocksPerSlice * (MC / MR), kc = Math.Min(KC, k - p0);
+            fixed (float* start = copy)
+                CopyRowBlock<W, V>(s0, Math.Min(s0 + MC / MR, tiles), m, p0, kc, a, SliceOfCopy<W, V>(start + TensorPool<float>.AlignedStart(copy), tiles, p0, s0, kc));
+        });
+        return copy;
+    }
+
+    /// <summary>Where row block s0's tiles of k slice p0 begin in a copy of A laid out as <see cref="CopyOfA"/> lays it out.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float* SliceOfCopy<W, V>(float* copy, int tiles, int p0, int s0, int kc) where W : struct, IFloatVector<V> where V : struct =>
+        copy + ((long)p0 * tiles + (long)s0 * kc) * Tile<W, V>().MR;
 
     /// <summary>
     /// The rows of tiles [tile0, tile1) of C by one column block, over all of k: for each KC-deep slice, the column block's
     /// slivers of B are packed and then used, row block by row block (MC rows), while they are still in this core's cache.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ComputeItem<W, V>(int tile0, int tile1, int colBlock, int m, int n, int k, MatrixRef<float> a,
+    private static void ComputeItem<W, V>(int tile0, int tile1, int colBlock, int m, int n, int k, MatrixRef<float> a, float[]? sharedCopyOfA,
         MatrixRef<float> b, MatrixRef<float> c, bool accumulate, bool relu, Causal causal) where W : struct, IFloatVector<V> where V : struct
     {
         var (MR, NR, MC) = Tile<W, V>();
-        int t0 = colBlock * NB / NR, t1 = (Math.Min((colBlock + 1) * NB, n) + NR - 1) / NR;
+        int t0 = colBlock * NB / NR, t1 = (Math.Min((colBlock + 1) * NB, n) + NR - 1) / NR, tiles = (m + MR - 1) / MR;
         float[] bPack = TensorPool<float>.Rent((t1 - t0) * SliverStride<W, V>(Math.Min(k, KC)));
-        float[]? aCopy = CopiesA(a) ? TensorPool<float>.Rent(MC * Math.Min(k, KC)) : null;
+        float[]? aCopy = sharedCopyOfA ?? (CopiesA(a) ? TensorPool<float>.Rent(MC * Math.Min(k, KC)) : null);
         // Both from a cache line on (the pool's arrays are pinned): the kernel's every load of B a single line.
         fixed (float* packArray = bPack, copyArray = aCopy)
         {
@@ -78,11 +117,17 @@ internal static unsafe class PackedGemm
                 int kc = Math.Min(KC, k - p0);
                 PackB<W, V>(b, n, p0, kc, t0, t1, packed);
                 for (int s0 = tile0; s0 < tile1; s0 += MC / MR)
-                    ComputeBlock<W, V>(s0, Math.Min(s0 + MC / MR, tile1), t0, t1, m, n, p0, kc, a, copied, packed, c, accumulate || p0 > 0, relu && p0 + kc == k, causal);
+                {
+                    int sEnd = Math.Min(s0 + MC / MR, tile1);
+                    float* aBlock = copied; // a transposed A's tiles of this row block and slice; null for a plain A
+                    if (sharedCopyOfA != null) aBlock = SliceOfCopy<W, V>(copied, tiles, p0, s0, kc);
+                    else if (copied != null) CopyRowBlock<W, V>(s0, sEnd, m, p0, kc, a, copied);
+                    ComputeBlock<W, V>(s0, sEnd, t0, t1, m, n, p0, kc, a, aBlock, packed, c, accumulate || p0 > 0, relu && p0 + kc == k, causal);
+                }
             }
         }
         TensorPool<float>.Return(bPack);
-        if (aCopy != null) TensorPool<float>.Return(aCopy);
+        if (aCopy != null && sharedCopyOfA == null) TensorPool<float>.Return(aCopy);
     }
 
     private static int GreatestCommonDivisor(int a, int b) => b == 0 ? a : GreatestCommonDivisor(b, a % b);
@@ -174,8 +219,31 @@ internal static unsafe class PackedGemm
     }
 
     /// <summary>
+    /// Copies the tiles [s0, sEnd) of a transposed A for the k slice [p0, p0 + kc) to `to`: the tiles one after another, each
+    /// k-major (MR floats a k step, the layout of ComputeBlock's partialRows), so the kernel reads a tile's A as one stream.
+    /// Zero past row m, which completes the last tile.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void CopyRowBlock<W, V>(int s0, int sEnd, int m, int p0, int kc, MatrixRef<float> a, float* to) where W : struct, IFloatVector<V> where V : struct
+    {
+        int MR = Tile<W, V>().MR, valid = Math.Min((sEnd - s0) * MR, m - s0 * MR);
+        fixed (float* aBase = a.Array)
+            for (int p = 0; p < kc; p++, to += MR)
+            {
+                // A(i, p0 + p) = aBase[offset + (p0 + p)·stride + i]: this k step's rows of the block lie side by side.
+                float* run = aBase + a.Offset + (long)(p0 + p) * a.Stride + s0 * MR, tile = to;
+                if (p + Gemv.PrefetchRows < kc) Simd.PrefetchRun(run + Gemv.PrefetchRows * (long)a.Stride, valid);
+                int i = 0;
+                for (; i + MR <= valid; i += MR, tile += MR * kc) Unsafe.CopyBlockUnaligned(tile, run + i, (uint)(MR * sizeof(float)));
+                if (i == valid) continue;
+                new Span<float>(run + i, valid - i).CopyTo(new Span<float>(tile, valid - i));
+                new Span<float>(tile + valid - i, MR - (valid - i)).Clear();
+            }
+    }
+
+    /// <summary>
     /// The rows of tiles [s0, sEnd) of C (a row block) by slivers [t0, t1) of B, packed at bP, for the k slice [p0, p0 + kc);
-    /// A read from the copy at aC when <see cref="CopiesA"/> gave it one (else null).
+    /// A read from its copy at aC (<see cref="CopyRowBlock"/>'s layout) when <see cref="CopiesA"/> says so, else null.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
     private static void ComputeBlock<W, V>(int s0, int sEnd, int t0, int t1, int m, int n, int p0, int kc,
@@ -191,24 +259,8 @@ internal static unsafe class PackedGemm
         {
             float* aP = aBase + a.Offset + p0 * aK;
             int lastRows = m - (sEnd - 1) * MR;
-            if (aC != null)
-            {
-                // The block's tiles one after another, each k-major (MR floats a k step, the layout of partialRows): the
-                // kernel reads its A as one stream. Zero past row m, which completes the last tile.
-                int valid = Math.Min((sEnd - s0) * MR, m - s0 * MR);
-                for (int p = 0; p < kc; p++)
-                {
-                    float* run = aP + s0 * MR + p * aK, to = aC + p * MR;
-                    if (p + Gemv.PrefetchRows < kc) Simd.PrefetchRun(run + Gemv.PrefetchRows * aK, valid);
-                    int i = 0;
-                    for (; i + MR <= valid; i += MR, to += MR * kc) Unsafe.CopyBlockUnaligned(to, run + i, (uint)(MR * sizeof(float)));
-                    if (i == valid) continue;
-                    new Span<float>(run + i, valid - i).CopyTo(new Span<float>(to, valid - i));
-                    new Span<float>(to + valid - i, MR - (valid - i)).Clear();
-                }
-            }
-            // The last rows of A, where fewer than MR remain: copied once beside zero rows, so the kernel reads no further.
-            else if (lastRows < MR)
+            // The last rows of a plain A, where fewer than MR remain: copied once beside zero rows, so the kernel reads no further.
+            if (aC == null && lastRows < MR)
             {
                 new Span<float>(partialRows, MR * kc).Clear();
                 float* last = aP + (sEnd - 1) * MR * aRow;

@@ -190,6 +190,8 @@ public class GemmTests
     [InlineData(37, 45, 300, 1024, false)] // a last tile with fewer rows than any width's tile; k past one 256-deep slice
     [InlineData(130, 33, 64, 2048, false)] // several row blocks
     [InlineData(70, 50, 70, 1024, true)]   // with the UpperA hint, as attention's dV = Sᵀ·dOut takes this path at T = 1024
+    [InlineData(45, 600, 300, 1024, false)] // three column blocks: one copy of A for the whole product, that every item reads
+    [InlineData(70, 300, 70, 1024, true)]
     public void TransposedAReadFromItsCopyGivesTheBitsOfAPlainA(int m, int n, int k, int stride, bool upperA)
     {
         var causal = upperA ? Causal.UpperA : Causal.None;
