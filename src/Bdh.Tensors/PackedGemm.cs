@@ -107,11 +107,14 @@ internal static unsafe class PackedGemm
         var (MR, NR, MC) = Tile<W, V>();
         int t0 = colBlock * NB / NR, t1 = (Math.Min((colBlock + 1) * NB, n) + NR - 1) / NR, tiles = (m + MR - 1) / MR;
         float[] bPack = TensorPool<float>.Rent((t1 - t0) * SliverStride<W, V>(Math.Min(k, KC)));
-        float[]? aCopy = sharedCopyOfA ?? (CopiesA(a) ? TensorPool<float>.Rent(MC * Math.Min(k, KC)) : null);
-        // Both from a cache line on (the pool's arrays are pinned): the kernel's every load of B a single line.
-        fixed (float* packArray = bPack, copyArray = aCopy)
+        // A transposed A is read from a copy: the product's shared one, or else one of its row blocks at a time, made here.
+        float[]? blockCopy = CopiesA(a) && sharedCopyOfA is null ? TensorPool<float>.Rent(MC * Math.Min(k, KC)) : null;
+        // All from a cache line on (the pool's arrays are pinned): the kernel's every load of B a single line.
+        fixed (float* packArray = bPack, blockArray = blockCopy, sharedArray = sharedCopyOfA)
         {
-            float* packed = packArray + TensorPool<float>.AlignedStart(bPack), copied = aCopy is null ? null : copyArray + TensorPool<float>.AlignedStart(aCopy);
+            float* packed = packArray + TensorPool<float>.AlignedStart(bPack);
+            float* block = blockCopy is null ? null : blockArray + TensorPool<float>.AlignedStart(blockCopy);
+            float* shared = sharedCopyOfA is null ? null : sharedArray + TensorPool<float>.AlignedStart(sharedCopyOfA);
             for (int p0 = 0; p0 < k; p0 += KC)
             {
                 int kc = Math.Min(KC, k - p0);
@@ -119,15 +122,14 @@ internal static unsafe class PackedGemm
                 for (int s0 = tile0; s0 < tile1; s0 += MC / MR)
                 {
                     int sEnd = Math.Min(s0 + MC / MR, tile1);
-                    float* aBlock = copied; // a transposed A's tiles of this row block and slice; null for a plain A
-                    if (sharedCopyOfA != null) aBlock = SliceOfCopy<W, V>(copied, tiles, p0, s0, kc);
-                    else if (copied != null) CopyRowBlock<W, V>(s0, sEnd, m, p0, kc, a, copied);
-                    ComputeBlock<W, V>(s0, sEnd, t0, t1, m, n, p0, kc, a, aBlock, packed, c, accumulate || p0 > 0, relu && p0 + kc == k, causal);
+                    if (block != null) CopyRowBlock<W, V>(s0, sEnd, m, p0, kc, a, block);
+                    float* aTiles = shared != null ? SliceOfCopy<W, V>(shared, tiles, p0, s0, kc) : block; // null for a plain A
+                    ComputeBlock<W, V>(s0, sEnd, t0, t1, m, n, p0, kc, a, aTiles, packed, c, accumulate || p0 > 0, relu && p0 + kc == k, causal);
                 }
             }
         }
         TensorPool<float>.Return(bPack);
-        if (aCopy != null && sharedCopyOfA == null) TensorPool<float>.Return(aCopy);
+        if (blockCopy != null) TensorPool<float>.Return(blockCopy);
     }
 
     private static int GreatestCommonDivisor(int a, int b) => b == 0 ? a : GreatestCommonDivisor(b, a % b);
