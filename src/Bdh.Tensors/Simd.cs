@@ -47,10 +47,17 @@ internal unsafe interface IFloatVector<V> where V : struct
     static abstract V DropoutKeeps(uint first, uint low, uint high, uint threshold);
     static abstract float Sum(V value);
     /// <summary>
-    /// sums[i] = Sum(ci) for sixteen vectors at once: their lanes added in a tree of shuffles that ends with the sixteen
-    /// sums side by side (about 3 instructions a vector, where sixteen Sum calls spend 8–10, most of them shuffles).
+    /// sums[i] = Sum(ci) for eight vectors at once: their lanes added in a tree of shuffles that ends with the eight sums
+    /// side by side (3–4 instructions a vector, where eight Sum calls spend 8–10 each, most of them shuffles).
     /// </summary>
-    static abstract void StoreSums(V c0, V c1, V c2, V c3, V c4, V c5, V c6, V c7, V c8, V c9, V c10, V c11, V c12, V c13, V c14, V c15, float* sums);
+    static abstract void StoreSums(V c0, V c1, V c2, V c3, V c4, V c5, V c6, V c7, float* sums);
+    /// <summary>
+    /// Rows of A in a tile of dot products against four rows of B (the attention's scores): as many as leave room, beside
+    /// their 4·rows accumulators, for their rows' vectors of A and one of B. 4 (21 registers) where the JIT has 32
+    /// (<see cref="Simd.VectorRegisters"/>), 2 (11) where it has 16: four rows spilled five accumulators to the stack and
+    /// back on every step of AVX2's loop.
+    /// </summary>
+    static abstract int DotRows { get; }
     /// <summary>
     /// Rows of C in a GEMM micro-kernel tile of two vectors per row: as many as leave room, beside their 2·rows
     /// accumulators, for the two vectors of B and a broadcast of A.
@@ -100,6 +107,12 @@ public static unsafe class Simd
     {
         if (Sse.IsSupported) Sse.PrefetchNonTemporal(p);
     }
+
+    /// <summary>
+    /// How many vector registers the JIT allocates: 32 on ARM64 and where AVX-512 is on (its encoding reaches xmm16–31 and
+    /// ymm16–31 too, whatever width a kernel runs at), else 16.
+    /// </summary>
+    internal static int VectorRegisters => AdvSimd.Arm64.IsSupported || Avx512F.VL.IsSupported ? 32 : 16;
 
     /// <summary>Whether <see cref="Transpose4x4"/> runs here: x64 (SSE) and ARM64 have the two-register shuffles it needs.</summary>
     internal static bool CanTranspose4x4 => Sse.IsSupported || AdvSimd.Arm64.IsSupported;
@@ -172,17 +185,15 @@ internal readonly unsafe struct Float512 : IFloatVector<Vector512<float>>
         }
     }
     public static float Sum(Vector512<float> value) => Vector512.Sum(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // called at the end of a kernel, whose accumulators are its arguments
     public static void StoreSums(Vector512<float> c0, Vector512<float> c1, Vector512<float> c2, Vector512<float> c3, Vector512<float> c4,
-        Vector512<float> c5, Vector512<float> c6, Vector512<float> c7, Vector512<float> c8, Vector512<float> c9, Vector512<float> c10,
-        Vector512<float> c11, Vector512<float> c12, Vector512<float> c13, Vector512<float> c14, Vector512<float> c15, float* sums)
+        Vector512<float> c5, Vector512<float> c6, Vector512<float> c7, float* sums)
     {
-        // Four levels, each adding two vectors' lanes in pairs: 256-bit halves, 128-bit quarters, 64-bit pairs, lanes. Lane
-        // 4j + s of the last holds the sum of the input fed in as the (j + 4s)-th, hence the order the inputs go in.
-        var quarters0 = Quarters(Halves(c0, c4), Halves(c8, c12));
-        var quarters1 = Quarters(Halves(c1, c5), Halves(c9, c13));
-        var quarters2 = Quarters(Halves(c2, c6), Halves(c10, c14));
-        var quarters3 = Quarters(Halves(c3, c7), Halves(c11, c15));
-        Lanes(Pairs(quarters0, quarters1), Pairs(quarters2, quarters3)).Store(sums);
+        // Four levels, each adding two vectors' lanes in pairs: 256-bit halves, 128-bit quarters, 64-bit pairs, lanes.
+        // Eight inputs fill half of the last level, which adds a vector's lanes to its own: its 128-bit quarters then hold
+        // the sums of c0 and c2, c4 and c6, c1 and c3, c5 and c7 (each twice), and one permute puts the eight in order.
+        var sums2 = Pairs(Quarters(Halves(c0, c4), Halves(c1, c5)), Quarters(Halves(c2, c6), Halves(c3, c7)));
+        Avx512F.PermuteVar16x32(Lanes(sums2, sums2), Vector512.Create(0, 8, 1, 9, 4, 12, 5, 13, 0, 0, 0, 0, 0, 0, 0, 0)).GetLower().Store(sums);
 
         static Vector512<float> Halves(Vector512<float> a, Vector512<float> b) =>
             Avx512F.Shuffle4x128(a, b, 0b01_00_01_00) + Avx512F.Shuffle4x128(a, b, 0b11_10_11_10);
@@ -194,6 +205,7 @@ internal readonly unsafe struct Float512 : IFloatVector<Vector512<float>>
             Avx512F.Shuffle(a, b, 0b10_00_10_00) + Avx512F.Shuffle(a, b, 0b11_01_11_01);
     }
     public static int GemmRows => 8; // 16 of 32 zmm
+    public static int DotRows => 4;
     public static Vector512<float> WidenInt8(sbyte* source) => Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(source)));
 
     /// <summary>AVX-512 compresses the positions in one instruction, with no branch per lane.</summary>
@@ -235,14 +247,13 @@ internal readonly unsafe struct Float256 : IFloatVector<Vector256<float>>
         }
     }
     public static float Sum(Vector256<float> value) => Vector256.Sum(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // called at the end of a kernel, whose accumulators are its arguments
     public static void StoreSums(Vector256<float> c0, Vector256<float> c1, Vector256<float> c2, Vector256<float> c3, Vector256<float> c4,
-        Vector256<float> c5, Vector256<float> c6, Vector256<float> c7, Vector256<float> c8, Vector256<float> c9, Vector256<float> c10,
-        Vector256<float> c11, Vector256<float> c12, Vector256<float> c13, Vector256<float> c14, Vector256<float> c15, float* sums)
+        Vector256<float> c5, Vector256<float> c6, Vector256<float> c7, float* sums)
     {
-        // Three levels (128-bit halves, 64-bit pairs, lanes) per eight inputs: lane 4h + s of the last holds the sum of the
-        // input fed in as the (h + 2s)-th.
+        // Three levels (128-bit halves, 64-bit pairs, lanes): lane 4h + s of the last holds the sum of the input fed in as
+        // the (h + 2s)-th.
         Lanes(Pairs(Halves(c0, c4), Halves(c1, c5)), Pairs(Halves(c2, c6), Halves(c3, c7))).Store(sums);
-        Lanes(Pairs(Halves(c8, c12), Halves(c9, c13)), Pairs(Halves(c10, c14), Halves(c11, c15))).Store(sums + 8);
 
         static Vector256<float> Halves(Vector256<float> a, Vector256<float> b) => Avx.Permute2x128(a, b, 0x20) + Avx.Permute2x128(a, b, 0x31);
         static Vector256<float> Pairs(Vector256<float> a, Vector256<float> b) =>
@@ -250,6 +261,7 @@ internal readonly unsafe struct Float256 : IFloatVector<Vector256<float>>
         static Vector256<float> Lanes(Vector256<float> a, Vector256<float> b) => Avx.Shuffle(a, b, 0b10_00_10_00) + Avx.Shuffle(a, b, 0b11_01_11_01);
     }
     public static int GemmRows => 6; // 12 of 16 ymm
+    public static int DotRows => Simd.VectorRegisters == 32 ? 4 : 2;
     public static Vector256<float> WidenInt8(sbyte* source) => Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(source));
     public static int StoreNonZeroPositions(Vector256<float> value, int offset, int* found) => Simd.StoreSetBits(NonZeroBits(value), offset, found);
 }
@@ -286,15 +298,13 @@ internal readonly unsafe struct Float128 : IFloatVector<Vector128<float>>
         }
     }
     public static float Sum(Vector128<float> value) => Vector128.Sum(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] // called at the end of a kernel, whose accumulators are its arguments
     public static void StoreSums(Vector128<float> c0, Vector128<float> c1, Vector128<float> c2, Vector128<float> c3, Vector128<float> c4,
-        Vector128<float> c5, Vector128<float> c6, Vector128<float> c7, Vector128<float> c8, Vector128<float> c9, Vector128<float> c10,
-        Vector128<float> c11, Vector128<float> c12, Vector128<float> c13, Vector128<float> c14, Vector128<float> c15, float* sums)
+        Vector128<float> c5, Vector128<float> c6, Vector128<float> c7, float* sums)
     {
         // Two levels of pairwise sums per four inputs, which leave them in order.
         Pairwise(Pairwise(c0, c1), Pairwise(c2, c3)).Store(sums);
         Pairwise(Pairwise(c4, c5), Pairwise(c6, c7)).Store(sums + 4);
-        Pairwise(Pairwise(c8, c9), Pairwise(c10, c11)).Store(sums + 8);
-        Pairwise(Pairwise(c12, c13), Pairwise(c14, c15)).Store(sums + 12);
     }
 
     /// <summary>(a0 + a1, a2 + a3, b0 + b1, b2 + b3): ARM64's addp, two shuffles and an add on x64.</summary>
@@ -303,6 +313,7 @@ internal readonly unsafe struct Float128 : IFloatVector<Vector128<float>>
         : Sse.IsSupported ? Sse.Shuffle(a, b, 0b10_00_10_00) + Sse.Shuffle(a, b, 0b11_01_11_01)
         : Vector128.Create(a[0] + a[1], a[2] + a[3], b[0] + b[1], b[2] + b[3]);
     public static int GemmRows => AdvSimd.IsSupported ? 8 : 6; // 16 of ARM64's 32 q registers; 12 of x64's 16 xmm
+    public static int DotRows => Simd.VectorRegisters == 32 ? 4 : 2;
     public static Vector128<float> WidenInt8(sbyte* source) =>
         Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)source).AsSByte())));
     public static int StoreNonZeroPositions(Vector128<float> value, int offset, int* found) => Simd.StoreSetBits(NonZeroBits(value), offset, found);

@@ -148,28 +148,40 @@ public static class CausalLinearAttention
     }
 
     /// <summary>
-    /// tile[4r + c] = a_r·b_c for four rows of A and four of B (k floats each, a stride apart): the 16 dot products each in a
-    /// vector of partial sums along p (8 loads a step for 16 multiply-adds), whose lanes are added up together at the end.
+    /// tile[4r + c] = a_r·b_c for four rows of A and four of B (k floats each, a stride apart): each dot product in a vector
+    /// of partial sums along p, whose lanes are added up together at the end. <see cref="IFloatVector{V}.DotRows"/> rows of
+    /// A at a time, as many as the register file holds with their accumulators: per step, rows + 4 loads for 4·rows
+    /// multiply-adds (8 for 16 with AVX-512's or ARM64's 32 registers, 6 for 8 with AVX2's 16).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     private static unsafe void DotTile<W, V>(int k, float* a, nint lda, float* b, nint ldb, float* tile)
         where W : struct, IFloatVector<V> where V : struct
     {
-        float* a0 = a, a1 = a0 + lda, a2 = a1 + lda, a3 = a2 + lda, b0 = b, b1 = b0 + ldb, b2 = b1 + ldb, b3 = b2 + ldb;
-        V c00 = default, c01 = default, c02 = default, c03 = default, c10 = default, c11 = default, c12 = default, c13 = default,
-            c20 = default, c21 = default, c22 = default, c23 = default, c30 = default, c31 = default, c32 = default, c33 = default;
-        int p = 0;
-        for (; p <= k - W.Count; p += W.Count)
+        int rows = W.DotRows; // 4 or 2, a constant of each width's copy: the third and fourth rows compile away at 2
+        float* b0 = b, b1 = b0 + ldb, b2 = b1 + ldb, b3 = b2 + ldb;
+        for (int r0 = 0; r0 < 4; r0 += rows, a += rows * lda, tile += 4 * rows)
         {
-            V x0 = W.Load(a0 + p), x1 = W.Load(a1 + p), x2 = W.Load(a2 + p), x3 = W.Load(a3 + p);
-            V y = W.Load(b0 + p); c00 = W.MultiplyAdd(x0, y, c00); c10 = W.MultiplyAdd(x1, y, c10); c20 = W.MultiplyAdd(x2, y, c20); c30 = W.MultiplyAdd(x3, y, c30);
-            y = W.Load(b1 + p); c01 = W.MultiplyAdd(x0, y, c01); c11 = W.MultiplyAdd(x1, y, c11); c21 = W.MultiplyAdd(x2, y, c21); c31 = W.MultiplyAdd(x3, y, c31);
-            y = W.Load(b2 + p); c02 = W.MultiplyAdd(x0, y, c02); c12 = W.MultiplyAdd(x1, y, c12); c22 = W.MultiplyAdd(x2, y, c22); c32 = W.MultiplyAdd(x3, y, c32);
-            y = W.Load(b3 + p); c03 = W.MultiplyAdd(x0, y, c03); c13 = W.MultiplyAdd(x1, y, c13); c23 = W.MultiplyAdd(x2, y, c23); c33 = W.MultiplyAdd(x3, y, c33);
+            float* a0 = a, a1 = a0 + lda, a2 = a1 + lda, a3 = a2 + lda;
+            V c00 = default, c01 = default, c02 = default, c03 = default, c10 = default, c11 = default, c12 = default, c13 = default,
+                c20 = default, c21 = default, c22 = default, c23 = default, c30 = default, c31 = default, c32 = default, c33 = default;
+            int p = 0;
+            for (; p <= k - W.Count; p += W.Count)
+            {
+                V x0 = W.Load(a0 + p), x1 = W.Load(a1 + p), x2 = rows == 4 ? W.Load(a2 + p) : default, x3 = rows == 4 ? W.Load(a3 + p) : default;
+                V y = W.Load(b0 + p); c00 = W.MultiplyAdd(x0, y, c00); c10 = W.MultiplyAdd(x1, y, c10);
+                if (rows == 4) { c20 = W.MultiplyAdd(x2, y, c20); c30 = W.MultiplyAdd(x3, y, c30); }
+                y = W.Load(b1 + p); c01 = W.MultiplyAdd(x0, y, c01); c11 = W.MultiplyAdd(x1, y, c11);
+                if (rows == 4) { c21 = W.MultiplyAdd(x2, y, c21); c31 = W.MultiplyAdd(x3, y, c31); }
+                y = W.Load(b2 + p); c02 = W.MultiplyAdd(x0, y, c02); c12 = W.MultiplyAdd(x1, y, c12);
+                if (rows == 4) { c22 = W.MultiplyAdd(x2, y, c22); c32 = W.MultiplyAdd(x3, y, c32); }
+                y = W.Load(b3 + p); c03 = W.MultiplyAdd(x0, y, c03); c13 = W.MultiplyAdd(x1, y, c13);
+                if (rows == 4) { c23 = W.MultiplyAdd(x2, y, c23); c33 = W.MultiplyAdd(x3, y, c33); }
+            }
+            W.StoreSums(c00, c01, c02, c03, c10, c11, c12, c13, tile);
+            if (rows == 4) W.StoreSums(c20, c21, c22, c23, c30, c31, c32, c33, tile + 8);
+            for (; p < k; p++) // the columns past the last full vector
+                for (int r = 0; r < rows; r++)
+                    for (int c = 0; c < 4; c++) tile[4 * r + c] = MathF.FusedMultiplyAdd(a[r * lda + p], b[c * ldb + p], tile[4 * r + c]);
         }
-        W.StoreSums(c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33, tile);
-        for (; p < k; p++) // the columns past the last full vector
-            for (int r = 0; r < 4; r++)
-                for (int c = 0; c < 4; c++) tile[4 * r + c] = MathF.FusedMultiplyAdd(a[r * lda + p], b[c * ldb + p], tile[4 * r + c]);
     }
 }
