@@ -52,13 +52,6 @@ internal unsafe interface IFloatVector<V> where V : struct
     /// </summary>
     static abstract void StoreSums(V c0, V c1, V c2, V c3, V c4, V c5, V c6, V c7, float* sums);
     /// <summary>
-    /// Rows of A in a tile of dot products against four rows of B (the attention's scores): as many as leave room, beside
-    /// their 4·rows accumulators, for their rows' vectors of A and one of B. 4 (21 registers) where the JIT has 32
-    /// (<see cref="Simd.VectorRegisters"/>), 2 (11) where it has 16: four rows spilled five accumulators to the stack and
-    /// back on every step of AVX2's loop.
-    /// </summary>
-    static abstract int DotRows { get; }
-    /// <summary>
     /// Rows of C in a GEMM micro-kernel tile of two vectors per row: as many as leave room, beside their 2·rows
     /// accumulators, for the two vectors of B and a broadcast of A.
     /// </summary>
@@ -205,7 +198,6 @@ internal readonly unsafe struct Float512 : IFloatVector<Vector512<float>>
             Avx512F.Shuffle(a, b, 0b10_00_10_00) + Avx512F.Shuffle(a, b, 0b11_01_11_01);
     }
     public static int GemmRows => 8; // 16 of 32 zmm
-    public static int DotRows => 4;
     public static Vector512<float> WidenInt8(sbyte* source) => Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(source)));
 
     /// <summary>AVX-512 compresses the positions in one instruction, with no branch per lane.</summary>
@@ -261,7 +253,6 @@ internal readonly unsafe struct Float256 : IFloatVector<Vector256<float>>
         static Vector256<float> Lanes(Vector256<float> a, Vector256<float> b) => Avx.Shuffle(a, b, 0b10_00_10_00) + Avx.Shuffle(a, b, 0b11_01_11_01);
     }
     public static int GemmRows => 6; // 12 of 16 ymm
-    public static int DotRows => Simd.VectorRegisters == 32 ? 4 : 2;
     public static Vector256<float> WidenInt8(sbyte* source) => Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(source));
     public static int StoreNonZeroPositions(Vector256<float> value, int offset, int* found) => Simd.StoreSetBits(NonZeroBits(value), offset, found);
 }
@@ -313,7 +304,6 @@ internal readonly unsafe struct Float128 : IFloatVector<Vector128<float>>
         : Sse.IsSupported ? Sse.Shuffle(a, b, 0b10_00_10_00) + Sse.Shuffle(a, b, 0b11_01_11_01)
         : Vector128.Create(a[0] + a[1], a[2] + a[3], b[0] + b[1], b[2] + b[3]);
     public static int GemmRows => AdvSimd.IsSupported ? 8 : 6; // 16 of ARM64's 32 q registers; 12 of x64's 16 xmm
-    public static int DotRows => Simd.VectorRegisters == 32 ? 4 : 2;
     public static Vector128<float> WidenInt8(sbyte* source) =>
         Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)source).AsSByte())));
     public static int StoreNonZeroPositions(Vector128<float> value, int offset, int* found) => Simd.StoreSetBits(NonZeroBits(value), offset, found);

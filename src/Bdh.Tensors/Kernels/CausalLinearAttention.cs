@@ -149,15 +149,16 @@ public static class CausalLinearAttention
 
     /// <summary>
     /// tile[4r + c] = a_r·b_c for four rows of A and four of B (k floats each, a stride apart): each dot product in a vector
-    /// of partial sums along p, whose lanes are added up together at the end. <see cref="IFloatVector{V}.DotRows"/> rows of
-    /// A at a time, as many as the register file holds with their accumulators: per step, rows + 4 loads for 4·rows
-    /// multiply-adds (8 for 16 with AVX-512's or ARM64's 32 registers, 6 for 8 with AVX2's 16).
+    /// of partial sums along p, whose lanes are added up together at the end. As many rows of A at a time as the register
+    /// file holds beside their 4·rows accumulators, their rows' vectors of A and one of B: 4 (21 registers) where the JIT
+    /// has 32 (<see cref="Simd.VectorRegisters"/>), 2 (11) where it has 16; four rows spilled five accumulators to the
+    /// stack and back on every step of AVX2's loop. Per step, rows + 4 loads for 4·rows multiply-adds.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
     private static unsafe void DotTile<W, V>(int k, float* a, nint lda, float* b, nint ldb, float* tile)
         where W : struct, IFloatVector<V> where V : struct
     {
-        int rows = W.DotRows; // 4 or 2, a constant of each width's copy: the third and fourth rows compile away at 2
+        int rows = Simd.VectorRegisters == 32 ? 4 : 2; // a constant to the JIT: the third and fourth rows compile away at 2
         float* b0 = b, b1 = b0 + ldb, b2 = b1 + ldb, b3 = b2 + ldb;
         for (int r0 = 0; r0 < 4; r0 += rows, a += rows * lda, tile += 4 * rows)
         {
