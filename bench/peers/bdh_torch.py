@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""BDH in PyTorch, written from the semantics in the brief (not the reference file), for two jobs:
+"""BDH in PyTorch, written from the semantics in the brief (not the reference file), for three jobs:
 
   load CHECKPOINT [--text T]   build the model from a BdhNative checkpoint's config, load its tensors with
                                load_state_dict(strict=True) and print the mean loss on the text's bytes
                                (compare with `bdh eval`-style numbers from our side).
   train [--threads N] ...      the `cpu` preset's training step timed on the CPU (tokens/s), the anchor for
                                the CPU performance comparison.
+  fixtures OUT [--check DIR]   parity fixtures of shapes the reference's own fixtures do not have (one head, five
+                               heads, T = 1, D and N that leave part of a vector, ...), in their format, and the float32
+                               trig table beside them, for `bdh check-reference` (.ci/other-shapes). First this model
+                               must reproduce every bdh-reference-*.safetensors in DIR (../shared/fixtures).
 """
-import argparse, json, math, struct, sys, time
+import argparse, itertools, json, math, os, struct, sys, time
 
 import numpy as np
 import torch
@@ -35,21 +39,35 @@ class BDH(nn.Module):
         self.attn.register_buffer("freqs", get_freqs(self.N).view(1, 1, 1, self.N))
         self.drop = nn.Dropout(dropout)
 
-    def rope(self, v):
-        T = v.size(2)
+    def angles(self, T):
+        """Rope's angles [1, 1, T, N], float32 as the reference's freqs buffer (also in a float64 model: see fixtures)."""
         phase = torch.arange(0, T, dtype=torch.float32).view(1, 1, -1, 1) * self.attn.freqs
-        angle = (phase % 1) * (2 * math.pi)
+        return (phase % 1) * (2 * math.pi)
+
+    def rope(self, v):
+        angle = self.angles(v.size(2))
         rotated = torch.stack((-v[..., 1::2], v[..., ::2]), dim=-1).view(*v.size())
         return v * torch.cos(angle) + rotated * torch.sin(angle)
 
-    def forward(self, idx, targets=None):
+    def forward(self, idx, targets=None, trace=None):
+        """trace: a dict that receives the reference fixtures' trace.* tensors (attention and every LayerNorm call)."""
         B, T = idx.shape
-        ln = lambda t: F.layer_norm(t, (self.D,), eps=1e-5)
+        calls = itertools.count()
+
+        def ln(t):
+            out = F.layer_norm(t, (self.D,), eps=1e-5)
+            if trace is not None:
+                k = next(calls)
+                trace[f"trace.ln{k}.in"], trace[f"trace.ln{k}.out"] = t, out
+            return out
+
         x = ln(self.embed(idx).unsqueeze(1))                                   # B,1,T,D
-        for _ in range(self.n_layer):
+        for layer in range(self.n_layer):
             xs = F.relu(x @ self.encoder)                                      # B,nh,T,N
             q = self.rope(xs)
             a = (q @ q.mT).tril(diagonal=-1) @ x                               # B,nh,T,D
+            if trace is not None:
+                trace[f"trace.attn{layer}.q"], trace[f"trace.attn{layer}.v"], trace[f"trace.attn{layer}.out"] = xs, x, a
             ys = F.relu(ln(a) @ self.encoder_v)                                # B,nh,T,N
             xy = self.drop(xs * ys)
             y = ln(xy.transpose(1, 2).reshape(B, 1, T, self.nh * self.N) @ self.decoder)
@@ -57,6 +75,145 @@ class BDH(nn.Module):
         logits = x.view(B, T, self.D) @ self.lm_head
         loss = None if targets is None else F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
         return logits, loss
+
+
+PARAMETERS = ["decoder", "encoder", "embed.weight", "encoder_v", "lm_head"]
+
+
+def model_of(config, weights, dtype):
+    """The model of a fixture's config on its weights, in dtype; rope's freqs, angles and trig stay float32 (as the
+    reference's: its float64 fixtures were made that way)."""
+    model = BDH(**config)
+    model.load_state_dict(weights, strict=True)
+    model.to(dtype)
+    model.attn.freqs = model.attn.freqs.float()
+    return model
+
+
+def gradients(model, idx, targets, trace=None):
+    """Logits, loss and every parameter's gradient of the mean cross-entropy."""
+    model.zero_grad(set_to_none=True)
+    logits, loss = model(idx, targets, trace)
+    loss.backward()
+    return logits.detach(), loss.detach().view(1), {name: getattr_path(model, name).grad.clone() for name in PARAMETERS}
+
+
+def getattr_path(module, name):
+    for part in name.split("."):
+        module = getattr(module, part)
+    return module
+
+
+def relative_error(value, expected):
+    expected = expected.to(value.dtype)
+    return ((value - expected).abs().max() / expected.abs().max().clamp_min(1e-30)).item()
+
+
+def check_against(path):
+    """This model against one of the reference's own fixtures: forward and gradients, float32 and float64."""
+    tensors, meta = read_safetensors(path)
+    config = json.loads(meta["config"])
+    weights = {name: tensors[name] for name in PARAMETERS + ["attn.freqs"]}
+    worst = {}
+    for dtype, prefix, tolerance in [(torch.float32, "", 1e-4), (torch.float64, "f64.", 5e-8)]:
+        logits, loss, grads = gradients(model_of(config, weights, dtype), tensors["idx"], tensors["targets"])
+        errors = [relative_error(logits, tensors[prefix + "logits"]), relative_error(loss, tensors[prefix + "loss"])]
+        errors += [relative_error(grads[name], tensors[prefix + "grad." + name]) for name in PARAMETERS]
+        worst[str(dtype)] = max(errors)
+        if max(errors) > tolerance:
+            sys.exit(f"fixtures: this model does not reproduce {path} in {dtype}: relative error {max(errors):.2e} > {tolerance:.0e}")
+    print(f"reproduces {os.path.basename(path)}: max rel err " + ", ".join(f"{k} {v:.1e}" for k, v in worst.items()))
+
+
+# name: config, B, T. Each one off the reference fixtures' shapes in some way the kernels treat apart: a single token
+# (nothing to attend to), one head and an odd number of heads, D and N that leave part of a vector (D = 10, 20, 24, 40;
+# N = 4, 40, 60), three layers, a sequence whose scores go through the GEMM instead of dot-product tiles (T·N above
+# 65536 floats), and a wide N (960) whose scores are still dot-product tiles.
+SHAPES = {
+    "one-token": (dict(n_layer=1, n_embd=16, n_head=1, mlp_internal_dim_multiplier=4), 1, 1),
+    "three-heads": (dict(n_layer=3, n_embd=24, n_head=3, mlp_internal_dim_multiplier=5), 3, 17),
+    "five-heads": (dict(n_layer=2, n_embd=10, n_head=5, mlp_internal_dim_multiplier=2), 4, 5),
+    "d20": (dict(n_layer=2, n_embd=20, n_head=4, mlp_internal_dim_multiplier=8), 2, 33),
+    "d40-n60": (dict(n_layer=2, n_embd=40, n_head=2, mlp_internal_dim_multiplier=3), 2, 9),
+    "long": (dict(n_layer=1, n_embd=32, n_head=2, mlp_internal_dim_multiplier=32), 1, 130),
+    "n960": (dict(n_layer=1, n_embd=48, n_head=2, mlp_internal_dim_multiplier=40), 2, 66),
+}
+PROMPT, GENERATED = 9, 24
+
+
+def make_fixture(path, config, B, T, seed, angles):
+    """One fixture in the format of ../shared/fixtures/README.md, from weights ~ N(0, 0.1) and random tokens; adds every
+    rope angle it uses to `angles` (their float32 bits)."""
+    torch.manual_seed(seed)
+    config = dict(config, dropout=0.0, vocab_size=256)
+    template = BDH(**config)
+    weights = {name: torch.randn(value.shape) * 0.1 for name, value in template.state_dict().items() if name in PARAMETERS}
+    weights["attn.freqs"] = template.attn.freqs
+    idx, targets, idx2, targets2 = (torch.randint(0, 256, (B, T)) for _ in range(4))
+    prompt = torch.randint(0, 256, (1, PROMPT))
+    out = dict(weights, idx=idx, targets=targets, idx2=idx2, targets2=targets2)
+
+    model = model_of(config, weights, torch.float32)
+    trace = {}
+    out["logits"], out["loss"], grads = gradients(model, idx, targets, trace)
+    out.update({name: value.detach() for name, value in trace.items()})
+    out.update({"grad." + name: grad for name, grad in grads.items()})
+    out["f64.logits"], out["f64.loss"], grads64 = gradients(model_of(config, weights, torch.float64), idx, targets)
+    out.update({"f64.grad." + name: grad for name, grad in grads64.items()})
+
+    # Two AdamW steps: the first on batch 1's gradients (still in .grad), the second on batch 2's.
+    parameters = {name: getattr_path(model, name) for name in PARAMETERS}
+    optimizer = torch.optim.AdamW(parameters.values(), lr=1e-3, weight_decay=0.1, betas=(0.9, 0.999), eps=1e-8)
+    optimizer.step()
+    out.update({"adamw.step1." + name: p.detach().clone() for name, p in parameters.items()})
+    _, out["loss2"], _ = gradients(model, idx2, targets2)
+    optimizer.step()
+    out.update({"adamw.step2." + name: p.detach().clone() for name, p in parameters.items()})
+
+    # Greedy generation from the initial weights, the whole sequence recomputed for each token (no cache, as the reference).
+    fresh, tokens = model_of(config, weights, torch.float32), prompt
+    with torch.no_grad():
+        for _ in range(GENERATED):
+            logits, _ = fresh(tokens)
+            tokens = torch.cat((tokens, logits[:, -1, :].argmax(-1, keepdim=True)), dim=1)
+    out["greedy.prompt"], out["greedy.out"] = prompt, tokens
+
+    for length in [T] + list(range(PROMPT, PROMPT + GENERATED)):
+        angles.update(fresh.angles(length).flatten().view(torch.int32).tolist())
+    write_safetensors(path, out, {"config": json.dumps(config), "lr": "0.001", "weight_decay": "0.1", "B": str(B), "T": str(T),
+                                  "init_std": "0.1", "seed": str(seed), "source": f"bench/peers/bdh_torch.py, torch {torch.__version__}"})
+
+
+def fixtures(args):
+    torch.set_num_threads(1)
+    checked = sorted(f for f in os.listdir(args.check) if f.startswith("bdh-reference-") and f.endswith(".safetensors"))
+    if not checked:
+        sys.exit(f"fixtures: no bdh-reference-*.safetensors in {args.check} to check this model against")
+    for name in checked:
+        check_against(os.path.join(args.check, name))
+    os.makedirs(args.out, exist_ok=True)
+    angles = set()
+    for seed, (name, (config, B, T)) in enumerate(SHAPES.items(), start=1):
+        make_fixture(os.path.join(args.out, f"bdh-reference-{name}.safetensors"), config, B, T, seed, angles)
+        print(f"wrote bdh-reference-{name}.safetensors: {config}, B {B}, T {T}")
+    # The table check-reference's float64 "ref-trig" group reads: this torch's float32 cos and sin of every angle.
+    angle = torch.tensor(sorted(angles), dtype=torch.int32).view(torch.float32)
+    write_safetensors(os.path.join(args.out, "torch-float32-trig.safetensors"), {"angle": angle, "cos": torch.cos(angle), "sin": torch.sin(angle)},
+                      {"source": f"torch {torch.__version__} (bench/peers/bdh_torch.py fixtures)"})
+
+
+def write_safetensors(path, tensors, meta):
+    dtypes = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64"}
+    header, blobs, offset = {"__metadata__": meta}, [], 0
+    for name, tensor in tensors.items():
+        blob = tensor.detach().contiguous().numpy().tobytes()
+        header[name] = {"dtype": dtypes[tensor.dtype], "shape": list(tensor.shape), "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    encoded = json.dumps(header).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(encoded)) + encoded + b"".join(blobs))
 
 
 def read_safetensors(path):
@@ -123,5 +280,8 @@ if __name__ == "__main__":
     for name, default in [("threads", 2), ("layers", 4), ("embd", 128), ("heads", 4), ("mult", 16), ("batch", 16), ("block", 64), ("steps", 30)]:
         t.add_argument("--" + name, type=int, default=default)
     t.add_argument("--dropout", type=float, default=0.1)
+    f = sub.add_parser("fixtures")
+    f.add_argument("out")
+    f.add_argument("--check", default="../shared/fixtures")
     args = p.parse_args()
-    load(args) if args.cmd == "load" else train(args)
+    {"load": load, "train": train, "fixtures": fixtures}[args.cmd](args)
