@@ -150,7 +150,7 @@ def make_fixture(path, config, B, T, seed, angles):
     weights = {name: torch.randn(value.shape) * 0.1 for name, value in template.state_dict().items() if name in PARAMETERS}
     weights["attn.freqs"] = template.attn.freqs
     idx, targets, idx2, targets2 = (torch.randint(0, 256, (B, T)) for _ in range(4))
-    prompt = torch.randint(32, 127, (1, PROMPT))  # printable ASCII, so that `bdh sample --prompt` can take it (.ci/other-shapes)
+    prompt = torch.randint(ord("a"), ord("z") + 1, (1, PROMPT))  # letters, that `bdh sample --prompt` takes as they are (.ci/other-shapes)
     out = dict(weights, idx=idx, targets=targets, idx2=idx2, targets2=targets2)
 
     model = model_of(config, weights, torch.float32)
