@@ -6,10 +6,12 @@
                                (compare with `bdh eval`-style numbers from our side).
   train [--threads N] ...      the `cpu` preset's training step timed on the CPU (tokens/s), the anchor for
                                the CPU performance comparison.
-  fixtures OUT [--check DIR]   parity fixtures of shapes the reference's own fixtures do not have (one head, five
-                               heads, T = 1, D and N that leave part of a vector, ...), in their format, and the float32
-                               trig table beside them, for `bdh check-reference` (.ci/other-shapes). First this model
-                               must reproduce every bdh-reference-*.safetensors in DIR (../shared/fixtures).
+  fixtures OUT [--check DIR] [--text T]
+                               parity fixtures, in the format of the reference's, of shapes those do not have (one
+                               head, five heads, T = 1, D and N that leave part of a vector, ...) and of DIR's trained
+                               model on windows of T (its sparse products), with the float32 trig table of their
+                               angles, for `bdh check-reference` (.ci/other-shapes). First this model must reproduce
+                               every bdh-reference-*.safetensors in DIR (../shared/fixtures).
 """
 import argparse, itertools, json, math, os, struct, sys, time
 
@@ -138,18 +140,25 @@ SHAPES = {
     "long": (dict(n_layer=1, n_embd=32, n_head=2, mlp_internal_dim_multiplier=32), 1, 130),
     "n960": (dict(n_layer=1, n_embd=48, n_head=2, mlp_internal_dim_multiplier=40), 2, 66),
 }
+TRAINED = "bdh-trained-cpu-tiny-500.safetensors"
 PROMPT, GENERATED = 9, 24
 
 
-def make_fixture(path, config, B, T, seed, angles):
-    """One fixture in the format of ../shared/fixtures/README.md, from weights ~ N(0, 0.1) and random tokens; adds every
-    rope angle it uses to `angles` (their float32 bits)."""
+def make_fixture(path, config, B, T, seed, angles, trained=None, text=None):
+    """One fixture in the format of ../shared/fixtures/README.md, from weights ~ N(0, 0.1) and random tokens, or from
+    `trained`'s weights and windows of `text` (a tensor of bytes); adds every rope angle it uses to `angles` (their
+    float32 bits)."""
     torch.manual_seed(seed)
     config = dict(config, dropout=0.0, vocab_size=256)
-    template = BDH(**config)
-    weights = {name: torch.randn(value.shape) * 0.1 for name, value in template.state_dict().items() if name in PARAMETERS}
-    weights["attn.freqs"] = template.attn.freqs
-    idx, targets, idx2, targets2 = (torch.randint(0, 256, (B, T)) for _ in range(4))
+    if trained is None:
+        template = BDH(**config)
+        weights = {name: torch.randn(value.shape) * 0.1 for name, value in template.state_dict().items() if name in PARAMETERS}
+        weights["attn.freqs"] = template.attn.freqs
+        idx, targets, idx2, targets2 = (torch.randint(0, 256, (B, T)) for _ in range(4))
+    else:
+        weights = {name: trained[name] for name in PARAMETERS + ["attn.freqs"]}
+        windows = [torch.stack([text[s:s + T + 1] for s in starts]) for starts in torch.randint(len(text) - T, (2, B))]
+        (idx, targets), (idx2, targets2) = ((w[:, :-1].contiguous(), w[:, 1:].contiguous()) for w in windows)
     prompt = torch.randint(ord("a"), ord("z") + 1, (1, PROMPT))  # letters, that `bdh sample --prompt` takes as they are (.ci/other-shapes)
     out = dict(weights, idx=idx, targets=targets, idx2=idx2, targets2=targets2)
 
@@ -196,6 +205,13 @@ def fixtures(args):
     for seed, (name, (config, B, T)) in enumerate(SHAPES.items(), start=1):
         make_fixture(os.path.join(args.out, f"bdh-reference-{name}.safetensors"), config, B, T, seed, angles)
         print(f"wrote bdh-reference-{name}.safetensors: {config}, B {B}, T {T}")
+    # The trained reference model on windows of its text: activations as sparse as training makes them (xs ⊙ ys about
+    # 6% non-zero), so the float32 products take the sparse kernels, forward and backward.
+    trained, meta = read_safetensors(os.path.join(args.check, TRAINED))
+    config = {k: v for k, v in json.loads(meta["config"]).items() if k in ("n_layer", "n_embd", "n_head", "mlp_internal_dim_multiplier")}
+    text = torch.tensor(list(open(args.text, "rb").read()))
+    make_fixture(os.path.join(args.out, "bdh-reference-trained.safetensors"), config, 2, 64, len(SHAPES) + 1, angles, trained, text)
+    print(f"wrote bdh-reference-trained.safetensors: {TRAINED}'s weights, two windows of 64 bytes of {args.text}")
     # The table check-reference's float64 "ref-trig" group reads: this torch's float32 cos and sin of every angle.
     angle = torch.tensor(sorted(angles), dtype=torch.int32).view(torch.float32)
     write_safetensors(os.path.join(args.out, "torch-float32-trig.safetensors"), {"angle": angle, "cos": torch.cos(angle), "sin": torch.sin(angle)},
@@ -283,5 +299,6 @@ if __name__ == "__main__":
     f = sub.add_parser("fixtures")
     f.add_argument("out")
     f.add_argument("--check", default="../shared/fixtures")
+    f.add_argument("--text", default="../shared/data/tinyshakespeare.txt")
     args = p.parse_args()
     {"load": load, "train": train, "fixtures": fixtures}[args.cmd](args)
