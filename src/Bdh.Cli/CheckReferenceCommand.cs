@@ -43,6 +43,9 @@ public static class CheckReferenceCommand
                 Console.WriteLine($"{Path.GetFileName(path)}:");
                 foreach (var result in report.Results) Console.WriteLine("  " + result);
                 Console.WriteLine("  " + report.OurTrig);
+                if (report.OnlyFloat32GradientsDiffer)
+                    Console.WriteLine("  only the float32 gradients differ; every float64 group matches. In a fixture this large, float32 rounding can put a " +
+                        "ReLU input on the other side of zero and move a gradient by a step: README, \"How parity with the reference is proven\"");
                 allPassed &= report.Passed;
             }
             foreach (var referenceTrig in referenceTrigs.Values) // every angle of the file, not only the fixtures' (informational, as the line above)

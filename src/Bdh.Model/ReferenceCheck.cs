@@ -13,6 +13,15 @@ public sealed record CheckResult(string Group, double MaxError, double Tolerance
 public sealed record ReferenceReport(IReadOnlyList<CheckResult> Results, TrigComparison OurTrig)
 {
     public bool Passed => Results.All(r => r.Passed);
+
+    /// <summary>
+    /// Whether the only groups that fail are those that hang on our float32 gradients (f32 grad, AdamW step 2), every
+    /// float64 group matching: what a fixture too large for float32 shows. Rounding there puts some ReLU input on the
+    /// other side of zero in one implementation and not the other, and a gradient moves by a step (README, "How parity
+    /// with the reference is proven").
+    /// </summary>
+    public bool OnlyFloat32GradientsDiffer =>
+        !Passed && Results.Where(r => !r.Passed).All(r => r.Group.StartsWith("f32 grad ", StringComparison.Ordinal) || r.Group == "adamw step 2");
 }
 
 /// <summary>

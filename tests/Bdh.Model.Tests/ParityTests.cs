@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Numerics;
 using Bdh.Tensors.Kernels;
 
@@ -58,6 +59,35 @@ public class ParityTests(ITestOutputHelper output)
         var report = Shared.Trig.Compare(Shared.Trig.Angles, TorchTrig.SinCos);
         output.WriteLine($"Vector<float>.Count = {Vector<float>.Count}: {report}");
         Assert.Equal(new TrigComparison(ReferenceTrig.FileName, Shared.Trig.Angles.Length, 0, 0, 0, 0), report);
+    }
+
+    [Theory]
+    [InlineData("grad.encoder", true)]
+    [InlineData("adamw.step2.decoder", true)]
+    [InlineData("f64.grad.encoder", false)]
+    [InlineData("logits", false)]
+    public void AReportSaysWhenOnlyFloat32GradientsDiffer(string tensor, bool onlyFloat32Gradients)
+    {
+        // One value of the tensor moved away from zero by 0.05, as a ReLU input on the other side of zero moves a float32
+        // gradient. (Away from zero: AdamW's first step, which runs on the fixture's gradients, moves by lr·sign(g) alone.)
+        var edit = SafetensorsEdit.Of(Path.Combine(Shared.Fixtures, "bdh-reference-small.safetensors"));
+        var bytes = edit.Bytes(tensor);
+        if (edit.Header[tensor]!["dtype"]!.GetValue<string>() == "F64")
+        {
+            double value = BinaryPrimitives.ReadDoubleLittleEndian(bytes);
+            BinaryPrimitives.WriteDoubleLittleEndian(bytes, value + Math.CopySign(0.05, value));
+        }
+        else
+        {
+            float value = BinaryPrimitives.ReadSingleLittleEndian(bytes);
+            BinaryPrimitives.WriteSingleLittleEndian(bytes, value + MathF.CopySign(0.05f, value));
+        }
+        using var dir = new TempDir();
+
+        var report = ReferenceCheck.Run(edit.Save(Path.Combine(dir.Path, "edited.safetensors")), Shared.Trig);
+
+        Assert.False(report.Passed);
+        Assert.Equal(onlyFloat32Gradients, report.OnlyFloat32GradientsDiffer);
     }
 
     [Fact]
