@@ -16,7 +16,7 @@ public sealed record ReferenceReport(IReadOnlyList<CheckResult> Results, TrigCom
 
     /// <summary>
     /// Whether the only groups that fail are those that hang on our float32 gradients (f32 grad, AdamW step 2), every
-    /// float64 group matching: what a fixture too large for float32 shows. Rounding there puts some ReLU input on the
+    /// float64 group matching: what a fixture too large for float32 shows. There rounding can put a ReLU input on the
     /// other side of zero in one implementation and not the other, and a gradient moves by a step (README, "How parity
     /// with the reference is proven").
     /// </summary>
