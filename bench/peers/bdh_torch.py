@@ -97,13 +97,7 @@ def gradients(model, idx, targets, trace=None):
     model.zero_grad(set_to_none=True)
     logits, loss = model(idx, targets, trace)
     loss.backward()
-    return logits.detach(), loss.detach().view(1), {name: getattr_path(model, name).grad.clone() for name in PARAMETERS}
-
-
-def getattr_path(module, name):
-    for part in name.split("."):
-        module = getattr(module, part)
-    return module
+    return logits.detach(), loss.detach().view(1), {name: model.get_parameter(name).grad.clone() for name in PARAMETERS}
 
 
 def relative_error(value, expected):
@@ -171,7 +165,7 @@ def make_fixture(path, config, B, T, seed, angles, trained=None, text=None):
     out.update({"f64.grad." + name: grad for name, grad in grads64.items()})
 
     # Two AdamW steps: the first on batch 1's gradients (still in .grad), the second on batch 2's.
-    parameters = {name: getattr_path(model, name) for name in PARAMETERS}
+    parameters = {name: model.get_parameter(name) for name in PARAMETERS}
     optimizer = torch.optim.AdamW(parameters.values(), lr=1e-3, weight_decay=0.1, betas=(0.9, 0.999), eps=1e-8)
     optimizer.step()
     out.update({"adamw.step1." + name: p.detach().clone() for name, p in parameters.items()})
@@ -208,9 +202,8 @@ def fixtures(args):
     # The trained reference model on windows of its text: activations as sparse as training makes them (xs ⊙ ys about
     # 6% non-zero), so the float32 products take the sparse kernels, forward and backward.
     trained, meta = read_safetensors(os.path.join(args.check, TRAINED))
-    config = {k: v for k, v in json.loads(meta["config"]).items() if k in ("n_layer", "n_embd", "n_head", "mlp_internal_dim_multiplier")}
     text = torch.tensor(list(open(args.text, "rb").read()))
-    make_fixture(os.path.join(args.out, "bdh-reference-trained.safetensors"), config, 2, 64, len(SHAPES) + 1, angles, trained, text)
+    make_fixture(os.path.join(args.out, "bdh-reference-trained.safetensors"), json.loads(meta["config"]), 2, 64, len(SHAPES) + 1, angles, trained, text)
     print(f"wrote bdh-reference-trained.safetensors: {TRAINED}'s weights, two windows of 64 bytes of {args.text}")
     # The table check-reference's float64 "ref-trig" group reads: this torch's float32 cos and sin of every angle.
     angle = torch.tensor(sorted(angles), dtype=torch.int32).view(torch.float32)
