@@ -68,7 +68,7 @@ public static class TensorPool<T> where T : unmanaged
     /// </summary>
     public static T[] Rent(int length)
     {
-        int size = ClassLength(length + Slack);
+        int size = ClassLength(length) + Slack; // the slack after rounding: a tensor of 2ᵐ elements keeps the class of 2ᵐ
         long bytes = (long)size * Unsafe.SizeOf<T>();
         lock (Free)
         {

@@ -8,6 +8,7 @@ public class TensorPoolTests
     // on the float pool cannot move these counts.
     private readonly record struct GenerationProbe(float Value);
     private readonly record struct StepProbe(float Value);
+    private readonly record struct ClassProbe(float Value);
 
     [Property(MaxTest = 300)]
     public void ASizeClassHoldsTheLengthWithAtMostAQuarterMore(int raw)
@@ -18,6 +19,18 @@ public class TensorPoolTests
         Assert.True(length <= 64 ? size == length : size <= 1.25 * length, $"{length} -> {size}");
         Assert.True(TensorPool<float>.ClassLength(length + 1) >= size, $"classes are monotone at {length}");
         Assert.Equal(size, TensorPool<float>.ClassLength(size)); // a class length is its own class
+    }
+
+    [Theory]
+    [InlineData(1 << 21)] // BDH's activations: xs at the `cpu` preset's batch
+    [InlineData(48)]
+    [InlineData(5_000)]
+    public void ARentedArrayIsItsLengthsClassAndOneCacheLine(int length)
+    {
+        // The cache line of slack comes after the rounding: a tensor of 2ᵐ elements must not be moved to the next class up.
+        var array = TensorPool<ClassProbe>.Rent(length);
+        Assert.Equal(TensorPool<ClassProbe>.ClassLength(length) + TensorPool<ClassProbe>.Alignment / sizeof(float), array.Length);
+        TensorPool<ClassProbe>.Return(array);
     }
 
     [Fact]
