@@ -6,8 +6,9 @@ namespace Bdh.Tensors;
 
 /// <summary>
 /// The one-token products of generation, a vector against a matrix where the matrix lies: y = x·W, skipping x's
-/// zeros (<see cref="RowTimesMatrix{T}"/>: the encoders, ρ, the decoder, the LM head), and y = W·x on the rows a
-/// mask selects (<see cref="MatrixTimesVector{T}"/>: a token's active neurons). Each reads a large W once per
+/// zeros (<see cref="RowTimesMatrix{T}"/>: ρ, the decoder, the LM head, and the encoder in double), and y = W·x on the
+/// rows a mask selects (<see cref="MatrixTimesVector{T}"/>: encoder_v at a token's active neurons, and the float
+/// encoder's columns that its int8 screen lets through, <see cref="ScreenedReluProduct"/>). Each reads a large W once per
 /// token, so both are bound by memory: they list the rows they need (with <see cref="SparseGemm"/>'s non-zero scan)
 /// and ask for rows <see cref="PrefetchRows"/> ahead of the one they read.
 /// </summary>

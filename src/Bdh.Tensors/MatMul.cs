@@ -2,7 +2,7 @@ namespace Bdh.Tensors;
 
 /// <summary>
 /// Batched matrix multiply over tensors of rank ≥ 2: the last two dimensions are matrices, the
-/// leading ones broadcast (BDH: [B,1,T,D]·[nh,D,N] → [B,nh,T,N]). Either operand may be read
+/// leading ones broadcast (BDH: [1,B,T,D]·[nh,1,D,N] → [nh,B,T,N]). Either operand may be read
 /// transposed without a copy.
 /// </summary>
 public static class MatMul

@@ -33,7 +33,11 @@ internal static unsafe class SparseGemm
 
     private const int RowRun = 32;   // rows of B per run of MultiplyRow: 32 KB at 256 columns, in L1/L2 for the next tile
 
-    /// <summary>How many of an operand's stored rows <see cref="IsSparse"/> counts, at most, spread evenly over them.</summary>
+    /// <summary>
+    /// About how many of an operand's stored rows <see cref="IsSparse"/> counts, spread evenly over them: one in each run
+    /// of rows / SampledRows (rounded down), so every row of an operand with fewer than 2·SampledRows, else from SampledRows
+    /// to 2·SampledRows − 1.
+    /// </summary>
     internal const int SampledRows = 64;
 
     /// <summary>

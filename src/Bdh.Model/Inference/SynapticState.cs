@@ -136,6 +136,12 @@ public sealed class SynapticState<T> : IAttentionMemory<T> where T : unmanaged, 
         }
     }
 
+    /// <summary>
+    /// A copy with every pending token added to ρ, in this state too: the two then continue with the same bits, and a
+    /// snapshot is ρ alone (the file <see cref="StateSnapshot.Save"/> writes). The price: taking a copy moves this
+    /// state's later rounding from what it would have been without one, as any flush does; an observer that must
+    /// change nothing reads ρ with <see cref="CopyRho"/>.
+    /// </summary>
     public SynapticState<T> Clone()
     {
         var copy = new SynapticState<T>(_rho.Length, Heads, N, D);
