@@ -42,14 +42,33 @@ public sealed record InspectionReport(
         var state = (SynapticState<float>)stepper.Memory;
         var synapses = new List<Synapse>();
         for (int layer = 0; layer < layers; layer++)
-            synapses.AddRange(state.Rho[layer].Select((w, i) => new Synapse(layer, i / (n * c.NEmbd), i / c.NEmbd % n, i % c.NEmbd, w))
-                .OrderByDescending(s => Math.Abs(s.Weight)).Take(top));
+            synapses.AddRange(Strongest(state.Rho[layer], top).Select(i => new Synapse(layer, i / (n * c.NEmbd), i / c.NEmbd % n, i % c.NEmbd, state.Rho[layer][i])));
         return new InspectionReport(t, dxs, dys, dxy,
             neurons.OrderByDescending(a => a.Total).Take(top).ToArray(),
             synapses.OrderByDescending(s => Math.Abs(s.Weight)).Take(top).ToArray(), xsMaps, state);
     }
 
     private static double Density(ReadOnlySpan<float> v) => Elementwise.CountNonZeros(v) / (double)v.Length;
+
+    /// <summary>
+    /// The indices of the <paramref name="top"/> largest |values|, largest first, the lower index first among equals (as
+    /// a stable sort orders them): a heap of <paramref name="top"/>, not a record per element sorted (ρ holds 8.4 M
+    /// values a layer on the paper config).
+    /// </summary>
+    private static IEnumerable<int> Strongest(float[] values, int top)
+    {
+        // The heap's minimum is the weakest kept: the smallest magnitude, and of equal ones the highest index.
+        var weakestFirst = Comparer<(float Magnitude, int Index)>.Create((x, y) =>
+            x.Magnitude != y.Magnitude ? x.Magnitude.CompareTo(y.Magnitude) : y.Index.CompareTo(x.Index));
+        var kept = new PriorityQueue<int, (float, int)>(top + 1, weakestFirst);
+        for (int i = 0; i < values.Length && top > 0; i++)
+        {
+            var key = (MathF.Abs(values[i]), i);
+            if (kept.Count < top) kept.Enqueue(i, key);
+            else kept.EnqueueDequeue(i, key);
+        }
+        return kept.UnorderedItems.OrderByDescending(item => item.Priority, weakestFirst).Select(item => item.Element);
+    }
 
     /// <summary>[nh, T, N] → [T, nh·N]: one row per token, heads side by side.</summary>
     private static float[] TokensByNeurons(ReadOnlySpan<float> xs, int nh, int t, int n)
