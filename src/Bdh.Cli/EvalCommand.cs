@@ -6,6 +6,8 @@ namespace Bdh.Cli;
 /// <summary>bdh eval: mean loss over the non-overlapping windows of the val split.</summary>
 public static class EvalCommand
 {
+    private static readonly TimeSpan ProgressInterval = TimeSpan.FromSeconds(5);
+
     public static Command Create()
     {
         var checkpoint = CommonOptions.Checkpoint();
@@ -25,7 +27,16 @@ public static class EvalCommand
             int count = Math.Min(r.GetValue(windows) ?? int.MaxValue, TextData.WindowCount(val, t));
             if (count == 0) throw new UserError($"--block: no window of {t + 1L} bytes fits in the {val.Length}-byte val split");
             model.Config.RequireStepFits(Math.Min(count, Evaluation.WindowsPerPass(model.Config, t)), t, training: false, "--block");
-            double loss = Evaluation.MeanLoss(model, val, t, count);
+            // A whole val split takes minutes on a large model: a line on stderr every few seconds says how far it is.
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            var lastLine = TimeSpan.Zero;
+            void Report(int done)
+            {
+                if (done == count || watch.Elapsed - lastLine < ProgressInterval) return;
+                lastLine = watch.Elapsed;
+                Console.Error.WriteLine($"eval: {done} of {count} windows, {watch.Elapsed.TotalSeconds:0} s, about {watch.Elapsed.TotalSeconds * (count - done) / done:0} s to go");
+            }
+            double loss = Evaluation.MeanLoss(model, val, t, count, progress: Report);
             Console.WriteLine($"val loss {loss:0.000000} over {count} windows of {t} tokens");
             return 0;
         });

@@ -26,6 +26,9 @@ public static class ExportOnnxCommand
             if (positions < 1) throw new UserError("--max-positions: must be >= 1");
             string[] files = [OnnxExport.PrefillFile, OnnxExport.StepFile];
             CommonOptions.RequireFolder(dir, "--out");
+            // The export is staged beside the folder (ExportWhole), so the folder needs a parent.
+            if (Path.GetDirectoryName(Path.GetFullPath(dir).TrimEnd(Path.DirectorySeparatorChar)) is null)
+                throw new UserError($"--out: '{dir}' is a root folder; export into a folder inside it");
             if (!r.GetValue(force) && files.FirstOrDefault(f => File.Exists(Path.Combine(dir, f))) is string existing)
                 throw new UserError($"--out: '{Path.Combine(dir, existing)}' exists (pass --force to replace it)");
             var model = CommonOptions.LoadModel(r.GetValue(checkpoint)!);

@@ -37,6 +37,7 @@ public static class GraphCommand
             if (r.GetValue(seeds) < 1) throw new UserError("--seeds: must be >= 1");
             if (r.GetValue(communities) < 1) throw new UserError("--communities: must be >= 1");
             string dir = r.GetValue(outDir)!;
+            CommonOptions.RequireFolder(dir, "--out");
             string json = Path.Combine(dir, "graph.json");
             if (File.Exists(json) && !r.GetValue(force)) throw new UserError($"--out: '{json}' exists (pass --force to replace it)");
             string source = r.GetValue(checkpoint)!;

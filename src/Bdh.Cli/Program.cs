@@ -19,8 +19,11 @@ root.Options.Add(Limits.Ignore);
 var parsed = root.Parse(args);
 if (parsed.Errors.Count > 0)
 {
-    string message = string.Join(' ', parsed.Errors[0].Message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
-    Console.Error.WriteLine($"bdh: {message} (see bdh {string.Join(' ', args.Take(1))} --help)");
+    var command = parsed.CommandResult.Command;
+    string message = command != root ? ParseErrors.Readable(parsed.Errors[0].Message)
+        : parsed.UnmatchedTokens.Count > 0 ? $"no command '{parsed.UnmatchedTokens[0]}'"
+        : "no command given";
+    Console.Error.WriteLine($"bdh: {message} (see bdh {(command == root ? "" : command.Name + " ")}--help)");
     return 2;
 }
 MemoryBudget.Enforced = !parsed.GetValue(Limits.Ignore);

@@ -25,6 +25,7 @@ public static class SampleCommand
         };
         var saveState = new Option<string?>("--save-state") { Description = "Save the synaptic state after generating (recurrent mode)" };
         var loadState = new Option<string?>("--load-state") { Description = "Continue from a saved synaptic state instead of starting empty" };
+        var force = new Option<bool>("--force") { Description = "Let --save-state replace a file that exists (the --load-state file needs no --force)" };
         var backend = new Option<Backend>("--backend") { Description = "managed: the C# engine; onnx: ONNX Runtime on an export-onnx folder", DefaultValueFactory = _ => Backend.Managed };
         var onnx = new Option<string?>("--onnx") { Description = "Folder written by bdh export-onnx (with --backend onnx)" };
         var device = new Option<OnnxDevice>("--device")
@@ -34,7 +35,7 @@ public static class SampleCommand
         };
         var threads = CommonOptions.Threads();
         var command = new Command("sample", "Generate text from a checkpoint or an ONNX export.")
-            { checkpoint, prompt, tokens, topK, temperature, seed, mode, saveState, loadState, backend, onnx, device, threads };
+            { checkpoint, prompt, tokens, topK, temperature, seed, mode, saveState, loadState, force, backend, onnx, device, threads };
         command.SetAction(r =>
         {
             CommonOptions.ApplyThreads(r.GetValue(threads));
@@ -47,6 +48,9 @@ public static class SampleCommand
                 throw new UserError("--save-state/--load-state: need --mode recurrent");
             if (save is not null && count == 0) throw new UserError("--save-state: generate at least one token");
             if (save is not null) CommonOptions.RequireWritableFile(save, "--save-state");
+            // Saving back to the state it loaded continues a conversation in place; any other file stays unless asked.
+            if (save is not null && File.Exists(save) && !r.GetValue(force) && (load is null || Path.GetFullPath(load) != Path.GetFullPath(save)))
+                throw new UserError($"--save-state: '{save}' exists (pass --force to replace it)");
             if (load is not null) InputFile.Require(load, "--load-state");
             string text = r.GetValue(prompt) ?? (load is null ? "ROMEO:" : "");
             if (text.Length == 0 && load is null) throw new UserError("--prompt: must not be empty");

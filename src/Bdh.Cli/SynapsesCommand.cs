@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using Bdh.Model;
 using Bdh.Model.Experiments;
 
 namespace Bdh.Cli;
@@ -29,6 +30,7 @@ public static class SynapsesCommand
             var withTexts = ReadTexts(r.GetValue(with)!, "--with");
             var withoutTexts = ReadTexts(r.GetValue(without)!, "--without");
             string dir = r.GetValue(outDir)!;
+            CommonOptions.RequireFolder(dir, "--out");
             string json = Path.Combine(dir, "synapses.json");
             if (File.Exists(json) && !r.GetValue(force)) throw new UserError($"--out: '{json}' exists (pass --force to replace it)");
             var model = CommonOptions.LoadModel(r.GetValue(checkpoint)!);
@@ -70,8 +72,7 @@ public static class SynapsesCommand
 
     private static List<string> ReadTexts(string path, string option)
     {
-        if (!File.Exists(path)) throw new UserError($"{option}: no such file '{path}'");
-        var lines = File.ReadAllLines(path).Where(l => l.Trim().Length > 0).ToList();
+        var lines = Encoding.UTF8.GetString(InputFile.ReadAll(path, option)).TrimStart('\uFEFF').ReplaceLineEndings("\n").Split('\n').Where(l => l.Trim().Length > 0).ToList();
         return lines.Count >= 2 ? lines : throw new UserError($"{option}: '{path}' needs at least 2 non-empty lines (one text each), has {lines.Count}");
     }
 

@@ -86,6 +86,9 @@ public static class TrainCommand
             {
                 throw new UserError(at.Flag.Name + e.Message[at.Property.Length..]);
             }
+            if (options.Steps < 1) throw new UserError("--steps: must be >= 1");
+            if (r.GetValue(init) is not null && r.GetValue(resume))
+                throw new UserError("--init: a resumed run continues from its own checkpoint; leave out --init or --resume");
             CommonOptions.ApplyThreads(r.GetValue(threads));
             BdhModel<float> model;
             double memory;
@@ -100,7 +103,15 @@ public static class TrainCommand
             }
             else
             {
-                memory = TrainingBytes(config.Validate(), options); // before the weights are allocated
+                // BdhConfig names the field at fault (the reference's names); the user knows it by its flag.
+                (string Field, Option Flag)[] fields =
+                    [("n_layer", layers), ("n_embd", embd), ("n_head", heads), ("mlp_internal_dim_multiplier", mult), ("dropout", dropout)];
+                try { config.Validate(); }
+                catch (ArgumentException e) when (fields.FirstOrDefault(f => e.Message.StartsWith(f.Field + ": ", StringComparison.Ordinal)) is { Flag: not null } at)
+                {
+                    throw new UserError(at.Flag.Name + e.Message[at.Field.Length..]);
+                }
+                memory = TrainingBytes(config, options); // before the weights are allocated
                 model = BdhModel<float>.Create(config, options.Seed);
             }
             string dir = r.GetValue(outDir) ?? Path.Combine("runs", $"{presetName}-{DateTime.Now:yyyyMMdd-HHmmss}");
@@ -165,6 +176,8 @@ public static class TrainCommand
 
         var trainer = new Trainer(model, data, options);
         if (resume) trainer.Resume(dir);
+        if (trainer.Step >= options.Steps)
+            throw new UserError($"--steps {options.Steps}: the run in '{dir}' is already at step {trainer.Step}; pass a larger --steps to train it further");
         var curve = run.OpenCurve(resume ? trainer.Step : null, Notice);
         Console.Error.WriteLine($"training BDH {config.ToJson()} on {bytes.Length:N0} bytes, {Bdh.Tensors.Parallelism.Threads} threads, into {dir}" +
             (resume ? $" (resumed at step {trainer.Step})" : "") + $"; about {memory / 1e9:0.00} GB of memory and {disk / 1e9:0.00} GB of disk" +

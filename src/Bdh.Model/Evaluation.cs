@@ -20,9 +20,9 @@ public static class Evaluation
     /// Mean loss over the first <paramref name="windows"/> (default all) non-overlapping block-sized
     /// windows of <paramref name="data"/>, <paramref name="batch"/> (default <see cref="WindowsPerPass"/>) a pass,
     /// without dropout. Every window has the same number of tokens, so this is the token mean (the fixtures' "mean of
-    /// batch means").
+    /// batch means"). <paramref name="progress"/>, if given, hears the windows done after each pass.
     /// </summary>
-    public static double MeanLoss(BdhModel<float> model, byte[] data, int block, int? windows = null, int? batch = null)
+    public static double MeanLoss(BdhModel<float> model, byte[] data, int block, int? windows = null, int? batch = null, Action<int>? progress = null)
     {
         int total = Math.Min(windows ?? int.MaxValue, TextData.WindowCount(data, block));
         if (total == 0) throw new ArgumentException($"no window of {block + 1L} bytes fits in {data.Length} bytes");
@@ -37,6 +37,7 @@ public static class Evaluation
             sum += loss!.Value.Span[0] * (double)count;
             logits.ReleaseGraph();
             loss.ReleaseGraph();
+            progress?.Invoke(first + count);
         }
         return sum / total;
     }

@@ -54,7 +54,8 @@ public sealed class BdhServer : IAsyncDisposable
         _gate = new RequestGate(options.MaxConcurrentRequests, options.MaxQueuedRequests);
         _cache = new ConversationCache(model, options.CacheBytes);
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
-        builder.Logging.ClearProviders().SetMinimumLevel(LogLevel.Warning).AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        builder.Logging.ClearProviders().SetMinimumLevel(LogLevel.Warning).AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace)
+            .AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical); // a failed start (a port in use) reaches StartAsync's caller as its exception
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
         builder.WebHost.ConfigureKestrel(kestrel =>
         {

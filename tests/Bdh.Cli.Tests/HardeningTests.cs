@@ -78,6 +78,9 @@ public class HardeningTests
             case "A-FOLDER":
                 Directory.CreateDirectory(path);
                 break;
+            case "A-FILE":
+                File.WriteAllText(path, "a file of the user's, to keep\n");
+                break;
             default:
                 return word;
         }
@@ -111,6 +114,18 @@ public class HardeningTests
     [InlineData("LAYERS-2000: bad config in __metadata__: n_layer: must be <= 1024 (got 2000)", "sample", "-c", "LAYERS-2000", "-n", "1")]
     [InlineData("FIXTURE-IDX-2^40: tensor 'idx' holds 1099511627776 at element 0", "check-reference", "--fixture", "FIXTURE-IDX-2^40", "--trig", "TRIG")]
     [InlineData("--tokens: the state in 'STATE-AT-MAX' is at position 2147483642", "sample", "-c", "TRAINED", "--load-state", "STATE-AT-MAX", "-n", "10")]
+    [InlineData("--save-state: 'A-FILE' exists (pass --force to replace it)", "sample", "-c", "TRAINED", "-n", "2", "--save-state", "A-FILE")]
+    [InlineData("--steps: must be >= 1", "train", "--data", "CORPUS", "--steps", "0", "--out", "A-FOLDER")]
+    [InlineData("--init: a resumed run continues from its own checkpoint", "train", "--data", "CORPUS", "--init", "TRAINED", "--resume", "--out", "A-FOLDER")]
+    [InlineData("--dropout: must be in [0, 1) (got 1.5)", "train", "--data", "CORPUS", "--dropout", "1.5", "--out", "A-FOLDER")]
+    [InlineData("--layers: must be >= 1 (got 0)", "train", "--data", "CORPUS", "--layers", "0", "--out", "A-FOLDER")]
+    [InlineData("--out: 'A-FILE' is a file, not a folder", "graph", "-c", "TRAINED", "--out", "A-FILE")]
+    [InlineData("--out: 'A-FILE' is a file, not a folder", "synapses", "-c", "TRAINED", "--with", "CORPUS", "--without", "CORPUS", "--out", "A-FILE")]
+    [InlineData("--with: 'A-FOLDER' is a folder, not a file", "synapses", "-c", "TRAINED", "--with", "A-FOLDER", "--without", "CORPUS", "--out", "unused-out")]
+    [InlineData("no command 'foo' (see bdh --help)", "foo")]
+    [InlineData("no command 'foo' (see bdh --help)", "--ignore-limits", "foo")]
+    [InlineData("Cannot parse argument 'abc' for option '--tokens' as a whole number. (see bdh sample --help)", "sample", "-n", "abc")]
+    [InlineData("Cannot parse argument '-1' for option '--seed' as a whole number >= 0. (see bdh train --help)", "train", "--seed", "-1")]
     public void EveryBadInputIsOneLineNamingItAndExitCode2(string message, params string[] args)
     {
         using var dir = new TempDir();
@@ -124,6 +139,38 @@ public class HardeningTests
         Assert.Equal($"bdh: {message}", stderr.TrimEnd('\n')[..Math.Min(stderr.TrimEnd('\n').Length, message.Length + 5)]);
         Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.Equal(before, Directory.GetFiles(dir.Path, "*", SearchOption.AllDirectories)); // nothing written
+    }
+
+    [Fact]
+    public void ResumingARunAlreadyAtItsLastStepIsRefusedAndChangesNothing()
+    {
+        using var dir = new TempDir();
+        Assert.Equal(0, Run(TinyTrain(dir.Path, 3)).Code);
+        string curve = File.ReadAllText(Path.Combine(dir.Path, "loss.csv"));
+        var checkpoints = Directory.GetFiles(dir.Path, "*", SearchOption.AllDirectories).Select(File.GetLastWriteTimeUtc).ToArray();
+        var (code, stdout, stderr) = Run([.. TinyTrain(dir.Path, 2), "--resume"]);
+        Assert.Equal((2, ""), (code, stdout));
+        Assert.Equal($"bdh: --steps 2: the run in '{dir.Path}' is already at step 3; pass a larger --steps to train it further\n", stderr);
+        Assert.Equal(curve, File.ReadAllText(Path.Combine(dir.Path, "loss.csv")));
+        Assert.Equal(checkpoints, Directory.GetFiles(dir.Path, "*", SearchOption.AllDirectories).Select(File.GetLastWriteTimeUtc));
+    }
+
+    [Fact]
+    public void ASavedStateIsContinuedInPlaceAndReplacesAnotherFileOnlyWithForce()
+    {
+        using var dir = new TempDir();
+        string state = Path.Combine(dir.Path, "state.safetensors"), notes = Path.Combine(dir.Path, "notes.txt");
+        Assert.Equal(0, Run("sample", "-c", Trained, "-n", "4", "--top-k", "1", "--save-state", state).Code);
+        byte[] first = File.ReadAllBytes(state);
+        // The file it loaded is the one it saves: a conversation carried on in one file, no --force needed.
+        var (code, _, stderr) = Run("sample", "-c", Trained, "--load-state", state, "-p", " and", "-n", "4", "--top-k", "1", "--save-state", state);
+        Assert.True(code == 0, stderr);
+        Assert.NotEqual(first, File.ReadAllBytes(state));
+        File.WriteAllText(notes, "keep");
+        Assert.Equal(2, Run("sample", "-c", Trained, "-n", "2", "--save-state", notes).Code);
+        Assert.Equal("keep", File.ReadAllText(notes));
+        Assert.Equal(0, Run("sample", "-c", Trained, "-n", "2", "--save-state", notes, "--force").Code);
+        Assert.Equal(7, StateSnapshot.Load(notes, Checkpoint.Load(Trained).Config).Position); // "ROMEO:" and one token read
     }
 
     [Fact]

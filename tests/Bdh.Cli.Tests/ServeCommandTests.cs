@@ -28,6 +28,18 @@ public class ServeCommandTests
     }
 
     [Fact]
+    public void APortInUseIsOneLineAndExitCode2()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var (code, stdout, stderr) = CliTests.RunWith(null, "serve", "-c", Trained, "--host", "127.0.0.1", "--port", port.ToString());
+        Assert.Equal((2, ""), (code, stdout));
+        Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith($"bdh: --host/--port: cannot listen on 127.0.0.1:{port}", stderr);
+    }
+
+    [Fact]
     public async Task SigtermEndsTheOpenStreamCleanlyAndExitsZero()
     {
         using var server = CliTests.StartWith("BDH_API_KEY=from-env", "serve", "-c", Trained, "--port", "0");

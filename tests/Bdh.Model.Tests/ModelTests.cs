@@ -95,7 +95,9 @@ public class TrainedReferenceTests
         var val = TextData.Load(Shared.Corpus).Val;
         double whole = Evaluation.MeanLoss(model, val, 64, 40); // 32 windows, then 8
         Assert.Equal(whole, Evaluation.MeanLoss(model, val, 64, 40, batch: 1), 1e-5);
-        Assert.Equal(whole, Evaluation.MeanLoss(model, val, 64, 40, batch: 7), 1e-5); // five of 7, then 5
+        var done = new List<int>();
+        Assert.Equal(whole, Evaluation.MeanLoss(model, val, 64, 40, batch: 7, progress: done.Add), 1e-5); // five of 7, then 5
+        Assert.Equal([7, 14, 21, 28, 35, 40], done); // the windows done, pass by pass
     }
 
     [Fact]
