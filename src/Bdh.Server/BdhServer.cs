@@ -66,17 +66,18 @@ public sealed class BdhServer : IAsyncDisposable
         _app = builder.Build();
         _app.Use(AnswerErrorsAsJson);
         _app.Use(Authorize);
-        _app.MapGet("/health", () => Results.Json(new { status = "ok" }));
-        _app.MapGet("/v1/models", () => Results.Json(new
-        {
-            @object = "list",
-            data = new[] { new { id = _model.Name, @object = "model", created = _created, owned_by = "bdhnative" } },
-        }));
+        _app.MapMethods("/health", ["GET", "HEAD"], () => Results.Json(new { status = "ok" }));
+        _app.MapGet("/v1/models", () => Results.Json(new { @object = "list", data = new[] { ModelObject() } }));
+        _app.MapGet("/v1/models/{id}", (string id) => id == _model.Name ? Results.Json(ModelObject())
+            : throw new RequestException(404, $"no model '{id}': this server has '{_model.Name}'", "model", code: "model_not_found"));
         _app.MapPost("/v1/completions", http => Complete(http, chat: false));
         _app.MapPost("/v1/chat/completions", http => Complete(http, chat: true));
         _app.MapGet("/", http => Playground(http, "index.html"));
         _app.MapGet("/playground/{file}", (HttpContext http, string file) => Playground(http, file));
     }
+
+    /// <summary>The one model, as <c>/v1/models</c> lists it.</summary>
+    private object ModelObject() => new { id = _model.Name, @object = "model", created = _created, owned_by = "bdhnative" };
 
     /// <summary>The address the server listens on (with the port it got, when asked for port 0).</summary>
     public Uri Address { get; private set; } = null!;
@@ -233,7 +234,7 @@ public sealed class BdhServer : IAsyncDisposable
         if (_options.ApiKey is { } key && http.Request.Path.StartsWithSegments("/v1"))
         {
             string header = http.Request.Headers.Authorization.ToString();
-            bool valid = header.StartsWith("Bearer ", StringComparison.Ordinal)
+            bool valid = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) // an auth scheme's name is case-insensitive (RFC 9110)
                 && CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(header[7..]), Encoding.UTF8.GetBytes(key));
             if (!valid)
             {
@@ -250,6 +251,13 @@ public sealed class BdhServer : IAsyncDisposable
         try
         {
             await next(http);
+            // Routing's own answers (no route; a route without this method) carry no body: give them the error JSON too.
+            if (!http.Response.HasStarted && http.Response.StatusCode is 404 or 405)
+                await WriteError(http, http.Response.StatusCode, new
+                {
+                    message = http.Response.StatusCode == 404 ? $"no such path: {http.Request.Path}" : $"{http.Request.Method} is not allowed on {http.Request.Path}",
+                    type = "invalid_request_error", param = (string?)null, code = http.Response.StatusCode == 404 ? "not_found" : "method_not_allowed",
+                });
         }
         catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested)
         {

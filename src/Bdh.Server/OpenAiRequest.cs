@@ -19,7 +19,8 @@ internal sealed class RequestException(int status, string message, string? param
 /// <summary>
 /// A completion or chat completion request, read from its JSON and checked field by field: a known field of the wrong
 /// type, out of its range or too large is a 400 naming it; unknown fields are ignored, as OpenAI's clients send many
-/// (penalties, logprobs) that a sampler without them can leave out. <c>temperature: 0</c> is greedy decoding.
+/// (penalties, logprobs) that a sampler without them can leave out. <c>temperature: 0</c> is greedy decoding; without a
+/// <c>seed</c> each request draws its own, as OpenAI's do (a client retrying for another answer gets one).
 /// Extensions: <c>top_k</c>, and <c>bdh_activity: true</c> to stream what the model does with each token.
 /// </summary>
 internal sealed record OpenAiRequest(int[] Prompt, GenerationOptions Options, bool Stream, bool IncludeUsage, bool Activity)
@@ -36,7 +37,8 @@ internal sealed record OpenAiRequest(int[] Prompt, GenerationOptions Options, bo
         if (tokens.Length > limits.MaxPromptTokens)
             throw new RequestException(400, $"the prompt is {tokens.Length} tokens (bytes); this server takes at most {limits.MaxPromptTokens}", chat ? "messages" : "prompt");
 
-        string tokensName = chat && root.TryGetProperty("max_completion_tokens", out _) ? "max_completion_tokens" : "max_tokens";
+        // Chat clients send max_completion_tokens (the newer name) or max_tokens; some send the one they leave out as null.
+        string tokensName = chat && Optional(root, "max_completion_tokens", JsonValueKind.Number) is not null ? "max_completion_tokens" : "max_tokens";
         int maxTokens = Integer(root, tokensName, chat ? 1 : 0, limits.MaxCompletionTokens) is long m ? (int)m : limits.DefaultCompletionTokens;
         double? temperature = Number(root, "temperature", 0, 2, minExclusive: false);
         double? topP = Number(root, "top_p", 0, 1, minExclusive: true);
@@ -57,7 +59,7 @@ internal sealed record OpenAiRequest(int[] Prompt, GenerationOptions Options, bo
             Temperature = temperature is > 0 ? temperature.Value : defaults.Temperature,
             TopK = temperature == 0 ? 1 : (int?)topK,
             TopP = topP,
-            Seed = seed is long s ? unchecked((ulong)s) : defaults.Seed,
+            Seed = seed is long s ? unchecked((ulong)s) : unchecked((ulong)Random.Shared.NextInt64(long.MinValue, long.MaxValue)),
             StopSequences = chat ? [BdhChatClient.TurnEnd, .. StopSequences(root)] : StopSequences(root),
         };
         return new OpenAiRequest(tokens, options, stream, includeUsage, activity);
@@ -66,10 +68,10 @@ internal sealed record OpenAiRequest(int[] Prompt, GenerationOptions Options, bo
     private static string CompletionPrompt(JsonElement root)
     {
         var prompt = Required(root, "prompt", JsonValueKind.String, JsonValueKind.Array);
-        if (prompt.ValueKind == JsonValueKind.String) return prompt.GetString()!;
+        if (prompt.ValueKind == JsonValueKind.String) return Text(prompt, "prompt");
         if (prompt.GetArrayLength() != 1 || prompt[0].ValueKind != JsonValueKind.String)
             throw new RequestException(400, "prompt must be a string or an array of one string (one completion per request)", "prompt");
-        return prompt[0].GetString()!;
+        return Text(prompt[0], "prompt");
     }
 
     /// <summary>The messages in <see cref="BdhChatClient"/>'s documented format, ending with the reply's <c>ASSISTANT:\n</c>.</summary>
@@ -80,30 +82,42 @@ internal sealed record OpenAiRequest(int[] Prompt, GenerationOptions Options, bo
         foreach (var message in messages.EnumerateArray())
         {
             if (message.ValueKind != JsonValueKind.Object) throw new RequestException(400, "each message must be an object", "messages");
-            string role = Required(message, "role", JsonValueKind.String).GetString()!;
+            string role = Text(Required(message, "role", JsonValueKind.String), "messages");
+            if (string.IsNullOrWhiteSpace(role)) throw new RequestException(400, "each message's role must not be empty", "messages");
             var content = Optional(message, "content", JsonValueKind.String, JsonValueKind.Array);
-            string text = content is null ? "" : content.Value.ValueKind == JsonValueKind.String ? content.Value.GetString()! : TextParts(content.Value);
-            chat.Add(new ChatMessage(new ChatRole(role), text) { AuthorName = Optional(message, "name", JsonValueKind.String)?.GetString() });
+            string text = content is null ? "" : content.Value.ValueKind == JsonValueKind.String ? Text(content.Value, "messages") : TextParts(content.Value);
+            string? name = Optional(message, "name", JsonValueKind.String) is { } given ? Text(given, "messages") : null;
+            chat.Add(new ChatMessage(new ChatRole(role), text) { AuthorName = name });
         }
         return BdhChatClient.FormatPrompt(chat);
     }
 
     /// <summary>A message's content given as parts: the text parts joined; a model of bytes reads no images or audio.</summary>
     private static string TextParts(JsonElement parts) => string.Concat(parts.EnumerateArray().Select(part =>
-        part.ValueKind == JsonValueKind.Object && Required(part, "type", JsonValueKind.String).GetString() == "text"
-            ? Required(part, "text", JsonValueKind.String).GetString()
+        part.ValueKind == JsonValueKind.Object && Required(part, "type", JsonValueKind.String).ValueEquals("text")
+            ? Text(Required(part, "text", JsonValueKind.String), "messages")
             : throw new RequestException(400, "message content parts must be {\"type\": \"text\", \"text\": ...}: this model reads text only", "messages")));
 
     private static string[] StopSequences(JsonElement root)
     {
         var stop = Optional(root, "stop", JsonValueKind.String, JsonValueKind.Array);
         if (stop is null) return [];
-        if (stop.Value.ValueKind == JsonValueKind.String) return NonEmpty([stop.Value.GetString()!]);
+        if (stop.Value.ValueKind == JsonValueKind.String) return NonEmpty([Text(stop.Value, "stop")]);
         if (stop.Value.GetArrayLength() > MaxStopSequences) throw new RequestException(400, $"stop takes at most {MaxStopSequences} sequences", "stop");
-        return NonEmpty(stop.Value.EnumerateArray().Select(s => s.ValueKind == JsonValueKind.String ? s.GetString()! : throw new RequestException(400, "stop must be a string or an array of strings", "stop")).ToArray());
+        return NonEmpty(stop.Value.EnumerateArray().Select(s => s.ValueKind == JsonValueKind.String ? Text(s, "stop") : throw new RequestException(400, "stop must be a string or an array of strings", "stop")).ToArray());
 
         static string[] NonEmpty(string[] sequences) =>
             sequences.Any(s => s.Length == 0) ? throw new RequestException(400, "stop sequences must not be empty", "stop") : sequences;
+    }
+
+    /// <summary>
+    /// A JSON string's text. JSON text is UTF-8 with paired surrogates; a body whose strings are not (another charset, a
+    /// lone \ud800 escape) is the client's mistake, a 400 naming the field, not the 500 the decoder's exception would be.
+    /// </summary>
+    private static string Text(JsonElement value, string param)
+    {
+        try { return value.GetString()!; }
+        catch (InvalidOperationException) { throw new RequestException(400, $"{param} is not valid text: JSON strings are UTF-8 with paired surrogates", param); }
     }
 
     private static JsonElement Required(JsonElement parent, string name, params JsonValueKind[] kinds) =>

@@ -156,6 +156,11 @@ public class ServerTests
         { "/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": 3}]}", "content" },
         { "/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"image_url\"}]}]}", "messages" },
         { "/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"max_completion_tokens\": 0}", "max_completion_tokens" },
+        { "/v1/chat/completions", "{\"messages\": [{\"role\": \"\", \"content\": \"hi\"}]}", "messages" },
+        { "/v1/chat/completions", "{\"messages\": [{\"role\": \" \", \"content\": \"hi\"}]}", "messages" },
+        { "/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\\ud800\"}]}", "messages" }, // a lone surrogate
+        { "/v1/completions", "{\"prompt\": \"hi\\ud83d\"}", "prompt" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"stop\": \"\\udc00\"}", "stop" },
     };
 
     [Theory]
@@ -171,6 +176,48 @@ public class ServerTests
         Assert.Equal(param, error.GetProperty("param").GetString());
         Assert.False(string.IsNullOrWhiteSpace(error.GetProperty("message").GetString()));
         Assert.DoesNotContain(" at Bdh.", text); // never a stack trace
+    }
+
+    [Fact]
+    public async Task RoutesHeadersAndFieldsThatOpenAiClientsRelyOn()
+    {
+        await using var client = await ServerClient.Start(new ServerOptions { ApiKey = "s3cret" });
+        using var http = new HttpClient { BaseAddress = client.Server.Address };
+        http.DefaultRequestHeaders.TryAddWithoutValidation("Authorization", "bearer s3cret"); // the scheme in any case
+        var model = JsonDocument.Parse(await http.GetStringAsync($"/v1/models/{Model.Name}")).RootElement;
+        Assert.Equal((Model.Name, "model"), (model.GetProperty("id").GetString(), model.GetProperty("object").GetString()));
+        foreach (var (method, path, status, code) in new[]
+        {
+            (HttpMethod.Get, "/v1/models/gpt-4", HttpStatusCode.NotFound, "model_not_found"),
+            (HttpMethod.Get, "/v1/nothing", HttpStatusCode.NotFound, "not_found"),
+            (HttpMethod.Get, "/v1/chat/completions", HttpStatusCode.MethodNotAllowed, "method_not_allowed"),
+        })
+        {
+            using var response = await http.SendAsync(new HttpRequestMessage(method, path));
+            Assert.Equal(status, response.StatusCode);
+            Assert.Equal(code, JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
+        }
+        Assert.Equal(HttpStatusCode.OK, (await http.SendAsync(new HttpRequestMessage(HttpMethod.Head, "/health"))).StatusCode);
+
+        // Latin-1 bytes where JSON's UTF-8 belongs: the client's mistake, named, not a server error.
+        var latin1 = new ByteArrayContent([.. "{\"prompt\": \"caf"u8, 0xE9, .. "\"}"u8]);
+        latin1.Headers.ContentType = new("application/json");
+        using (var response = await http.PostAsync("/v1/completions", latin1))
+        {
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            Assert.Equal("prompt", JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("param").GetString());
+        }
+
+        // A field sent as null is a field not sent: max_tokens holds.
+        var (_, chat) = await client.Post("/v1/chat/completions",
+            new { messages = new[] { new { role = "user", content = "hi" } }, max_completion_tokens = (int?)null, max_tokens = 3, temperature = 0 });
+        Assert.Equal(3, chat.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+
+        // Without a seed each request draws its own, as OpenAI's do: asking again gives another answer.
+        var texts = new HashSet<string>();
+        for (int i = 0; i < 3; i++)
+            texts.Add((await client.Post("/v1/completions", new { prompt = "ROMEO:", max_tokens = 24 })).Json.GetProperty("choices")[0].GetProperty("text").GetString()!);
+        Assert.True(texts.Count > 1, "three unseeded replies were the same");
     }
 
     [Fact]
