@@ -34,8 +34,8 @@ public static class ExportOnnxCommand
             var model = CommonOptions.LoadModel(r.GetValue(checkpoint)!);
             // RoPE tables: cos and sin [P, N] while they are made, then halves [P, N/2] in the graphs.
             long tableValues = (long)positions * model.Config.N;
-            if (tableValues > int.MaxValue)
-                throw new UserError($"--max-positions: {positions} positions x N = {model.Config.N} neurons make RoPE tables of {tableValues} values, more than one holds ({int.MaxValue})");
+            if (OnnxExport.RopeTableBytes(model.Config, positions) > Array.MaxLength)
+                throw new UserError($"--max-positions: {positions} positions x N = {model.Config.N} neurons make RoPE tables of {OnnxExport.RopeTableBytes(model.Config, positions)} bytes, more than one array holds ({Array.MaxLength})");
             // Beside them the weights, three times: the model's, and a copy of each in both graphs.
             MemoryBudget.Require(4.0 * 4 * tableValues + 4.0 * 3 * BdhModel<float>.ParameterCount(model.Config), "--max-positions");
             ExportWhole(model, dir, positions);

@@ -160,6 +160,7 @@ public sealed class OnnxBdh : IDisposable
     /// <summary>The prefill graph's logits [T, V] for <paramref name="tokens"/> (row-major), as BdhModel.Forward gives them.</summary>
     public float[] Logits(int[] tokens)
     {
+        CheckTokens(tokens);
         CheckLength(tokens.Length, 1);
         using var state = RunPrefill(tokens, out float[] logits);
         return logits;
@@ -172,7 +173,9 @@ public sealed class OnnxBdh : IDisposable
     /// </summary>
     public int[] Generate(int[] prompt, int count, SamplingOptions options, Action<int>? onToken = null, Action<float[]>? onLogits = null)
     {
-        if (prompt.Length == 0) throw new ArgumentException("the prompt must hold at least one token");
+        CheckTokens(prompt);
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        options.Validate();
         CheckLength(prompt.Length, count);
         var rng = new Rng(options.Seed);
         var tokens = new List<int>(prompt);
@@ -214,6 +217,17 @@ public sealed class OnnxBdh : IDisposable
         }
         finally { state.Dispose(); }
         return tokens.ToArray();
+    }
+
+    /// <summary>
+    /// A non-empty prompt of tokens in [0, V): the graphs' Gather would read a negative token from the table's end, and
+    /// one past it is an error of the device (DirectML leaves it undefined).
+    /// </summary>
+    private void CheckTokens(int[] tokens, [System.Runtime.CompilerServices.CallerArgumentExpression(nameof(tokens))] string? name = null)
+    {
+        if (tokens.Length == 0) throw new ArgumentException("must hold at least one token", name);
+        foreach (int t in tokens)
+            if ((uint)t >= (uint)Config.VocabSize) throw new ArgumentOutOfRangeException(name, t, $"tokens must be in [0, {Config.VocabSize})");
     }
 
     /// <summary>Runs prefill.onnx; returns ρ per layer on the state device and the logits [T, V] on the host.</summary>

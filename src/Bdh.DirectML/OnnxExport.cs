@@ -35,6 +35,10 @@ public static class OnnxExport
     /// <summary>Writes prefill.onnx and step.onnx into <paramref name="dir"/> for sequences of up to <paramref name="maxPositions"/> tokens.</summary>
     public static void Export(BdhModel<float> model, string dir, int maxPositions, long externalDataAbove = ExternalDataAbove)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxPositions, 1);
+        if (RopeTableBytes(model.Config, maxPositions) > Array.MaxLength)
+            throw new ArgumentOutOfRangeException(nameof(maxPositions), maxPositions,
+                $"RoPE tables of {maxPositions} positions x N = {model.Config.N} would take {RopeTableBytes(model.Config, maxPositions)} bytes each, more than one array holds");
         var metadata = new Dictionary<string, string>
         {
             [ConfigKey] = model.Config.ToJson(),
@@ -44,6 +48,9 @@ public static class OnnxExport
         Prefill(model, maxPositions).Save(Path.Combine(dir, PrefillFile), metadata, externalDataAbove);
         Step(model, maxPositions).Save(Path.Combine(dir, StepFile), metadata, externalDataAbove);
     }
+
+    /// <summary>The bytes of each RoPE table the graphs hold, cos or sin [P, N/2] in float32 (made from a [P, N] table first).</summary>
+    public static long RopeTableBytes(BdhConfig config, int maxPositions) => (long)maxPositions * config.N / 2 * sizeof(float);
 
     internal static OnnxGraph Prefill(BdhModel<float> model, int maxPositions)
     {

@@ -22,7 +22,8 @@ namespace Bdh.Extensions.AI;
 /// synaptic state. The client holds the most recently used <c>maxConversations</c> sessions. Without a
 /// ConversationId, the messages are the whole conversation and a new session reads them.</para>
 /// <para>Options: temperature, top-k, top-p, seed, max output tokens and stop sequences; tools and other content than
-/// text are ignored. Requests run concurrently, one at a time per conversation.</para>
+/// text are ignored. Requests on different conversations run concurrently; a conversation takes one request at a time,
+/// and a second while its first still runs is refused (<see cref="InvalidOperationException"/>).</para>
 /// </remarks>
 public sealed class BdhChatClient : IChatClient
 {
@@ -68,6 +69,7 @@ public sealed class BdhChatClient : IChatClient
         GetStreamingResponseAsync(messages, options, cancellationToken).ToChatResponseAsync(cancellationToken);
 
     /// <exception cref="ArgumentException">an unknown <see cref="ChatOptions.ConversationId"/>, or an option out of its range.</exception>
+    /// <exception cref="InvalidOperationException">the conversation is still answering an earlier request.</exception>
     public IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null,
         CancellationToken cancellationToken = default)
     {

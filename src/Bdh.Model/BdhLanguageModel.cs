@@ -44,7 +44,8 @@ public sealed class BdhLanguageModel
 
     /// <summary>Loads a <c>.safetensors</c> checkpoint, or the latest complete checkpoint of a <c>bdh train</c> output folder.</summary>
     /// <exception cref="FileNotFoundException">no such file or folder, or a folder without a checkpoint.</exception>
-    /// <exception cref="SafetensorsException">the file is not a BDH checkpoint.</exception>
+    /// <exception cref="InputException">the file is empty, not a regular file, or not a BDH checkpoint (<see cref="SafetensorsException"/>).</exception>
+    /// <exception cref="ArgumentException">the checkpoint's vocabulary is not the 256 byte values.</exception>
     public static BdhLanguageModel Load(string fileOrFolder)
     {
         string file = Checkpoint.Find(fileOrFolder);

@@ -24,6 +24,8 @@ public static class Evaluation
     /// </summary>
     public static double MeanLoss(BdhModel<float> model, byte[] data, int block, int? windows = null, int? batch = null, Action<int>? progress = null)
     {
+        if (windows is < 1) throw new ArgumentOutOfRangeException(nameof(windows), windows, "must be >= 1");
+        if (batch is < 1) throw new ArgumentOutOfRangeException(nameof(batch), batch, "must be >= 1");
         int total = Math.Min(windows ?? int.MaxValue, TextData.WindowCount(data, block));
         if (total == 0) throw new ArgumentException($"no window of {block + 1L} bytes fits in {data.Length} bytes");
         int perPass = batch ?? WindowsPerPass(model.Config, block);

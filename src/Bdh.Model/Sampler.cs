@@ -36,6 +36,9 @@ public static class Sampler
     /// <summary>Feeds <paramref name="input"/> to a stepper (from wherever it stands), then draws <paramref name="count"/> tokens.</summary>
     public static int[] Continue(IBdhStepper<float> stepper, int[] input, int count, SamplingOptions options, Action<int>? onToken = null)
     {
+        if (input.Length == 0) throw new ArgumentException("the input must hold at least one token", nameof(input));
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        options.Validate();
         var rng = new Rng(options.Seed);
         var tokens = new List<int>(input);
         float[] logits = stepper.Prefill(input).ToArray();
@@ -58,6 +61,7 @@ public static class Sampler
     /// </summary>
     public static int Draw(ReadOnlySpan<float> logits, SamplingOptions options, Rng rng)
     {
+        options.Validate(); // a negative temperature would favour the least likely tokens; top-p 0 would weigh every token NaN
         var weights = new float[logits.Length];
         TP.Subtract(logits, TP.Max(logits), weights);
         TP.Multiply(weights, (float)Math.Min(1 / options.Temperature, float.MaxValue), weights);

@@ -21,7 +21,7 @@ public sealed record TrainOptions
     public int CheckpointEvery { get; init; } = 500;
     /// <summary>Global gradient-norm clip; 0 is off (as the reference).</summary>
     public double ClipNorm { get; init; }
-    /// <summary>Linear warmup steps followed by cosine decay to 10% when &gt; 0 or <see cref="Cosine"/>; off by default.</summary>
+    /// <summary>Steps of linear warmup (0, the default: none); after them the rate stays, or with <see cref="Cosine"/> decays to 10%.</summary>
     public int WarmupSteps { get; init; }
     public bool Cosine { get; init; }
 
@@ -48,6 +48,9 @@ public sealed record TrainOptions
         Require(WeightDecay >= 0 && double.IsFinite(WeightDecay), nameof(WeightDecay), "must be a finite number >= 0");
         Require(GradAccum >= 1 && Batch % GradAccum == 0, nameof(GradAccum), $"must be >= 1 and divide the batch ({Batch})");
         Require(EvalEvery >= 0, nameof(EvalEvery), "must be >= 0");
+        Require(EvalWindows >= 1, nameof(EvalWindows), "must be >= 1");
+        Require(ClipNorm >= 0 && double.IsFinite(ClipNorm), nameof(ClipNorm), "must be a finite number >= 0 (0: off)");
+        Require(WarmupSteps >= 0, nameof(WarmupSteps), "must be >= 0");
         Require(CheckpointEvery >= 1, nameof(CheckpointEvery), "must be >= 1");
         return this;
     }

@@ -30,6 +30,10 @@ public sealed class Trainer
         _model = model;
         _data = data;
         _options = options.Validate();
+        // Found here rather than at the first batch or validation, which may come after hours of a run.
+        if (data.Train.Length <= options.Block + 1L || (options.EvalEvery > 0 && data.Val.Length <= options.Block + 1L))
+            throw new ArgumentException($"the training split ({data.Train.Length} bytes){(options.EvalEvery > 0 ? $" and the validation split ({data.Val.Length})" : "")} " +
+                $"must each hold block + 2 = {options.Block + 2L} bytes", nameof(data));
         _optimizer = new AdamW(model.Parameters.Select(p => p.Value), options.LearningRate, options.WeightDecay);
         _batchRng = new Rng(options.Seed);
         _dropoutRng = new Rng(options.Seed ^ 0xD40F0E7UL);

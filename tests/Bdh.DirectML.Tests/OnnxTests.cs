@@ -199,6 +199,18 @@ public class OnnxTests
         {
             Assert.Contains("RoPE tables for 8", Assert.Throws<OnnxBdhException>(() => onnx.Generate([1, 2, 3], 7, new SamplingOptions())).Message);
             Assert.Equal(9, onnx.Generate([1, 2, 3], 6, new SamplingOptions()).Length); // the last draw needs no step
+            // Tokens the graphs' Gather would read from the wrong row, or that the device leaves undefined, are the caller's error.
+            Assert.Throws<ArgumentOutOfRangeException>(() => onnx.Logits([1, -1]));
+            Assert.Throws<ArgumentOutOfRangeException>(() => onnx.Generate([256], 1, new SamplingOptions()));
+            Assert.Throws<ArgumentException>(() => onnx.Logits([]));
+            Assert.Throws<ArgumentOutOfRangeException>(() => onnx.Generate([1], 1, new SamplingOptions(Temperature: -1)));
+        }
+        using (var other = new TempDir())
+        {
+            Assert.Throws<ArgumentOutOfRangeException>(() => OnnxExport.Export(Random(1, 8, 1, 2, seed: 1), other.Path, 0));
+            // N = 2048 here: 2^20 positions make cos and sin tables of 4 GiB each, more than one array holds.
+            Assert.Contains("bytes each", Assert.Throws<ArgumentOutOfRangeException>(() => OnnxExport.Export(Random(1, 8, 1, 256, seed: 1), other.Path, 1 << 20)).Message);
+            Assert.Empty(Directory.GetFileSystemEntries(other.Path));
         }
         File.WriteAllBytes(Path.Combine(dir.Path, OnnxExport.StepFile), [1, 2, 3, 4]);
         Assert.Contains("step.onnx: ONNX Runtime rejects it", Assert.Throws<OnnxBdhException>(() => OnnxBdh.Load(dir.Path, OnnxDevice.Cpu)).Message);

@@ -91,6 +91,31 @@ public class HardeningTests
         Assert.Contains($"tensor 'encoder' holds {value} at element 3", e.Message);
     }
 
+    /// <summary>
+    /// The library's entry points refuse at once what would fail hours into a run (a validation split too short, no
+    /// validation windows) or compute nonsense (a negative temperature favours the least likely tokens; top-p 0 weighs
+    /// every token NaN; a pass of 0 windows never ends).
+    /// </summary>
+    [Fact]
+    public void LibraryEntryPointsRefuseWhatWouldFailLaterOrComputeNonsense()
+    {
+        Assert.StartsWith("EvalWindows: must be >= 1", Assert.Throws<ArgumentException>(() => new TrainOptions { EvalWindows = 0 }.Validate()).Message);
+        Assert.StartsWith("ClipNorm: ", Assert.Throws<ArgumentException>(() => new TrainOptions { ClipNorm = double.NaN }.Validate()).Message);
+        Assert.StartsWith("WarmupSteps: ", Assert.Throws<ArgumentException>(() => new TrainOptions { WarmupSteps = -1 }.Validate()).Message);
+        var model = BdhModel<float>.Create(new BdhConfig { NLayer = 1, NEmbd = 8, NHead = 1, MlpInternalDimMultiplier = 2, Dropout = 0 }, 1);
+        var data = new TextData(new byte[200]); // 180 bytes to train on, 20 to validate on
+        Assert.Equal("data", Assert.Throws<ArgumentException>(() => new Trainer(model, data, new TrainOptions { Block = 64 })).ParamName);
+        _ = new Trainer(model, data, new TrainOptions { Block = 64, EvalEvery = 0 }); // no validation: the training split suffices
+        Assert.Equal("batch", Assert.Throws<ArgumentOutOfRangeException>(() => Evaluation.MeanLoss(model, new byte[100], 8, batch: 0)).ParamName);
+        Assert.Equal("windows", Assert.Throws<ArgumentOutOfRangeException>(() => Evaluation.MeanLoss(model, new byte[100], 8, windows: -5)).ParamName);
+        var logits = new float[256];
+        Assert.Equal("Temperature", Assert.Throws<ArgumentOutOfRangeException>(() => Sampler.Draw(logits, new SamplingOptions(Temperature: -1), new Rng(1))).ParamName);
+        Assert.Equal("TopP", Assert.Throws<ArgumentOutOfRangeException>(() => Sampler.Draw(logits, new SamplingOptions(TopP: 0), new Rng(1))).ParamName);
+        var stepper = Inference.IBdhStepper<float>.Start(model, GenerationMode.Recurrent);
+        Assert.Equal("input", Assert.Throws<ArgumentException>(() => Sampler.Continue(stepper, [], 1, new SamplingOptions())).ParamName);
+        Assert.Throws<ArgumentOutOfRangeException>(() => Sampler.Continue(stepper, [1], -1, new SamplingOptions()));
+    }
+
     [Fact]
     public void TinyTemperaturesDrawTheGreedyToken()
     {
