@@ -45,8 +45,9 @@ public sealed class OnnxBdh : IDisposable
             throw new OnnxBdhException($"{OnnxExport.PrefillFile}: not a bdh export-onnx model (no valid bdh.config / bdh.max_positions metadata)");
         // Both graphs come from one export: the step graph must read the state prefill writes, with the same tables.
         var stepMetadata = step.ModelMetadata.CustomMetadataMap;
-        if (stepMetadata.GetValueOrDefault(OnnxExport.ConfigKey) != json || stepMetadata.GetValueOrDefault(OnnxExport.MaxPositionsKey) != max)
-            throw new OnnxBdhException($"{OnnxExport.StepFile}: not from the same export as {OnnxExport.PrefillFile} (their bdh.config or bdh.max_positions differ); export again");
+        if (stepMetadata.GetValueOrDefault(OnnxExport.ConfigKey) != json || stepMetadata.GetValueOrDefault(OnnxExport.MaxPositionsKey) != max
+            || stepMetadata.GetValueOrDefault(OnnxExport.ExportIdKey) != metadata.GetValueOrDefault(OnnxExport.ExportIdKey))
+            throw new OnnxBdhException($"{OnnxExport.StepFile}: not from the same export as {OnnxExport.PrefillFile} (their bdh.config, bdh.max_positions or bdh.export_id differ); export again");
         try { Config = BdhConfig.FromJson(json); }
         catch (Exception e) when (e is System.Text.Json.JsonException or ArgumentException or FormatException)
         {

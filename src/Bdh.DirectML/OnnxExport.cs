@@ -25,6 +25,11 @@ public static class OnnxExport
     public const string StepFile = "step.onnx";
     public const string ConfigKey = "bdh.config";
     public const string MaxPositionsKey = "bdh.max_positions";
+    /// <summary>
+    /// Metadata naming one export, the same in both graphs: graphs of two exports into one folder (a re-export stopped
+    /// between its two files, by a crash or a kill) are told apart even when their config and length agree.
+    /// </summary>
+    public const string ExportIdKey = "bdh.export_id";
 
     /// <summary>The ONNX opset and IR version the graphs are written in.</summary>
     public const long Opset = OnnxGraph.Opset, IrVersion = OnnxGraph.IrVersion;
@@ -43,6 +48,7 @@ public static class OnnxExport
         {
             [ConfigKey] = model.Config.ToJson(),
             [MaxPositionsKey] = maxPositions.ToString(CultureInfo.InvariantCulture),
+            [ExportIdKey] = Guid.NewGuid().ToString("N"),
         };
         Directory.CreateDirectory(dir);
         Prefill(model, maxPositions).Save(Path.Combine(dir, PrefillFile), metadata, externalDataAbove);

@@ -387,7 +387,7 @@ public class HardeningTests
         File.Copy(Path.Combine(b.Path, "prefill.onnx"), Path.Combine(a.Path, "prefill.onnx"), overwrite: true);
         var mixed = Run(sample);
         Assert.Equal((2, ""), (mixed.Code, mixed.Out));
-        Assert.Equal("bdh: step.onnx: not from the same export as prefill.onnx (their bdh.config or bdh.max_positions differ); export again\n", mixed.Err);
+        Assert.Equal("bdh: step.onnx: not from the same export as prefill.onnx (their bdh.config, bdh.max_positions or bdh.export_id differ); export again\n", mixed.Err);
     }
 
     private static byte[] Replace(byte[] bytes, string from, string to)

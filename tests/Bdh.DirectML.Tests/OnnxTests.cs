@@ -211,6 +211,11 @@ public class OnnxTests
             // N = 2048 here: 2^20 positions make cos and sin tables of 4 GiB each, more than one array holds.
             Assert.Contains("bytes each", Assert.Throws<ArgumentOutOfRangeException>(() => OnnxExport.Export(Random(1, 8, 1, 256, seed: 1), other.Path, 1 << 20)).Message);
             Assert.Empty(Directory.GetFileSystemEntries(other.Path));
+            // A re-export stopped between its two graphs leaves a prefill and a step of two exports, here of one model:
+            // same config and length, and still refused.
+            OnnxExport.Export(Random(1, 8, 1, 2, seed: 1), other.Path, 8);
+            File.Copy(Path.Combine(dir.Path, OnnxExport.PrefillFile), Path.Combine(other.Path, OnnxExport.PrefillFile), overwrite: true);
+            Assert.Contains("bdh.export_id differ", Assert.Throws<OnnxBdhException>(() => OnnxBdh.Load(other.Path, OnnxDevice.Cpu)).Message);
         }
         File.WriteAllBytes(Path.Combine(dir.Path, OnnxExport.StepFile), [1, 2, 3, 4]);
         Assert.Contains("step.onnx: ONNX Runtime rejects it", Assert.Throws<OnnxBdhException>(() => OnnxBdh.Load(dir.Path, OnnxDevice.Cpu)).Message);

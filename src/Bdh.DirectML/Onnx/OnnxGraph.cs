@@ -84,6 +84,17 @@ internal sealed class OnnxGraph(string name)
     public void Save(string path, IReadOnlyDictionary<string, string> metadata, long externalDataAbove)
     {
         string dataPath = path + ".data";
+        try { Write(path, dataPath, metadata, externalDataAbove); }
+        finally
+        {
+            // After a failure (a full disk), no half-written temporary is left beside the export.
+            File.Delete(path + ".tmp");
+            File.Delete(dataPath + ".tmp");
+        }
+    }
+
+    private void Write(string path, string dataPath, IReadOnlyDictionary<string, string> metadata, long externalDataAbove)
+    {
         bool external = InitializerBytes > externalDataAbove;
         var graph = new ProtoMessage();
         foreach (var node in _nodes) graph.Message(1, node);
