@@ -18,6 +18,9 @@ public sealed class CheckpointStore(string runFolder)
     /// <summary>The newest complete checkpoint's model file, or null when there is none.</summary>
     public string? Latest => Complete().OrderByDescending(c => c.Step).Select(c => c.Path).FirstOrDefault();
 
+    /// <summary>The step of <see cref="Latest"/>, or null.</summary>
+    internal int? LatestStep => Complete().Select(c => (int?)c.Step).Max();
+
     /// <summary>
     /// Removes the temporary files of checkpoint writes that a killed run left (.step-*.tmp); the caller must be
     /// the run folder's only writer. Returns how many there were.
@@ -32,7 +35,8 @@ public sealed class CheckpointStore(string runFolder)
 
     /// <summary>
     /// Writes the pair of <paramref name="step"/>: the optimizer's tensors and metadata, then the model; both files
-    /// carry the step in their metadata. Then removes every older pair.
+    /// carry the step in their metadata. Then removes every older file of a pair, complete or not (a run killed between
+    /// the two deletions of an older pair left one of them behind, which no later save removed).
     /// </summary>
     internal void Save(int step, BdhModel<float> model, IEnumerable<(string Name, int[] Shape, ReadOnlyMemory<float> Data)> optimizerTensors,
         IReadOnlyDictionary<string, string> optimizerMetadata)
@@ -42,12 +46,9 @@ public sealed class CheckpointStore(string runFolder)
         var stepMetadata = new Dictionary<string, string> { ["step"] = step.ToString(CultureInfo.InvariantCulture) };
         SafetensorsFile.Write(OptimizerFile(modelFile), optimizerTensors, new Dictionary<string, string>(optimizerMetadata.Concat(stepMetadata)));
         Checkpoint.Save(model, modelFile, stepMetadata);
-        foreach (var (older, path) in Complete())
-            if (older < step)
-            {
+        foreach (var path in Directory.GetFiles(Folder, StepPrefix + "*" + ModelExtension))
+            if (StepOf(path.EndsWith(OptimizerExtension, StringComparison.Ordinal) ? ModelFile(path) : path) < step)
                 File.Delete(path);
-                File.Delete(OptimizerFile(path));
-            }
     }
 
     /// <summary>
@@ -68,6 +69,8 @@ public sealed class CheckpointStore(string runFolder)
     }
 
     private static string OptimizerFile(string modelFile) => Path.ChangeExtension(modelFile, OptimizerExtension);
+
+    private static string ModelFile(string optimizerFile) => optimizerFile[..^OptimizerExtension.Length] + ModelExtension;
 
     /// <summary>The step in a model file's name (step-000500.safetensors: 500); null for any other name.</summary>
     private static int? StepOf(string modelFile)

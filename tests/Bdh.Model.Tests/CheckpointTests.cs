@@ -127,6 +127,25 @@ public class CheckpointTests
     }
 
     [Fact]
+    public void ATrainerRefusesAnotherRunsFolderAndASaveRemovesWhatAKillLeftOfAnOlderPair()
+    {
+        using var dir = new TempDir();
+        var data = TextData.Load(Shared.Corpus);
+        new Trainer(BdhModel<float>.Create(Tiny, 1), data, Options(3)).Run(dir.Path, _ => { });
+        // A fresh trainer saving beside step 3 would leave it the latest once its own step 2 is written.
+        var fresh = new Trainer(BdhModel<float>.Create(Tiny, 2), data, Options(2));
+        Assert.Equal("outDir", Assert.Throws<ArgumentException>(() => fresh.Run(dir.Path, _ => { })).ParamName);
+        Assert.Equal(0, fresh.Step);
+        // One file of an older pair, as a kill between the pair's two deletions leaves it: the next save removes it.
+        string ckpt = Path.Combine(dir.Path, "checkpoints");
+        File.Copy(Path.Combine(ckpt, "step-000003.optim.safetensors"), Path.Combine(ckpt, "step-000001.optim.safetensors"));
+        var resumed = new Trainer(BdhModel<float>.Create(Tiny, 1), data, Options(4));
+        resumed.Resume(dir.Path);
+        resumed.Run(dir.Path, _ => { });
+        Assert.Equal(["step-000004.optim.safetensors", "step-000004.safetensors"], Directory.GetFiles(ckpt).Select(Path.GetFileName).Order());
+    }
+
+    [Fact]
     public void AnIncompleteCheckpointPairIsIgnored()
     {
         using var dir = new TempDir();
