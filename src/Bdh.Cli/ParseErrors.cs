@@ -14,7 +14,8 @@ internal static partial class ParseErrors
     /// <summary>"System.Int32", "System.Nullable`1[System.UInt64]", ... in words.</summary>
     private static string Kind(string type) => Regex.Match(type, @"System\.(\w+)\]?$").Groups[1].Value switch
     {
-        "Int32" or "Int64" => "a whole number",
+        "Int32" => "a whole number up to 2147483647",
+        "Int64" => "a whole number",
         "UInt32" or "UInt64" => "a whole number >= 0",
         "Double" or "Single" => "a number",
         "Boolean" => "true or false",

@@ -87,8 +87,6 @@ public static class TrainCommand
                 throw new UserError(at.Flag.Name + e.Message[at.Property.Length..]);
             }
             if (options.Steps < 1) throw new UserError("--steps: must be >= 1");
-            if (r.GetValue(init) is not null && r.GetValue(resume))
-                throw new UserError("--init: a resumed run continues from its own checkpoint; leave out --init or --resume");
             CommonOptions.ApplyThreads(r.GetValue(threads));
             BdhModel<float> model;
             double memory;
@@ -173,11 +171,11 @@ public static class TrainCommand
         if (!resume && hasRun) throw new UserError($"--out: '{dir}' already holds a run; pass --resume to continue it or choose another --out");
         if (resume && !hasRun)
             throw new UserError($"--resume: no complete checkpoint in '{dir}' (a run killed during its first checkpoint leaves none); start over without --resume");
+        if (resume && checkpoints.LatestStep >= options.Steps)
+            throw new UserError($"--steps {options.Steps}: the run in '{dir}' is already at step {checkpoints.LatestStep}; pass a larger --steps to train it further");
 
         var trainer = new Trainer(model, data, options);
         if (resume) trainer.Resume(dir);
-        if (trainer.Step >= options.Steps)
-            throw new UserError($"--steps {options.Steps}: the run in '{dir}' is already at step {trainer.Step}; pass a larger --steps to train it further");
         var curve = run.OpenCurve(resume ? trainer.Step : null, Notice);
         Console.Error.WriteLine($"training BDH {config.ToJson()} on {bytes.Length:N0} bytes, {Bdh.Tensors.Parallelism.Threads} threads, into {dir}" +
             (resume ? $" (resumed at step {trainer.Step})" : "") + $"; about {memory / 1e9:0.00} GB of memory and {disk / 1e9:0.00} GB of disk" +

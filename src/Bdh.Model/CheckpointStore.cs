@@ -19,7 +19,7 @@ public sealed class CheckpointStore(string runFolder)
     public string? Latest => Complete().OrderByDescending(c => c.Step).Select(c => c.Path).FirstOrDefault();
 
     /// <summary>The step of <see cref="Latest"/>, or null.</summary>
-    internal int? LatestStep => Complete().Select(c => (int?)c.Step).Max();
+    public int? LatestStep => Complete().Select(c => (int?)c.Step).Max();
 
     /// <summary>
     /// Removes the temporary files of checkpoint writes that a killed run left (.step-*.tmp); the caller must be

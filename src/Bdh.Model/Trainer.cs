@@ -65,12 +65,12 @@ public sealed class Trainer
     }
 
     /// <summary>Trains until <see cref="TrainOptions.Steps"/>, checkpointing into <paramref name="outDir"/> when given.</summary>
-    /// <exception cref="ArgumentException"><paramref name="outDir"/> holds checkpoints this trainer did not <see cref="Resume"/> from.</exception>
+    /// <exception cref="ArgumentException"><paramref name="outDir"/>'s latest checkpoint is not this trainer's last (saved or <see cref="Resume"/>d from).</exception>
     public void Run(string? outDir, Action<StepReport> onStep, CancellationToken cancel = default)
     {
         // Another run's checkpoints: saving beside them would mix two runs, and one of a longer run would stay the latest.
-        if (outDir is not null && new CheckpointStore(outDir).LatestStep is int saved && saved != Step)
-            throw new ArgumentException($"'{outDir}' holds the checkpoints of another run (its latest is step {saved}, this trainer's step is {Step}): " +
+        if (outDir is not null && new CheckpointStore(outDir).LatestStep is int saved && saved != _lastSaved)
+            throw new ArgumentException($"'{outDir}' holds the checkpoints of another run (its latest is step {saved}; this trainer's is {(_lastSaved > 0 ? $"step {_lastSaved}" : "none")}): " +
                 "resume from them or choose another folder", nameof(outDir));
         int tokensPerStep = _options.Batch * _options.Block;
         while (Step < _options.Steps && !cancel.IsCancellationRequested)

@@ -266,6 +266,11 @@ public class CliTests
         var tuned = Checkpoint.Load(new CheckpointStore(run).Latest!);
         Assert.Equal(Checkpoint.Load(merged).Freqs, tuned.Freqs);
         Assert.Equal(32, tuned.Config.MlpInternalDimMultiplier);
+        // The fine-tune resumed as a stopped run says to: its own command line, with --resume and more steps.
+        var resumed = Run("train", "--init", merged, "--data", Shared.Corpus, "--steps", "3", "--batch", "2", "--block", "16",
+            "--eval-every", "0", "--out", run, "--resume");
+        Assert.True(resumed.Code == 0, resumed.Err);
+        Assert.EndsWith("step-000003.safetensors", new CheckpointStore(run).Latest);
     }
 
     [Fact]

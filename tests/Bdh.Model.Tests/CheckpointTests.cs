@@ -136,6 +136,16 @@ public class CheckpointTests
         var fresh = new Trainer(BdhModel<float>.Create(Tiny, 2), data, Options(2));
         Assert.Equal("outDir", Assert.Throws<ArgumentException>(() => fresh.Run(dir.Path, _ => { })).ParamName);
         Assert.Equal(0, fresh.Step);
+        // Its own checkpoints are not another run's: a trainer stopped past its last save runs on into the same folder.
+        using (var own = new TempDir())
+        {
+            var stopped = new Trainer(BdhModel<float>.Create(Tiny, 1), data, Options(5));
+            using var cancel = new CancellationTokenSource();
+            stopped.Run(own.Path, report => { if (report.Step == 4) cancel.Cancel(); }, cancel.Token); // saved at 3, stopped at 4
+            Assert.Equal(4, stopped.Step);
+            stopped.Run(own.Path, _ => { });
+            Assert.Equal(5, new CheckpointStore(own.Path).LatestStep);
+        }
         // One file of an older pair, as a kill between the pair's two deletions leaves it: the next save removes it.
         string ckpt = Path.Combine(dir.Path, "checkpoints");
         File.Copy(Path.Combine(ckpt, "step-000003.optim.safetensors"), Path.Combine(ckpt, "step-000001.optim.safetensors"));

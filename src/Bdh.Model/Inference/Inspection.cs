@@ -60,6 +60,7 @@ public sealed record InspectionReport(
         // The heap's minimum is the weakest kept: the smallest magnitude, and of equal ones the highest index.
         var weakestFirst = Comparer<(float Magnitude, int Index)>.Create((x, y) =>
             x.Magnitude != y.Magnitude ? x.Magnitude.CompareTo(y.Magnitude) : y.Index.CompareTo(x.Index));
+        top = Math.Clamp(top, 0, values.Length);
         var kept = new PriorityQueue<int, (float, int)>(top + 1, weakestFirst);
         for (int i = 0; i < values.Length && top > 0; i++)
         {
