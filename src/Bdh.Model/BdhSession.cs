@@ -88,7 +88,8 @@ public sealed class BdhSession
     /// drawn as the caller asks for the next (the model runs on the thread pool, never ahead of the reader). The
     /// tokens become part of the conversation as they are drawn, so after a stop sequence, the end of
     /// <see cref="GenerationOptions.MaxTokens"/>, or a cancellation (which throws <see cref="OperationCanceledException"/>
-    /// within a token), the next call continues after the last token drawn.
+    /// within a token), the next call continues after the last token drawn. Canceled while it reads a long prompt, a call
+    /// stops within 64 tokens of it, and the session keeps the part it read.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">an option out of its range (thrown here, before anything runs).</exception>
     /// <exception cref="ArgumentException">on enumeration: an empty prompt in a new session.</exception>
@@ -117,14 +118,14 @@ public sealed class BdhSession
             if (input.Length == 0) throw new ArgumentException("a new session needs a non-empty prompt", nameof(prompt));
             if (options.MaxTokens == 0)
             {
-                await InTurn(() => ReadAllButTheLast(input), cancellationToken).ConfigureAwait(false);
+                await ReadInTurns(input, logits: null, cancellationToken).ConfigureAwait(false);
                 yield break;
             }
             var logits = new float[ByteTokens.VocabSize];
             var sampling = options.Sampling;
             var rng = new Rng(options.Seed);
             var reply = new ReplyText(options.StopSequences);
-            await InTurn(() => Read(input, logits), cancellationToken).ConfigureAwait(false);
+            await ReadInTurns(input, logits, cancellationToken).ConfigureAwait(false);
             for (int count = 1; ; count++)
             {
                 int next = Sampler.Draw(logits, sampling, rng);
@@ -157,17 +158,48 @@ public sealed class BdhSession
     private static Task InTurn(Action step, CancellationToken cancellationToken) =>
         Task.Factory.StartNew(step, cancellationToken, TaskCreationOptions.PreferFairness | TaskCreationOptions.DenyChildAttach, TaskScheduler.Default);
 
-    /// <summary>Steps <paramref name="tokens"/> (all of a new session's prompt in one parallel pass) and writes the next token's logits [V].</summary>
+    /// <summary>Steps <paramref name="tokens"/> and writes the next token's logits [V].</summary>
     private void Read(int[] tokens, float[] logits)
     {
         _stepper.Prefill(tokens).CopyTo(logits);
         _pendingToken = null;
     }
 
-    private void ReadAllButTheLast(int[] tokens)
+    /// <summary>Prompt tokens stepped per turn after a prompt's parallel pass: a canceled call stops within this many.</summary>
+    private const int StepsPerTurn = 64;
+
+    /// <summary>
+    /// Reads a prompt in the pieces one <see cref="FastStepper{T}.Prefill(int[])"/> would (a new session's first
+    /// <see cref="FastStepper{T}.ParallelPrefillTokens"/> in one parallel pass, then a token at a time: the same bits),
+    /// each piece a turn of its own, so a call canceled mid-prompt stops within <see cref="StepsPerTurn"/> tokens instead
+    /// of after all of them (a 32 KB prompt takes minutes to step on the paper config). With <paramref name="logits"/>,
+    /// every token is read and the logits after the last written; without, the last is left pending. Canceled part-way,
+    /// the session keeps what it read and the next token pending; the rest of the prompt is not part of it.
+    /// </summary>
+    private async Task ReadInTurns(int[] tokens, float[]? logits, CancellationToken cancellationToken)
     {
-        if (tokens.Length > 1) _stepper.Prefill(tokens[..^1]);
-        _pendingToken = tokens[^1];
+        int end = logits is null ? tokens.Length - 1 : tokens.Length, read = 0;
+        bool done = false;
+        try
+        {
+            while (read < end)
+            {
+                int[] piece = tokens[read..Math.Min(end, read + (_stepper.Position == 0 ? FastStepper<float>.ParallelPrefillTokens : StepsPerTurn))];
+                bool last = read + piece.Length == end;
+                await InTurn(() =>
+                {
+                    var after = _stepper.Prefill(piece);
+                    if (last && logits is not null) after.CopyTo(logits);
+                }, cancellationToken).ConfigureAwait(false);
+                read += piece.Length;
+            }
+            done = true;
+        }
+        finally
+        {
+            // A new session canceled before it read anything stays empty; otherwise the next unread token waits.
+            if (done || read > 0 || _pendingToken is not null) _pendingToken = read < tokens.Length ? tokens[read] : null;
+        }
     }
 
     /// <summary>An independent copy of the conversation so far; the two continue on their own.</summary>

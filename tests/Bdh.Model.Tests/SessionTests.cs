@@ -143,6 +143,31 @@ public class SessionTests
         Assert.Equal(reference[11..21], rest);
     }
 
+    /// <summary>
+    /// A call canceled while it reads a long prompt (a server's client gone) stops within a turn of steps, not at the
+    /// prompt's end, and the session holds what it read: it continues as a session given just that much would.
+    /// </summary>
+    [Fact]
+    public async Task ACallCanceledWhileReadingALongPromptStopsSoonAndKeepsWhatItRead()
+    {
+        int[] prompt = [.. File.ReadAllBytes(Shared.Corpus)[..4000].Select(b => (int)b)];
+        var session = Trained.Value.StartSession();
+        using var cancel = new CancellationTokenSource();
+        var call = Task.Run(async () => { await foreach (var _ in session.GenerateAsync(prompt, Greedy, cancel.Token)) { } });
+        while (session.Length <= Inference.FastStepper<float>.ParallelPrefillTokens && !call.IsCompleted) await Task.Delay(1);
+        int atCancel = session.Length;
+        cancel.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => call);
+        // The turn under way (and one more, should it start between the two lines above), and the next token pending.
+        Assert.InRange(session.Length, atCancel, atCancel + 2 * 64 + 1);
+        int kept = session.Length;
+        Assert.True(kept < prompt.Length, $"read all {prompt.Length} tokens before stopping");
+        var (_, rest) = await Reply(session, "", Greedy with { MaxTokens = 10 });
+        var fresh = new List<GeneratedToken>();
+        await foreach (var token in Trained.Value.StartSession().GenerateAsync(prompt[..kept], Greedy with { MaxTokens = 10 })) fresh.Add(token);
+        Assert.Equal(fresh.Select(t => t.Id), rest.Select(t => t.Id));
+    }
+
     [Fact]
     public async Task ReadingAPromptWithoutReplyingLeavesItsLastTokenForTheNextCall()
     {
