@@ -72,7 +72,8 @@ public static class SynapsesCommand
 
     private static List<string> ReadTexts(string path, string option)
     {
-        var lines = Encoding.UTF8.GetString(InputFile.ReadAll(path, option)).TrimStart('\uFEFF').Split(["\r\n", "\n", "\r"], StringSplitOptions.None).Where(l => l.Trim().Length > 0).ToList();
+        InputFile.Require(path, option);
+        var lines = File.ReadAllLines(path).Where(l => l.Trim().Length > 0).ToList();
         return lines.Count >= 2 ? lines : throw new UserError($"{option}: '{path}' needs at least 2 non-empty lines (one text each), has {lines.Count}");
     }
 

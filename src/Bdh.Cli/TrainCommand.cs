@@ -74,18 +74,13 @@ public static class TrainCommand
                 CheckpointEvery = r.GetValue(checkpointEvery) ?? options.CheckpointEvery,
             };
             // TrainOptions names the property at fault; the user knows it by its flag.
-            (string Property, Option Flag)[] flags =
+            ValidateByFlag(() => options.Validate(),
             [
                 (nameof(TrainOptions.Batch), batch), (nameof(TrainOptions.Block), block), (nameof(TrainOptions.Steps), steps),
                 (nameof(TrainOptions.LearningRate), lr), (nameof(TrainOptions.WeightDecay), weightDecay),
                 (nameof(TrainOptions.GradAccum), gradAccum), (nameof(TrainOptions.EvalEvery), evalEvery),
                 (nameof(TrainOptions.CheckpointEvery), checkpointEvery),
-            ];
-            try { options.Validate(); }
-            catch (ArgumentException e) when (flags.FirstOrDefault(f => e.Message.StartsWith(f.Property + ": ", StringComparison.Ordinal)) is { Flag: not null } at)
-            {
-                throw new UserError(at.Flag.Name + e.Message[at.Property.Length..]);
-            }
+            ]);
             if (options.Steps < 1) throw new UserError("--steps: must be >= 1");
             CommonOptions.ApplyThreads(r.GetValue(threads));
             BdhModel<float> model;
@@ -101,14 +96,9 @@ public static class TrainCommand
             }
             else
             {
-                // BdhConfig names the field at fault (the reference's names); the user knows it by its flag.
-                (string Field, Option Flag)[] fields =
-                    [("n_layer", layers), ("n_embd", embd), ("n_head", heads), ("mlp_internal_dim_multiplier", mult), ("dropout", dropout)];
-                try { config.Validate(); }
-                catch (ArgumentException e) when (fields.FirstOrDefault(f => e.Message.StartsWith(f.Field + ": ", StringComparison.Ordinal)) is { Flag: not null } at)
-                {
-                    throw new UserError(at.Flag.Name + e.Message[at.Field.Length..]);
-                }
+                // BdhConfig names the field at fault by the reference's names.
+                ValidateByFlag(() => config.Validate(),
+                    [("n_layer", layers), ("n_embd", embd), ("n_head", heads), ("mlp_internal_dim_multiplier", mult), ("dropout", dropout)]);
                 memory = TrainingBytes(config, options); // before the weights are allocated
                 model = BdhModel<float>.Create(config, options.Seed);
             }
@@ -117,6 +107,19 @@ public static class TrainCommand
             catch (TrainingDivergedException e) { throw new UserError($"{e.Message} (try a lower --lr)"); }
         });
         return command;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="validate"/>, whose <see cref="ArgumentException"/> leads with the name of the setting at fault
+    /// ("GradAccum: ..."), and reports it by the flag that sets it; a setting no flag sets keeps its message.
+    /// </summary>
+    private static void ValidateByFlag(Action validate, (string Name, Option Flag)[] flags)
+    {
+        try { validate(); }
+        catch (ArgumentException e) when (flags.FirstOrDefault(f => e.Message.StartsWith(f.Name + ": ", StringComparison.Ordinal)) is { Flag: not null } at)
+        {
+            throw new UserError(at.Flag.Name + e.Message[at.Name.Length..]);
+        }
     }
 
     /// <summary>

@@ -40,9 +40,10 @@ public sealed record InspectionReport(
             },
         });
         var state = (SynapticState<float>)stepper.Memory;
+        float[][] rho = state.Rho; // once: each read of Rho adds what is pending, over every slot
         var synapses = new List<Synapse>();
         for (int layer = 0; layer < layers; layer++)
-            synapses.AddRange(Strongest(state.Rho[layer], top).Select(i => new Synapse(layer, i / (n * c.NEmbd), i / c.NEmbd % n, i % c.NEmbd, state.Rho[layer][i])));
+            synapses.AddRange(Strongest(rho[layer], top).Select(i => new Synapse(layer, i / (n * c.NEmbd), i / c.NEmbd % n, i % c.NEmbd, rho[layer][i])));
         return new InspectionReport(t, dxs, dys, dxy,
             neurons.OrderByDescending(a => a.Total).Take(top).ToArray(),
             synapses.OrderByDescending(s => Math.Abs(s.Weight)).Take(top).ToArray(), xsMaps, state);
