@@ -3,7 +3,7 @@
 # (DOTNET_EnableAVX512=0), 128-bit with FMA (DOTNET_PreferredVectorBitWidth=128: ARM64's shape) and 128-bit without
 # (DOTNET_EnableAVX2=0, which on x64 turns FMA off too),
 # each against anchors that ignore our JIT knobs, measured in the same run:
-#   - the FMA peak at that width (bench `peak`), 1 thread and all;
+#   - the FMA peak at that width (bench `peak`; without FMA, the peak of separate multiplies and adds), 1 thread and all;
 #   - dense GEMM on the BDH shapes (bench `gflops`) against OpenBLAS sgemm (peers/sgemm_openblas.c: the kernel its
 #     DYNAMIC_ARCH picks against 512 bits, its Haswell (AVX2 + FMA) kernel against the narrower legs), the two run
 #     back to back GEMM_PAIRS times: each shape's ratio is the median of the pairs' ratios, so a slow spell of this
@@ -86,7 +86,8 @@ for w in "${widths[@]}"; do
   env "${knob[$w]}" dotnet "$out/bench/Bdh.Benchmarks.dll" peak > "$out/peak.$w"
   peak2=$(sed -nE 's/.*2 threads: ([0-9.]+) GFLOP.*/\1/p' "$out/peak.$w")
   echo
-  echo "### ${title[$w]} (${knob[$w]}); FMA peak $(sed -nE 's/.*1 thread: ([0-9.]+) GFLOP.*/\1/p' "$out/peak.$w") GFLOP/s on 1 thread, $peak2 on 2"
+  # "FMA peak", or without FMA "multiply and add peak" (bench `peak`).
+  echo "### ${title[$w]} (${knob[$w]}); $(sed -nE '1s/ at .*//p' "$out/peak.$w") $(sed -nE 's/.*1 thread: ([0-9.]+) GFLOP.*/\1/p' "$out/peak.$w") GFLOP/s on 1 thread, $peak2 on 2"
   echo
   echo "| workload, 2 threads | BdhNative | anchor | ratio |"
   echo "| --- | ---: | ---: | ---: |"

@@ -51,7 +51,8 @@ public static class CheckReferenceCommand
             foreach (var referenceTrig in referenceTrigs.Values) // every angle of the file, not only the fixtures' (informational, as the line above)
                 Console.WriteLine(referenceTrig.Compare(referenceTrig.Angles, TorchTrig.SinCos));
             // Which kernels ran: results are checked at whatever width this machine (or a JIT knob) gives.
-            Console.WriteLine($"kernels at {(Simd.Widest > 0 ? $"{Simd.Widest}-bit vectors" : "scalar code")} ({RuntimeInformation.ProcessArchitecture}; accelerated widths: {Simd.Accelerated})");
+            Console.WriteLine($"kernels at {(Simd.Widest > 0 ? $"{Simd.Widest}-bit vectors" : "scalar code")} ({RuntimeInformation.ProcessArchitecture}; accelerated widths: {Simd.Accelerated}; " +
+                $"rope's sin/cos {System.Numerics.Vector<float>.Count} lanes at a time)");
             Console.WriteLine(allPassed ? "all groups match the reference" : "MISMATCH: some groups differ from the reference");
             return allPassed ? 0 : 1;
         });

@@ -126,7 +126,7 @@ public static class ReferenceCheck
         foreach (var mode in Enum.GetValues<GenerationMode>())
         {
             var generated = Sampler.Generate(fresh, prompt, expected.Length - prompt.Length, new SamplingOptions(TopK: 1), mode: mode);
-            int mismatches = generated.Zip(expected).Count(p => p.First != p.Second);
+            int mismatches = generated.Zip(expected).Count(p => p.First != p.Second) + Math.Abs(generated.Length - expected.Length); // a missing or extra token differs too
             results.Add(new CheckResult($"greedy tokens, {mode.ToString().ToLowerInvariant()} ({expected.Length})", mismatches, 0));
         }
         return new ReferenceReport(results, ourTrig);

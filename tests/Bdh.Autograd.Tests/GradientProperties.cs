@@ -61,6 +61,17 @@ public class GradientProperties
 
     private static Tensor<double> Random(Rng rng, params int[] shape) => Tensor<double>.Uniform(rng, -1, 1, shape);
 
+    /// <summary>
+    /// Whether a product of x·w (as Verify rounds them, to float) lies within 1e-3 of ReLU's kink, where central
+    /// differences would straddle it: the ReLU properties draw again until none does, so every draw is checked.
+    /// </summary>
+    private static bool NearTheKink(Tensor<double> x, Tensor<double> w)
+    {
+        using var _ = NoGrad.Scope();
+        var product = Ops.MatMul(Var<double>.Constant(x.Convert<float>().Convert<double>()), Var<double>.Constant(w.Convert<float>().Convert<double>()));
+        return TP.MinMagnitude<double>(product.Value.Span) < 1e-3;
+    }
+
     [Property(MaxTest = 60)]
     public void MatMul(byte mRaw, byte kRaw, byte nRaw, byte bRaw, byte hRaw, byte form, bool transA, bool transB, int seed)
     {
@@ -90,15 +101,12 @@ public class GradientProperties
     [Property(MaxTest = 60)]
     public void MatMulRelu(byte mRaw, byte kRaw, byte nRaw, byte bRaw, byte hRaw, int seed)
     {
-        // [1,B,m,k]·[H,1,k,n], as xs = relu(x·encoder). A product within 1e-3 of the kink would make
-        // central differences straddle it: such draws are rare and skipped.
+        // [1,B,m,k]·[H,1,k,n], as xs = relu(x·encoder).
         int m = Size(mRaw, 7), k = Size(kRaw, 7), n = Size(nRaw, 7), b = Size(bRaw, 3), h = Size(hRaw, 3);
         var rng = new Rng((ulong)seed);
-        var a = Random(rng, 1, b, m, k);
-        var w = Random(rng, h, 1, k, n);
-        using (NoGrad.Scope())
-            if (TP.MinMagnitude<double>(Ops.MatMul(Var<double>.Constant(a.Convert<float>().Convert<double>()), Var<double>.Constant(w.Convert<float>().Convert<double>())).Value.Span) < 1e-3)
-                return;
+        Tensor<double> a, w;
+        do (a, w) = (Random(rng, 1, b, m, k), Random(rng, h, 1, k, n));
+        while (NearTheKink(a, w));
         Verify($"matmul_relu {Tensor<double>.Format(a.Shape)}·{Tensor<double>.Format(w.Shape)}",
             x => Ops.MatMulRelu(x[0], x[1]), x => Ops.MatMulRelu(x[0], x[1]), a, w);
     }
@@ -108,16 +116,12 @@ public class GradientProperties
     {
         // BDH's pattern: xs = relu(x·W) read by rope and, with ys = relu(x·W2), by dropout(xs ⊙ ys). Their backward passes
         // apply the ReLUs' masks as they store dxs and dys, and MatMulRelu then skips its own pass: the gradients must be
-        // the plain ops' all the same. Products within 1e-3 of the kink are skipped, as in MatMulRelu.
+        // the plain ops' all the same.
         int b = Size(bRaw, 2), t = Size(tRaw, 5), n = 2 * Size(halfNRaw, 9), k = Size(kRaw, 5);
         var rng = new Rng((ulong)seed);
-        var x = Random(rng, 1, b, t, k);
-        var w = Random(rng, 1, 1, k, n);
-        var w2 = Random(rng, 1, 1, k, n);
-        using (NoGrad.Scope())
-            foreach (var weights in new[] { w, w2 })
-                if (TP.MinMagnitude<double>(Ops.MatMul(Var<double>.Constant(x.Convert<float>().Convert<double>()), Var<double>.Constant(weights.Convert<float>().Convert<double>())).Value.Span) < 1e-3)
-                    return;
+        Tensor<double> x, w, w2;
+        do (x, w, w2) = (Random(rng, 1, b, t, k), Random(rng, 1, 1, k, n), Random(rng, 1, 1, k, n));
+        while (NearTheKink(x, w) || NearTheKink(x, w2));
         var table = Tensors.Kernels.Rope.Table(Tensors.Kernels.Rope.Frequencies(n), t);
         Var<T> Layer<T>(Var<T>[] v) where T : unmanaged, IFloatingPointIeee754<T>
         {

@@ -81,6 +81,11 @@ public class HardeningTests
             case "A-FILE":
                 File.WriteAllText(path, "a file of the user's, to keep\n");
                 break;
+            case "BAD":
+                File.WriteAllBytes(path, [1, 2, 3, 4, 5, 6, 7, 8, 9]); // not a safetensors file; one line of text
+                break;
+            case "OUT":
+                break; // a path the command would write: it must not
             default:
                 return word;
         }
@@ -125,20 +130,52 @@ public class HardeningTests
     [InlineData("no command 'foo' (see bdh --help)", "--ignore-limits", "foo")]
     [InlineData("Cannot parse argument 'abc' for option '--tokens' as a whole number up to 2147483647. (see bdh sample --help)", "sample", "-n", "abc")]
     [InlineData("Cannot parse argument '-1' for option '--seed' as a whole number >= 0. (see bdh train --help)", "train", "--seed", "-1")]
+    [InlineData("Argument 'huge' not recognized. Must be one of: 'cpu' 'paper'", "train", "--preset", "huge")]
+    [InlineData("--data: '/no/such/file.txt' no such file", "train", "--data", "/no/such/file.txt")]
+    [InlineData("--mult: the model comes from --init; leave out --mult", "train", "--init", "TRAINED", "--mult", "8", "--data", "CORPUS", "--out", "OUT")]
+    [InlineData("BAD: not a valid safetensors file: header length", "train", "--init", "BAD", "--data", "CORPUS", "--out", "OUT")]
+    [InlineData("--checkpoint: no such file or folder '/no/such/model.safetensors'", "sample", "--checkpoint", "/no/such/model.safetensors")]
+    [InlineData("BAD: not a valid safetensors file: header length", "sample", "--checkpoint", "BAD", "--tokens", "5")]
+    [InlineData("--backend onnx: needs --onnx DIR (a bdh export-onnx folder)", "sample", "--backend", "onnx")]
+    [InlineData("--onnx: needs --backend onnx", "sample", "--checkpoint", "TRAINED", "--onnx", "/tmp")]
+    [InlineData("--block: must be >= 1", "eval", "--checkpoint", "TRAINED", "--block", "0")]
+    [InlineData("--fixture: '/no/such/fixture.safetensors' no such file", "check-reference", "--fixture", "/no/such/fixture.safetensors")]
+    [InlineData("--trig: '/no/such/trig.safetensors' no such file", "check-reference", "--fixture", "SMALL", "--trig", "/no/such/trig.safetensors")]
+    [InlineData("BAD: not a valid safetensors file: header length", "check-reference", "--fixture", "SMALL", "--trig", "BAD")]
+    [InlineData("--max-positions: must be >= 1", "export-onnx", "--checkpoint", "TRAINED", "--out", "OUT", "--max-positions", "0")]
+    [InlineData("the models differ in n_embd (128 and 32); merging needs the same n_embd", "merge", "TRAINED", "SMALL", "--out", "OUT")]
+    [InlineData("BAD: not a valid safetensors file: header length", "merge", "TRAINED", "BAD", "--out", "OUT")]
+    [InlineData("B: no such file or folder '/no/such/model.safetensors'", "merge", "TRAINED", "/no/such/model.safetensors", "--out", "OUT")]
+    [InlineData("--out: 'BAD' exists (pass --force to replace it)", "merge", "TRAINED", "TRAINED", "--out", "BAD")]
+    [InlineData("Argument 'c' not recognized. Must be one of: 'a' 'b' 'mean'", "merge", "TRAINED", "TRAINED", "--out", "OUT", "--embed", "c")]
+    [InlineData("--beta: must be > 0", "graph", "-c", "TRAINED", "--out", "OUT", "--beta", "0")]
+    [InlineData("--sweep: 'x' is not a number > 0", "graph", "-c", "TRAINED", "--out", "OUT", "--sweep", "1,x")]
+    [InlineData("BAD: not a valid safetensors file: header length", "graph", "-c", "BAD", "--out", "OUT")]
+    [InlineData("--with: '/no/such/with.txt' no such file", "synapses", "-c", "TRAINED", "--with", "/no/such/with.txt", "--without", "BAD", "--out", "OUT")]
+    [InlineData("--with: 'BAD' needs at least 2 non-empty lines (one text each), has 1", "synapses", "-c", "TRAINED", "--with", "BAD", "--without", "BAD", "--out", "OUT")]
+    [InlineData("--top: must be >= 1", "synapses", "-c", "TRAINED", "--with", "BAD", "--without", "BAD", "--out", "OUT", "--top", "0")]
     public void EveryBadInputIsOneLineNamingItAndExitCode2(string message, params string[] args)
     {
         using var dir = new TempDir();
-        var paths = args.Select(a => a switch { "TRAINED" => Trained, "CORPUS" => Shared.Corpus, "TRIG" => Path.Combine(Shared.Fixtures, "torch-float32-trig.safetensors"), _ => Make(a.TrimEnd('/'), dir.Path) }).ToArray();
-        foreach (var (word, path) in args.Zip(paths)) message = message.Replace(word.TrimEnd('/'), path);
+        var paths = args.Select(a => a switch
+        {
+            "TRAINED" => Trained, "SMALL" => Path.Combine(Shared.Fixtures, "bdh-reference-small.safetensors"), "CORPUS" => Shared.Corpus,
+            "TRIG" => Path.Combine(Shared.Fixtures, "torch-float32-trig.safetensors"), _ => Make(a.TrimEnd('/'), dir.Path),
+        }).ToArray();
+        foreach (var (word, path) in args.Zip(paths).Distinct()) message = message.Replace(word.TrimEnd('/'), path);
         if (message.Contains("CORPUS")) message = message.Replace("CORPUS", Shared.Corpus);
-        var before = Directory.GetFiles(dir.Path, "*", SearchOption.AllDirectories);
+        var before = Files(dir.Path);
         var (code, stdout, stderr) = Run(paths);
         Assert.Equal(2, code);
         Assert.Equal("", stdout);
         Assert.Equal($"bdh: {message}", stderr.TrimEnd('\n')[..Math.Min(stderr.TrimEnd('\n').Length, message.Length + 5)]);
         Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        Assert.Equal(before, Directory.GetFiles(dir.Path, "*", SearchOption.AllDirectories)); // nothing written
+        Assert.Equal(before, Files(dir.Path)); // nothing written, nothing replaced
     }
+
+    /// <summary>Every file under <paramref name="folder"/>, with a hash of its bytes (none for an empty one: a FIFO is, and reading it would block).</summary>
+    private static string[] Files(string folder) => [.. Directory.GetFiles(folder, "*", SearchOption.AllDirectories).Order()
+        .Select(f => new FileInfo(f).Length == 0 ? $"{f} empty" : $"{f} {Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(f)))}")];
 
     [Fact]
     public void ResumingARunAlreadyAtItsLastStepIsRefusedAndChangesNothing()

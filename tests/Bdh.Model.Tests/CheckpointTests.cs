@@ -23,6 +23,7 @@ public class CheckpointTests
         var loaded = Checkpoint.Load(path);
         Assert.Equal(model.Config, loaded.Config);
         Assert.Equal(model.Freqs, loaded.Freqs);
+        Assert.Equal(model.Parameters.Select(p => p.Name), loaded.Parameters.Select(p => p.Name));
         foreach (var ((name, a), (_, b)) in model.Parameters.Zip(loaded.Parameters))
             Assert.True(a.Value.Span.SequenceEqual(b.Value.Span), name);
         Assert.Empty(Directory.GetFiles(dir.Path, "*.tmp"));

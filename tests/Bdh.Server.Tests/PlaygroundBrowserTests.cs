@@ -1,3 +1,4 @@
+using System.Globalization;
 using OpenQA.Selenium;
 using OpenQA.Selenium.Chrome;
 using OpenQA.Selenium.Support.UI;
@@ -40,8 +41,18 @@ public class PlaygroundBrowserTests
         var wait = new WebDriverWait(browser, TimeSpan.FromSeconds(30));
         wait.Until(b => b.FindElement(By.Id("status")).Text.StartsWith("done", StringComparison.Ordinal) || b.FindElement(By.Id("status")).Text.StartsWith("error", StringComparison.Ordinal));
         Assert.StartsWith("done", browser.FindElement(By.Id("status")).Text);
-        string completion = browser.FindElement(By.Id("completion")).Text;
-        Assert.True(completion.Trim().Length > 20, $"streamed text: '{completion}'");
+        // The text streamed into the page is the server's completion of the request the page sent (its fields as the page
+        // holds them), asked for again without streaming.
+        string Field(string id) => browser.FindElement(By.Id(id)).GetDomProperty("value")!;
+        var (status, json) = await client.Post("/v1/completions", new
+        {
+            prompt = Field("prompt"), max_tokens = int.Parse(Field("max-tokens")), temperature = double.Parse(Field("temperature"), CultureInfo.InvariantCulture),
+            top_p = double.Parse(Field("top-p"), CultureInfo.InvariantCulture), seed = int.Parse(Field("seed")),
+        });
+        Assert.Equal(System.Net.HttpStatusCode.OK, status);
+        string expected = json.GetProperty("choices")[0].GetProperty("text").GetString()!;
+        Assert.True(expected.Length > 20, $"the completion is only '{expected}'");
+        Assert.Equal(expected, browser.FindElement(By.Id("completion")).GetDomProperty("textContent"));
 
         // The activity view: one entry per token the model read, densities per layer, neurons, and ρ drawn.
         int layers = ServerClient.Trained.Value.Config.NLayer;

@@ -1,4 +1,5 @@
 using Bdh.Tensors.Kernels;
+using FsCheck;
 using FsCheck.Xunit;
 
 namespace Bdh.Tensors.Tests;
@@ -109,14 +110,27 @@ public class KernelTests
         LayerNorm.Forward(x, y, rstd, 1e-5);
         var table = Rope.Table(Rope.Frequencies(d), rows);
         var firstRow = Tensor<double>.From(dy.Span[..d].ToArray(), 1, d);
+        // The attention as one head of one sequence: Q = x, V = y, T = rows.
+        var (q, values, dOutput) = (x.Reshape(1, 1, rows, d), y.Reshape(1, 1, rows, d), dy.Reshape(1, 1, rows, d));
+        var scores = Tensor<double>.Empty(1, 1, rows, rows);
+        CausalLinearAttention.Forward(q, values, scores, Tensor<double>.Empty(1, 1, rows, d));
+        GradSlot<double> AsHead(GradSlot<double> slot) => slot with { Tensor = slot.Tensor.Reshape(1, 1, rows, d) };
+        GradSlot<double> Spare() => new(Tensor<double>.Zeros(rows, d), Accumulate: true); // the other output of a two-output kernel
         var kernels = new (string Name, Action<GradSlot<double>> Run)[]
         {
             ("layernorm", dx => LayerNorm.Backward(dy, y, rstd, dx)),
             ("rope", dx => Rope.Backward(dy, dx, table)),
+            ("rope of a ReLU's output", dx => Rope.Backward(dy, dx, table, reluOutput: x)),
+            ("attention, dQ", dx => CausalLinearAttention.Backward(q, values, scores, dOutput, AsHead(dx), null)),
+            ("attention, dV", dx => CausalLinearAttention.Backward(q, values, scores, dOutput, null, AsHead(dx))),
             ("cross-entropy", dx => CrossEntropy.Backward(x, targets, 0.25, dx)),
             ("relu", dx => Elementwise.ReluBackward(x, dy, dx)),
             ("dropout", dx => Elementwise.DropoutBackward(7, 0.25, dy, null, dx)),
             ("dropout of a product", dx => Elementwise.DropoutBackward(7, 0.25, dy, x, dx)),
+            ("dropout of a product, both gradients, da", dx => Elementwise.DropoutOfProductBackward(7, 0.25, dy, x, y, dx, Spare())),
+            ("dropout of a product, both gradients, db", dx => Elementwise.DropoutOfProductBackward(7, 0.25, dy, x, y, Spare(), dx)),
+            ("dropout of ReLU outputs' product, da", dx => Elementwise.DropoutOfProductBackward(7, 0.25, dy, x, y, dx, Spare(), reluInputs: true)),
+            ("dropout of ReLU outputs' product, db", dx => Elementwise.DropoutOfProductBackward(7, 0.25, dy, x, y, Spare(), dx, reluInputs: true)),
             ("embedding", dx => Elementwise.EmbeddingBackward(dy, ids, dx)),
             ("broadcast", dx => BroadcastOps.BroadcastInto(firstRow, dx.Tensor, dx.Accumulate)),
             ("sum", dx => BroadcastOps.SumInto(dy, dx.Tensor, dx.Accumulate)),
@@ -134,10 +148,12 @@ public class KernelTests
     }
 
     [Property(MaxTest = 50)]
-    public void RopeRowIsTheTrigOfEachNeuronsAngle(byte nRaw, ushort t, int seed)
+    public void RopeRowIsTheTrigOfEachNeuronsAngle(byte nRaw, DoNotSize<ushort> position, int seed)
     {
         // Row computes whole vectors of angles (the last one padded) and its cos in place of the angles: every
-        // entry, for any N, must be the one-angle functions' value of its own angle.
+        // entry, for any N, must be the one-angle functions' value of its own angle. Positions up to 65535 (unsized:
+        // FsCheck keeps a plain ushort within 100).
+        int t = position.Item;
         var rng = new Rng((ulong)seed);
         int n = Size(nRaw, 60);
         var freqs = new float[n];
@@ -197,9 +213,9 @@ public class KernelTests
     [InlineData(1, 2, 70, 1000, 9, false)] // Q's blocks above the dot-product tiles' limit: its scores by the GEMM
     public void FloatAttentionSkipsNoScoreItReads(int b, int h, int t, int n, int d, bool vPerHead)
     {
-        // At T = 70 the float products skip whole tiles above the diagonal at every vector width, leaving those scores
-        // as the pool handed them out. Pooled arrays of the scores' size are filled with NaN first, so a skipped score
-        // that a later product read would turn the float results to NaN; they must match the float64 ones instead.
+        // At T = 70 the float products skip whole tiles above the diagonal at every vector width. The scores start as NaN,
+        // and so do pooled arrays of their size (the backward's dS comes from the pool): a score left unwritten that a
+        // later product read would turn the float results to NaN; they must match the float64 ones instead.
         Assert.Equal(t * n > CausalLinearAttention.DotProductLimit, n == 1000);
         int vh = vPerHead ? h : 1;
         var rng = new Rng(7);
@@ -217,7 +233,7 @@ public class KernelTests
         using var qf = q.Convert<float>();
         using var vf = v.Convert<float>();
         using var dOutF = dOut.Convert<float>();
-        using var scoresF = Tensor<float>.Empty(h, b, t, t);
+        using var scoresF = Tensor<float>.From(Enumerable.Repeat(float.NaN, h * b * t * t).ToArray(), h, b, t, t);
         var (yf, dqf, dvf) = (Tensor<float>.Empty(h, b, t, d), Tensor<float>.Empty(h, b, t, n), Tensor<float>.Empty(vh, b, t, d));
         CausalLinearAttention.Forward(qf, vf, scoresF, yf);
         CausalLinearAttention.Backward(qf, vf, scoresF, dOutF, new GradSlot<float>(dqf, false), new GradSlot<float>(dvf, false));

@@ -42,13 +42,14 @@ public class VectorWidthTests(ITestOutputHelper output)
 
     public static TheoryData<int> Widths => new() { 512, 256, 128 };
 
-    /// <summary>Runs body at the given width, or says in the output that this machine cannot.</summary>
-    private void At(int width, Action<int> body)
+    /// <summary>Runs body at the given width, or reports the test skipped where this machine (or a JIT knob) has no such vectors.</summary>
+    private static void At(int width, Action<int> body)
     {
-        bool accelerated = width switch { 512 => Float512.IsAccelerated, 256 => Float256.IsAccelerated, _ => Float128.IsAccelerated };
-        if (!accelerated) output.WriteLine($"{width}-bit vectors are not accelerated here: not run");
-        else body(width);
+        Skip.IfNot(IsAccelerated(width), $"{width}-bit vectors are not accelerated here");
+        body(width);
     }
+
+    private static bool IsAccelerated(int width) => width switch { 512 => Float512.IsAccelerated, 256 => Float256.IsAccelerated, _ => Float128.IsAccelerated };
 
     /// <summary>The sparse product's definition in float: each output adds its terms in order of p, one FMA per term.</summary>
     private static float[] SequentialFma(float[] a, float[] b, float[] c0, int m, int n, int k, bool accumulate)
@@ -68,7 +69,7 @@ public class VectorWidthTests(ITestOutputHelper output)
     private static float[] Floats(Rng rng, int count, double density = 1) =>
         Naive.Random(rng, count).Select(v => rng.NextDouble() < density ? (float)v : 0f).ToArray();
 
-    [Theory, MemberData(nameof(Widths))]
+    [SkippableTheory, MemberData(nameof(Widths))]
     public void SparseProductGivesTheSequentialFmaBits(int width) => At(width, w =>
     {
         // n covers whole 8-register tiles at every width (up to 128 columns), one-register strips and the scalar tail.
@@ -90,7 +91,7 @@ public class VectorWidthTests(ITestOutputHelper output)
             }
     });
 
-    [Theory, MemberData(nameof(Widths))]
+    [SkippableTheory, MemberData(nameof(Widths))]
     public unsafe void EightSumsAtOnceAreEachVectorsSum(int width) => At(width, w =>
     {
         // StoreSums adds the lanes in a tree of shuffles, Sum in its own order: the same sums to float rounding.
@@ -115,7 +116,7 @@ public class VectorWidthTests(ITestOutputHelper output)
         W.StoreSums(Vector(0), Vector(1), Vector(2), Vector(3), Vector(4), Vector(5), Vector(6), Vector(7), sums);
     }
 
-    [Theory, MemberData(nameof(Widths))]
+    [SkippableTheory, MemberData(nameof(Widths))]
     public void AttentionScoresMatchTheirDefinition(int width) => At(width, w =>
     {
         // tril(A·Bᵀ, −1) by 4×4 tiles of dot products: t covers whole tiles and the rows left after them, k no whole
@@ -135,7 +136,7 @@ public class VectorWidthTests(ITestOutputHelper output)
             }
     });
 
-    [Theory, MemberData(nameof(Widths))]
+    [SkippableTheory, MemberData(nameof(Widths))]
     public void OneTokenProductsMatchTheirDefinitions(int width) => At(width, w =>
     {
         var rng = new Rng(10 + (ulong)w);
@@ -166,7 +167,7 @@ public class VectorWidthTests(ITestOutputHelper output)
         }
     });
 
-    [Theory, MemberData(nameof(Widths))]
+    [SkippableTheory, MemberData(nameof(Widths))]
     public unsafe void Int8ScreenMarksExactlyTheColumnsAboveTheBound(int width) => At(width, w =>
     {
         // One 128-column panel of int8 rows; ScreenColumns covers 8 registers' worth of it per call.
@@ -206,20 +207,20 @@ public class VectorWidthTests(ITestOutputHelper output)
         var x = Floats(rng, k, rng.NextDouble());
         var identity = new float[k * k];
         for (int i = 0; i < k; i++) identity[i * k + i] = 1;
-        foreach (int w in new[] { 512, 256, 128 })
-            At(w, _ =>
+        foreach (int w in new[] { 512, 256, 128 }.Where(IsAccelerated))
+        {
+            var y = Enumerable.Repeat(float.NaN, k).ToArray();
+            switch (w)
             {
-                var y = Enumerable.Repeat(float.NaN, k).ToArray();
-                switch (w)
-                {
-                    case 512: Gemv.RowTimesMatrix<Float512, Vector512<float>>(x, identity, y); break;
-                    case 256: Gemv.RowTimesMatrix<Float256, Vector256<float>>(x, identity, y); break;
-                    default: Gemv.RowTimesMatrix<Float128, Vector128<float>>(x, identity, y); break;
-                }
-                Assert.Equal(x, y);
-            });
+                case 512: Gemv.RowTimesMatrix<Float512, Vector512<float>>(x, identity, y); break;
+                case 256: Gemv.RowTimesMatrix<Float256, Vector256<float>>(x, identity, y); break;
+                default: Gemv.RowTimesMatrix<Float128, Vector128<float>>(x, identity, y); break;
+            }
+            Assert.Equal(x, y);
+        }
     }
-    [Theory, MemberData(nameof(Widths))]
+
+    [SkippableTheory, MemberData(nameof(Widths))]
     public void ElementwiseKernelsGiveTheScalarLoopsBits(int width) => At(width, w =>
     {
         // Lengths cover no whole vector, whole vectors at every width, and a tail; each kernel at width w must
@@ -263,7 +264,7 @@ public class VectorWidthTests(ITestOutputHelper output)
             }
     });
 
-    [Theory, MemberData(nameof(Widths))]
+    [SkippableTheory, MemberData(nameof(Widths))]
     public void LayerNormBackwardGivesTheScalarLoopsBits(int width) => At(width, w =>
     {
         var rng = new Rng((ulong)w + 13);
@@ -278,7 +279,7 @@ public class VectorWidthTests(ITestOutputHelper output)
             }
     });
 
-    [Theory, MemberData(nameof(Widths))]
+    [SkippableTheory, MemberData(nameof(Widths))]
     public void RopeGivesTheScalarLoopsBits(int width) => At(width, w =>
     {
         var rng = new Rng((ulong)w + 11);
