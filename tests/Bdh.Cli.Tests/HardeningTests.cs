@@ -67,7 +67,7 @@ public class HardeningTests
                 deep.Save(path);
                 break;
             case "FIXTURE-IDX-2^40":
-                var fixture = SafetensorsEdit.Of(Path.Combine(Shared.Fixtures, "bdh-reference-small.safetensors"));
+                var fixture = SafetensorsEdit.Of(Small);
                 BitConverter.TryWriteBytes(fixture.Bytes("idx"), 1L << 40);
                 fixture.Save(path);
                 break;
@@ -159,7 +159,7 @@ public class HardeningTests
         using var dir = new TempDir();
         var paths = args.Select(a => a switch
         {
-            "TRAINED" => Trained, "SMALL" => Path.Combine(Shared.Fixtures, "bdh-reference-small.safetensors"), "CORPUS" => Shared.Corpus,
+            "TRAINED" => Trained, "SMALL" => Small, "CORPUS" => Shared.Corpus,
             "TRIG" => Path.Combine(Shared.Fixtures, "torch-float32-trig.safetensors"), _ => Make(a.TrimEnd('/'), dir.Path),
         }).ToArray();
         foreach (var (word, path) in args.Zip(paths).Distinct()) message = message.Replace(word.TrimEnd('/'), path);
