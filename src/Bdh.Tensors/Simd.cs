@@ -111,11 +111,11 @@ public static unsafe class Simd
     internal static bool CanTranspose4x4 => Sse.IsSupported || AdvSimd.Arm64.IsSupported;
 
     /// <summary>
-    /// dst[i·dstStride + j] = src[j·srcStride + i] for a 4×4 block of floats: four loads, eight shuffles, four stores
+    /// dst[i·dstStride + j] (+)= src[j·srcStride + i] for a 4×4 block of floats: four loads, eight shuffles, four stores
     /// (only where <see cref="CanTranspose4x4"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void Transpose4x4(float* src, nint srcStride, float* dst, nint dstStride)
+    internal static void Transpose4x4(float* src, nint srcStride, float* dst, nint dstStride, bool accumulate = false)
     {
         Vector128<float> r0 = Vector128.Load(src), r1 = Vector128.Load(src + srcStride),
             r2 = Vector128.Load(src + 2 * srcStride), r3 = Vector128.Load(src + 3 * srcStride);
@@ -132,6 +132,9 @@ public static unsafe class Simd
             (o0, o1, o2, o3) = (AdvSimd.Arm64.ZipLow(t0, t1).AsSingle(), AdvSimd.Arm64.ZipHigh(t0, t1).AsSingle(),
                 AdvSimd.Arm64.ZipLow(t2, t3).AsSingle(), AdvSimd.Arm64.ZipHigh(t2, t3).AsSingle());
         }
+        if (accumulate)
+            (o0, o1, o2, o3) = (o0 + Vector128.Load(dst), o1 + Vector128.Load(dst + dstStride),
+                o2 + Vector128.Load(dst + 2 * dstStride), o3 + Vector128.Load(dst + 3 * dstStride));
         o0.Store(dst);
         o1.Store(dst + dstStride);
         o2.Store(dst + 2 * dstStride);

@@ -408,7 +408,7 @@ public class KernelTests
     [Property(MaxTest = 100)]
     public void TransposeMatchesTheNaiveLoopOnStridedBlocks(byte rowsRaw, byte colsRaw, byte innerRaw, byte padRaw, bool accumulate, int seed)
     {
-        // Sizes 1..100 cross the 32×32 tiles; offsets and strides past the rows' ends, as a matrix inside a larger array.
+        // Sizes 1..100 cross the 16×16 tiles and their 4×4 blocks; offsets and strides past the rows' ends, as a matrix inside a larger array.
         int rows = 1 + rowsRaw % 100, cols = 1 + colsRaw % 100, inner = 1 + innerRaw % 3, pad = padRaw % 5;
         int srcOffset = pad, srcStride = cols * inner + pad, dstOffset = 2 * pad, dstStride = rows * inner + pad;
         var rng = new Rng((ulong)seed);
