@@ -39,11 +39,21 @@ public static class Ops
     /// dC = dy where y &gt; 0. The ops that read y in their own backward (<see cref="Rope{T}"/>, <see cref="DropoutOfProduct{T}"/>)
     /// apply that mask as they store dy (<see cref="Var{T}.ReluMaskedGradSlot"/>), and this pass is then skipped: 24 MB of
     /// memory traffic for each of BDH's xs and ys a layer.
+    /// With <paramref name="where"/> (of the output's shape), y is computed only where it is not zero and is 0 elsewhere:
+    /// BDH's ys, which only ever meets xs in xs⊙ys, is needed where xs fires (<see cref="Tensors.MatMul.Multiply{T}"/>'s
+    /// masked product, from a copy of b with its last two axes swapped). The gradient is the same formula: dy is 0 where
+    /// y is.
     /// </summary>
-    public static Var<T> MatMulRelu<T>(Var<T> a, Var<T> b) where T : unmanaged, IFloatingPointIeee754<T>
+    public static Var<T> MatMulRelu<T>(Var<T> a, Var<T> b, Var<T>? where = null) where T : unmanaged, IFloatingPointIeee754<T>
     {
         var c = Tensor<T>.Empty(Tensors.MatMul.OutputShape(a.Shape, false, b.Shape, false));
-        Tensors.MatMul.Multiply(a.Value, false, b.Value, false, c, accumulate: false, relu: true);
+        if (where is null) Tensors.MatMul.Multiply(a.Value, false, b.Value, false, c, accumulate: false, relu: true);
+        else
+        {
+            using var rowsOfB = Tensor<T>.Empty([.. b.Shape[..^2], b.Shape[^1], b.Shape[^2]]); // [.., n, k]: B's columns as rows
+            Layout.SwapAxes(b.Value, b.Shape.Length - 2, b.Shape.Length - 1, rowsOfB, accumulate: false);
+            Tensors.MatMul.Multiply(a.Value, false, rowsOfB, true, c, accumulate: false, relu: true, where: where.Value);
+        }
         return Var<T>.FromOp(c, "matmul_relu", [a, b], y =>
         {
             var dc = y.Grad!; // dy becomes dC in place: nothing reads dy after this op's backward
@@ -52,13 +62,19 @@ public static class Ops
         }).AsReluOutput();
     }
 
-    /// <summary>dA (+)= dC·op(B)ᵀ and dB (+)= op(A)ᵀ·dC, each in the orientation its operand is stored in.</summary>
+    /// <summary>
+    /// dA (+)= dC·op(B)ᵀ and dB (+)= op(A)ᵀ·dC, each in the orientation its operand is stored in. An A whose gradient is
+    /// read only where it is not zero (<see cref="Var{T}.GradNeededOnlyWhereNonZero"/>: BDH's xs⊙ys, 3% non-zero once
+    /// trained, in the decoder's product) gets dA at those places only.
+    /// </summary>
     private static void SendMatMulGrads<T>(Var<T> a, Var<T> b, bool transA, bool transB, Tensor<T> dc) where T : unmanaged, IFloatingPointIeee754<T>
     {
         if (a.RequiresGrad)
         {
             var (da, add) = a.GradSlot();
             if (transA) Tensors.MatMul.Multiply(b.Value, transB, dc, true, da, add);  // dA = op(B)·dCᵀ
+            else if (a.GradNeededOnlyWhereNonZero && !transB && !add)                // dA = dC·Bᵀ where A ≠ 0
+                Tensors.MatMul.Multiply(dc, false, b.Value, true, da, accumulate: false, where: a.Value);
             else Tensors.MatMul.Multiply(dc, false, b.Value, !transB, da, add);       // dA = dC·op(B)ᵀ
         }
         if (b.RequiresGrad)
@@ -194,23 +210,24 @@ public static class Ops
     /// </summary>
     public static Var<T> DropoutOfProduct<T>(Var<T> a, Var<T> b, double p, Rng? rng) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        if (p == 0 || rng is null) return a * b;
+        bool reluInputs = a.IsReluOutput && b.IsReluOutput; // the gradient of their product matters only where it is not 0
+        if (p == 0 || rng is null) return reluInputs ? (a * b).AsGradNeededOnlyWhereNonZero() : a * b;
         if (!a.Shape.AsSpan().SequenceEqual(b.Shape))
             throw new ArgumentException($"dropout of a product needs one shape: {Tensor<T>.Format(a.Shape)} and {Tensor<T>.Format(b.Shape)}");
         ulong seed = rng.NextUInt64();
         var y = Tensor<T>.Empty(a.Shape);
         Elementwise.Dropout(seed, p, a.Value, b.Value, y);
-        return Var<T>.FromOp(y, "dropout_product", [a, b], o =>
+        var product = Var<T>.FromOp(y, "dropout_product", [a, b], o =>
         {
             if (a.RequiresGrad && b.RequiresGrad)
             {
-                bool reluInputs = a.IsReluOutput && b.IsReluOutput;
                 Elementwise.DropoutOfProductBackward(seed, p, o.Grad!, a.Value, b.Value,
                     reluInputs ? a.ReluMaskedGradSlot() : a.GradSlot(), reluInputs ? b.ReluMaskedGradSlot() : b.GradSlot(), reluInputs);
             }
             else if (a.RequiresGrad) Elementwise.DropoutBackward(seed, p, o.Grad!, b.Value, a.GradSlot());
             else if (b.RequiresGrad) Elementwise.DropoutBackward(seed, p, o.Grad!, a.Value, b.GradSlot());
         });
+        return reluInputs ? product.AsGradNeededOnlyWhereNonZero() : product;
     }
 
     /// <summary>Mean cross-entropy of logits [..., V] against targets (one per row) → scalar [1].</summary>

@@ -25,6 +25,12 @@ public sealed class Var<T> where T : unmanaged, IFloatingPointIeee754<T>
     /// the ReLU's backward then has nothing left to do.
     /// </summary>
     internal bool GradIsReluMasked { get; private set; }
+    /// <summary>
+    /// Whether this node's consumers read its gradient only where its value is not zero (xs⊙ys of two ReLU outputs: where
+    /// the product is 0, one factor is, and its ReLU or the other factor zeroes the gradient that would pass). An op may
+    /// then compute this node's gradient at those places only and write 0 at the others.
+    /// </summary>
+    internal bool GradNeededOnlyWhereNonZero { get; private set; }
 
     private Var(Tensor<T> value, string op, bool requiresGrad, Var<T>[] inputs, IDisposable[] saved)
     {
@@ -72,6 +78,13 @@ public sealed class Var<T> where T : unmanaged, IFloatingPointIeee754<T>
     internal Var<T> AsReluOutput()
     {
         IsReluOutput = true;
+        return this;
+    }
+
+    /// <summary>Marks this node's gradient as read only where its value is not zero (see <see cref="GradNeededOnlyWhereNonZero"/>).</summary>
+    internal Var<T> AsGradNeededOnlyWhereNonZero()
+    {
+        GradNeededOnlyWhereNonZero = true;
         return this;
     }
 

@@ -98,7 +98,7 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
             var q = Ops.Rope(xs, rope);                                         // [nh, B, T, N]
             var a = Ops.CausalLinearAttention(q, x);                            // [nh, B, T, D]  tril(QQᵀ, −1)·x
             var lnA = Ln(a);                                                    // [nh, B, T, D]
-            var ys = Ops.MatMulRelu(lnA, encoderV);                             // [nh, B, T, N]  relu(ln(a)·encoder_v)
+            var ys = Ops.MatMulRelu(lnA, encoderV, YsWhere(xs, observer));      // [nh, B, T, N]  relu(ln(a)·encoder_v)
             var xy = Ops.DropoutOfProduct(xs, ys, Config.Dropout, dropoutRng);  // [nh, B, T, N]  dropout(xs ⊙ ys)
             var decoded = Ops.MatMulSummed(xy, decoder, 1, b, t, d);            // [1, B, T, D]  heads concatenated·decoder = Σ_h xy_h·decoder_h
             var y = Ln(decoded);                                                // [1, B, T, D]
@@ -111,6 +111,13 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         var logits = Ops.MatMul(Ops.Reshape(x, b, t, d), LmHead);               // [B, T, V]
         return (logits, targets is null ? null : Ops.CrossEntropy(logits, targets));
     }
+
+    /// <summary>
+    /// Where ys is computed: ys only ever meets xs in xs⊙ys, so it is needed where xs fires (a fifth of the neurons once
+    /// trained) and left 0 elsewhere, which changes nothing downstream; an observer (inspect, synapses) sees the
+    /// reference's ys, computed everywhere.
+    /// </summary>
+    private static Var<T>? YsWhere(Var<T> xs, ForwardObserver<T>? observer) => observer?.Layer is null ? xs : null;
 
     /// <summary>LayerNorm over the last axis, without weights, ε = 1e-5 as the reference.</summary>
     private static Var<T> Ln(Var<T> v) => Ops.LayerNorm(v, 1e-5);

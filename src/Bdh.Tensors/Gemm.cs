@@ -24,10 +24,16 @@ internal enum Causal { None, LowerOutput, LowerA, UpperA }
 /// row-at-a-time TensorPrimitives loop. Both split work over output rows or tiles only, so results are
 /// bit-identical for any thread count. A generated token's one-row products are <see cref="Gemv"/>'s.
 /// </summary>
-internal static class Gemm
+internal static unsafe class Gemm
 {
     /// <summary>Below this many multiply-adds a product runs on one thread: the fork costs more than it saves.</summary>
     internal const long ParallelThreshold = 1 << 18;
+
+    /// <summary>
+    /// The densest mask <see cref="MultiplyWhere{T}"/> computes by dots: on a Zen 4 (4 heads of [1024, 128]·[128, 512], 2
+    /// threads) the dots took 0.26× the whole product's time at 3.5% of the places, 0.73× at 20%, 1.5× at 50%.
+    /// </summary>
+    internal const double MaskedMaxDensity = 0.3;
 
     /// <summary>From this many elements of A on, a float product counts A's non-zeros to choose the sparse kernel.</summary>
     internal const long SparseCheckSize = 1 << 14;
@@ -56,6 +62,44 @@ internal static class Gemm
                 Span<T> row = c.Array.AsSpan(c.Offset + i * c.Stride, n);
                 Kernels.Elementwise.Relu<T>(row, row);
             }
+    }
+
+    /// <summary>
+    /// C[i, j] = A[i, :]·B[j, :] where mask[i, j] ≠ 0, else 0 (then max(C, 0) with relu): a product of which only some
+    /// outputs are needed, each computed as a dot of a row of A and a row of B as stored ([n, k]), the others not at all.
+    /// BDH's ys is needed only where xs fires and the gradient of xs⊙ys only where the product is not zero: a fifth and a
+    /// thirtieth of a trained model's outputs. Row by row with <see cref="Gemv.MaskedRows"/> (eight dots at a time), whose sums depend
+    /// only on the two rows: the same bits for any thread count. Each dot reads its row of B from L2 (no register tile
+    /// reuses it), so above <see cref="MaskedMaxDensity"/> the whole product is faster: float then runs <see cref="Multiply{T}"/>,
+    /// and the places outside the mask hold their products.
+    /// </summary>
+    public static void MultiplyWhere<T>(int m, int n, int k, MatrixRef<T> a, MatrixRef<T> b, MatrixRef<T> mask, MatrixRef<T> c,
+        bool parallel, bool relu) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (a.Transposed || !b.Transposed || b.Stride != k || mask.Transposed || c.Transposed)
+            throw new ArgumentException("a masked product reads plain rows of A and of B stored [n, k] (op(B) transposed)");
+        if (typeof(T) == typeof(float) && (long)m * n >= SparseCheckSize && !SparseGemm.HasAtMost(MaskedMaxDensity, m, n, (MatrixRef<float>)(object)mask))
+        {
+            Multiply(m, n, k, a, b, c, accumulate: false, parallel, relu: relu);
+            return;
+        }
+        int chunks = parallel && (long)m * n * k >= ParallelThreshold ? Math.Min(m, Parallelism.Threads) : 1;
+        Parallelism.For(chunks, chunk =>
+        {
+            int i0 = (int)((long)chunk * m / chunks), i1 = (int)((long)(chunk + 1) * m / chunks);
+            if (typeof(T) == typeof(float))
+                fixed (T* aP = a.Array, bP = b.Array, maskP = mask.Array, cP = c.Array)
+                    Gemv.MaskedRows(i1 - i0, n, k, (float*)aP + a.Offset + (long)i0 * a.Stride, a.Stride, (float*)bP + b.Offset,
+                        (float*)maskP + mask.Offset + (long)i0 * mask.Stride, mask.Stride, (float*)cP + c.Offset + (long)i0 * c.Stride, c.Stride, relu, streamed: false);
+            else
+                for (int i = i0; i < i1; i++)
+                {
+                    Span<T> row = c.Array.AsSpan(c.Offset + i * c.Stride, n);
+                    Gemv.MatrixTimesVector<T>(b.Array.AsSpan(b.Offset, n * k), a.Array.AsSpan(a.Offset + i * a.Stride, k), row,
+                        mask.Array.AsSpan(mask.Offset + i * mask.Stride, n));
+                    if (relu) Kernels.Elementwise.Relu<T>(row, row);
+                }
+        });
     }
 
     /// <summary>

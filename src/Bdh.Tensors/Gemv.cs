@@ -58,18 +58,28 @@ public static unsafe class Gemv
         if (where.Length != y.Length) throw new ArgumentException($"where must have {y.Length} entries");
         if (typeof(T) == typeof(float))
         {
-            ReadOnlySpan<float> wf = MemoryMarshal.Cast<T, float>(w), xf = MemoryMarshal.Cast<T, float>(x), mask = MemoryMarshal.Cast<T, float>(where);
-            Span<float> yf = MemoryMarshal.Cast<T, float>(y);
-            switch (Simd.Widest)
-            {
-                case 512: MatrixTimesVector<Float512, Vector512<float>>(wf, xf, yf, mask); break;
-                case 256: MatrixTimesVector<Float256, Vector256<float>>(wf, xf, yf, mask); break;
-                default: MatrixTimesVector<Float128, Vector128<float>>(wf, xf, yf, mask); break;
-            }
+            fixed (T* wP = w, xP = x, yP = y, maskP = where)
+                MaskedRows(1, y.Length, x.Length, (float*)xP, 0, (float*)wP, (float*)maskP, 0, (float*)yP, 0, relu: false, streamed: true);
             return;
         }
         for (int i = 0; i < y.Length; i++)
             y[i] = where[i] == T.Zero ? T.Zero : TP.Dot<T>(w.Slice(i * x.Length, x.Length), x);
+    }
+
+    /// <summary>
+    /// C[i, j] = A[i, :]·W[j, :] where mask[i, j] ≠ 0, else 0, for rows i of A [rows, k] (stride lda) and W [n, k]; then
+    /// max(C, 0) with relu: <see cref="MatrixTimesVector{T}"/> for each row of A (<see cref="Gemm.MultiplyWhere{T}"/>).
+    /// <paramref name="streamed"/>: W is read once (one token's product), from memory: rows further on the list are
+    /// requested ahead. Many rows of A read W again from the caches, where those requests only cost instructions.
+    /// </summary>
+    internal static void MaskedRows(int rows, int n, int k, float* a, long lda, float* w, float* mask, long ldm, float* c, long ldc, bool relu, bool streamed)
+    {
+        switch (Simd.Widest)
+        {
+            case 512: MaskedRows<Float512, Vector512<float>>(rows, n, k, a, lda, w, mask, ldm, c, ldc, relu, streamed); break;
+            case 256: MaskedRows<Float256, Vector256<float>>(rows, n, k, a, lda, w, mask, ldm, c, ldc, relu, streamed); break;
+            default: MaskedRows<Float128, Vector128<float>>(rows, n, k, a, lda, w, mask, ldm, c, ldc, relu, streamed); break;
+        }
     }
 
     /// <summary><see cref="RowTimesMatrix{T}"/> for float at width W.</summary>
@@ -89,24 +99,26 @@ public static unsafe class Gemv
         TensorPool<float>.Return(value);
     }
 
-    /// <summary><see cref="MatrixTimesVector{T}"/> for float at width W; y[i] = W[i, :]·x where mask[i] ≠ 0, else 0.</summary>
-    internal static void MatrixTimesVector<W, V>(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> y, ReadOnlySpan<float> mask) where W : struct, IFloatVector<V> where V : struct
+    /// <summary><see cref="MaskedRows"/> at width W: each row's masked places listed, then their dots eight at a time.</summary>
+    internal static void MaskedRows<W, V>(int rows, int n, int k, float* a, long lda, float* w, float* mask, long ldm, float* c, long ldc, bool relu, bool streamed)
+        where W : struct, IFloatVector<V> where V : struct
     {
-        int m = y.Length, k = x.Length;
-        int[] index = TensorPool<int>.Rent(m + 16 + 3 + PrefetchRows); // room for NonZeros' 16-lane stores, the padding to four and the rows read ahead
-        y.Clear();
-        fixed (float* wP = w, xP = x, yP = y, maskP = mask)
-        fixed (int* rows = index)
-        {
-            int count = SparseGemm.NonZeros<W, V>(maskP, m, rows);
-            if (count > 0)
+        int[] index = TensorPool<int>.Rent(n + 16 + 7 + PrefetchRows); // room for NonZeros' 16-lane stores, the padding to eight and the rows read ahead
+        fixed (int* list = index)
+            for (int i = 0; i < rows; i++)
             {
-                // Pad the list to a multiple of four with its last row (computed again, same value).
-                int padded = (count + 3) & ~3;
-                PadList(rows, count, padded - count + PrefetchRows);
-                for (int e = 0; e < padded; e += 4) FourRowDots<W, V>(rows + e, wP, k, xP, yP);
+                float* y = c + i * ldc;
+                new Span<float>(y, n).Clear();
+                int count = SparseGemm.NonZeros<W, V>(mask + i * ldm, n, list);
+                if (count > 0)
+                {
+                    // Pad the list to a multiple of eight with its last row (computed again, same value).
+                    int padded = (count + 7) & ~7;
+                    PadList(list, count, padded - count + PrefetchRows);
+                    for (int e = 0; e < padded; e += 8) EightRowDots<W, V>(list + e, w, k, a + i * lda, y, streamed);
+                }
+                if (relu) Kernels.Elementwise.Relu<float>(new Span<float>(y, n), new Span<float>(y, n));
             }
-        }
         TensorPool<int>.Return(index);
     }
 
@@ -118,39 +130,48 @@ public static unsafe class Gemv
     }
 
     /// <summary>
-    /// y[r] = W[r, :]·x for the four rows r in rows[0..4): four rows' loads in flight at once, and the rows
-    /// <see cref="PrefetchRows"/> further on the list (valid entries, see PadList) requested into the caches.
+    /// y[r] = W[r, :]·x for the eight rows r in rows[0..8): eight rows' loads in flight at once, their partial sums added
+    /// across lanes in one tree (<see cref="IFloatVector{V}.StoreSums"/>), and the rows <see cref="PrefetchRows"/> further
+    /// on the list (valid entries, see PadList) requested into the caches where <paramref name="streamed"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    private static void FourRowDots<W, V>(int* rows, float* w, int k, float* x, float* y) where W : struct, IFloatVector<V> where V : struct
+    private static void EightRowDots<W, V>(int* rows, float* w, int k, float* x, float* y, bool streamed) where W : struct, IFloatVector<V> where V : struct
     {
         float* w0 = w + (long)rows[0] * k, w1 = w + (long)rows[1] * k, w2 = w + (long)rows[2] * k, w3 = w + (long)rows[3] * k;
+        float* w4 = w + (long)rows[4] * k, w5 = w + (long)rows[5] * k, w6 = w + (long)rows[6] * k, w7 = w + (long)rows[7] * k;
         int* later = rows + PrefetchRows;
-        float* p0 = w + (long)later[0] * k, p1 = w + (long)later[1] * k, p2 = w + (long)later[2] * k, p3 = w + (long)later[3] * k;
-        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        float* sums = stackalloc float[8];
         int j = 0;
         if (W.IsAccelerated)
         {
-            V v0 = default, v1 = default, v2 = default, v3 = default;
+            V v0 = default, v1 = default, v2 = default, v3 = default, v4 = default, v5 = default, v6 = default, v7 = default;
             for (; j <= k - W.Count; j += W.Count)
             {
                 // W is kept in the caches (the encoders are read again by the next layer): a plain prefetch, once per 64-byte line.
-                if ((j & 15) == 0) { Simd.Prefetch(p0 + j); Simd.Prefetch(p1 + j); Simd.Prefetch(p2 + j); Simd.Prefetch(p3 + j); }
                 var xj = W.Load(x + j);
                 v0 = W.MultiplyAdd(xj, W.Load(w0 + j), v0);
                 v1 = W.MultiplyAdd(xj, W.Load(w1 + j), v1);
                 v2 = W.MultiplyAdd(xj, W.Load(w2 + j), v2);
                 v3 = W.MultiplyAdd(xj, W.Load(w3 + j), v3);
+                v4 = W.MultiplyAdd(xj, W.Load(w4 + j), v4);
+                v5 = W.MultiplyAdd(xj, W.Load(w5 + j), v5);
+                v6 = W.MultiplyAdd(xj, W.Load(w6 + j), v6);
+                v7 = W.MultiplyAdd(xj, W.Load(w7 + j), v7);
             }
-            (s0, s1, s2, s3) = (W.Sum(v0), W.Sum(v1), W.Sum(v2), W.Sum(v3));
+            W.StoreSums(v0, v1, v2, v3, v4, v5, v6, v7, sums);
         }
+        else new Span<float>(sums, 8).Clear();
         for (; j < k; j++) // the columns past the last full vector
         {
-            s0 = MathF.FusedMultiplyAdd(x[j], w0[j], s0);
-            s1 = MathF.FusedMultiplyAdd(x[j], w1[j], s1);
-            s2 = MathF.FusedMultiplyAdd(x[j], w2[j], s2);
-            s3 = MathF.FusedMultiplyAdd(x[j], w3[j], s3);
+            sums[0] = MathF.FusedMultiplyAdd(x[j], w0[j], sums[0]);
+            sums[1] = MathF.FusedMultiplyAdd(x[j], w1[j], sums[1]);
+            sums[2] = MathF.FusedMultiplyAdd(x[j], w2[j], sums[2]);
+            sums[3] = MathF.FusedMultiplyAdd(x[j], w3[j], sums[3]);
+            sums[4] = MathF.FusedMultiplyAdd(x[j], w4[j], sums[4]);
+            sums[5] = MathF.FusedMultiplyAdd(x[j], w5[j], sums[5]);
+            sums[6] = MathF.FusedMultiplyAdd(x[j], w6[j], sums[6]);
+            sums[7] = MathF.FusedMultiplyAdd(x[j], w7[j], sums[7]);
         }
-        (y[rows[0]], y[rows[1]], y[rows[2]], y[rows[3]]) = (s0, s1, s2, s3);
+        for (int r = 0; r < 8; r++) y[rows[r]] = sums[r];
     }
 }

@@ -27,18 +27,21 @@ public static class MatMul
     /// c[i] (+)= op(a[i])·op(b[i]) for every index i of the broadcast batch of a, b and c. When c's
     /// batch is smaller (the gradient of a broadcast operand), the products that land on one block of c
     /// are summed in batch order, so the result does not depend on the thread count. With <paramref name="relu"/>, c = max(c, 0)
-    /// after (in the GEMM's stores, not a second pass).
+    /// after (in the GEMM's stores, not a second pass). With <paramref name="where"/> (c's shape; b transposed, a not),
+    /// only the elements of c where it is not zero are computed, the others set to 0 (<see cref="Gemm.MultiplyWhere{T}"/>).
     /// </summary>
-    public static void Multiply<T>(Tensor<T> a, bool transA, Tensor<T> b, bool transB, Tensor<T> c, bool accumulate, bool relu = false)
-        where T : unmanaged, IFloatingPointIeee754<T>
+    public static void Multiply<T>(Tensor<T> a, bool transA, Tensor<T> b, bool transB, Tensor<T> c, bool accumulate, bool relu = false,
+        Tensor<T>? where = null) where T : unmanaged, IFloatingPointIeee754<T>
     {
         var (m, _, n) = Dims(a.Shape, transA, b.Shape, transB);
         if (c.Rank < 2 || c.Shape[^2] != m || c.Shape[^1] != n)
             throw new ArgumentException($"output {Tensor<T>.Format(c.Shape)} is not [.., {m}, {n}]");
+        if (where is not null && (!where.Shape.AsSpan().SequenceEqual(c.Shape) || transA || !transB || accumulate))
+            throw new ArgumentException($"a masked product writes c (no accumulate) from a·bᵀ where a mask of c's shape {Tensor<T>.Format(c.Shape)} says");
         int[] batch = Broadcast.Shape(Broadcast.Shape(a.Shape[..^2], b.Shape[..^2]), c.Shape[..^2]);
         int[] aShape = Padded(a.Shape, batch.Length), bShape = Padded(b.Shape, batch.Length), cShape = Padded(c.Shape, batch.Length);
         Fold(ref aShape, transA, ref bShape, transB, ref cShape);
-        MultiplyBlocks(a, aShape, transA, b, bShape, transB, c, cShape, accumulate, relu);
+        MultiplyBlocks(a, aShape, transA, b, bShape, transB, c, cShape, accumulate, relu, where);
     }
 
     /// <summary>
@@ -66,7 +69,8 @@ public static class MatMul
     /// <summary>Dimension i folded into the rows of the matrix after it (contiguous memory: a view).</summary>
     private static int[] Merged(int[] shape, int i) => [.. shape[..i], shape[i] * shape[i + 1], .. shape[(i + 2)..]];
 
-    private static void MultiplyBlocks<T>(Tensor<T> a, int[] aShape, bool transA, Tensor<T> b, int[] bShape, bool transB, Tensor<T> c, int[] cShape, bool accumulate, bool relu)
+    private static void MultiplyBlocks<T>(Tensor<T> a, int[] aShape, bool transA, Tensor<T> b, int[] bShape, bool transB, Tensor<T> c, int[] cShape,
+        bool accumulate, bool relu, Tensor<T>? where)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         var (m, k, n) = Dims(aShape, transA, bShape, transB);
@@ -91,7 +95,10 @@ public static class MatMul
                 bool add = accumulate;
                 foreach (int i in groupList[g])
                 {
-                    Gemm.Multiply(m, n, k,
+                    if (where is not null) // c's shape is the whole batch's: one product per group
+                        Gemm.MultiplyWhere(m, n, k, a.Matrix(aOff[i], lda), b.Matrix(bOff[i], ldb, transB), where.Matrix(cOff[i], n),
+                            c.Matrix(cOff[i], n), parallel: !parallelGroups, relu);
+                    else Gemm.Multiply(m, n, k,
                         a.Matrix(aOff[i], lda, transA), b.Matrix(bOff[i], ldb, transB), c.Matrix(cOff[i], n), add, parallel: !parallelGroups, relu: relu && i == groupList[g][^1]);
                     add = true;
                 }

@@ -48,13 +48,17 @@ internal static unsafe class SparseGemm
     /// fraction of a percent. The count also stops as soon as it passes the bound. The rows read depend only on the
     /// shape, so the choice is the same for any thread count.
     /// </summary>
-    public static bool IsSparse(int m, int k, MatrixRef<float> a)
+    public static bool IsSparse(int m, int k, MatrixRef<float> a) =>
+        HasAtMost(a.Transposed ? MaxDensityTransposed : MaxDensity, m, k, a);
+
+    /// <summary>Whether op(A) [m, k] has at most this fraction of non-zeros, judged as <see cref="IsSparse"/> judges it.</summary>
+    public static bool HasAtMost(double density, int m, int k, MatrixRef<float> a)
     {
         // Stored rows: m rows of k, or k rows of m when transposed. One row of each run of `step` is read, at a scattered
         // place in it: rows every `step` apart would fall in step with a pattern that repeats along the tokens (the
         // first token of each sequence attends to nothing, so its ys and xy are all zeros) and misjudge the density.
         int rows = a.Transposed ? k : m, cols = a.Transposed ? m : k, step = Math.Max(1, rows / SampledRows), samples = rows / step;
-        long limit = (long)((a.Transposed ? MaxDensityTransposed : MaxDensity) * samples * cols), nonZero = 0;
+        long limit = (long)(density * samples * cols), nonZero = 0;
         for (int i = 0; i < samples && nonZero <= limit; i++)
         {
             int r = i * step + (int)(((uint)i * 2654435769u >> 16) % (uint)step); // Fibonacci hashing of i

@@ -29,6 +29,39 @@ public class EngineTests
     }
 
     [Fact]
+    public void TheProductOfTwoReluOutputsHasItsGradientComputedOnlyWhereItIsNotZero()
+    {
+        // ys computed where xs fires is xs's zeros and, where xs fires, the plain op's values; xs ⊙ ys is marked, dropped or
+        // not (a product with an input that is not a ReLU's output is not); a marked A of a product gets dA = dC·Bᵀ at its
+        // non-zeros and exactly 0 elsewhere (plain dA has values there).
+        var rng = new Rng(3);
+        var x = Var<double>.Parameter(Tensor<double>.Uniform(rng, -1, 1, 1, 2, 5, 4));
+        var w = Var<double>.Parameter(Tensor<double>.Uniform(rng, -1, 1, 2, 1, 4, 6));
+        var w2 = Var<double>.Parameter(Tensor<double>.Uniform(rng, -1, 1, 2, 1, 4, 6));
+        var xs = Ops.MatMulRelu(x, w);
+        var ys = Ops.MatMulRelu(x, w2, where: xs);
+        var plain = Ops.MatMulRelu(x, w2);
+        for (int i = 0; i < xs.Value.Length; i++)
+            Assert.Equal(xs.Value.Span[i] == 0 ? 0 : plain.Value.Span[i], ys.Value.Span[i], 1e-14); // dots, not the GEMM's sums
+        Assert.Contains(plain.Value.Span.ToArray().Where((v, i) => xs.Value.Span[i] == 0), v => v > 0);
+        Assert.True(Ops.DropoutOfProduct(xs, ys, 0.3, new Rng(1)).GradNeededOnlyWhereNonZero);
+        Assert.True(Ops.DropoutOfProduct(xs, ys, 0, null).GradNeededOnlyWhereNonZero);
+        Assert.False(Ops.DropoutOfProduct(xs, Ops.MatMul(x, w2), 0, null).GradNeededOnlyWhereNonZero);
+
+        var values = Tensor<double>.Uniform(rng, -1, 1, 2, 2, 5, 6);
+        for (int i = 0; i < values.Length; i += 3) values.Span[i] = 0;
+        var marked = Var<double>.Parameter(values).AsGradNeededOnlyWhereNonZero();
+        var unmarked = Var<double>.Parameter(values.Clone());
+        var decoder = Var<double>.Constant(Tensor<double>.Uniform(rng, -1, 1, 2, 1, 6, 3));
+        foreach (var a in new[] { marked, unmarked }) Ops.Sum(Ops.MatMulSummed(a, decoder, 1, 2, 5, 3)).Backward();
+        for (int i = 0; i < values.Length; i++)
+        {
+            Assert.Equal(values.Span[i] == 0 ? 0 : unmarked.Grad!.Span[i], marked.Grad!.Span[i], 1e-14);
+            if (values.Span[i] == 0) Assert.NotEqual(0, unmarked.Grad!.Span[i]);
+        }
+    }
+
+    [Fact]
     public void NoGradRecordsNoBackward()
     {
         var x = Var<double>.Parameter(Tensor<double>.From([2.0], 1));

@@ -131,6 +131,27 @@ public class GradientProperties
         Verify($"rope(xs) + dropout(xs ⊙ ys), x {Tensor<double>.Format(x.Shape)}, W {Tensor<double>.Format(w.Shape)}", Layer, Layer, x, w, w2);
     }
 
+    [Property(MaxTest = 40)]
+    public void ReluComputedWhereAnotherFiresAndADecodedProduct(byte bRaw, byte tRaw, byte hRaw, byte nRaw, byte kRaw, bool dropout, int seed)
+    {
+        // BDH's layer from xs to the decoder: ys = relu(x·W2) computed only where xs fires, dropout(xs ⊙ ys) (or xs ⊙ ys),
+        // and Σ_h xy_h·decoder_h, whose backward computes xy's gradient only where xy is not 0. Both shortcuts leave the
+        // gradients of every input as the plain ops give them.
+        int b = Size(bRaw, 2), t = Size(tRaw, 5), h = Size(hRaw, 3), n = Size(nRaw, 9), k = Size(kRaw, 5);
+        var rng = new Rng((ulong)seed);
+        Tensor<double> x, w, w2, decoder = Random(rng, h, 1, n, k);
+        do (x, w, w2) = (Random(rng, 1, b, t, k), Random(rng, h, 1, k, n), Random(rng, h, 1, k, n));
+        while (NearTheKink(x, w) || NearTheKink(x, w2));
+        Var<T> Layer<T>(Var<T>[] v) where T : unmanaged, IFloatingPointIeee754<T>
+        {
+            var xs = Ops.MatMulRelu(v[0], v[1]);
+            var xy = Ops.DropoutOfProduct(xs, Ops.MatMulRelu(v[0], v[2], where: xs), dropout ? 0.3 : 0, new Rng(7));
+            return Ops.MatMulSummed(xy, v[3], 1, b, t, k);
+        }
+        Verify($"xs ⊙ relu(x·W2 where xs fires)·decoder, x {Tensor<double>.Format(x.Shape)}, W {Tensor<double>.Format(w.Shape)}, dropout {dropout}",
+            Layer, Layer, x, w, w2, decoder);
+    }
+
     [Property(MaxTest = 60)]
     public void AddAndMulBroadcast(byte bRaw, byte hRaw, byte dRaw, byte form, int seed)
     {

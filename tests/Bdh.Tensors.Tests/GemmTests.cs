@@ -236,6 +236,60 @@ public class GemmTests
     }
 
     [Property(MaxTest = 60)]
+    public void MaskedProductComputesTheMaskedPlacesAndZerosTheRestForAnyThreadCount(byte mRaw, byte nRaw, byte kRaw, byte hRaw,
+        byte densityRaw, bool relu, int seed)
+    {
+        // [1, B·m, k]·[H, 1, n, k]ᵀ where a mask [H, B·m, n] says, as ys = relu(ln(a)·encoder_v) where xs fires: sizes 1..70
+        // (the eight-dot groups and the vectors' tails), 0% to 30% of the places (the masked kernel's whole range).
+        int m = Size(mRaw), n = Size(nRaw), k = Size(kRaw), h = 1 + hRaw % 3;
+        double density = densityRaw % 31 / 100.0;
+        var rng = new Rng((ulong)seed);
+        double[] a = Naive.Random(rng, m * k), b = Naive.Random(rng, h * n * k);
+        double[] mask = Enumerable.Range(0, h * m * n).Select(_ => rng.NextDouble() < density ? 1.0 : 0).ToArray();
+        var expected = new double[h * m * n];
+        for (int head = 0; head < h; head++)
+        {
+            var product = Naive.MatMul(a, false, b[(head * n * k)..((head + 1) * n * k)], true, m, n, k);
+            for (int i = 0; i < m * n; i++)
+                expected[head * m * n + i] = mask[head * m * n + i] == 0 ? 0 : relu ? Math.Max(product[i], 0) : product[i];
+        }
+        T[] Run<T>(int threads) where T : unmanaged, IFloatingPointIeee754<T> => Threads.On(threads, () =>
+        {
+            using var c = Tensor<T>.From(Enumerable.Repeat(T.NaN, h * m * n).ToArray(), h, 1, m, n); // every place written
+            MatMul.Multiply(Tensor<T>.From(a.Select(T.CreateTruncating).ToArray(), 1, 1, m, k), false,
+                Tensor<T>.From(b.Select(T.CreateTruncating).ToArray(), h, 1, n, k), true, c, accumulate: false, relu,
+                where: Tensor<T>.From(mask.Select(T.CreateTruncating).ToArray(), h, 1, m, n));
+            return c.Span.ToArray();
+        });
+        float[] one = Run<float>(1);
+        Assert.Equal(one, Run<float>(2));
+        Assert.True(Naive.RelativeError(one, expected) < 1e-5, $"m={m} n={n} k={k} h={h} density {density}");
+        Assert.All(Enumerable.Range(0, one.Length).Where(i => mask[i] == 0), i => Assert.Equal(0f, one[i]));
+        Assert.True(Naive.RelativeError(Run<double>(2), expected) < 1e-12, $"double: m={m} n={n} k={k} h={h}");
+    }
+
+    [Fact]
+    public void MaskedProductAboveItsDensityRunsTheWholeProduct()
+    {
+        // A mask past MaskedMaxDensity, large enough to be measured (m·n ≥ 16384): the whole product is faster, and every
+        // place then holds it, the GEMM's bits; below the bound the unmasked places are 0.
+        int m = 256, n = 128, k = 40;
+        var rng = new Rng(5);
+        var a = Tensor<float>.From(Naive.Random(rng, m * k).Select(v => (float)v).ToArray(), m, k);
+        var b = Tensor<float>.From(Naive.Random(rng, n * k).Select(v => (float)v).ToArray(), n, k);
+        using var whole = Tensor<float>.Empty(m, n);
+        MatMul.Multiply(a, false, b, true, whole, accumulate: false);
+        foreach (double density in new[] { Gemm.MaskedMaxDensity + 0.05, Gemm.MaskedMaxDensity - 0.05 })
+        {
+            var mask = Tensor<float>.From(Enumerable.Range(0, m * n).Select(_ => rng.NextDouble() < density ? 1f : 0).ToArray(), m, n);
+            using var c = Tensor<float>.Empty(m, n);
+            MatMul.Multiply(a, false, b, true, c, accumulate: false, where: mask);
+            if (density > Gemm.MaskedMaxDensity) Assert.Equal(whole.Span.ToArray(), c.Span.ToArray());
+            else Assert.Equal(mask.Span.Count(0f), c.Span.Count(0f));
+        }
+    }
+
+    [Property(MaxTest = 60)]
     public void MatrixTimesVectorMatchesNaiveOnTheMaskedRows(int seed)
     {
         // Rows where the mask is zero must come out 0 whatever W holds; k up to 200 covers the 16-lane loop and its tail,

@@ -137,7 +137,7 @@ public class VectorWidthTests(ITestOutputHelper output)
     });
 
     [SkippableTheory, MemberData(nameof(Widths))]
-    public void OneTokenProductsMatchTheirDefinitions(int width) => At(width, w =>
+    public unsafe void OneTokenAndMaskedProductsMatchTheirDefinitions(int width) => At(width, w =>
     {
         var rng = new Rng(10 + (ulong)w);
         foreach (var (k, n) in new[] { (1, 1), (5, 3), (64, 300), (257, 131) })
@@ -154,16 +154,21 @@ public class VectorWidthTests(ITestOutputHelper output)
             if (HasFma) Assert.Equal(expected, y);
             else Assert.True(Naive.RelativeError(y, expected.Select(v => (double)v).ToArray()) < 1e-5);
 
-            // y[i] = W[i, :]·x on the masked rows (dots in W.Count partial sums: float rounding of the double result), 0 elsewhere.
-            float[] wm = Floats(rng, n * k), xd = Floats(rng, k), mask = Floats(rng, n, 0.5), ym = Enumerable.Repeat(float.NaN, n).ToArray();
-            switch (w)
+            // y[i] = W[i, :]·x on the masked rows (dots in W.Count partial sums: float rounding of the double result), 0 elsewhere:
+            // one token's product (streamed) and three rows of a masked product, each row with its own mask.
+            foreach (int rows in new[] { 1, 3 })
             {
-                case 512: Gemv.MatrixTimesVector<Float512, Vector512<float>>(wm, xd, ym, mask); break;
-                case 256: Gemv.MatrixTimesVector<Float256, Vector256<float>>(wm, xd, ym, mask); break;
-                default: Gemv.MatrixTimesVector<Float128, Vector128<float>>(wm, xd, ym, mask); break;
+                float[] wm = Floats(rng, n * k), xd = Floats(rng, rows * k), mask = Floats(rng, rows * n, 0.5), ym = Enumerable.Repeat(float.NaN, rows * n).ToArray();
+                fixed (float* wp = wm, xp = xd, mp = mask, yp = ym)
+                    switch (w)
+                    {
+                        case 512: Gemv.MaskedRows<Float512, Vector512<float>>(rows, n, k, xp, k, wp, mp, n, yp, n, relu: false, streamed: rows == 1); break;
+                        case 256: Gemv.MaskedRows<Float256, Vector256<float>>(rows, n, k, xp, k, wp, mp, n, yp, n, relu: false, streamed: rows == 1); break;
+                        default: Gemv.MaskedRows<Float128, Vector128<float>>(rows, n, k, xp, k, wp, mp, n, yp, n, relu: false, streamed: rows == 1); break;
+                    }
+                var dots = Naive.MatMul(xd.Select(v => (double)v).ToArray(), false, wm.Select(v => (double)v).ToArray(), true, rows, n, k);
+                Assert.True(Naive.RelativeError(ym, dots.Select((v, i) => mask[i] == 0 ? 0 : v).ToArray()) < 1e-5, $"{w} bits, {rows} rows, n={n} k={k}");
             }
-            var dots = Naive.MatMul(wm.Select(v => (double)v).ToArray(), false, xd.Select(v => (double)v).ToArray(), false, n, 1, k);
-            Assert.True(Naive.RelativeError(ym, dots.Select((v, i) => mask[i] == 0 ? 0 : v).ToArray()) < 1e-5, $"{w} bits, n={n} k={k}");
         }
     });
 
