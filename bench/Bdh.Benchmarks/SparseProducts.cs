@@ -6,7 +6,9 @@ namespace Bdh.Benchmarks;
 /// `sparse [threads]`: the per-head products of a `cpu` step whose mostly-zero operand is xy = dropout(xs⊙ys) or a
 /// ReLU's masked gradient dC, each at densities from 2% to 30%, by the sparse kernel and by the packed dense one,
 /// alternately (21 pairs, medians), and how long <c>Gemm</c>'s density test takes. Where the sparse column is the
-/// smaller, <c>SparseGemm.MaxDensity</c> should let the product go sparse.
+/// smaller, <c>SparseGemm.MaxDensity</c> should let the product go sparse. Then the masked products (<c>Gemm.MultiplyWhere</c>:
+/// only the places a mask marks, by dots) against the whole product, by the mask's density: where the masked column is
+/// the smaller, <c>Gemm.MaskedMaxDensity</c> should let it run.
 /// </summary>
 public static class SparseProducts
 {
@@ -21,6 +23,13 @@ public static class SparseProducts
         new("dDecoder = xyᵀ·dY [512x1024]ᵀ·[1024x128]", 512, 128, 1024, Sparse.A, TransA: true, TransB: false),
         new("dX = dC·Wᵀ        [1024x512]·[128x512]ᵀ", 1024, 128, 512, Sparse.A, TransA: false, TransB: true),
         new("dW = Xᵀ·dC        [128x1024]ᵀ·[1024x512]", 128, 512, 1024, Sparse.B, TransA: true, TransB: false),
+    ];
+
+    private sealed record MaskedProduct(string Name, int M, int N, int K);
+
+    private static readonly MaskedProduct[] MaskedProducts =
+    [
+        new("ys_h where xs fires [1024x128]·[128x512]", 1024, 512, 128), // relu(ln(a)·encoder_v_h); the decoder's dxy has the same shape
     ];
 
     public static void Run(int threads)
@@ -51,6 +60,24 @@ public static class SparseProducts
                 var pairs = Enumerable.Range(0, 21).Select(_ => (Sparse: Time(sparseProduct), Dense: Time(denseProduct), Test: Time(test))).ToArray();
                 Console.WriteLine($"{p.Name,-42} {density,8:P0} {pairs.Select(x => x.Sparse).Median(),8:0.000} {pairs.Select(x => x.Dense).Median(),8:0.000} " +
                     $"{pairs.Select(x => x.Sparse / x.Dense).Median(),6:0.00} {pairs.Select(x => x.Test).Median(),7:0.000}");
+            }
+        Console.WriteLine($"{"masked product",-42} {"density",8} {"masked",8} {"whole",8} {"ratio",6}");
+        foreach (var p in MaskedProducts)
+            foreach (double density in new[] { 0.035, 0.10, 0.20, 0.30, 0.50 })
+            {
+                var rng = new Rng(3);
+                var (a, rowsOfB) = (Tensor<float>.Uniform(rng, -1, 1, p.M * p.K), Tensor<float>.Uniform(rng, -1, 1, p.N * p.K));
+                var mask = Tensor<float>.Uniform(rng, 0, 1, p.M * p.N);
+                foreach (ref float v in mask.Span) v = v < density ? 1 : 0;
+                var (aRef, bRef, maskRef) = (a.Matrix(0, p.K), rowsOfB.Matrix(0, p.K, transposed: true), mask.Matrix(0, p.N));
+                var cRef = Tensor<float>.Empty(p.M * p.N).Matrix(0, p.N);
+                double Time(Action work) => Timing.Seconds(work) * 1000; // ms
+                Action masked = () => Gemm.MultiplyByDots(p.M, p.N, p.K, aRef, bRef, maskRef, cRef, parallel: threads > 1, relu: true);
+                Action whole = () => PackedGemm.Multiply(p.M, p.N, p.K, aRef, bRef, cRef, accumulate: false, relu: true, threads > 1, Causal.None);
+                masked(); whole();
+                var pairs = Enumerable.Range(0, 21).Select(_ => (Masked: Time(masked), Whole: Time(whole))).ToArray();
+                Console.WriteLine($"{p.Name,-42} {density,8:P1} {pairs.Select(x => x.Masked).Median(),8:0.000} {pairs.Select(x => x.Whole).Median(),8:0.000} " +
+                    $"{pairs.Select(x => x.Masked / x.Whole).Median(),6:0.00}");
             }
     }
 }

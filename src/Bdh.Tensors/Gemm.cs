@@ -30,10 +30,11 @@ internal static unsafe class Gemm
     internal const long ParallelThreshold = 1 << 18;
 
     /// <summary>
-    /// The densest mask <see cref="MultiplyWhere{T}"/> computes by dots: on a Zen 4 (4 heads of [1024, 128]·[128, 512], 2
-    /// threads) the dots took 0.26× the whole product's time at 3.5% of the places, 0.73× at 20%, 1.5× at 50%.
+    /// The densest mask <see cref="MultiplyWhere{T}"/> computes by dots (`bench -- sparse 2`, [1024, 128]·[128, 512] on a
+    /// Zen 4, 2 threads): at 512 bits the dots took 0.21× the whole product's time at 3.5% of the places, 0.67× at 20%,
+    /// 0.92× at 30%, 1.41× at 50%; at 256 bits 0.25×, 1.00×, 1.29×; at 128 bits 0.21×, 0.82×, 1.05×.
     /// </summary>
-    internal const double MaskedMaxDensity = 0.3;
+    internal static double MaskedMaxDensity => Simd.Widest == 512 ? 0.3 : 0.2;
 
     /// <summary>From this many elements of A on, a float product counts A's non-zeros to choose the sparse kernel.</summary>
     internal const long SparseCheckSize = 1 << 14;
@@ -79,10 +80,14 @@ internal static unsafe class Gemm
         if (a.Transposed || !b.Transposed || b.Stride != k || mask.Transposed || c.Transposed)
             throw new ArgumentException("a masked product reads plain rows of A and of B stored [n, k] (op(B) transposed)");
         if (typeof(T) == typeof(float) && (long)m * n >= SparseCheckSize && !SparseGemm.HasAtMost(MaskedMaxDensity, m, n, (MatrixRef<float>)(object)mask))
-        {
             Multiply(m, n, k, a, b, c, accumulate: false, parallel, relu: relu);
-            return;
-        }
+        else MultiplyByDots(m, n, k, a, b, mask, c, parallel, relu);
+    }
+
+    /// <summary><see cref="MultiplyWhere{T}"/> by dots at the mask's places, whatever its density.</summary>
+    internal static void MultiplyByDots<T>(int m, int n, int k, MatrixRef<T> a, MatrixRef<T> b, MatrixRef<T> mask, MatrixRef<T> c,
+        bool parallel, bool relu) where T : unmanaged, IFloatingPointIeee754<T>
+    {
         int chunks = parallel && (long)m * n * k >= ParallelThreshold ? Math.Min(m, Parallelism.Threads) : 1;
         Parallelism.For(chunks, chunk =>
         {
