@@ -73,7 +73,7 @@ public static class Ops
         {
             var (da, add) = a.GradSlot();
             if (transA) Tensors.MatMul.Multiply(b.Value, transB, dc, true, da, add);  // dA = op(B)·dCᵀ
-            else if (a.GradNeededOnlyWhereNonZero && !transB && !add)                // dA = dC·Bᵀ where A ≠ 0
+            else if (a.GradNeededOnlyWhereNonZero && !transB && !add && !SumsOverBatch(dc, b, a)) // dA = dC·Bᵀ where A ≠ 0
                 Tensors.MatMul.Multiply(dc, false, b.Value, true, da, accumulate: false, where: a.Value);
             else Tensors.MatMul.Multiply(dc, false, b.Value, !transB, da, add);       // dA = dC·op(B)ᵀ
         }
@@ -84,6 +84,10 @@ public static class Ops
             else Tensors.MatMul.Multiply(a.Value, !transA, dc, false, db, add);       // dB = op(A)ᵀ·dC
         }
     }
+
+    /// <summary>Whether dA = dC·Bᵀ sums products over a batch dimension A broadcasts along (a masked product cannot).</summary>
+    private static bool SumsOverBatch<T>(Tensor<T> dc, Var<T> b, Var<T> a) where T : unmanaged, IFloatingPointIeee754<T> =>
+        Tensor<T>.ShapeLength(Tensors.MatMul.OutputShape(dc.Shape, false, b.Shape, true)) != a.Value.Length;
 
     /// <summary>a + b with broadcasting; each gradient is summed back to its input's shape.</summary>
     public static Var<T> Add<T>(Var<T> a, Var<T> b) where T : unmanaged, IFloatingPointIeee754<T> =>

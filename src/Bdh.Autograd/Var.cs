@@ -26,9 +26,10 @@ public sealed class Var<T> where T : unmanaged, IFloatingPointIeee754<T>
     /// </summary>
     internal bool GradIsReluMasked { get; private set; }
     /// <summary>
-    /// Whether this node's consumers read its gradient only where its value is not zero (xs⊙ys of two ReLU outputs: where
-    /// the product is 0, one factor is, and its ReLU or the other factor zeroes the gradient that would pass). An op may
-    /// then compute this node's gradient at those places only and write 0 at the others.
+    /// Whether this node's own backward reads its gradient only where its value is not zero (xs⊙ys of two ReLU outputs:
+    /// where the product is 0, one factor is, and its ReLU or the other factor zeroes the gradient that would pass). An op
+    /// that consumes it may then compute this node's gradient at those places only and write 0 at the others (where an
+    /// infinite gradient would have met the zero factor and made a NaN, the result is then 0).
     /// </summary>
     internal bool GradNeededOnlyWhereNonZero { get; private set; }
 

@@ -114,8 +114,8 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
 
     /// <summary>
     /// Where ys is computed: ys only ever meets xs in xs⊙ys, so it is needed where xs fires (a fifth of the neurons once
-    /// trained) and left 0 elsewhere, which changes nothing downstream; an observer (inspect, synapses) sees the
-    /// reference's ys, computed everywhere.
+    /// trained) and left 0 elsewhere, which changes nothing downstream; under an observer of the layers (inspect,
+    /// synapses, and the steppers' prefill, which absorbs q and x) ys is computed everywhere, the reference's.
     /// </summary>
     private static Var<T>? YsWhere(Var<T> xs, ForwardObserver<T>? observer) => observer?.Layer is null ? xs : null;
 

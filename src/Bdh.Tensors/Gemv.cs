@@ -10,7 +10,8 @@ namespace Bdh.Tensors;
 /// rows a mask selects (<see cref="MatrixTimesVector{T}"/>: encoder_v at a token's active neurons, and the float
 /// encoder's columns that its int8 screen lets through, <see cref="ScreenedReluProduct"/>). Each reads a large W once per
 /// token, so both are bound by memory: they list the rows they need (with <see cref="SparseGemm"/>'s non-zero scan)
-/// and ask for rows <see cref="PrefetchRows"/> ahead of the one they read.
+/// and ask for rows <see cref="PrefetchRows"/> ahead of the one they read. The masked rows' dots also serve a masked
+/// product of many rows (<see cref="MaskedRows"/>, from <see cref="Gemm.MultiplyWhere{T}"/>), whose W stays in the caches.
 /// </summary>
 public static unsafe class Gemv
 {
@@ -48,7 +49,7 @@ public static unsafe class Gemv
 
     /// <summary>
     /// y [m] = W [m, k]·x [k] on the rows where <paramref name="where"/> is non-zero, 0 on the others: a
-    /// token needs only the rows of its active neurons, so only those are read. float reads four rows at
+    /// token needs only the rows of its active neurons, so only those are read. float reads eight rows at
     /// a time (a row at a time waits on memory for each); every row is summed the same way wherever it
     /// falls in the list, so y[i] depends only on row i and x.
     /// </summary>
@@ -148,6 +149,8 @@ public static unsafe class Gemv
             for (; j <= k - W.Count; j += W.Count)
             {
                 // W is kept in the caches (the encoders are read again by the next layer): a plain prefetch, once per 64-byte line.
+                if (streamed && (j & 15) == 0)
+                    for (int r = 0; r < 8; r++) Simd.Prefetch(w + (long)later[r] * k + j);
                 var xj = W.Load(x + j);
                 v0 = W.MultiplyAdd(xj, W.Load(w0 + j), v0);
                 v1 = W.MultiplyAdd(xj, W.Load(w1 + j), v1);

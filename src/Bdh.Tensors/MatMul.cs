@@ -39,6 +39,8 @@ public static class MatMul
         if (where is not null && (!where.Shape.AsSpan().SequenceEqual(c.Shape) || transA || !transB || accumulate))
             throw new ArgumentException($"a masked product writes c (no accumulate) from a·bᵀ where a mask of c's shape {Tensor<T>.Format(c.Shape)} says");
         int[] batch = Broadcast.Shape(Broadcast.Shape(a.Shape[..^2], b.Shape[..^2]), c.Shape[..^2]);
+        if (where is not null && Tensor<T>.ShapeLength(batch) != Tensor<T>.ShapeLength(c.Shape.AsSpan(0, c.Rank - 2)))
+            throw new ArgumentException($"a masked product writes each product into its own block of c: {Tensor<T>.Format(c.Shape)} sums them");
         int[] aShape = Padded(a.Shape, batch.Length), bShape = Padded(b.Shape, batch.Length), cShape = Padded(c.Shape, batch.Length);
         Fold(ref aShape, transA, ref bShape, transB, ref cShape);
         MultiplyBlocks(a, aShape, transA, b, bShape, transB, c, cShape, accumulate, relu, where);

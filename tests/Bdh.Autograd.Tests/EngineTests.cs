@@ -59,6 +59,12 @@ public class EngineTests
             Assert.Equal(values.Span[i] == 0 ? 0 : unmarked.Grad!.Span[i], marked.Grad!.Span[i], 1e-14);
             if (values.Span[i] == 0) Assert.NotEqual(0, unmarked.Grad!.Span[i]);
         }
+
+        // [1, B, T, N]·[H, 1, N, D]: dA sums the heads' products, which a masked product cannot; the plain gradient comes back.
+        var broadcast = Var<double>.Parameter(Tensor<double>.From(values.Span[..(2 * 5 * 6)].ToArray(), 1, 2, 5, 6)).AsGradNeededOnlyWhereNonZero();
+        var plainBroadcast = Var<double>.Parameter(Tensor<double>.From(values.Span[..(2 * 5 * 6)].ToArray(), 1, 2, 5, 6));
+        foreach (var a in new[] { broadcast, plainBroadcast }) Ops.Sum(Ops.MatMul(a, decoder)).Backward();
+        Assert.Equal(plainBroadcast.Grad!.Span.ToArray(), broadcast.Grad!.Span.ToArray());
     }
 
     [Fact]

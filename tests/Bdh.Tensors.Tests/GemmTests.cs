@@ -272,7 +272,7 @@ public class GemmTests
     public void MaskedProductAboveItsDensityRunsTheWholeProduct()
     {
         // A mask past MaskedMaxDensity, large enough to be measured (m·n ≥ 16384): the whole product is faster, and every
-        // place then holds it, the GEMM's bits; below the bound the unmasked places are 0.
+        // place then holds it, the GEMM's bits; below the bound the dots where the mask says and 0 elsewhere.
         int m = 256, n = 128, k = 40;
         var rng = new Rng(5);
         var a = Tensor<float>.From(Naive.Random(rng, m * k).Select(v => (float)v).ToArray(), m, k);
@@ -285,15 +285,22 @@ public class GemmTests
             using var c = Tensor<float>.Empty(m, n);
             MatMul.Multiply(a, false, b, true, c, accumulate: false, where: mask);
             if (density > Gemm.MaskedMaxDensity) Assert.Equal(whole.Span.ToArray(), c.Span.ToArray());
-            else Assert.Equal(mask.Span.Count(0f), c.Span.Count(0f));
+            else
+                for (int i = 0; i < m * n; i++) // the dots' sums, in their own order, where the mask says; exactly 0 elsewhere
+                    Assert.Equal(mask.Span[i] == 0 ? 0 : whole.Span[i], c.Span[i], 1e-4);
         }
+        // Two heads' products summed into one c: a masked product writes each into its own block, so it refuses.
+        var heads = Tensor<float>.From(Naive.Random(rng, 2 * n * k).Select(v => (float)v).ToArray(), 2, n, k);
+        using var summed = Tensor<float>.Empty(m, n);
+        var anyMask = Tensor<float>.From(Enumerable.Repeat(1f, m * n).ToArray(), m, n);
+        Assert.Throws<ArgumentException>(() => MatMul.Multiply(a, false, heads, true, summed, accumulate: false, where: anyMask));
     }
 
     [Property(MaxTest = 60)]
     public void MatrixTimesVectorMatchesNaiveOnTheMaskedRows(int seed)
     {
         // Rows where the mask is zero must come out 0 whatever W holds; k up to 200 covers the 16-lane loop and its tail,
-        // m's masked count is rarely a multiple of four (the kernel reads four rows at a time).
+        // m's masked count is rarely a multiple of eight (the kernel reads eight rows at a time).
         var rng = new Rng((ulong)seed);
         int m = 1 + (int)(rng.NextDouble() * 100), k = 1 + (int)(rng.NextDouble() * 200);
         var w = Naive.Random(rng, m * k);
