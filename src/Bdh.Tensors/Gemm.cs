@@ -88,10 +88,8 @@ internal static unsafe class Gemm
     internal static void MultiplyByDots<T>(int m, int n, int k, MatrixRef<T> a, MatrixRef<T> b, MatrixRef<T> mask, MatrixRef<T> c,
         bool parallel, bool relu) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int chunks = parallel && (long)m * n * k >= ParallelThreshold ? Math.Min(m, Parallelism.Threads) : 1;
-        Parallelism.For(chunks, chunk =>
+        Parallelism.ForRowRanges(m, parallel && (long)m * n * k >= ParallelThreshold, (i0, i1) =>
         {
-            int i0 = (int)((long)chunk * m / chunks), i1 = (int)((long)(chunk + 1) * m / chunks);
             if (typeof(T) == typeof(float))
                 fixed (T* aP = a.Array, bP = b.Array, maskP = mask.Array, cP = c.Array)
                     Gemv.MaskedRows(i1 - i0, n, k, (float*)aP + a.Offset + (long)i0 * a.Stride, a.Stride, (float*)bP + b.Offset,
@@ -132,11 +130,10 @@ internal static unsafe class Gemm
     private static void MultiplyByRows<T>(int m, int n, int k, MatrixRef<T> a, MatrixRef<T> b, MatrixRef<T> c,
         bool accumulate, bool parallel) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int chunks = parallel ? Math.Min(m, Parallelism.Threads) : 1;
-        Parallelism.For(chunks, chunk =>
+        Parallelism.ForRowRanges(m, parallel, (i0, i1) =>
         {
             T[] aRow = TensorPool<T>.Rent(k);
-            for (int i = chunk * m / chunks, end = (chunk + 1) * m / chunks; i < end; i++)
+            for (int i = i0; i < i1; i++)
             {
                 for (int p = 0; p < k; p++) aRow[p] = a[i, p];
                 Span<T> cRow = c.Array.AsSpan(c.Offset + i * c.Stride, n);

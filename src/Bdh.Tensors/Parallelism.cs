@@ -42,6 +42,17 @@ public static class Parallelism
     }
 
     /// <summary>
+    /// Runs body(i0, i1) over the rows [0, <paramref name="rows"/>) of a product's output: one range per thread when
+    /// <paramref name="parallel"/>, else one range. A row is computed whole by one thread, so the bits do not depend on
+    /// the split.
+    /// </summary>
+    internal static void ForRowRanges(int rows, bool parallel, Action<int, int> body)
+    {
+        int chunks = parallel ? Math.Min(rows, _threads) : 1;
+        For(chunks, chunk => body((int)((long)chunk * rows / chunks), (int)((long)(chunk + 1) * rows / chunks)));
+    }
+
+    /// <summary>
     /// Runs body(i) for i in [0, count), in parallel when there is more than one item and thread: on the
     /// <see cref="Team"/> when it is free, else (a second caller, or a fork inside an item) on the thread pool.
     /// </summary>

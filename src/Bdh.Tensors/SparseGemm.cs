@@ -113,9 +113,7 @@ internal static unsafe class SparseGemm
     internal static void Multiply<W, V>(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c, bool accumulate, bool parallel)
         where W : struct, IFloatVector<V> where V : struct
     {
-        int chunks = parallel ? Math.Min(Parallelism.Threads, m) : 1;
-        Parallelism.For(chunks, chunk =>
-            MultiplyRows<W, V>((int)((long)chunk * m / chunks), (int)((long)(chunk + 1) * m / chunks), n, k, a, b, c, accumulate));
+        Parallelism.ForRowRanges(m, parallel, (i0, i1) => MultiplyRows<W, V>(i0, i1, n, k, a, b, c, accumulate));
     }
 
     /// <summary>Rows [i0, i1) of C.</summary>
