@@ -6,7 +6,7 @@ namespace Bdh.Benchmarks;
 /// `sparse [threads]`: the per-head products of a `cpu` step whose mostly-zero operand is xy = dropout(xs⊙ys) or a
 /// ReLU's masked gradient dC, each at densities from 2% to 30%, by the sparse kernel and by the packed dense one,
 /// alternately (21 pairs, medians), and how long <c>Gemm</c>'s density test takes. Where the sparse column is the
-/// smaller, <c>SparseGemm.MaxDensity</c> should let the product go sparse. Then the masked products (<c>Gemm.MultiplyWhere</c>:
+/// smaller, <c>SparseGemm.MaxDensityFor</c> should let the product go sparse. Then the masked products (<c>Gemm.MultiplyWhere</c>:
 /// only the places a mask marks, by dots) against the whole product, by the mask's density: where the masked column is
 /// the smaller, <c>Gemm.MaskedMaxDensity</c> should let it run.
 /// </summary>
@@ -54,8 +54,8 @@ public static class SparseProducts
                     : () => SparseGemm.MultiplyBySparseB(p.M, p.N, p.K, aRef, bRef, cRef, accumulate: false, parallel: threads > 1);
                 Action denseProduct = () => PackedGemm.Multiply(p.M, p.N, p.K, aRef, bRef, cRef, accumulate: false, relu: false, threads > 1, Causal.None);
                 Action test = p.Operand == Sparse.A
-                    ? () => SparseGemm.IsSparse(p.M, p.K, aRef)
-                    : () => SparseGemm.IsSparseB(p.K, p.N, bRef);
+                    ? () => SparseGemm.IsSparse(p.M, p.N, p.K, aRef)
+                    : () => SparseGemm.IsSparseB(p.M, p.N, p.K, bRef);
                 sparseProduct(); denseProduct(); test();
                 var pairs = Enumerable.Range(0, 21).Select(_ => (Sparse: Time(sparseProduct), Dense: Time(denseProduct), Test: Time(test))).ToArray();
                 Console.WriteLine($"{p.Name,-42} {density,8:P0} {pairs.Select(x => x.Sparse).Median(),8:0.000} {pairs.Select(x => x.Dense).Median(),8:0.000} " +

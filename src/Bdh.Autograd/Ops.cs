@@ -54,7 +54,7 @@ public static class Ops
             Layout.SwapAxes(b.Value, b.Shape.Length - 2, b.Shape.Length - 1, rowsOfB, accumulate: false);
             Tensors.MatMul.Multiply(a.Value, false, rowsOfB, true, c, accumulate: false, relu: true, where: where.Value);
         }
-        return Var<T>.FromOp(c, "matmul_relu", [a, b], y =>
+        return Var<T>.FromOp(c, where is null ? "matmul_relu" : "matmul_relu_where", [a, b], y =>
         {
             var dc = y.Grad!; // dy becomes dC in place: nothing reads dy after this op's backward
             if (!y.GradIsReluMasked) Elementwise.ReluBackward(y.Value, dc, new GradSlot<T>(dc, Accumulate: false));

@@ -112,9 +112,9 @@ internal static unsafe class Gemm
     private static bool MultiplyFloat(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c,
         bool accumulate, bool parallel, Causal causal, bool relu)
     {
-        if (causal == Causal.None && (long)m * k >= SparseCheckSize && SparseGemm.IsSparse(m, k, a))
+        if (causal == Causal.None && (long)m * k >= SparseCheckSize && SparseGemm.IsSparse(m, n, k, a))
             SparseGemm.Multiply(m, n, k, a, b, c, accumulate, parallel);
-        else if (causal == Causal.None && (long)k * n >= SparseCheckSize && SparseGemm.IsSparseB(k, n, b))
+        else if (causal == Causal.None && (long)k * n >= SparseCheckSize && SparseGemm.IsSparseB(m, n, k, b))
             SparseGemm.MultiplyBySparseB(m, n, k, a, b, c, accumulate, parallel);
         else if (Simd.Widest > 0)
         {

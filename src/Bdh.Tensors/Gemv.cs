@@ -116,7 +116,15 @@ public static unsafe class Gemv
                     // Pad the list to a multiple of eight with its last row (computed again, same value).
                     int padded = (count + 7) & ~7;
                     PadList(list, count, padded - count + PrefetchRows);
-                    for (int e = 0; e < padded; e += 8) EightRowDots<W, V>(list + e, w, k, a + i * lda, y, streamed);
+                    for (int e = 0; e < padded; e += 8)
+                    {
+                        // W is kept in the caches (the encoders are read again by the next layer): a plain prefetch, once per
+                        // 64-byte line. Here, not in the dots' loop, where its registers pushed the rows' pointers to the stack.
+                        if (streamed)
+                            for (int r = e + PrefetchRows; r < e + PrefetchRows + 8; r++)
+                                for (int line = 0; line < k; line += 16) Simd.Prefetch(w + (long)list[r] * k + line);
+                        EightRowDots<W, V>(list + e, w, k, a + i * lda, y);
+                    }
                 }
                 if (relu) Kernels.Elementwise.Relu<float>(new Span<float>(y, n), new Span<float>(y, n));
             }
@@ -132,15 +140,14 @@ public static unsafe class Gemv
 
     /// <summary>
     /// y[r] = W[r, :]·x for the eight rows r in rows[0..8): eight rows' loads in flight at once, their partial sums added
-    /// across lanes in one tree (<see cref="IFloatVector{V}.StoreSums"/>), and the rows <see cref="PrefetchRows"/> further
-    /// on the list (valid entries, see PadList) requested into the caches where <paramref name="streamed"/>.
+    /// across lanes in one tree (<see cref="IFloatVector{V}.StoreSums"/>). The eight row pointers, x and j fill 11 of
+    /// x64's 14 free integer registers: anything more in the loop (a prefetch of later rows was) spills pointers.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    private static void EightRowDots<W, V>(int* rows, float* w, int k, float* x, float* y, bool streamed) where W : struct, IFloatVector<V> where V : struct
+    private static void EightRowDots<W, V>(int* rows, float* w, int k, float* x, float* y) where W : struct, IFloatVector<V> where V : struct
     {
         float* w0 = w + (long)rows[0] * k, w1 = w + (long)rows[1] * k, w2 = w + (long)rows[2] * k, w3 = w + (long)rows[3] * k;
         float* w4 = w + (long)rows[4] * k, w5 = w + (long)rows[5] * k, w6 = w + (long)rows[6] * k, w7 = w + (long)rows[7] * k;
-        int* later = rows + PrefetchRows;
         float* sums = stackalloc float[8];
         int j = 0;
         if (W.IsAccelerated)
@@ -148,9 +155,6 @@ public static unsafe class Gemv
             V v0 = default, v1 = default, v2 = default, v3 = default, v4 = default, v5 = default, v6 = default, v7 = default;
             for (; j <= k - W.Count; j += W.Count)
             {
-                // W is kept in the caches (the encoders are read again by the next layer): a plain prefetch, once per 64-byte line.
-                if (streamed && (j & 15) == 0)
-                    for (int r = 0; r < 8; r++) Simd.Prefetch(w + (long)later[r] * k + j);
                 var xj = W.Load(x + j);
                 v0 = W.MultiplyAdd(xj, W.Load(w0 + j), v0);
                 v1 = W.MultiplyAdd(xj, W.Load(w1 + j), v1);

@@ -195,29 +195,13 @@ internal static unsafe class PackedGemm
                 float* dst = pack + (t - t0) * SliverStride<W, V>(kc);
                 int cols = Math.Min(NR, n - t * NR);
                 if (cols < NR) new Span<float>(dst, NR * kc).Clear();
-                if (b.Transposed) // B[p, j] = b.Array[j*stride + p]: column j is contiguous over p; 4×4 blocks turn in registers
-                {
-                    float* columns = bP + b.Offset + (long)t * NR * b.Stride + p0;
-                    int cols4 = Simd.CanTranspose4x4 ? cols & ~3 : 0, kc4 = kc & ~3;
-                    for (int j = 0; j < cols4; j += 4)
-                        for (int p = 0; p < kc4; p += 4)
-                            Simd.Transpose4x4(columns + j * b.Stride + p, b.Stride, dst + p * NR + j, NR);
-                    CopyTransposed(columns, b.Stride, 0, cols4, kc4, kc, dst, NR);
-                    CopyTransposed(columns, b.Stride, cols4, cols, 0, kc, dst, NR);
-                }
+                if (b.Transposed) // B[p, j] = b.Array[j·stride + p]: the sliver's columns, each contiguous over p, turned into its rows
+                    Layout.Transpose<float>(cols, kc, 1, b.Array, b.Offset + t * NR * b.Stride + p0, b.Stride, new Span<float>(dst, NR * kc), 0, NR, accumulate: false);
                 else
                     for (int p = 0; p < kc; p++)
                         new Span<float>(bP + b.Offset + (long)(p0 + p) * b.Stride + t * NR, cols).CopyTo(new Span<float>(dst + p * NR, cols));
             }
         }
-    }
-
-    /// <summary>dst[p·nr + j] = columns[j·stride + p] for j in [j0, j1), p in [p0, p1): what the 4×4 blocks leave.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void CopyTransposed(float* columns, int stride, int j0, int j1, int p0, int p1, float* dst, int nr)
-    {
-        for (int j = j0; j < j1; j++)
-            for (int p = p0; p < p1; p++) dst[p * nr + j] = columns[j * stride + p];
     }
 
     /// <summary>

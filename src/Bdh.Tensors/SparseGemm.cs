@@ -13,7 +13,7 @@ namespace Bdh.Tensors;
 /// lists the non-zeros of that row of op(A) (in order of p), then adds A[i, p]·B[p, :] for each, with the row of C held
 /// in 8 vector registers (128 columns at 512 bits). Every row adds its terms in order of p, so the result is the same
 /// for any thread count. <see cref="Gemm.Multiply{T}"/> comes here when <see cref="IsSparse"/> says A, or B
-/// (<see cref="MultiplyBySparseB"/>), is below <see cref="MaxDensity"/>; <see cref="Gemv"/>'s one-token products use
+/// (<see cref="MultiplyBySparseB"/>), is below <see cref="MaxDensityFor"/>; <see cref="Gemv"/>'s one-token products use
 /// its row kernel (<see cref="MultiplyRow"/>) and non-zero scan (<see cref="NonZeros"/>).
 /// </summary>
 internal static unsafe class SparseGemm
@@ -24,6 +24,18 @@ internal static unsafe class SparseGemm
     /// crossover's measurements are in bench/README.md ("Sparse products").
     /// </summary>
     public const double MaxDensity = 0.16;
+
+    /// <summary>
+    /// <see cref="MaxDensity"/> at 512 bits where B is at most <see cref="CachedBBytes"/>, so each term's row of B comes from
+    /// L2: the crossover there is near 30% (Zen 4: dX = dC·Wᵀ 0.59× the dense product at 20%, 0.81× at 30%; Xeon 0.85× and
+    /// 1.17×), which takes xs's input gradient (18–26% non-zero once trained) sparse. At 256 bits the same product is
+    /// level with the dense one at 20% (0.95× on the Zen 4, 1.14× on the Xeon), and a B out of L2 (the `paper` config's
+    /// 8 MB heads) made the sparse kernel 2.2× slower at 22%: both keep <see cref="MaxDensity"/>.
+    /// </summary>
+    public const double MaxDensityCachedB = 0.25;
+
+    /// <summary>B's size up to which <see cref="MaxDensityCachedB"/> holds: half the L2 of the AVX-512 CPUs measured (1–1.25 MB).</summary>
+    internal const long CachedBBytes = 512 * 1024;
 
     /// <summary>
     /// <see cref="MaxDensity"/> for an A stored transposed (the weight gradients xyᵀ·dY and dCᵀ·X): listing its rows
@@ -41,15 +53,22 @@ internal static unsafe class SparseGemm
     internal const int SampledRows = 64;
 
     /// <summary>
-    /// Whether op(A) [m, k] has at most <see cref="MaxDensity"/> non-zeros (<see cref="MaxDensityTransposed"/> when A is
-    /// stored transposed), judged from <see cref="SampledRows"/> of its stored rows spread evenly: every large float
+    /// Whether op(A) [m, k] has at most <see cref="MaxDensityFor"/> non-zeros, judged from <see cref="SampledRows"/> of its stored rows spread evenly: every large float
     /// product asks, and a full count of an operand fresh from the op before it took a third of a sparse product's time
     /// in a step (0.36 ms of xy·decoder_h's 1.5 at 6% non-zeros, on the Xeon), where 64 rows of 512 tell the density to a
     /// fraction of a percent. The count also stops as soon as it passes the bound. The rows read depend only on the
     /// shape, so the choice is the same for any thread count.
     /// </summary>
-    public static bool IsSparse(int m, int k, MatrixRef<float> a) =>
-        HasAtMost(a.Transposed ? MaxDensityTransposed : MaxDensity, m, k, a);
+    public static bool IsSparse(int m, int n, int k, MatrixRef<float> a) => HasAtMost(MaxDensityFor(n, k, a.Transposed), m, k, a);
+
+    /// <summary>
+    /// The density below which the sparse kernel beats the dense one for op(A)·B with B [k, n]: <see cref="MaxDensityTransposed"/>
+    /// for an A stored transposed, else <see cref="MaxDensityCachedB"/> or <see cref="MaxDensity"/>.
+    /// </summary>
+    public static double MaxDensityFor(int n, int k, bool transposedA) =>
+        transposedA ? MaxDensityTransposed
+        : Simd.Widest == 512 && (long)k * n * sizeof(float) <= CachedBBytes ? MaxDensityCachedB
+        : MaxDensity;
 
     /// <summary>Whether op(A) [m, k] has at most this fraction of non-zeros, judged as <see cref="IsSparse"/> judges it.</summary>
     public static bool HasAtMost(double density, int m, int k, MatrixRef<float> a)
@@ -68,10 +87,10 @@ internal static unsafe class SparseGemm
     }
 
     /// <summary>
-    /// Whether B [k, n] is sparse enough for <see cref="MultiplyBySparseB"/>, which multiplies it as Bᵀ, an A of n rows
-    /// stored the other way round: the bound is that of such an A.
+    /// Whether B [k, n] of op(A) [m, k]·B is sparse enough for <see cref="MultiplyBySparseB"/>, which multiplies it as Bᵀ,
+    /// an A of n rows stored the other way round, by op(A)ᵀ [k, m]: the bound is that of such a product.
     /// </summary>
-    public static bool IsSparseB(int k, int n, MatrixRef<float> b) => IsSparse(n, k, b with { Transposed = !b.Transposed });
+    public static bool IsSparseB(int m, int n, int k, MatrixRef<float> b) => IsSparse(n, m, k, b with { Transposed = !b.Transposed });
 
     /// <summary>
     /// C (+)= op(A)·op(B) for a mostly-zero op(A). A transposed B (a weight, in the product that gives a ReLU's input its

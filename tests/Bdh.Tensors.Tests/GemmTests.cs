@@ -34,7 +34,7 @@ public class GemmTests
             (transposed ? Enumerable.Range(0, rows * cols).Select(i => x[i % rows * cols + i / rows]) : x).Select(v => (float)v).ToArray();
         var aRef = new MatrixRef<float>(Stored(a, m, k, transA), 0, transA ? m : k, transA);
         var bRef = new MatrixRef<float>(Stored(b, k, n, transB), 0, transB ? k : n, transB);
-        Assert.True(sparseB ? SparseGemm.IsSparseB(k, n, bRef) : SparseGemm.IsSparse(m, k, aRef), $"density {density}");
+        Assert.True(sparseB ? SparseGemm.IsSparseB(m, n, k, bRef) : SparseGemm.IsSparse(m, n, k, aRef), $"density {density}");
         var expected = Naive.MatMul(a, false, b, false, m, n, k);
         if (accumulate) for (int i = 0; i < expected.Length; i++) expected[i] += c0[i];
         float[] Run(int threads) => Threads.On(threads, () =>
@@ -49,22 +49,26 @@ public class GemmTests
         Assert.True(Naive.RelativeError(one, expected) < 1e-5, $"m={m} n={n} k={k} sparseB={sparseB} transA={transA} transB={transB}");
     }
 
-    [Fact]
-    public void DensityTestIsNotMisledByZeroRowsAtARegularStride()
+    [Theory]
+    [InlineData(128)]   // B [512, 128], 256 KB: in L2, where 512-bit vectors raise the bound (MaxDensityCachedB)
+    [InlineData(2048)]  // B [512, 2048], 4 MB: MaxDensity at every width
+    public void DensityTestIsNotMisledByZeroRowsAtARegularStride(int n)
     {
-        // 1024 rows of 512, every 16th row all zeros (as the first token of each sequence has no ys), the others 2% above
-        // the bound (at a bound of 12%: 14% a row, 13.1% in all): not sparse. Rows read every 16 apart from row 0 would see
+        // 1024 rows of 512, every 16th row all zeros (as the first token of each sequence has no ys), the others dense
+        // enough that all rows together are 2% above the bound: not sparse. Rows read every 16 apart from row 0 would see
         // only the zero rows and call it sparse.
         int m = 1024, k = 512;
-        double above = SparseGemm.MaxDensity + 0.02, below = SparseGemm.MaxDensity - 0.03;
+        double bound = SparseGemm.MaxDensityFor(n, k, transposedA: false);
+        Assert.Equal(Simd.Widest == 512 && n == 128 ? SparseGemm.MaxDensityCachedB : SparseGemm.MaxDensity, bound);
+        double above = (bound + 0.02) * 16 / 15, below = bound - 0.03;
         var rng = new Rng(5);
         float[] a = new float[m * k];
         for (int i = 0; i < m; i++)
             for (int p = 0; p < k; p++) a[i * k + p] = i % 16 != 0 && rng.NextDouble() < above ? 1 + (float)rng.NextDouble() : 0;
-        Assert.False(SparseGemm.IsSparse(m, k, new MatrixRef<float>(a, 0, k)));
-        // The same rows thinned to 3% below the bound (9% a row at 12%, 8.4% in all) are sparse.
+        Assert.False(SparseGemm.IsSparse(m, n, k, new MatrixRef<float>(a, 0, k)));
+        // The same rows thinned to 3% below the bound are sparse.
         for (int i = 0; i < a.Length; i++) if (a[i] != 0 && rng.NextDouble() < 1 - below / above) a[i] = 0;
-        Assert.True(SparseGemm.IsSparse(m, k, new MatrixRef<float>(a, 0, k)));
+        Assert.True(SparseGemm.IsSparse(m, n, k, new MatrixRef<float>(a, 0, k)));
     }
 
     [Property(MaxTest = 200)]
