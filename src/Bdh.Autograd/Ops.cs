@@ -158,15 +158,22 @@ public static class Ops
         });
     }
 
-    /// <summary>tril(q qᵀ, −1)·v per head and sequence: q [H,B,T,N], v [1|H,B,T,D] → [H,B,T,D].</summary>
-    public static Var<T> CausalLinearAttention<T>(Var<T> q, Var<T> v) where T : unmanaged, IFloatingPointIeee754<T>
+    /// <summary>
+    /// tril(q qᵀ, −1)·v per head and sequence: q [H,B,T,N], v [1|H,B,T,D] → [H,B,T,D]; with a rope table, of rope(q), made
+    /// a sequence at a time inside the kernel and never stored (<see cref="Tensors.Kernels.CausalLinearAttention"/>): the
+    /// same values as <see cref="Rope{T}"/> and then this op. When q is then a ReLU's output, the backward applies the
+    /// ReLU's mask as it stores dq.
+    /// </summary>
+    public static Var<T> CausalLinearAttention<T>(Var<T> q, Var<T> v, RopeTable? rope = null) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int h = q.Shape[0], b = q.Shape[1], t = q.Shape[2];
         var scores = Tensor<T>.Empty(h, b, t, t);
         var y = Tensor<T>.Empty(h, b, t, v.Shape[^1]);
-        Tensors.Kernels.CausalLinearAttention.Forward(q.Value, v.Value, scores, y);
+        Tensors.Kernels.CausalLinearAttention.Forward(q.Value, v.Value, scores, y, rope);
+        bool foldRelu = rope != null && q.IsReluOutput; // the rotation back stores dq, and masks it on the way
         return Var<T>.FromOp(y, "attention", [q, v], o => Tensors.Kernels.CausalLinearAttention.Backward(q.Value, v.Value, scores, o.Grad!,
-            q.RequiresGrad ? q.GradSlot() : null, v.RequiresGrad ? v.GradSlot() : null), scores);
+            !q.RequiresGrad ? null : foldRelu ? q.ReluMaskedGradSlot() : q.GradSlot(), v.RequiresGrad ? v.GradSlot() : null,
+            rope, foldRelu ? q.Value : null), scores);
     }
 
     /// <summary>The same storage seen with another shape (no copy).</summary>

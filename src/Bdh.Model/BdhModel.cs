@@ -95,8 +95,7 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         for (int layer = 0; layer < Config.NLayer; layer++)
         {
             var xs = Ops.MatMulRelu(x, encoder);                                // [nh, B, T, N]  relu(x·encoder): sparse, positive
-            var q = Ops.Rope(xs, rope);                                         // [nh, B, T, N]
-            var a = Ops.CausalLinearAttention(q, x);                            // [nh, B, T, D]  tril(QQᵀ, −1)·x
+            var a = Ops.CausalLinearAttention(xs, x, rope);                     // [nh, B, T, D]  tril(QQᵀ, −1)·x, Q = rope(xs) made a sequence at a time
             var lnA = Ln(a);                                                    // [nh, B, T, D]
             var ys = Ops.MatMulRelu(lnA, encoderV, YsWhere(xs, observer));      // [nh, B, T, N]  relu(ln(a)·encoder_v)
             var xy = Ops.DropoutOfProduct(xs, ys, Config.Dropout, dropoutRng);  // [nh, B, T, N]  dropout(xs ⊙ ys)
@@ -104,7 +103,7 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
             var y = Ln(decoded);                                                // [1, B, T, D]
             var xPlusY = x + y;                                                 // [1, B, T, D]
             var output = Ln(xPlusY);                                            // [1, B, T, D]
-            observer?.Layer?.Invoke(new(layer, x.Value, xs.Value, q.Value, a.Value, lnA.Value, ys.Value, xy.Value,
+            observer?.Layer?.Invoke(new(layer, x.Value, xs.Value, Rotated(xs.Value, rope), a.Value, lnA.Value, ys.Value, xy.Value,
                 decoded.Value, y.Value, xPlusY.Value, output.Value));
             x = output;
         }
@@ -118,6 +117,14 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
     /// synapses, and the steppers' prefill, which absorbs q and x) ys is computed everywhere, the reference's.
     /// </summary>
     private static Var<T>? YsWhere(Var<T> xs, ForwardObserver<T>? observer) => observer?.Layer is null ? xs : null;
+
+    /// <summary>Q = rope(xs) for an observer: the attention makes it a sequence at a time and keeps none.</summary>
+    private static Tensor<T> Rotated(Tensor<T> xs, RopeTable rope)
+    {
+        var q = Tensor<T>.Empty(xs.Shape);
+        Rope.Forward(xs, q, rope);
+        return q;
+    }
 
     /// <summary>LayerNorm over the last axis, without weights, ε = 1e-5 as the reference.</summary>
     private static Var<T> Ln(Var<T> v) => Ops.LayerNorm(v, 1e-5);

@@ -209,6 +209,31 @@ public class GradientProperties
     }
 
     [Property(MaxTest = 40)]
+    public void AttentionOfRotatedQueries(byte bRaw, byte hRaw, byte tRaw, byte halfNRaw, byte kRaw, bool reluQueries, bool vPerHead, int seed)
+    {
+        // BDH's tril(rope(xs)·rope(xs)ᵀ, −1)·x with rope(xs) made inside the attention a sequence at a time, never stored;
+        // when the queries are a ReLU's output (xs = relu(x·W)) its backward folds the ReLU's mask into the rotation back.
+        // The gradients check, and they and the value are the bits of rope and then the attention.
+        int b = Size(bRaw, 2), h = Size(hRaw, 3), t = Size(tRaw, 7), n = 2 * Size(halfNRaw, 5), k = Size(kRaw, 5);
+        var rng = new Rng((ulong)seed);
+        var v = Random(rng, vPerHead ? h : 1, b, t, k);
+        Tensor<double>[] queries; // q [H, B, T, N], or x [1, B, T, k] and W [H, 1, k, N] for q = relu(x·W)
+        do queries = reluQueries ? [Random(rng, 1, b, t, k), Random(rng, h, 1, k, n)] : [Random(rng, h, b, t, n)];
+        while (reluQueries && NearTheKink(queries[0], queries[1]));
+        var table = Tensors.Kernels.Rope.Table(Tensors.Kernels.Rope.Frequencies(n), t);
+        Var<T> Queries<T>(Var<T>[] i) where T : unmanaged, IFloatingPointIeee754<T> => reluQueries ? Ops.MatMulRelu(i[0], i[1]) : i[0];
+        Var<T> Inside<T>(Var<T>[] i) where T : unmanaged, IFloatingPointIeee754<T> => Ops.CausalLinearAttention(Queries(i), i[^1], table);
+        Var<T> Apart<T>(Var<T>[] i) where T : unmanaged, IFloatingPointIeee754<T> => Ops.CausalLinearAttention(Ops.Rope(Queries(i), table), i[^1]);
+        Tensor<double>[] inputs = [.. queries, v];
+        Verify($"attention of rope(q), q {(reluQueries ? "relu(x·W) " : "")}[{h}, {b}, {t}, {n}], v {Tensor<double>.Format(v.Shape)}", Inside, Inside, inputs);
+        var weights = Var<float>.Constant(Tensor<float>.Uniform(new Rng(99), 0.5, 1.5, h, b, t, k));
+        var inside = Evaluate(i => Ops.Sum(Inside(i) * weights), [.. inputs.Select(x => x.Convert<float>())]);
+        var apart = Evaluate(i => Ops.Sum(Apart(i) * weights), [.. inputs.Select(x => x.Convert<float>())]);
+        Assert.Equal(apart.Value, inside.Value);
+        for (int i = 0; i < inputs.Length; i++) Assert.Equal(apart.Grads[i], inside.Grads[i]);
+    }
+
+    [Property(MaxTest = 40)]
     public void ReshapeAndTranspose(byte aRaw, byte bRaw, byte cRaw, int seed)
     {
         int a = Size(aRaw, 3), b = Size(bRaw, 4), c = Size(cRaw, 5);

@@ -9,16 +9,18 @@ namespace Bdh.Tensors.Kernels;
 /// </summary>
 public static class CausalLinearAttention
 {
-    public static void Forward<T>(Tensor<T> q, Tensor<T> v, Tensor<T> scores, Tensor<T> output)
+    public static void Forward<T>(Tensor<T> q, Tensor<T> v, Tensor<T> scores, Tensor<T> output, RopeTable? rope = null)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        var (h, b, t, n, d) = Dims(q, v);
+        var (h, b, t, n, d) = Dims(q, v, rope);
         Parallelism.For(h * b, bh =>
         {
             int vOff = VOffset(bh, b, v.Shape[0], t, d);
             var s = scores.Matrix(bh * t * t, t);
-            LowerScores(t, n, q.Matrix(bh * t * n, n), q.Matrix(bh * t * n, n), s);
+            var (queries, rotated) = Queries(q, bh, t, n, rope);
+            LowerScores(t, n, queries, queries, s);
             Gemm.Multiply(t, d, t, s, v.Matrix(vOff, d), output.Matrix(bh * t * d, d), false, parallel: false, Causal.LowerA);
+            if (rotated != null) TensorPool<T>.Return(rotated);
         });
     }
 
@@ -26,10 +28,11 @@ public static class CausalLinearAttention
     /// From dOut: dS = tril(dOut·Vᵀ, −1); dQ (+)= (dS + dSᵀ)·Q; dV (+)= Σ_heads Sᵀ·dOut, for the slots given (null:
     /// that input needs no gradient). <paramref name="scores"/> are the forward's S.
     /// </summary>
-    public static void Backward<T>(Tensor<T> q, Tensor<T> v, Tensor<T> scores, Tensor<T> dOutput, GradSlot<T>? dq, GradSlot<T>? dv)
-        where T : unmanaged, IFloatingPointIeee754<T>
+    public static void Backward<T>(Tensor<T> q, Tensor<T> v, Tensor<T> scores, Tensor<T> dOutput, GradSlot<T>? dq, GradSlot<T>? dv,
+        RopeTable? rope = null, Tensor<T>? reluOutput = null) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        var (h, b, t, n, d) = Dims(q, v);
+        var (h, b, t, n, d) = Dims(q, v, rope);
+        if (reluOutput != null && rope is null) throw new ArgumentException("the attention folds in a ReLU's backward only with rope");
         if (dq is { } dqSlot)
         {
             using var dScores = Tensor<T>.Empty(scores.Shape);
@@ -38,8 +41,20 @@ public static class CausalLinearAttention
                 var ds = dScores.Matrix(bh * t * t, t);
                 LowerScores(t, d, dOutput.Matrix(bh * t * d, d), v.Matrix(VOffset(bh, b, v.Shape[0], t, d), d), ds);
                 Symmetrize(dScores.Span.Slice(bh * t * t, t * t), t); // dS + dSᵀ: one product reads Q once
-                Gemm.Multiply(t, n, t, ds, q.Matrix(bh * t * n, n), dqSlot.Tensor.Matrix(bh * t * n, n),
-                    dqSlot.Accumulate, parallel: false);
+                var (queries, rotated) = Queries(q, bh, t, n, rope);
+                if (rotated is null)
+                {
+                    Gemm.Multiply(t, n, t, ds, queries, dqSlot.Tensor.Matrix(bh * t * n, n), dqSlot.Accumulate, parallel: false);
+                    return;
+                }
+                // The gradient of the rotated queries, then turned back by the transposed rotation into Q's.
+                T[] dRotated = TensorPool<T>.Rent(t * n);
+                int first = TensorPool<T>.AlignedStart(dRotated);
+                Gemm.Multiply(t, n, t, ds, queries, new MatrixRef<T>(dRotated, first, n), accumulate: false, parallel: false);
+                Rope.Backward<T>(dRotated.AsSpan(first, t * n), dqSlot.Tensor.Span.Slice(bh * t * n, t * n), rope!, 0,
+                    dqSlot.Accumulate, reluOutput is null ? default : reluOutput.Span.Slice(bh * t * n, t * n));
+                TensorPool<T>.Return(dRotated);
+                TensorPool<T>.Return(rotated);
             });
         }
         if (dv is { } dvSlot)
@@ -60,11 +75,26 @@ public static class CausalLinearAttention
         }
     }
 
-    private static (int H, int B, int T, int N, int D) Dims<T>(Tensor<T> q, Tensor<T> v) where T : unmanaged, IFloatingPointIeee754<T>
+    private static (int H, int B, int T, int N, int D) Dims<T>(Tensor<T> q, Tensor<T> v, RopeTable? rope) where T : unmanaged, IFloatingPointIeee754<T>
     {
         if (q.Rank != 4 || v.Rank != 4 || v.Shape[1] != q.Shape[1] || v.Shape[2] != q.Shape[2] || (v.Shape[0] != 1 && v.Shape[0] != q.Shape[0]))
             throw new ArgumentException($"attention wants Q [H,B,T,N] and V [1|H,B,T,D], got {Tensor<T>.Format(q.Shape)} and {Tensor<T>.Format(v.Shape)}");
+        if (rope != null && (rope.Length != q.Shape[2] || rope.N != q.Shape[3]))
+            throw new ArgumentException($"rope table is [{rope.Length}, {rope.N}], Q is {Tensor<T>.Format(q.Shape)}");
         return (q.Shape[0], q.Shape[1], q.Shape[2], q.Shape[3], v.Shape[3]);
+    }
+
+    /// <summary>
+    /// Sequence bh's queries [t, n]: Q's block where it lies, or with a rope table rope(Q)'s, rotated into a rented array
+    /// (returned as well: the caller gives it back to the pool).
+    /// </summary>
+    private static (MatrixRef<T> Queries, T[]? Rotated) Queries<T>(Tensor<T> q, int bh, int t, int n, RopeTable? rope) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (rope is null) return (q.Matrix(bh * t * n, n), null);
+        T[] rotated = TensorPool<T>.Rent(t * n);
+        int first = TensorPool<T>.AlignedStart(rotated);
+        Rope.Forward<T>(q.Span.Slice(bh * t * n, t * n), rotated.AsSpan(first, t * n), rope);
+        return (new MatrixRef<T>(rotated, first, n), rotated);
     }
 
     /// <summary>Where V of (head, sequence) block hb = head·B + batch starts: the batch's block when V is shared by the heads.</summary>
