@@ -5,7 +5,10 @@ namespace Bdh.Tensors.Kernels;
 /// <summary>
 /// BDH's attention: <c>out = tril(Q Qᵀ, −1) · V</c> per head and sequence — no softmax, keys equal
 /// queries, and the diagonal excluded (a token does not attend to itself). Heads lead, as the model lays
-/// them out: Q: [H, B, T, N] (already rotated), V: [1 or H, B, T, D], scores S: [H, B, T, T], out: [H, B, T, D].
+/// them out: Q: [H, B, T, N], V: [1 or H, B, T, D], scores S: [H, B, T, T], out: [H, B, T, D]. Q is used as given, or
+/// with a <see cref="RopeTable"/> as rope(Q) (BDH's rope(xs)), rotated one sequence at a time into a block of its own
+/// where it is read, forward and backward, and never stored: the whole rotated tensor would be written, read back, and
+/// its gradient written and read again, four passes over memory (8 MB each a layer at the `cpu` preset).
 /// </summary>
 public static class CausalLinearAttention
 {
@@ -26,7 +29,10 @@ public static class CausalLinearAttention
 
     /// <summary>
     /// From dOut: dS = tril(dOut·Vᵀ, −1); dQ (+)= (dS + dSᵀ)·Q; dV (+)= Σ_heads Sᵀ·dOut, for the slots given (null:
-    /// that input needs no gradient). <paramref name="scores"/> are the forward's S.
+    /// that input needs no gradient). <paramref name="scores"/> are the forward's S. With <paramref name="rope"/>, the
+    /// forward's queries were rope(Q): each sequence's are rotated again, and the gradient of them turned back by the
+    /// transposed rotation into Q's slot; <paramref name="reluOutput"/> (Q, a ReLU's output) then stores it zero wherever
+    /// Q is not positive, the ReLU's backward folded in.
     /// </summary>
     public static void Backward<T>(Tensor<T> q, Tensor<T> v, Tensor<T> scores, Tensor<T> dOutput, GradSlot<T>? dq, GradSlot<T>? dv,
         RopeTable? rope = null, Tensor<T>? reluOutput = null) where T : unmanaged, IFloatingPointIeee754<T>
