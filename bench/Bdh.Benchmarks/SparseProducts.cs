@@ -34,6 +34,7 @@ public static class SparseProducts
 
     public static void Run(int threads)
     {
+        static double Time(Action work) => Timing.Seconds(work) * 1000; // ms
         Parallelism.Threads = threads;
         Console.WriteLine($"sparse against dense products, {threads} thread(s), {Simd.Widest}-bit vectors; ms, medians of 21 pairs");
         if (Environment.GetEnvironmentVariable("DOTNET_TieredCompilation") != "0")
@@ -48,7 +49,6 @@ public static class SparseProducts
                 for (int i = 0; i < sparse.Length; i++) if (rng.NextDouble() >= density) sparse[i] = 0;
                 var (aRef, bRef) = (a.Matrix(0, p.TransA ? p.M : p.K, p.TransA), b.Matrix(0, p.TransB ? p.K : p.N, p.TransB));
                 var cRef = Tensor<float>.Empty(p.M * p.N).Matrix(0, p.N);
-                double Time(Action work) => Timing.Seconds(work) * 1000; // ms
                 Action sparseProduct = p.Operand == Sparse.A
                     ? () => SparseGemm.Multiply(p.M, p.N, p.K, aRef, bRef, cRef, accumulate: false, parallel: threads > 1)
                     : () => SparseGemm.MultiplyBySparseB(p.M, p.N, p.K, aRef, bRef, cRef, accumulate: false, parallel: threads > 1);
@@ -71,7 +71,6 @@ public static class SparseProducts
                 foreach (ref float v in mask.Span) v = v < density ? 1 : 0;
                 var (aRef, bRef, maskRef) = (a.Matrix(0, p.K), rowsOfB.Matrix(0, p.K, transposed: true), mask.Matrix(0, p.N));
                 var cRef = Tensor<float>.Empty(p.M * p.N).Matrix(0, p.N);
-                double Time(Action work) => Timing.Seconds(work) * 1000; // ms
                 Action masked = () => Gemm.MultiplyByDots(p.M, p.N, p.K, aRef, bRef, maskRef, cRef, parallel: threads > 1, relu: true);
                 Action whole = () => PackedGemm.Multiply(p.M, p.N, p.K, aRef, bRef, cRef, accumulate: false, relu: true, threads > 1, Causal.None);
                 masked(); whole();
