@@ -227,13 +227,14 @@ public static class Ops
             throw new ArgumentException($"dropout of a product needs one shape: {Tensor<T>.Format(a.Shape)} and {Tensor<T>.Format(b.Shape)}");
         ulong seed = rng.NextUInt64();
         var y = Tensor<T>.Empty(a.Shape);
-        Elementwise.Dropout(seed, p, a.Value, b.Value, y);
+        Elementwise.Dropout(seed, p, a.Value, b.Value, y, listNonZeros: reluInputs); // the decoder's products read its lists
         var product = Var<T>.FromOp(y, "dropout_product", [a, b], o =>
         {
             if (a.RequiresGrad && b.RequiresGrad)
             {
                 Elementwise.DropoutOfProductBackward(seed, p, o.Grad!, a.Value, b.Value,
-                    reluInputs ? a.ReluMaskedGradSlot() : a.GradSlot(), reluInputs ? b.ReluMaskedGradSlot() : b.GradSlot(), reluInputs);
+                    reluInputs ? a.ReluMaskedGradSlot() : a.GradSlot(), reluInputs ? b.ReluMaskedGradSlot() : b.GradSlot(), reluInputs,
+                    listNonZeros: reluInputs); // db, as sparse as the product: encoder_v's backward products read its lists
             }
             else if (a.RequiresGrad) Elementwise.DropoutBackward(seed, p, o.Grad!, b.Value, a.GradSlot());
             else if (b.RequiresGrad) Elementwise.DropoutBackward(seed, p, o.Grad!, a.Value, b.GradSlot());

@@ -2,9 +2,11 @@ namespace Bdh.Tensors;
 
 /// <summary>
 /// A matrix inside a flat array: element (i, j) is <c>Array[Offset + i*Stride + j]</c>, or
-/// <c>Array[Offset + j*Stride + i]</c> when <see cref="Transposed"/> — so a transpose costs nothing.
+/// <c>Array[Offset + j*Stride + i]</c> when <see cref="Transposed"/> — so a transpose costs nothing. <see cref="Lists"/>,
+/// where the matrix lies in a tensor that has them, are the non-zeros of its stored rows (of length Stride, whichever
+/// way it is read), the first being row <see cref="ListsRow"/> of the lists.
 /// </summary>
-internal readonly record struct MatrixRef<T>(T[] Array, int Offset, int Stride, bool Transposed = false)
+internal readonly record struct MatrixRef<T>(T[] Array, int Offset, int Stride, bool Transposed = false, RowLists? Lists = null, int ListsRow = 0)
 {
     public T this[int i, int j] => Array[Offset + (Transposed ? j * Stride + i : i * Stride + j)];
 }
@@ -93,7 +95,7 @@ internal static unsafe class Gemm
             if (typeof(T) == typeof(float))
                 fixed (T* aP = a.Array, bP = b.Array, maskP = mask.Array, cP = c.Array)
                     Gemv.MaskedRows(i1 - i0, n, k, (float*)aP + a.Offset + (long)i0 * a.Stride, a.Stride, (float*)bP + b.Offset,
-                        (float*)maskP + mask.Offset + (long)i0 * mask.Stride, mask.Stride, (float*)cP + c.Offset + (long)i0 * c.Stride, c.Stride, relu, streamed: false);
+                        (float*)maskP + mask.Offset + (long)i0 * mask.Stride, mask.Stride, (float*)cP + c.Offset + (long)i0 * c.Stride, c.Stride, relu, streamed: false, mask.Lists, mask.ListsRow + i0);
             else
                 for (int i = i0; i < i1; i++)
                 {

@@ -72,14 +72,16 @@ public static unsafe class Gemv
     /// max(C, 0) with relu: <see cref="MatrixTimesVector{T}"/> for each row of A (<see cref="Gemm.MultiplyWhere{T}"/>).
     /// <paramref name="streamed"/>: W is read once (one token's product), from memory: rows further on the list are
     /// requested ahead. Many rows of A read W again from the caches, where those requests only cost instructions.
+    /// <paramref name="maskLists"/>: the mask's non-zeros, its row 0 being their row <paramref name="maskRow"/>, read instead of the mask.
     /// </summary>
-    internal static void MaskedRows(int rows, int n, int k, float* a, long lda, float* w, float* mask, long ldm, float* c, long ldc, bool relu, bool streamed)
+    internal static void MaskedRows(int rows, int n, int k, float* a, long lda, float* w, float* mask, long ldm, float* c, long ldc, bool relu, bool streamed,
+        RowLists? maskLists = null, int maskRow = 0)
     {
         switch (Simd.Widest)
         {
-            case 512: MaskedRows<Float512, Vector512<float>>(rows, n, k, a, lda, w, mask, ldm, c, ldc, relu, streamed); break;
-            case 256: MaskedRows<Float256, Vector256<float>>(rows, n, k, a, lda, w, mask, ldm, c, ldc, relu, streamed); break;
-            default: MaskedRows<Float128, Vector128<float>>(rows, n, k, a, lda, w, mask, ldm, c, ldc, relu, streamed); break;
+            case 512: MaskedRows<Float512, Vector512<float>>(rows, n, k, a, lda, w, mask, ldm, c, ldc, relu, streamed, maskLists, maskRow); break;
+            case 256: MaskedRows<Float256, Vector256<float>>(rows, n, k, a, lda, w, mask, ldm, c, ldc, relu, streamed, maskLists, maskRow); break;
+            default: MaskedRows<Float128, Vector128<float>>(rows, n, k, a, lda, w, mask, ldm, c, ldc, relu, streamed, maskLists, maskRow); break;
         }
     }
 
@@ -101,8 +103,8 @@ public static unsafe class Gemv
     }
 
     /// <summary><see cref="MaskedRows"/> at width W: each row's masked places listed, then their dots eight at a time.</summary>
-    internal static void MaskedRows<W, V>(int rows, int n, int k, float* a, long lda, float* w, float* mask, long ldm, float* c, long ldc, bool relu, bool streamed)
-        where W : struct, IFloatVector<V> where V : struct
+    internal static void MaskedRows<W, V>(int rows, int n, int k, float* a, long lda, float* w, float* mask, long ldm, float* c, long ldc, bool relu, bool streamed,
+        RowLists? maskLists = null, int maskRow = 0) where W : struct, IFloatVector<V> where V : struct
     {
         int[] index = TensorPool<int>.Rent(n + 16 + 7 + PrefetchRows); // room for NonZeros' 16-lane stores, the padding to eight and the rows read ahead
         fixed (int* list = index)
@@ -110,7 +112,14 @@ public static unsafe class Gemv
             {
                 float* y = c + i * ldc;
                 new Span<float>(y, n).Clear();
-                int count = SparseGemm.NonZeros<W, V>(mask + i * ldm, n, list);
+                int count;
+                if (maskLists is null) count = SparseGemm.NonZeros<W, V>(mask + i * ldm, n, list);
+                else
+                {
+                    int r = maskRow + i;
+                    count = maskLists.Count[r];
+                    maskLists.Index.AsSpan(maskLists.Start[r], count).CopyTo(new Span<int>(list, count));
+                }
                 if (count > 0)
                 {
                     // Pad the list to a multiple of eight with its last row (computed again, same value).

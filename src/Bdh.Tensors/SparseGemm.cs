@@ -11,7 +11,8 @@ namespace Bdh.Tensors;
 /// that ys's ReLU passes back (ys has no use but xs⊙ys), so the decoder product, the backward products of both and their
 /// weight gradients need a small fraction of the dense work. Each thread takes a range of rows of C; for each row it
 /// lists the non-zeros of that row of op(A) (in order of p), then adds A[i, p]·B[p, :] for each, with the row of C held
-/// in 8 vector registers (128 columns at 512 bits). Every row adds its terms in order of p, so the result is the same
+/// in 8 vector registers (128 columns at 512 bits); an operand whose tensor has lists of its non-zeros (<see cref="RowLists"/>:
+/// BDH's xy and dys) is not scanned, its lists are read. Every row adds its terms in order of p, so the result is the same
 /// for any thread count. <see cref="Gemm.Multiply{T}"/> comes here when <see cref="IsSparse"/> says A, or B
 /// (<see cref="MultiplyBySparseB"/>), is below <see cref="MaxDensityFor"/>; <see cref="Gemv"/>'s one-token products use
 /// its row kernel (<see cref="MultiplyRow"/>) and non-zero scan (<see cref="NonZeros"/>).
@@ -77,6 +78,7 @@ internal static unsafe class SparseGemm
         // place in it: rows every `step` apart would fall in step with a pattern that repeats along the tokens (the
         // first token of each sequence attends to nothing, so its ys and xy are all zeros) and misjudge the density.
         int rows = a.Transposed ? k : m, cols = a.Transposed ? m : k, step = Math.Max(1, rows / SampledRows), samples = rows / step;
+        if (a.Lists is { } lists) return lists.NonZeros(a.ListsRow, rows) <= (long)(density * rows * cols); // counted, not sampled
         long limit = (long)(density * samples * cols), nonZero = 0;
         for (int i = 0; i < samples && nonZero <= limit; i++)
         {
@@ -144,6 +146,18 @@ internal static unsafe class SparseGemm
             MultiplyRowsOfTransposedA<W, V>(i0, i1, n, k, a, b, c, accumulate);
             return;
         }
+        if (a.Lists is { } lists)
+        {
+            fixed (float* bP = b.Array, cP = c.Array, values = lists.Value)
+            fixed (int* indices = lists.Index)
+                for (int i = i0; i < i1; i++)
+                {
+                    int r = a.ListsRow + i;
+                    MultiplyRow<W, V>(lists.Count[r], indices + lists.Start[r], values + lists.Start[r], bP + b.Offset, b.Stride, n,
+                        cP + c.Offset + (long)i * c.Stride, accumulate);
+                }
+            return;
+        }
         // A plain: each row's non-zeros are found, 16 values at a time, and multiplied while the row is still in L1, so A
         // is read once (listing a whole chunk's rows first read it twice, and at 2% non-zeros that was most of the time).
         int[] positions = TensorPool<int>.Rent(k + 16); // + 16: NonZeros' last whole-register store
@@ -162,7 +176,8 @@ internal static unsafe class SparseGemm
     /// <summary>
     /// Rows [i0, i1) of C where A is stored transposed ([k, m]): op(A)'s rows are A's columns, so they are listed first
     /// for the whole chunk in compressed form (CSR: row r's non-zeros are entries start[r]..start[r+1], in order of p),
-    /// from two scans of A's stored rows (count per row, then place), then multiplied.
+    /// from two passes over A's stored rows (count per row, then place), then multiplied. Each pass finds a stored row's
+    /// non-zeros in the chunk's columns by a scan, or from A's lists where it has them.
     /// </summary>
     private static void MultiplyRowsOfTransposedA<W, V>(int i0, int i1, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c, bool accumulate)
         where W : struct, IFloatVector<V> where V : struct
@@ -170,16 +185,17 @@ internal static unsafe class SparseGemm
         int rows = i1 - i0;
         int[] start = TensorPool<int>.Rent(rows + 1), next = TensorPool<int>.Rent(rows);
         int[] positions = TensorPool<int>.Rent(rows + 16); // + 16: NonZeros' last whole-register store
+        float[] found = TensorPool<float>.Rent(rows);
         Array.Clear(start, 0, rows + 1);
-        fixed (float* aP = a.Array)
-        fixed (int* found = positions)
+        fixed (float* aP = a.Array, foundValues = found)
+        fixed (int* foundAt = positions)
         {
             // Stored row s (s < k) begins at a0 + s·stride: column s of op(A)'s rows i0 on.
             float* a0 = aP + a.Offset + i0;
             for (int s = 0; s < k; s++)
             {
-                int count = NonZeros<W, V>(a0 + (long)s * a.Stride, rows, found);
-                for (int e = 0; e < count; e++) start[found[e] + 1]++;
+                int count = NonZerosInColumns<W, V>(a, a0, s, i0, rows, foundAt, null);
+                for (int e = 0; e < count; e++) start[foundAt[e] + 1]++;
             }
             for (int r = 0; r < rows; r++) start[r + 1] += start[r];
             Array.Copy(start, next, rows);
@@ -191,13 +207,12 @@ internal static unsafe class SparseGemm
             float[] value = TensorPool<float>.Rent(listLength);
             for (int s = 0; s < k; s++)
             {
-                float* stored = a0 + (long)s * a.Stride;
-                int count = NonZeros<W, V>(stored, rows, found);
+                int count = NonZerosInColumns<W, V>(a, a0, s, i0, rows, foundAt, foundValues);
                 for (int e = 0; e < count; e++)
                 {
-                    int at = next[found[e]]++;
+                    int at = next[foundAt[e]]++;
                     index[at] = s;
-                    value[at] = stored[found[e]];
+                    value[at] = foundValues[e];
                 }
             }
             fixed (float* bP = b.Array, cP = c.Array, values = value)
@@ -211,6 +226,37 @@ internal static unsafe class SparseGemm
         TensorPool<int>.Return(start);
         TensorPool<int>.Return(next);
         TensorPool<int>.Return(positions);
+        TensorPool<float>.Return(found);
+    }
+
+    /// <summary>
+    /// The non-zeros of A's stored row s in columns [i0, i0 + rows), which begin at a0 + s·stride: their columns from i0
+    /// to foundAt, and their values to foundValues unless it is null (room for rows + 16 and rows); returns how many.
+    /// From A's lists where it has them (in order of column: the entries past the chunk's columns are not read), else by a scan.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int NonZerosInColumns<W, V>(MatrixRef<float> a, float* a0, int s, int i0, int rows, int* foundAt, float* foundValues)
+        where W : struct, IFloatVector<V> where V : struct
+    {
+        if (a.Lists is not { } lists)
+        {
+            float* stored = a0 + (long)s * a.Stride;
+            int scanned = NonZeros<W, V>(stored, rows, foundAt);
+            if (foundValues != null)
+                for (int e = 0; e < scanned; e++) foundValues[e] = stored[foundAt[e]];
+            return scanned;
+        }
+        int r = a.ListsRow + s, start = lists.Start[r], end = start + lists.Count[r], count = 0;
+        fixed (int* index = lists.Index)
+        fixed (float* value = lists.Value)
+            for (int e = start; e < end && index[e] < i0 + rows; e++)
+                if (index[e] >= i0)
+                {
+                    foundAt[count] = index[e] - i0;
+                    if (foundValues != null) foundValues[count] = value[e];
+                    count++;
+                }
+        return count;
     }
 
     /// <summary>

@@ -35,8 +35,30 @@ public sealed class Tensor<T> : IDisposable where T : unmanaged, IFloatingPointI
     public Span<T> Span => Array.AsSpan(Offset, Length);
     public Memory<T> Memory => Array.AsMemory(Offset, Length);
 
-    /// <summary>The elements from <paramref name="offset"/> on as a matrix with rows <paramref name="stride"/> apart.</summary>
-    internal MatrixRef<T> Matrix(int offset, int stride, bool transposed = false) => new(Array, Offset + offset, stride, transposed);
+    /// <summary>
+    /// The non-zeros of each row (of the last dimension) as the kernel that wrote this float tensor listed them
+    /// (<see cref="RowLists"/>), or null. Such a kernel sets them each time it writes the tensor, null when it does not
+    /// list, and the lists it replaces go back to the pool, as they do with the tensor.
+    /// </summary>
+    internal RowLists? NonZeroRows
+    {
+        get => _nonZeroRows;
+        set
+        {
+            if (_nonZeroRows != value) _nonZeroRows?.Dispose();
+            _nonZeroRows = value;
+        }
+    }
+    private RowLists? _nonZeroRows;
+
+    /// <summary>
+    /// The elements from <paramref name="offset"/> on as a matrix with rows <paramref name="stride"/> apart, with this
+    /// tensor's lists of non-zeros where its rows are the lists' rows.
+    /// </summary>
+    internal MatrixRef<T> Matrix(int offset, int stride, bool transposed = false) =>
+        NonZeroRows is { } lists && stride == lists.Cols && offset % stride == 0
+            ? new(Array, Offset + offset, stride, transposed, lists, offset / stride)
+            : new(Array, Offset + offset, stride, transposed);
 
     /// <summary>Pooled storage with unspecified contents: every caller overwrites all of it.</summary>
     public static Tensor<T> Empty(params int[] shape)
@@ -129,6 +151,7 @@ public sealed class Tensor<T> : IDisposable where T : unmanaged, IFloatingPointI
     {
         if (_pooled && _array is not null) TensorPool<T>.Return(_array);
         _array = null;
+        NonZeroRows = null; // back to the pool
     }
 
     public override string ToString() => $"Tensor<{typeof(T).Name}>{Format(Shape)}";

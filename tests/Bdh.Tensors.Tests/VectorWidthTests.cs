@@ -168,6 +168,20 @@ public class VectorWidthTests(ITestOutputHelper output)
                     }
                 var dots = Naive.MatMul(xd.Select(v => (double)v).ToArray(), false, wm.Select(v => (double)v).ToArray(), true, rows, n, k);
                 Assert.True(Naive.RelativeError(ym, dots.Select((v, i) => mask[i] == 0 ? 0 : v).ToArray()) < 1e-5, $"{w} bits, {rows} rows, n={n} k={k}");
+                // The same places read from the mask's lists (xy's, in the masked dxy): the same bits.
+                using var lists = new RowLists(rows, n);
+                float[] yl = Enumerable.Repeat(float.NaN, rows * n).ToArray();
+                fixed (float* wp = wm, xp = xd, mp = mask, yp = yl)
+                {
+                    lists.ListRows(0, rows, mp);
+                    switch (w)
+                    {
+                        case 512: Gemv.MaskedRows<Float512, Vector512<float>>(rows, n, k, xp, k, wp, null, n, yp, n, relu: false, streamed: false, lists); break;
+                        case 256: Gemv.MaskedRows<Float256, Vector256<float>>(rows, n, k, xp, k, wp, null, n, yp, n, relu: false, streamed: false, lists); break;
+                        default: Gemv.MaskedRows<Float128, Vector128<float>>(rows, n, k, xp, k, wp, null, n, yp, n, relu: false, streamed: false, lists); break;
+                    }
+                }
+                Assert.Equal(ym, yl);
             }
         }
     });

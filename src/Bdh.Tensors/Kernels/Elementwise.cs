@@ -90,11 +90,21 @@ public static class Elementwise
 
     /// <summary>
     /// y = dropout(x), or dropout(x ⊙ factor) with a factor: a mask drawn from <paramref name="seed"/> (see the span form).
-    /// BDH's xy = dropout(xs ⊙ ys) is one pass: the undropped product is never stored.
+    /// BDH's xy = dropout(xs ⊙ ys) is one pass: the undropped product is never stored. With <paramref name="listNonZeros"/>
+    /// (y mostly zeros, as a product of ReLU outputs is), float also lists the non-zeros of each row of y for the products
+    /// that read it (<see cref="RowLists"/>): each thread lists the rows it has just written.
     /// </summary>
-    public static void Dropout<T>(ulong seed, double p, Tensor<T> x, Tensor<T>? factor, Tensor<T> y) where T : unmanaged, IFloatingPointIeee754<T> =>
-        Parallelism.ForSlices(y.Length, 1, (s, n) => Dropout<T>(seed, p, x.Span.Slice(s, n), factor is null ? default : factor.Span.Slice(s, n),
-            y.Span.Slice(s, n), s, accumulate: false));
+    public static void Dropout<T>(ulong seed, double p, Tensor<T> x, Tensor<T>? factor, Tensor<T> y, bool listNonZeros = false)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var lists = RowListsFor(y, listNonZeros);
+        Parallelism.ForSlices(y.Length, lists?.Cols ?? 1, (s, n) =>
+        {
+            Dropout<T>(seed, p, x.Span.Slice(s, n), factor is null ? default : factor.Span.Slice(s, n), y.Span.Slice(s, n), s, accumulate: false);
+            ListSlice(lists, y, s, n);
+        });
+        y.NonZeroRows = lists;
+    }
 
     /// <summary>
     /// dx (+)= dropout(dy ⊙ factor), the forward's mask drawn again from the same seed: the gradient of dropout(x ⊙ factor)
@@ -107,12 +117,33 @@ public static class Elementwise
     /// <summary>
     /// The gradients of dropout(a ⊙ b) in one pass, which reads dy and draws the mask once: da (+)= dropout(dy ⊙ b),
     /// db (+)= dropout(dy ⊙ a). With <paramref name="reluInputs"/>, a and b are ReLU outputs and their ReLUs' backward is
-    /// folded in: da is stored as [a &gt; 0]·da, db as [b &gt; 0]·db.
+    /// folded in: da is stored as [a &gt; 0]·da, db as [b &gt; 0]·db. With <paramref name="listNonZeros"/> (db mostly
+    /// zeros: BDH's dys, non-zero only where xy is), float also lists the non-zeros of each row of a db that is written,
+    /// not added to (<see cref="Dropout{T}(ulong, double, Tensor{T}, Tensor{T}?, Tensor{T}, bool)"/>).
     /// </summary>
     public static void DropoutOfProductBackward<T>(ulong seed, double p, Tensor<T> dy, Tensor<T> a, Tensor<T> b, GradSlot<T> da, GradSlot<T> db,
-        bool reluInputs = false) where T : unmanaged, IFloatingPointIeee754<T> =>
-        Parallelism.ForSlices(dy.Length, 1, (s, n) => Dropout<T>(seed, p, dy.Span.Slice(s, n), b.Span.Slice(s, n), da.Tensor.Span.Slice(s, n), da.Accumulate,
-            a.Span.Slice(s, n), db.Tensor.Span.Slice(s, n), db.Accumulate, s, Simd.Widest, reluInputs));
+        bool reluInputs = false, bool listNonZeros = false) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var lists = RowListsFor(db.Tensor, listNonZeros && !db.Accumulate);
+        Parallelism.ForSlices(dy.Length, lists?.Cols ?? 1, (s, n) =>
+        {
+            Dropout<T>(seed, p, dy.Span.Slice(s, n), b.Span.Slice(s, n), da.Tensor.Span.Slice(s, n), da.Accumulate,
+                a.Span.Slice(s, n), db.Tensor.Span.Slice(s, n), db.Accumulate, s, Simd.Widest, reluInputs);
+            ListSlice(lists, db.Tensor, s, n);
+        });
+        db.Tensor.NonZeroRows = lists;
+    }
+
+    /// <summary>Empty lists of the non-zeros of t's rows (its last dimension) when asked and t is float, else null.</summary>
+    private static RowLists? RowListsFor<T>(Tensor<T> t, bool listNonZeros) where T : unmanaged, IFloatingPointIeee754<T> =>
+        listNonZeros && typeof(T) == typeof(float) && t.Rank > 0 && t.Shape[^1] > 0 ? new RowLists(t.Length / t.Shape[^1], t.Shape[^1]) : null;
+
+    /// <summary>Lists the rows of t's elements [start, start + length), whole rows, in lists (if any).</summary>
+    private static unsafe void ListSlice<T>(RowLists? lists, Tensor<T> t, int start, int length) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (lists is null) return;
+        fixed (T* elements = t.Span) lists.ListRows(start / lists.Cols, length / lists.Cols, (float*)elements + start);
+    }
 
     /// <summary>
     /// Inverted dropout: y (+)= (x ⊙ factor) ⊙ mask, where the mask is 0 with probability p and 1/(1 − p) otherwise; an

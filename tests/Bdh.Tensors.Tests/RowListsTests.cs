@@ -1,0 +1,127 @@
+using Bdh.Tensors.Kernels;
+using FsCheck.Xunit;
+
+namespace Bdh.Tensors.Tests;
+
+/// <summary>
+/// The lists of a mostly-zero tensor's non-zeros (<see cref="RowLists"/>): the dropout kernels that write BDH's xy and
+/// dys list exactly their non-zeros, and every product that reads the lists instead of the tensor gives the same bits
+/// as the product that scans it.
+/// </summary>
+public class RowListsTests
+{
+    /// <summary>Sizes 1..70: 1, odd, and not multiples of a vector.</summary>
+    private static int Size(byte raw) => 1 + raw % 70;
+
+    /// <summary>Each row's entries are its non-zeros, in order of column, with their values.</summary>
+    private static void AssertListsTheNonZeros(Tensor<float> t)
+    {
+        var lists = t.NonZeroRows!;
+        int cols = t.Shape[^1];
+        Assert.Equal((t.Length / cols, cols), (lists.Rows, lists.Cols));
+        for (int r = 0; r < lists.Rows; r++)
+        {
+            var row = t.Span.Slice(r * cols, cols).ToArray();
+            int[] expected = Enumerable.Range(0, cols).Where(j => row[j] != 0).ToArray();
+            Assert.Equal(expected, lists.Index.AsSpan(lists.Start[r], lists.Count[r]).ToArray());
+            Assert.Equal(expected.Select(j => row[j]).ToArray(), lists.Value.AsSpan(lists.Start[r], lists.Count[r]).ToArray());
+        }
+    }
+
+    [Property(MaxTest = 60)]
+    public void DropoutKernelsListExactlyTheNonZerosOfEachRow(byte rowsRaw, byte colsRaw, byte densityRaw, int seed)
+    {
+        // xy = dropout(xs ⊙ ys) and its gradient dys = [ys > 0]·dropout(dxy ⊙ xs), rows of 1..70 (the vectors' tails),
+        // up to 560 rows (more than one thread's slice), factors 0% to 60% non-zero.
+        int rows = 8 * Size(rowsRaw), cols = Size(colsRaw);
+        double density = densityRaw % 61 / 100.0;
+        var rng = new Rng((ulong)seed);
+        Tensor<float> Sparse() => Tensor<float>.From(Naive.Random(rng, rows * cols).Select(v => rng.NextDouble() < density ? (float)Math.Abs(v) : 0).ToArray(), rows, cols);
+        var (xs, ys, dy) = (Sparse(), Sparse(), Tensor<float>.From(Naive.Random(rng, rows * cols).Select(v => (float)v).ToArray(), rows, cols));
+        foreach (int threads in new[] { 1, 2, 3 })
+            Threads.On(threads, () =>
+            {
+                using var xy = Tensor<float>.Empty(rows, cols);
+                Elementwise.Dropout(11, 0.25, xs, ys, xy, listNonZeros: true);
+                AssertListsTheNonZeros(xy);
+                using var dxs = Tensor<float>.Empty(rows, cols);
+                using var dys = Tensor<float>.Empty(rows, cols);
+                Elementwise.DropoutOfProductBackward(11, 0.25, dy, xs, ys, new(dxs, false), new(dys, false), reluInputs: true, listNonZeros: true);
+                AssertListsTheNonZeros(dys);
+                Assert.Null(dxs.NonZeroRows);
+                // A gradient that is added to holds more than this pass wrote: no lists.
+                Elementwise.DropoutOfProductBackward(11, 0.25, dy, xs, ys, new(dxs, true), new(dys, true), reluInputs: true, listNonZeros: true);
+                Assert.Null(dys.NonZeroRows);
+            });
+        // Without the flag, or in double, none; a disposed tensor gives its lists back.
+        using var plain = Tensor<float>.Empty(rows, cols);
+        Elementwise.Dropout(11, 0.25, xs, ys, plain);
+        Assert.Null(plain.NonZeroRows);
+        using var inDouble = Tensor<double>.Empty(rows, cols);
+        Elementwise.Dropout(11, 0.25, xs.Convert<double>(), ys.Convert<double>(), inDouble, listNonZeros: true);
+        Assert.Null(inDouble.NonZeroRows);
+        var listed = Tensor<float>.Empty(rows, cols);
+        Elementwise.Dropout(11, 0.25, xs, ys, listed, listNonZeros: true);
+        listed.Dispose();
+        Assert.Null(listed.NonZeroRows);
+    }
+
+    /// <summary>A copy of t with lists of its rows' non-zeros, listed in two parts as two threads would.</summary>
+    private static unsafe Tensor<float> Listed(Tensor<float> t, int split)
+    {
+        var copy = t.Clone();
+        int cols = t.Shape[^1], rows = t.Length / cols;
+        split = Math.Min(split, rows);
+        copy.NonZeroRows = new RowLists(rows, cols);
+        fixed (float* p = copy.Span)
+        {
+            copy.NonZeroRows.ListRows(0, split, p);
+            copy.NonZeroRows.ListRows(split, rows - split, p + split * cols);
+        }
+        return copy;
+    }
+
+    [Property(MaxTest = 40)]
+    public void ProductsThatReadTheListsGiveTheScansBits(byte mRaw, byte nRaw, byte kRaw, byte hRaw, byte splitRaw, byte densityRaw, int seed)
+    {
+        // BDH's products over xy [H, 1, m, k] and dys: xy·decoder (a plain sparse A), dDecoder = xyᵀ·dY (a transposed
+        // sparse A), dEncoder_v = ln(a)ᵀ·dys (a sparse B), and the masked dxy = dY·decoderᵀ where xy ≠ 0; k = 1024..1087
+        // so each is large enough to be measured, 1% to 4% non-zero so each goes sparse. Each with the lists equals the same
+        // product scanning the tensor, bit for bit, for any thread count.
+        int m = 16 + mRaw % 100, k = 1024 + kRaw % 64, n = 1 + nRaw % 40, h = 1 + hRaw % 3;
+        double density = 0.01 + densityRaw % 4 / 100.0;
+        var rng = new Rng((ulong)seed);
+        Tensor<float> Dense(params int[] shape) => Tensor<float>.From(Naive.Random(rng, shape.Aggregate(1, (a, b) => a * b)).Select(v => (float)v).ToArray(), shape);
+        var xy = Tensor<float>.From(Naive.Random(rng, h * m * k).Select(v => rng.NextDouble() < density ? (float)v : 0).ToArray(), h, 1, m, k);
+        using var xyListed = Listed(xy, splitRaw % (h * m + 1));
+        var (decoder, dY, lnA) = (Dense(h, 1, k, n), Dense(1, 1, m, n), Dense(1, 1, m, n));
+        var products = new (string Name, Func<Tensor<float>, Tensor<float>> Run)[]
+        {
+            ("xy·decoder", a => Product(a, false, decoder, false, [1, 1, m, n])),
+            ("xyᵀ·dY", a => Product(a, true, dY, false, [h, 1, k, n])),
+            ("ln(a)ᵀ·dys", b => Product(lnA, true, b, false, [h, 1, n, k])),
+            ("dY·decoderᵀ where xy ≠ 0", mask => Product(dY, false, decoder, true, [h, 1, m, k], mask)),
+        };
+        foreach (var (name, run) in products)
+        {
+            using var scanned = Threads.On(1, () => run(xy));
+            foreach (int threads in new[] { 1, 2, 3 })
+            {
+                using var listed = Threads.On(threads, () => run(xyListed));
+                Assert.True(scanned.Span.SequenceEqual(listed.Span), $"{name}: m={m} n={n} k={k} h={h}, {threads} threads");
+            }
+        }
+        // The lists decide the density too: counted, where the scan samples.
+        var heads = xyListed.Matrix(0, k);
+        Assert.True(SparseGemm.IsSparse(m, n, k, heads));
+        Assert.Same(xyListed.NonZeroRows, heads.Lists);
+    }
+
+    /// <summary>op(a)·op(b) summed to shape, or with a mask (its shape) where the mask says.</summary>
+    private static Tensor<float> Product(Tensor<float> a, bool transA, Tensor<float> b, bool transB, int[] shape, Tensor<float>? where = null)
+    {
+        var c = Tensor<float>.Empty(shape);
+        MatMul.Multiply(a, transA, b, transB, c, accumulate: false, where: where);
+        return c;
+    }
+}
