@@ -34,20 +34,21 @@ public static class Ops
     }
 
     /// <summary>
-    /// relu(a·b) in one buffer: the GEMM applies the ReLU as it stores the product (BDH's xs and ys, the largest
-    /// activations, would otherwise be kept twice, before and after the ReLU, or pass through memory twice). Backward:
-    /// dC = dy where y &gt; 0. The ops that read y in their own backward (<see cref="Rope{T}"/>, <see cref="DropoutOfProduct{T}"/>)
-    /// apply that mask as they store dy (<see cref="Var{T}.ReluMaskedGradSlot"/>), and this pass is then skipped: 24 MB of
-    /// memory traffic for each of BDH's xs and ys a layer.
+    /// relu(a·op(b)) in one buffer, op(b) = bᵀ (b given as [.., n, k]) with <paramref name="transB"/>: the GEMM applies the
+    /// ReLU as it stores the product (BDH's xs and ys, the largest activations, would otherwise be kept twice, before and
+    /// after the ReLU, or pass through memory twice). Backward: dC = dy where y &gt; 0. The ops that read y in their own
+    /// backward (<see cref="Rope{T}"/>, <see cref="DropoutOfProduct{T}"/>) apply that mask as they store dy
+    /// (<see cref="Var{T}.ReluMaskedGradSlot"/>), and this pass is then skipped: 24 MB of memory traffic for each of BDH's
+    /// xs and ys a layer.
     /// With <paramref name="where"/> (of the output's shape), y is computed only where it is not zero and is 0 elsewhere:
     /// BDH's ys, which only ever meets xs in xs⊙ys, is needed where xs fires (<see cref="Tensors.MatMul.Multiply{T}"/>'s
-    /// masked product, from a copy of b with its last two axes swapped). The gradient is the same formula: dy is 0 where
-    /// y is.
+    /// masked product, which reads B's columns as rows: b as given with transB, else a copy of b with its last two axes
+    /// swapped). The gradient is the same formula: dy is 0 where y is.
     /// </summary>
-    public static Var<T> MatMulRelu<T>(Var<T> a, Var<T> b, Var<T>? where = null) where T : unmanaged, IFloatingPointIeee754<T>
+    public static Var<T> MatMulRelu<T>(Var<T> a, Var<T> b, Var<T>? where = null, bool transB = false) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        var c = Tensor<T>.Empty(Tensors.MatMul.OutputShape(a.Shape, false, b.Shape, false));
-        if (where is null) Tensors.MatMul.Multiply(a.Value, false, b.Value, false, c, accumulate: false, relu: true);
+        var c = Tensor<T>.Empty(Tensors.MatMul.OutputShape(a.Shape, false, b.Shape, transB));
+        if (where is null || transB) Tensors.MatMul.Multiply(a.Value, false, b.Value, transB, c, accumulate: false, relu: true, where: where?.Value);
         else
         {
             using var rowsOfB = Tensor<T>.Empty([.. b.Shape[..^2], b.Shape[^1], b.Shape[^2]]); // [.., n, k]: B's columns as rows
@@ -58,7 +59,7 @@ public static class Ops
         {
             var dc = y.Grad!; // dy becomes dC in place: nothing reads dy after this op's backward
             if (!y.GradIsReluMasked) Elementwise.ReluBackward(y.Value, dc, new GradSlot<T>(dc, Accumulate: false));
-            SendMatMulGrads(a, b, false, false, dc);
+            SendMatMulGrads(a, b, false, transB, dc);
         }).AsReluOutput();
     }
 

@@ -86,7 +86,7 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
         int nh = Config.NHead, d = Config.NEmbd, n = Config.N;
         RopeTable rope = RopeTableFor(t);
         var encoder = Ops.Reshape(Encoder, nh, 1, d, n);                       // [nh, 1, D, N]  one matrix per head, shared by the batch
-        var encoderV = Ops.Reshape(EncoderV, nh, 1, d, n);                     // [nh, 1, D, N]
+        var encoderVRows = Ops.Transpose(Ops.Reshape(EncoderV, nh, 1, d, n), 2, 3); // [nh, 1, N, D]  encoder_vᵀ, once for every layer's masked product
         var decoder = Ops.Reshape(Decoder, nh, 1, n, d);                       // [nh, 1, N, D]  head h's rows of the decoder
 
         var embedding = Ops.Embedding(Embed, idx, 1, b, t);                    // [1, B, T, D]
@@ -97,7 +97,7 @@ public sealed class BdhModel<T> where T : unmanaged, IFloatingPointIeee754<T>
             var xs = Ops.MatMulRelu(x, encoder);                                // [nh, B, T, N]  relu(x·encoder): sparse, positive
             var a = Ops.CausalLinearAttention(xs, x, rope);                     // [nh, B, T, D]  tril(QQᵀ, −1)·x, Q = rope(xs) made a sequence at a time
             var lnA = Ln(a);                                                    // [nh, B, T, D]
-            var ys = Ops.MatMulRelu(lnA, encoderV, YsWhere(xs, observer));      // [nh, B, T, N]  relu(ln(a)·encoder_v)
+            var ys = Ops.MatMulRelu(lnA, encoderVRows, YsWhere(xs, observer), transB: true); // [nh, B, T, N]  relu(ln(a)·encoder_v)
             var xy = Ops.DropoutOfProduct(xs, ys, Config.Dropout, dropoutRng);  // [nh, B, T, N]  dropout(xs ⊙ ys)
             var decoded = Ops.MatMulSummed(xy, decoder, 1, b, t, d);            // [1, B, T, D]  heads concatenated·decoder = Σ_h xy_h·decoder_h
             var y = Ln(decoded);                                                // [1, B, T, D]

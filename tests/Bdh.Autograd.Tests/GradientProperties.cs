@@ -132,11 +132,12 @@ public class GradientProperties
     }
 
     [Property(MaxTest = 40)]
-    public void ReluComputedWhereAnotherFiresAndADecodedProduct(byte bRaw, byte tRaw, byte hRaw, byte nRaw, byte kRaw, bool dropout, int seed)
+    public void ReluComputedWhereAnotherFiresAndADecodedProduct(byte bRaw, byte tRaw, byte hRaw, byte nRaw, byte kRaw, bool dropout, bool w2AsRows, int seed)
     {
         // BDH's layer from xs to the decoder: ys = relu(x·W2) computed only where xs fires, dropout(xs ⊙ ys) (or xs ⊙ ys),
         // and Σ_h xy_h·decoder_h, whose backward computes xy's gradient only where xy is not 0. Both shortcuts leave the
-        // gradients of every input as the plain ops give them.
+        // gradients of every input as the plain ops give them. W2 is given as it is stored, or (as the model gives
+        // encoder_v) transposed once into its columns as rows and multiplied as op(B) = Bᵀ.
         int b = Size(bRaw, 2), t = Size(tRaw, 5), h = Size(hRaw, 3), n = Size(nRaw, 9), k = Size(kRaw, 5);
         var rng = new Rng((ulong)seed);
         Tensor<double> x, w, w2, decoder = Random(rng, h, 1, n, k);
@@ -145,10 +146,11 @@ public class GradientProperties
         Var<T> Layer<T>(Var<T>[] v) where T : unmanaged, IFloatingPointIeee754<T>
         {
             var xs = Ops.MatMulRelu(v[0], v[1]);
-            var xy = Ops.DropoutOfProduct(xs, Ops.MatMulRelu(v[0], v[2], where: xs), dropout ? 0.3 : 0, new Rng(7));
+            var ys = w2AsRows ? Ops.MatMulRelu(v[0], Ops.Transpose(v[2], 2, 3), where: xs, transB: true) : Ops.MatMulRelu(v[0], v[2], where: xs);
+            var xy = Ops.DropoutOfProduct(xs, ys, dropout ? 0.3 : 0, new Rng(7));
             return Ops.MatMulSummed(xy, v[3], 1, b, t, k);
         }
-        Verify($"xs ⊙ relu(x·W2 where xs fires)·decoder, x {Tensor<double>.Format(x.Shape)}, W {Tensor<double>.Format(w.Shape)}, dropout {dropout}",
+        Verify($"xs ⊙ relu(x·W2 where xs fires)·decoder, x {Tensor<double>.Format(x.Shape)}, W {Tensor<double>.Format(w.Shape)}, dropout {dropout}, W2 as rows {w2AsRows}",
             Layer, Layer, x, w, w2, decoder);
     }
 
