@@ -65,12 +65,17 @@ public sealed class Var<T> where T : unmanaged, IFloatingPointIeee754<T>
 
     /// <summary>
     /// Where an op's backward puts this input's gradient: the buffer, made (not zeroed) on the first
-    /// contribution, which writes it; every later contribution adds to it.
+    /// contribution, which writes it; every later contribution adds to it, and the lists of non-zeros the first one
+    /// may have left on it (BDH's dys) would no longer describe it: they go.
     /// </summary>
     internal GradSlot<T> GradSlot()
     {
         GradIsReluMasked = false;
-        if (Grad is not null) return new(Grad, Accumulate: true);
+        if (Grad is not null)
+        {
+            Grad.NonZeroRows = null;
+            return new(Grad, Accumulate: true);
+        }
         Grad = Tensor<T>.Empty(Shape);
         return new(Grad, Accumulate: false);
     }

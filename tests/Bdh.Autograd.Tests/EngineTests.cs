@@ -68,6 +68,33 @@ public class EngineTests
     }
 
     [Fact]
+    public void AGradientAddedToAfterItsNonZerosWereListedIsReadWhole()
+    {
+        // ys = relu(x·W2) read by dropout(xs ⊙ ys), whose float backward lists dys at xy's places (about 3% of them here),
+        // and by a sum whose backward then adds 1 everywhere: W2's backward products must read the whole
+        // dys, as in double (no lists), not the lists. Large enough for the float products to measure their operands.
+        int b = 4, t = 64, k = 32, n = 128;
+        var rng = new Rng(3);
+        var x = Tensor<double>.Uniform(rng, 0, 1, 1, b, t, k);
+        var (w, w2) = (Tensor<double>.Uniform(rng, -0.55, 0.45, 1, 1, k, n), Tensor<double>.Uniform(rng, -0.55, 0.45, 1, 1, k, n)); // ReLUs fire ~20%
+        double[][] Gradients<T>() where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
+        {
+            var (xv, wv, w2v) = (Var<T>.Parameter(x.Convert<T>()), Var<T>.Constant(w.Convert<T>()), Var<T>.Parameter(w2.Convert<T>()));
+            var xs = Ops.MatMulRelu(xv, wv);
+            var ys = Ops.MatMulRelu(xv, w2v);
+            var whole = Ops.Sum(ys); // the backward reaches it after the dropout's (the graph is walked from its last input)
+            (whole + Ops.Sum(Ops.DropoutOfProduct(xs, ys, 0.3, new Rng(7)))).Backward();
+            return [.. new[] { xv, w2v }.Select(v => v.Grad!.Span.ToArray().Select(double.CreateTruncating).ToArray())];
+        }
+        var (inFloat, inDouble) = (Gradients<float>(), Gradients<double>());
+        for (int i = 0; i < 2; i++)
+        {
+            double scale = inDouble[i].Max(Math.Abs), error = inFloat[i].Zip(inDouble[i], (f, d) => Math.Abs(f - d)).Max() / scale;
+            Assert.True(error < 1e-5, $"input {i}: float gradient differs from double by {error:e2}");
+        }
+    }
+
+    [Fact]
     public void NoGradRecordsNoBackward()
     {
         var x = Var<double>.Parameter(Tensor<double>.From([2.0], 1));
