@@ -37,6 +37,11 @@ public class HardeningTests
         return new StreamReader(reader).ReadToEnd().Count(c => c == '\n');
     }
 
+    /// <summary>Whether this process ignores signal number n (Linux: the SigIgn mask of /proc/self/status).</summary>
+    private static bool IgnoredHere(int n) =>
+        File.Exists("/proc/self/status") && File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("SigIgn:")) is { } line
+        && ((ulong.Parse(line["SigIgn:".Length..].Trim(), NumberStyles.HexNumber) >> (n - 1)) & 1) == 1;
+
     private static void Signal(Process p, string signal) => Process.Start("kill", ["-" + signal, p.Id.ToString(CultureInfo.InvariantCulture)])!.WaitForExit();
 
     private static (int Code, string Out, string Err) Finish(Process p)
@@ -271,11 +276,14 @@ public class HardeningTests
         Assert.False(File.Exists(Path.Combine(dir.Path, "bdh.lock")));
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData("INT", 130)]
     [InlineData("TERM", 143)]
     public void ASignalSavesACheckpointSaysSoAndExits128PlusItsNumber(string signal, int expectedCode)
     {
+        // A command started in the background by a shell without job control ignores SIGINT, and its children inherit
+        // that (bdh, like any program, then never sees it): such a test run cannot send it.
+        Skip.If(IgnoredHere(expectedCode - 128), $"SIG{signal} is ignored in this test process (started in the background?), and bdh would inherit that");
         using var interrupted = new TempDir();
         using var straight = new TempDir();
         using var p = Start(TinyTrain(interrupted.Path, 1_000_000));
