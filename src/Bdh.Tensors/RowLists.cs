@@ -9,18 +9,20 @@ namespace Bdh.Tensors;
 /// 3% non-zero once trained, and its gradient dys: Elementwise.Dropout and DropoutOfProductBackward), and the products
 /// that read it (xy·decoder, the masked dxy = dY·decoderᵀ, dDecoder = xyᵀ·dY; dys·encoder_vᵀ, dEncoder_v = ln(a)ᵀ·dys)
 /// take the lists where each would otherwise scan the 8 MB tensor again (<see cref="Tensor{T}.NonZeroRows"/>, <see cref="MatrixRef{T}.Lists"/>). The lists describe the
-/// values as they were written: a tensor that has them is not written again.
+/// values as they were written: a tensor that has them is not written again. Each thread lists its rows into room for
+/// every place (<see cref="ListRows"/>); <see cref="Seal"/> then moves the entries into arrays as long as they are.
 /// </summary>
 internal sealed unsafe class RowLists : IDisposable
 {
     public int Rows { get; }
     public int Cols { get; }
-    /// <summary>Where each row's entries begin: a range of rows listed by one thread takes the places from its first row's Start[r] = r·Cols on.</summary>
+    /// <summary>Where each row's entries begin.</summary>
     public int[] Start { get; }
     public int[] Count { get; }
-    public int[] Index { get; }
-    public float[] Value { get; }
+    public int[] Index { get; private set; }
+    public float[] Value { get; private set; }
 
+    /// <summary>Lists to fill with <see cref="ListRows"/>, then <see cref="Seal"/>: room for every place while they are listed.</summary>
     public RowLists(int rows, int cols)
     {
         (Rows, Cols) = (rows, cols);
@@ -54,6 +56,29 @@ internal sealed unsafe class RowLists : IDisposable
                 starts[r] = at;
                 at += counts[r] = SparseGemm.NonZeroTerms<W, V>(row, Cols, index + at, value + at);
             }
+    }
+
+    /// <summary>
+    /// Moves the entries, row after row, into arrays as long as they are and gives the room for every place back to the
+    /// pool: lists kept for a backward pass then hold memory for their entries only (a layer's xy and dys in the `paper`
+    /// config have room for 16 M entries each, and its 6 layers' lists made a micro-batch's peak RSS 2.87 GB against 2.30).
+    /// </summary>
+    public void Seal()
+    {
+        int total = (int)NonZeros(0, Rows);
+        int[] index = TensorPool<int>.Rent(total);
+        float[] value = TensorPool<float>.Rent(total);
+        int at = 0;
+        for (int r = 0; r < Rows; r++)
+        {
+            Array.Copy(Index, Start[r], index, at, Count[r]);
+            Array.Copy(Value, Start[r], value, at, Count[r]);
+            Start[r] = at;
+            at += Count[r];
+        }
+        TensorPool<int>.Return(Index);
+        TensorPool<float>.Return(Value);
+        (Index, Value) = (index, value);
     }
 
     /// <summary>How many non-zeros rows [first, first + count) hold.</summary>

@@ -78,6 +78,7 @@ public class RowListsTests
             copy.NonZeroRows.ListRows(0, split, p);
             copy.NonZeroRows.ListRows(split, rows - split, p + split * cols);
         }
+        copy.NonZeroRows.Seal();
         return copy;
     }
 

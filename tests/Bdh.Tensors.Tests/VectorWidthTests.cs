@@ -174,6 +174,7 @@ public class VectorWidthTests(ITestOutputHelper output)
                 fixed (float* wp = wm, xp = xd, mp = mask, yp = yl)
                 {
                     lists.ListRows(0, rows, mp);
+                    lists.Seal();
                     switch (w)
                     {
                         case 512: Gemv.MaskedRows<Float512, Vector512<float>>(rows, n, k, xp, k, wp, null, n, yp, n, relu: false, streamed: false, lists); break;

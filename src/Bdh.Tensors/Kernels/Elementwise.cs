@@ -103,6 +103,7 @@ public static class Elementwise
             Dropout<T>(seed, p, x.Span.Slice(s, n), factor is null ? default : factor.Span.Slice(s, n), y.Span.Slice(s, n), s, accumulate: false);
             ListSlice(lists, y, s, n);
         });
+        lists?.Seal();
         y.NonZeroRows = lists;
     }
 
@@ -131,6 +132,7 @@ public static class Elementwise
                 a.Span.Slice(s, n), db.Tensor.Span.Slice(s, n), db.Accumulate, s, Simd.Widest, reluInputs);
             ListSlice(lists, db.Tensor, s, n);
         });
+        lists?.Seal();
         db.Tensor.NonZeroRows = lists;
     }
 
