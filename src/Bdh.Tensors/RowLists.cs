@@ -7,7 +7,7 @@ namespace Bdh.Tensors;
 /// r's are entries Start[r] to Start[r] + Count[r] of <see cref="Index"/> (their columns, in order) and
 /// <see cref="Value"/>. The op that writes such a matrix lists its rows as it writes them (BDH's xy = dropout(xs ⊙ ys),
 /// 3% non-zero once trained, and its gradient dys: Elementwise.Dropout and DropoutOfProductBackward), and the products
-/// that read it (xy·decoder, the masked dxy = dY·decoderᵀ, dDecoder = xyᵀ·dY; dys·encoder_vᵀ, dEncoder_v = ln(a)ᵀ·dys)
+/// that read it (xy·decoder, the masked dxy = dY·decoderᵀ, dDecoder = xyᵀ·dY; dys·encoder_vᵀ, encoder_vᵀ's gradient dysᵀ·ln(a))
 /// take the lists where each would otherwise scan the 8 MB tensor again (<see cref="Tensor{T}.NonZeroRows"/>, <see cref="MatrixRef{T}.Lists"/>). The lists describe the
 /// values as they were written: a tensor that has them is not written again. Each thread lists its rows into room for
 /// every place (<see cref="ListRows"/>); <see cref="Seal"/> then moves the entries into arrays as long as they are.

@@ -96,16 +96,8 @@ public static class Elementwise
     /// </summary>
     public static void Dropout<T>(ulong seed, double p, Tensor<T> x, Tensor<T>? factor, Tensor<T> y, bool listNonZeros = false)
         where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        var lists = RowListsFor(y, listNonZeros);
-        Parallelism.ForSlices(y.Length, lists?.Cols ?? 1, (s, n) =>
-        {
-            Dropout<T>(seed, p, x.Span.Slice(s, n), factor is null ? default : factor.Span.Slice(s, n), y.Span.Slice(s, n), s, accumulate: false);
-            ListSlice(lists, y, s, n);
-        });
-        lists?.Seal();
-        y.NonZeroRows = lists;
-    }
+        => WriteListing(y, listNonZeros, (s, n) =>
+            Dropout<T>(seed, p, x.Span.Slice(s, n), factor is null ? default : factor.Span.Slice(s, n), y.Span.Slice(s, n), s, accumulate: false));
 
     /// <summary>
     /// dx (+)= dropout(dy ⊙ factor), the forward's mask drawn again from the same seed: the gradient of dropout(x ⊙ factor)
@@ -124,27 +116,27 @@ public static class Elementwise
     /// </summary>
     public static void DropoutOfProductBackward<T>(ulong seed, double p, Tensor<T> dy, Tensor<T> a, Tensor<T> b, GradSlot<T> da, GradSlot<T> db,
         bool reluInputs = false, bool listNonZeros = false) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        var lists = RowListsFor(db.Tensor, listNonZeros && !db.Accumulate);
-        Parallelism.ForSlices(dy.Length, lists?.Cols ?? 1, (s, n) =>
-        {
+        => WriteListing(db.Tensor, listNonZeros && !db.Accumulate, (s, n) =>
             Dropout<T>(seed, p, dy.Span.Slice(s, n), b.Span.Slice(s, n), da.Tensor.Span.Slice(s, n), da.Accumulate,
-                a.Span.Slice(s, n), db.Tensor.Span.Slice(s, n), db.Accumulate, s, Simd.Widest, reluInputs);
-            ListSlice(lists, db.Tensor, s, n);
+                a.Span.Slice(s, n), db.Tensor.Span.Slice(s, n), db.Accumulate, s, Simd.Widest, reluInputs));
+
+    /// <summary>
+    /// write(start, length) over slices of <paramref name="written"/>'s elements in parallel; with
+    /// <paramref name="listNonZeros"/> and a float tensor, the slices are whole rows (of the last dimension), each thread
+    /// lists the non-zeros of the rows it has just written, and the sealed lists become the tensor's; else it has none.
+    /// </summary>
+    private static unsafe void WriteListing<T>(Tensor<T> written, bool listNonZeros, Action<int, int> write) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int cols = written.Rank > 0 ? written.Shape[^1] : 0;
+        var lists = listNonZeros && typeof(T) == typeof(float) && cols > 0 ? new RowLists(written.Length / cols, cols) : null;
+        Parallelism.ForSlices(written.Length, lists is null ? 1 : cols, (s, n) =>
+        {
+            write(s, n);
+            if (lists is not null)
+                fixed (T* elements = written.Span) lists.ListRows(s / cols, n / cols, (float*)elements + s);
         });
         lists?.Seal();
-        db.Tensor.NonZeroRows = lists;
-    }
-
-    /// <summary>Empty lists of the non-zeros of t's rows (its last dimension) when asked and t is float, else null.</summary>
-    private static RowLists? RowListsFor<T>(Tensor<T> t, bool listNonZeros) where T : unmanaged, IFloatingPointIeee754<T> =>
-        listNonZeros && typeof(T) == typeof(float) && t.Rank > 0 && t.Shape[^1] > 0 ? new RowLists(t.Length / t.Shape[^1], t.Shape[^1]) : null;
-
-    /// <summary>Lists the rows of t's elements [start, start + length), whole rows, in lists (if any).</summary>
-    private static unsafe void ListSlice<T>(RowLists? lists, Tensor<T> t, int start, int length) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        if (lists is null) return;
-        fixed (T* elements = t.Span) lists.ListRows(start / lists.Cols, length / lists.Cols, (float*)elements + start);
+        written.NonZeroRows = lists;
     }
 
     /// <summary>
