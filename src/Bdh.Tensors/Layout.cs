@@ -25,13 +25,20 @@ public static unsafe class Layout
     /// dst[b, a] (+)= src[a, b] for a rows × cols matrix whose elements are runs of <paramref name="inner"/> values: src's
     /// element (a, b) starts at srcOffset + a·srcStride + b·inner, dst's (b, a) at dstOffset + b·dstStride + a·inner.
     /// </summary>
+    // Optimized from the first call: the GEMM packs a transposed B with it, and tier 0 made the 4×4 blocks' loads calls
+    // (a tiered process, `bench -- gflops`, ran dX = dY·Wᵀ at 0.8× the rate it has with this).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Transpose<T>(int rows, int cols, int inner, ReadOnlySpan<T> src, int srcOffset, int srcStride,
         Span<T> dst, int dstOffset, int dstStride, bool accumulate) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        // (a, b) in 16×16 tiles, src read along b and dst written along a. A tile's 16 lines of each side stay in L1 where
-        // strides are a power of two (a 32-row tile of 2 KB rows, the sparse product's [512, 128] scratch added into its
-        // [128, 512] gradient, fell into two of L1's sets: 3.6 ns an element on a Zen 4, 0.25 in 4×4 blocks of 16 tiles).
+        // (a, b) in 16×16 tiles. A tile's 16 lines of each side stay in L1 where strides are a power of two (a 32-row tile
+        // of 2 KB rows, the sparse product's [512, 128] scratch added into its [128, 512] gradient, fell into two of L1's
+        // sets: 3.6 ns an element on a Zen 4, 0.25 in 4×4 blocks of 16 tiles). Inside a tile the 4×4 blocks take the lines
+        // of the side with the longer stride four at a time, each whole before the next four: 16 lines 4 KB apart (or a
+        // multiple) share one of L1's 8-way sets (dX = dY·Wᵀ packs W [128, 2048], rows 8 KB apart: the GEMM ran 1.02–1.03×
+        // as fast as with the other side's lines first, on a Zen 4).
         const int Tile = 16;
+        bool srcLinesFirst = srcStride >= dstStride;
         if (rows == 0 || cols == 0) return;
         // The last element of each side inside its span, checked once: the loops below index without checks (one element
         // at a time, the span indexer's checks took most of the time of a 128×512 transpose).
@@ -49,11 +56,15 @@ public static unsafe class Layout
                 }
                 // 4×4 blocks turned in registers, then the rows and columns past the last whole block one element at a time.
                 int aBlocks = a0 + (aEnd - a0 & ~3), bBlocks = b0 + (bEnd - b0 & ~3);
+                var (iStart, iEnd, jStart, jEnd) = srcLinesFirst ? (a0, aBlocks, b0, bBlocks) : (b0, bBlocks, a0, aBlocks);
                 fixed (T* from = src, to = dst)
-                    for (int b = b0; b < bBlocks; b += 4)
-                        for (int a = a0; a < aBlocks; a += 4)
+                    for (int i = iStart; i < iEnd; i += 4)      // four lines of the side read or written whole
+                        for (int j = jStart; j < jEnd; j += 4)  // along them
+                        {
+                            var (a, b) = srcLinesFirst ? (i, j) : (j, i);
                             Simd.Transpose4x4((float*)from + srcOffset + a * srcStride + b, srcStride,
                                 (float*)to + dstOffset + b * dstStride + a, dstStride, accumulate);
+                        }
                 CopyElements(aBlocks, aEnd, b0, bEnd, 1, src, srcOffset, srcStride, dst, dstOffset, dstStride, accumulate);
                 CopyElements(a0, aBlocks, bBlocks, bEnd, 1, src, srcOffset, srcStride, dst, dstOffset, dstStride, accumulate);
             }
