@@ -220,7 +220,7 @@ public class VectorWidthTests(ITestOutputHelper output)
     [Property(MaxTest = 30)]
     public void EveryWidthListsTheSameNonZeros(int seed)
     {
-        // Positions by each width's compaction (AVX-512 compress; mask and bit scan below it), through the sparse product of a
+        // Positions by each width's compaction (AVX-512 compress; below it a table's row per 4 lanes), through the sparse product of a
         // row with the identity: y[j] = x[j] exactly where x is non-zero, so a missed, extra or misplaced position shows.
         var rng = new Rng((ulong)seed);
         int k = 1 + (int)(rng.NextDouble() * 150);
@@ -238,6 +238,22 @@ public class VectorWidthTests(ITestOutputHelper output)
             }
             Assert.Equal(x, y);
         }
+    }
+
+    [Fact]
+    public unsafe void TheCompactionTableStoresTheSetLanesOfEveryMask()
+    {
+        // AVX2 and 128 bits store a register's non-zero positions from Simd's table, four lanes at a time: every mask of 8
+        // lanes and of 4, at an offset, against its bits read one by one (entries past the count are free to hold anything).
+        int[] found = new int[12];
+        foreach (int lanes in new[] { 4, 8 })
+            for (uint mask = 0; mask < 1u << lanes; mask++)
+            {
+                int count;
+                fixed (int* f = found) count = Simd.StoreSetBits(mask, lanes, 100, f);
+                int[] expected = [.. Enumerable.Range(0, lanes).Where(lane => (mask >> lane & 1) != 0).Select(lane => 100 + lane)];
+                Assert.Equal(expected, found[..count]);
+            }
     }
 
     [SkippableTheory, MemberData(nameof(Widths))]
