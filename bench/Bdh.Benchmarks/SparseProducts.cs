@@ -5,12 +5,13 @@ namespace Bdh.Benchmarks;
 /// <summary>
 /// `sparse [threads]`: the per-head products of a `cpu` step whose mostly-zero operand is xy = dropout(xs⊙ys) or a
 /// ReLU's masked gradient dC, each at densities from 2% to 30%, by the sparse kernel and by the packed dense one,
-/// alternately (21 pairs, medians), and how long <c>Gemm</c>'s density test takes. Where the sparse column is the
-/// smaller, <c>SparseGemm.MaxDensityFor</c> should let the product go sparse. Then the masked products (<c>Gemm.MultiplyWhere</c>:
+/// alternately (21 pairs, medians), and how long <c>Gemm</c>'s density test takes; then the sparse kernel again with the
+/// operand's non-zeros listed beforehand (<c>RowLists</c>, as the model's xy and dys come; dC has none). Where the sparse
+/// (or, for a listed operand, the listed) column is the smaller, <c>SparseGemm.MaxDensityFor</c> should let the product go sparse. Then the masked products (<c>Gemm.MultiplyWhere</c>:
 /// only the places a mask marks, by dots) against the whole product, by the mask's density: where the masked column is
 /// the smaller, <c>Gemm.MaskedMaxDensity</c> should let it run.
 /// </summary>
-public static class SparseProducts
+public static unsafe class SparseProducts
 {
     /// <summary>Which operand is mostly zeros.</summary>
     private enum Sparse { A, B }
@@ -39,7 +40,7 @@ public static class SparseProducts
         Console.WriteLine($"sparse against dense products, {threads} thread(s), {Simd.Widest}-bit vectors; ms, medians of 21 pairs");
         if (Environment.GetEnvironmentVariable("DOTNET_TieredCompilation") != "0")
             Console.WriteLine("(tiered JIT on: the first repetitions run unoptimized code; `bdh` runs with DOTNET_TieredCompilation=0's setting)");
-        Console.WriteLine($"{"product",-42} {"density",8} {"sparse",8} {"dense",8} {"ratio",6} {"test",7}");
+        Console.WriteLine($"{"product",-42} {"density",8} {"sparse",8} {"dense",8} {"ratio",6} {"test",7} {"listed",8} {"ratio",6}");
         foreach (var p in Products)
             foreach (double density in new[] { 0.02, 0.06, 0.12, 0.20, 0.30 })
             {
@@ -56,10 +57,22 @@ public static class SparseProducts
                 Action test = p.Operand == Sparse.A
                     ? () => SparseGemm.IsSparse(p.M, p.N, p.K, aRef)
                     : () => SparseGemm.IsSparseB(p.M, p.N, p.K, bRef);
-                sparseProduct(); denseProduct(); test();
-                var pairs = Enumerable.Range(0, 21).Select(_ => (Sparse: Time(sparseProduct), Dense: Time(denseProduct), Test: Time(test))).ToArray();
+                var sparseTensor = p.Operand == Sparse.A ? a : b;
+                int listedCols = p.Operand == Sparse.A ? (p.TransA ? p.M : p.K) : p.N; // the sparse operand's stored rows
+                var lists = new RowLists(sparseTensor.Length / listedCols, listedCols);
+                fixed (float* rows = sparseTensor.Span) lists.ListRows(0, lists.Rows, rows);
+                lists.Seal();
+                var listed = sparseTensor.Reshape(lists.Rows, listedCols);
+                listed.NonZeroRows = lists;
+                var listedRef = listed.Matrix(0, listedCols, p.Operand == Sparse.A ? p.TransA : p.TransB);
+                Action listedProduct = p.Operand == Sparse.A
+                    ? () => SparseGemm.Multiply(p.M, p.N, p.K, listedRef, bRef, cRef, accumulate: false, parallel: threads > 1)
+                    : () => SparseGemm.MultiplyBySparseB(p.M, p.N, p.K, aRef, listedRef, cRef, accumulate: false, parallel: threads > 1);
+                sparseProduct(); denseProduct(); test(); listedProduct();
+                var pairs = Enumerable.Range(0, 21).Select(_ => (Sparse: Time(sparseProduct), Dense: Time(denseProduct), Test: Time(test), Listed: Time(listedProduct))).ToArray();
                 Console.WriteLine($"{p.Name,-42} {density,8:P0} {pairs.Select(x => x.Sparse).Median(),8:0.000} {pairs.Select(x => x.Dense).Median(),8:0.000} " +
-                    $"{pairs.Select(x => x.Sparse / x.Dense).Median(),6:0.00} {pairs.Select(x => x.Test).Median(),7:0.000}");
+                    $"{pairs.Select(x => x.Sparse / x.Dense).Median(),6:0.00} {pairs.Select(x => x.Test).Median(),7:0.000} " +
+                    $"{pairs.Select(x => x.Listed).Median(),8:0.000} {pairs.Select(x => x.Listed / x.Dense).Median(),6:0.00}");
             }
         Console.WriteLine($"{"masked product",-42} {"density",8} {"masked",8} {"whole",8} {"ratio",6}");
         foreach (var p in MaskedProducts)

@@ -27,11 +27,12 @@ internal static unsafe class SparseGemm
     public const double MaxDensity = 0.16;
 
     /// <summary>
-    /// <see cref="MaxDensity"/> at 512 bits where B is at most <see cref="CachedBBytes"/>, so each term's row of B comes from
-    /// L2: the crossover there is near 30% (Zen 4: dX = dC·Wᵀ 0.59× the dense product at 20%, 0.81× at 30%; Xeon 0.85× and
-    /// 1.17×), which takes xs's input gradient (18–26% non-zero once trained) sparse. At 256 bits the same product is
-    /// level with the dense one at 20% (0.95× on the Zen 4, 1.14× on the Xeon), and a B out of L2 (the `paper` config's
-    /// 8 MB heads) made the sparse kernel 2.2× slower at 22%: both keep <see cref="MaxDensity"/>.
+    /// <see cref="MaxDensity"/> where B is at most <see cref="CachedBBytes"/>, so each term's row of B comes from L2: the
+    /// crossover there is near 30% (`bench -- sparse`, Zen 4, 2 threads: dX = dC·Wᵀ 0.64× the dense product at 20% and
+    /// 0.79× at 30% at 512 bits, 0.68× and 0.91× at AVX2, 0.51× and 0.66× at 128 bits), which takes xs's input gradient
+    /// (18–26% non-zero once trained) sparse. A B out of L2 (the `paper` config's 8 MB heads) made the sparse kernel 2.2×
+    /// slower at 22%: it keeps <see cref="MaxDensity"/>. (AVX2 and 128 bits kept MaxDensity here too while they found
+    /// non-zeros by a loop over each register's set bits: AVX2 was level with the dense product at 20%.)
     /// </summary>
     public const double MaxDensityCachedB = 0.25;
 
@@ -43,6 +44,15 @@ internal static unsafe class SparseGemm
     /// takes a second scan of A, and the crossover falls to about 8%.
     /// </summary>
     public const double MaxDensityTransposed = 0.08;
+
+    /// <summary>
+    /// <see cref="MaxDensityTransposed"/> for an A that comes with lists of its non-zeros (<see cref="RowLists"/>: xy in
+    /// xyᵀ·dY, dys in encoder_vᵀ's gradient dysᵀ·ln(a)), which are read instead of the two scans: `bench -- sparse`'s
+    /// listed xyᵀ·dY took 0.56× the dense product at 12% and 0.89× at 20% at AVX2 (0.69× and 0.96× at 512 bits, 0.38× and
+    /// 0.63× at 128). An A without lists keeps its bound: at 512 bits a bound of 30% for dW's dC (four heads' 8 MB in the
+    /// model, where the bench's one head stays in cache) made a late step's matmul_relu backward 23.0 against 20.1 ms.
+    /// </summary>
+    public const double MaxDensityListedTransposed = 0.2;
 
     private const int RowRun = 32;   // rows of B per run of MultiplyRow: 32 KB at 256 columns, in L1/L2 for the next tile
 
@@ -60,15 +70,16 @@ internal static unsafe class SparseGemm
     /// fraction of a percent. The count also stops as soon as it passes the bound. The rows read depend only on the
     /// shape, so the choice is the same for any thread count.
     /// </summary>
-    public static bool IsSparse(int m, int n, int k, MatrixRef<float> a) => HasAtMost(MaxDensityFor(n, k, a.Transposed), m, k, a);
+    public static bool IsSparse(int m, int n, int k, MatrixRef<float> a) => HasAtMost(MaxDensityFor(n, k, a.Transposed, a.Lists is not null), m, k, a);
 
     /// <summary>
-    /// The density below which the sparse kernel beats the dense one for op(A)·B with B [k, n]: <see cref="MaxDensityTransposed"/>
-    /// for an A stored transposed, else <see cref="MaxDensityCachedB"/> or <see cref="MaxDensity"/>.
+    /// The density below which the sparse kernel beats the dense one for op(A)·B with B [k, n]: for an A stored transposed
+    /// <see cref="MaxDensityListedTransposed"/> or <see cref="MaxDensityTransposed"/> (with lists of its non-zeros or
+    /// without), else <see cref="MaxDensityCachedB"/> or <see cref="MaxDensity"/>.
     /// </summary>
-    public static double MaxDensityFor(int n, int k, bool transposedA) =>
-        transposedA ? MaxDensityTransposed
-        : Simd.Widest == 512 && (long)k * n * sizeof(float) <= CachedBBytes ? MaxDensityCachedB
+    public static double MaxDensityFor(int n, int k, bool transposedA, bool listedA) =>
+        transposedA ? (listedA ? MaxDensityListedTransposed : MaxDensityTransposed)
+        : (long)k * n * sizeof(float) <= CachedBBytes ? MaxDensityCachedB
         : MaxDensity;
 
     /// <summary>Whether op(A) [m, k] has at most this fraction of non-zeros, judged as <see cref="IsSparse"/> judges it.</summary>

@@ -118,6 +118,20 @@ public class RowListsTests
         Assert.Same(xyListed.NonZeroRows, heads.Lists);
     }
 
+    [Fact]
+    public void ListsRaiseTheDensityBoundOfATransposedA()
+    {
+        // An A read transposed (xyᵀ·dY) 14% non-zero, between the two bounds: listing its columns by two scans costs more
+        // than the sparse product saves, reading the lists it came with does not.
+        int m = 64, k = 1024, n = 32;
+        var rng = new Rng(7);
+        using var stored = Tensor<float>.From(Naive.Random(rng, k * m).Select(v => rng.NextDouble() < 0.14 ? (float)v : 0).ToArray(), k, m);
+        using var listed = Listed(stored, k / 2);
+        Assert.InRange(0.14, SparseGemm.MaxDensityTransposed, SparseGemm.MaxDensityListedTransposed);
+        Assert.False(SparseGemm.IsSparse(m, n, k, stored.Matrix(0, m, transposed: true)));
+        Assert.True(SparseGemm.IsSparse(m, n, k, listed.Matrix(0, m, transposed: true)));
+    }
+
     /// <summary>op(a)·op(b) summed to shape, or with a mask (its shape) where the mask says.</summary>
     private static Tensor<float> Product(Tensor<float> a, bool transA, Tensor<float> b, bool transB, int[] shape, Tensor<float>? where = null)
     {
