@@ -58,7 +58,7 @@ public static unsafe class SparseProducts
                     ? () => SparseGemm.IsSparse(p.M, p.N, p.K, aRef)
                     : () => SparseGemm.IsSparseB(p.M, p.N, p.K, bRef);
                 var sparseTensor = p.Operand == Sparse.A ? a : b;
-                int listedCols = p.Operand == Sparse.A ? (p.TransA ? p.M : p.K) : p.N; // the sparse operand's stored rows
+                int listedCols = p.Operand == Sparse.A ? (p.TransA ? p.M : p.K) : p.N; // the length of the sparse operand's stored rows
                 var lists = new RowLists(sparseTensor.Length / listedCols, listedCols);
                 fixed (float* rows = sparseTensor.Span) lists.ListRows(0, lists.Rows, rows);
                 lists.Seal();
