@@ -33,10 +33,12 @@ internal static unsafe class Gemm
 
     /// <summary>
     /// The densest mask <see cref="MultiplyWhere{T}"/> computes by dots (`bench -- sparse 2`, [1024, 128]·[128, 512] on a
-    /// Zen 4, 2 threads): at 512 bits the dots took 0.21× the whole product's time at 3.5% of the places, 0.67× at 20%,
-    /// 0.92× at 30%, 1.41× at 50%; at 256 bits 0.25×, 1.00×, 1.29×; at 128 bits 0.21×, 0.82×, 1.05×.
+    /// Zen 4, 2 threads, the dots' time over the whole product's at 3.5%, 20%, 30% and 50% of the places): at 512 bits
+    /// 0.19×, 0.63×, 0.89×, 1.42×; at 256 bits 0.28×, 0.69×, 0.97×, 1.40×; at 128 bits with FMA 0.17×, 0.45×, 0.62×, 0.92×,
+    /// without 0.19×, 0.52×, 0.72×, 1.13× (the whole product at 128 bits runs at half the wider widths' speed, the dots
+    /// do not, as their rows come from L2).
     /// </summary>
-    internal static double MaskedMaxDensity => Simd.Widest == 512 ? 0.3 : 0.2;
+    internal static double MaskedMaxDensity => Simd.Widest >= 256 ? 0.3 : 0.4;
 
     /// <summary>From this many elements of A on, a float product counts A's non-zeros to choose the sparse kernel.</summary>
     internal const long SparseCheckSize = 1 << 14;

@@ -132,10 +132,9 @@ public static unsafe class Gemv
                         if (streamed)
                             for (int r = e + PrefetchRows; r < e + PrefetchRows + 8; r++)
                                 for (int line = 0; line < k; line += 16) Simd.Prefetch(w + (long)list[r] * k + line);
-                        EightRowDots<W, V>(list + e, w, k, a + i * lda, y);
+                        EightRowDots<W, V>(list + e, w, k, a + i * lda, y, relu);
                     }
                 }
-                if (relu) Kernels.Elementwise.Relu<float>(new Span<float>(y, n), new Span<float>(y, n));
             }
         TensorPool<int>.Return(index);
     }
@@ -148,12 +147,13 @@ public static unsafe class Gemv
     }
 
     /// <summary>
-    /// y[r] = W[r, :]·x for the eight rows r in rows[0..8): eight rows' loads in flight at once, their partial sums added
-    /// across lanes in one tree (<see cref="IFloatVector{V}.StoreSums"/>). The eight row pointers, x and j fill 11 of
+    /// y[r] = W[r, :]·x (max(·, 0) with relu) for the eight rows r in rows[0..8): eight rows' loads in flight at once, their
+    /// partial sums added across lanes in one tree (<see cref="IFloatVector{V}.StoreSums"/>). The places between the listed
+    /// rows stay 0, so the ReLU applies here, not in a pass over all of y. The eight row pointers, x and j fill 11 of
     /// x64's 14 free integer registers: anything more in the loop (a prefetch of later rows was) spills pointers.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    private static void EightRowDots<W, V>(int* rows, float* w, int k, float* x, float* y) where W : struct, IFloatVector<V> where V : struct
+    private static void EightRowDots<W, V>(int* rows, float* w, int k, float* x, float* y, bool relu) where W : struct, IFloatVector<V> where V : struct
     {
         float* w0 = w + (long)rows[0] * k, w1 = w + (long)rows[1] * k, w2 = w + (long)rows[2] * k, w3 = w + (long)rows[3] * k;
         float* w4 = w + (long)rows[4] * k, w5 = w + (long)rows[5] * k, w6 = w + (long)rows[6] * k, w7 = w + (long)rows[7] * k;
@@ -188,6 +188,6 @@ public static unsafe class Gemv
             sums[6] = MathF.FusedMultiplyAdd(x[j], w6[j], sums[6]);
             sums[7] = MathF.FusedMultiplyAdd(x[j], w7[j], sums[7]);
         }
-        for (int r = 0; r < 8; r++) y[rows[r]] = sums[r];
+        for (int r = 0; r < 8; r++) y[rows[r]] = relu ? MathF.Max(sums[r], 0) : sums[r];
     }
 }

@@ -278,13 +278,13 @@ internal static unsafe class PackedGemm
                     // the products with k = 128 (x·encoder, x·encoder_h) ran 1.13–1.38× faster, the square 1.04–1.10×,
                     // the others 0.87–1.07× (bench/HISTORY.md).
                     for (int r = 0; r < rows; r++) Simd.PrefetchRun(cTile + (long)r * c.Stride, cols);
-                    if (rows == MR && cols == NR)
+                    if (cols == NR) // the tile's rows of C, fewer than MR in the last tile of an m that MR does not divide
                     {
-                        MicroKernel<W, V>(depth, aSliver, sliverRow, sliverK, bSliver, cTile, c.Stride, add, relu);
+                        MicroKernel<W, V>(depth, aSliver, sliverRow, sliverK, bSliver, cTile, c.Stride, add, relu, rows);
                         continue;
                     }
-                    // Partial tile at the matrix edge: compute the full tile aside, keep the valid part.
-                    MicroKernel<W, V>(depth, aSliver, sliverRow, sliverK, bSliver, edge, NR, false, false);
+                    // Partial tile at the matrix's right edge: compute the full tile aside, keep the valid part.
+                    MicroKernel<W, V>(depth, aSliver, sliverRow, sliverK, bSliver, edge, NR, false, false, MR);
                     for (int r = 0; r < rows; r++)
                         for (int j = 0; j < cols; j++)
                         {
@@ -297,12 +297,14 @@ internal static unsafe class PackedGemm
 
     /// <summary>
     /// C[MR, NR] (+)= Σ_p A[0..MR, p] ⊗ b[p, 0..NR), then max(C, 0) with relu: the tile in 2·MR accumulators, MR broadcasts
-    /// and 2 loads per p.
+    /// and 2 loads per p; the first <paramref name="rows"/> rows of it stored (AVX2's 6 rows divide none of BDH's m, 64,
+    /// 128, 512 or 1024: a scalar copy of the last tile's rows from a tile aside took 3% of the `cpu` preset's attention
+    /// products at k = 64).
     /// Row r of A is at a + r·aRow, stepping by aK per p. MR is 6 or 8, a constant of each width's copy, so the rows past
     /// it and their tests compile away.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    private static void MicroKernel<W, V>(int kc, float* a, nint aRow, nint aK, float* b, float* c, int ldc, bool add, bool relu)
+    private static void MicroKernel<W, V>(int kc, float* a, nint aRow, nint aK, float* b, float* c, int ldc, bool add, bool relu, int rows)
         where W : struct, IFloatVector<V> where V : struct
     {
         int w = W.Count, MR = W.GemmRows;
@@ -326,17 +328,14 @@ internal static unsafe class PackedGemm
                 ai = W.Broadcast(a7 + o); c70 = W.MultiplyAdd(ai, b0, c70); c71 = W.MultiplyAdd(ai, b1, c71);
             }
         }
-        StoreRow<W, V>(c, c00, c01, add, relu); c += ldc;
-        StoreRow<W, V>(c, c10, c11, add, relu); c += ldc;
-        StoreRow<W, V>(c, c20, c21, add, relu); c += ldc;
-        StoreRow<W, V>(c, c30, c31, add, relu); c += ldc;
-        StoreRow<W, V>(c, c40, c41, add, relu); c += ldc;
-        StoreRow<W, V>(c, c50, c51, add, relu);
-        if (MR == 8)
-        {
-            c += ldc; StoreRow<W, V>(c, c60, c61, add, relu);
-            c += ldc; StoreRow<W, V>(c, c70, c71, add, relu);
-        }
+        StoreRow<W, V>(c, c00, c01, add, relu);
+        if (rows > 1) StoreRow<W, V>(c + ldc, c10, c11, add, relu);
+        if (rows > 2) StoreRow<W, V>(c + 2 * ldc, c20, c21, add, relu);
+        if (rows > 3) StoreRow<W, V>(c + 3 * ldc, c30, c31, add, relu);
+        if (rows > 4) StoreRow<W, V>(c + 4 * ldc, c40, c41, add, relu);
+        if (rows > 5) StoreRow<W, V>(c + 5 * ldc, c50, c51, add, relu);
+        if (MR == 8 && rows > 6) StoreRow<W, V>(c + 6 * ldc, c60, c61, add, relu);
+        if (MR == 8 && rows > 7) StoreRow<W, V>(c + 7 * ldc, c70, c71, add, relu);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -311,7 +311,7 @@ internal static unsafe class SparseGemm
     /// Writes the positions of the non-zeros of row[0..length) to found (room for length + 16), in order;
     /// returns how many. A register's positions are stored with no branch on the data (a branch on each non-zero
     /// mispredicts about once per non-zero, which costs more than the arithmetic): AVX-512's compress, elsewhere a table's
-    /// row of positions per four lanes (<see cref="Simd.StoreSetBits"/>).
+    /// row of positions for the register's mask (<see cref="Simd.StoreSetBits"/>).
     /// </summary>
     internal static int NonZeros<W, V>(float* row, int length, int* found) where W : struct, IFloatVector<V> where V : struct
     {

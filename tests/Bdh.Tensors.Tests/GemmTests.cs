@@ -149,6 +149,34 @@ public class GemmTests
     }
 
     [Fact]
+    public void TheLastTileStoresOnlyTheRowsOfC()
+    {
+        // C as a block of a larger array (stride past n, rows after m): the last row tile of an m that the tile's rows
+        // (6 at AVX2 and 128 bits on x64, 8 elsewhere) do not divide is stored row by row from the kernel's registers, and
+        // must write C's rows and nothing else, with the sums of the naive product, accumulated and through the ReLU.
+        const float Sentinel = -12345f; // negative: a stray store of a row past m (a zero row's sum added to it) turns it to 0 through the ReLU
+        foreach (int m in new[] { 1, 2, 5, 7, 13, 64 })
+            foreach (int n in new[] { 16, 32, 64 })
+            {
+                int k = 40, stride = n + 3;
+                var rng = new Rng((ulong)(m * 100 + n));
+                double[] a = Naive.Random(rng, m * k), b = Naive.Random(rng, k * n), c0 = Naive.Random(rng, m * n);
+                float[] c = Enumerable.Repeat(Sentinel, (m + 8) * stride).ToArray(); // 8 rows past m: a whole tile's overrun lands in the array
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < n; j++) c[i * stride + j] = (float)c0[i * n + j];
+                Gemm.Multiply(m, n, k, new MatrixRef<float>([.. a.Select(x => (float)x)], 0, k), new MatrixRef<float>([.. b.Select(x => (float)x)], 0, n),
+                    new MatrixRef<float>(c, 0, stride), accumulate: true, relu: true);
+                var expected = Naive.MatMul(a, false, b, false, m, n, k);
+                for (int i = 0; i < c.Length; i++)
+                {
+                    int row = i / stride, col = i % stride;
+                    if (row >= m || col >= n) Assert.True(c[i] == Sentinel, $"m={m} n={n}: wrote C[{row}, {col}] outside the matrix");
+                    else Assert.Equal(Math.Max(expected[row * n + col] + c0[row * n + col], 0), c[i], 1e-4);
+                }
+            }
+    }
+
+    [Fact]
     public void ReluIsRefusedWithACausalHint() =>
         Assert.Throws<ArgumentException>(() => Gemm.Multiply(3, 3, 3, new MatrixRef<float>(new float[9], 0, 3), new MatrixRef<float>(new float[9], 0, 3),
             new MatrixRef<float>(new float[9], 0, 3), false, causal: Causal.LowerOutput, relu: true));

@@ -243,7 +243,7 @@ public class VectorWidthTests(ITestOutputHelper output)
     [Fact]
     public unsafe void TheCompactionTableStoresTheSetLanesOfEveryMask()
     {
-        // AVX2 and 128 bits store a register's non-zero positions from Simd's table, four lanes at a time: every mask of 8
+        // AVX2 and 128 bits store a register's non-zero positions from Simd's table, a row for each register's mask: every mask of 8
         // lanes and of 4, at an offset, against its bits read one by one (entries past the count are free to hold anything).
         int[] found = new int[12];
         foreach (int lanes in new[] { 4, 8 })
