@@ -298,8 +298,8 @@ internal static unsafe class PackedGemm
     /// <summary>
     /// C[MR, NR] (+)= Σ_p A[0..MR, p] ⊗ b[p, 0..NR), then max(C, 0) with relu: the tile in 2·MR accumulators, MR broadcasts
     /// and 2 loads per p; the first <paramref name="rows"/> rows of it stored (AVX2's 6 rows divide none of BDH's m, 64,
-    /// 128, 512 or 1024: a scalar copy of the last tile's rows from a tile aside took 3% of the `cpu` preset's attention
-    /// products at k = 64).
+    /// 128, 512 or 1024: copied element by element from a tile aside, the last tile's rows cost the `cpu` preset's attention
+    /// products at k = 64 3–6% of their time).
     /// Row r of A is at a + r·aRow, stepping by aK per p. MR is 6 or 8, a constant of each width's copy, so the rows past
     /// it and their tests compile away.
     /// </summary>
