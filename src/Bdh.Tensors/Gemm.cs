@@ -33,10 +33,10 @@ internal static unsafe class Gemm
 
     /// <summary>
     /// The densest mask <see cref="MultiplyWhere{T}"/> computes by dots (`bench -- sparse 2`, [1024, 128]·[128, 512] on a
-    /// Zen 4, 2 threads, the dots' time over the whole product's at 3.5%, 20%, 30% and 50% of the places): at 512 bits
-    /// 0.19×, 0.63×, 0.89×, 1.42×; at 256 bits 0.28×, 0.69×, 0.97×, 1.40×; at 128 bits with FMA 0.17×, 0.45×, 0.62×, 0.92×,
-    /// without 0.19×, 0.52×, 0.72×, 1.13× (the whole product at 128 bits runs at half the wider widths' speed, the dots
-    /// do not, as their rows come from L2).
+    /// Zen 4, 2 threads, the dots' time over the whole product's at 20%, 30% and 50% of the places; bench/README.md,
+    /// "Masked products"): at 512 bits 0.63×, 0.89–1.13×, 1.42–1.71×; at 256 bits 0.65×, 0.92×, 1.35×; at 128 bits with
+    /// FMA 0.43×, 0.59×, 0.90×, without 0.50×, 0.71×, 1.09× (the whole product at 128 bits runs at half the wider widths'
+    /// speed, the dots do not, as their rows come from L2).
     /// </summary>
     internal static double MaskedMaxDensity => Simd.Widest >= 256 ? 0.3 : 0.4;
 
