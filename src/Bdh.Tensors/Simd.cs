@@ -145,8 +145,9 @@ public static unsafe class Simd
     /// <summary>
     /// Positions of the set bits of a mask of <paramref name="lanes"/> bits (4 or 8), plus offset, to found, in order (up
     /// to 8 entries past the last written): the compaction for widths without a compress instruction, one store of the
-    /// mask's row of <see cref="SetLanes"/> widened to ints (AVX2: one vpmovzxbd from the table). No branch depends on the
-    /// data: a loop over the set bits mispredicted its exit about once a register.
+    /// mask's row of <see cref="SetLanes"/> widened to ints (AVX2: one vpmovzxbd from the table; 8 lanes run only where AVX2
+    /// does, the portable widening serves the table's test elsewhere). No branch depends on the data: a loop over the set
+    /// bits mispredicted its exit about once a register.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static int StoreSetBits(uint mask, int lanes, int offset, int* found)

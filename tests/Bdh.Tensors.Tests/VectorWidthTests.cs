@@ -220,7 +220,7 @@ public class VectorWidthTests(ITestOutputHelper output)
     [Property(MaxTest = 30)]
     public void EveryWidthListsTheSameNonZeros(int seed)
     {
-        // Positions by each width's compaction (AVX-512 compress; below it a table's row per 4 lanes), through the sparse product of a
+        // Positions by each width's compaction (AVX-512 compress; below it a table's row per register's mask), through the sparse product of a
         // row with the identity: y[j] = x[j] exactly where x is non-zero, so a missed, extra or misplaced position shows.
         var rng = new Rng((ulong)seed);
         int k = 1 + (int)(rng.NextDouble() * 150);
