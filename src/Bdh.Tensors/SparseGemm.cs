@@ -40,21 +40,23 @@ internal static unsafe class SparseGemm
     internal const long CachedBBytes = 512 * 1024;
 
     /// <summary>
-    /// <see cref="MaxDensity"/> for an A stored transposed (the weight gradients xyᵀ·dY and dCᵀ·X): listing its rows
-    /// takes a second scan of A, and the crossover falls to about 8%.
+    /// <see cref="MaxDensity"/> for an A stored transposed (the weight gradients xyᵀ·dY, dCᵀ·X and dysᵀ·ln(a)), whose rows
+    /// of op(A) are A's columns (<see cref="MultiplyRowsOfTransposedA"/>): `bench -- sparse`'s dW = Xᵀ·dC took 0.62× the
+    /// dense product at 20% and 0.77× at 30% at 512 bits, 0.73× and 0.89× at AVX2 (Zen 4, 2 threads), which takes the
+    /// encoder's gradient (dC 18–26% non-zero once trained) sparse.
     /// </summary>
-    public const double MaxDensityTransposed = 0.08;
+    public const double MaxDensityTransposed = 0.25;
 
     /// <summary>
-    /// <see cref="MaxDensityTransposed"/> for an A that comes with lists of its non-zeros (<see cref="RowLists"/>: xy in
-    /// xyᵀ·dY, dys in encoder_vᵀ's gradient dysᵀ·ln(a)), which are read instead of the two scans: `bench -- sparse`'s
-    /// listed xyᵀ·dY took 0.56× the dense product at 12% and 0.89× at 20% at AVX2 (0.69× and 0.96× at 512 bits, 0.38× and
-    /// 0.63× at 128). An A without lists keeps its bound: at 512 bits a bound of 30% for dW's dC (four heads' 8 MB in the
-    /// model, where the bench's one head stays in cache) made a late step's matmul_relu backward 23.0 against 20.1 ms.
+    /// Below this density a transposed A that comes with lists of its non-zeros (<see cref="RowLists"/>: xy in xyᵀ·dY,
+    /// dys in dysᵀ·ln(a)) is listed by columns from its lists; above it, it is turned a block at a time as an A without
+    /// lists is. `bench -- sparse`'s xyᵀ·dY from the lists took 0.12× the dense product at 2%, 0.30× at 6%, 0.59–0.71×
+    /// at 12% and 0.93–1.19× at 20%, by blocks 0.33×, 0.40×, 0.56× and 0.63–0.67×.
     /// </summary>
-    public const double MaxDensityListedTransposed = 0.2;
+    public const double MaxDensityFromLists = 0.1;
 
     private const int RowRun = 32;   // rows of B per run of MultiplyRow: 32 KB at 256 columns, in L1/L2 for the next tile
+    private const int TransposedBlock = 64; // A's stored rows a block of MultiplyRowsOfTransposedBlocks: 64 rows of B in L1
 
     /// <summary>
     /// About how many of an operand's stored rows <see cref="IsSparse"/> counts, spread evenly over them: one in each run
@@ -70,15 +72,14 @@ internal static unsafe class SparseGemm
     /// fraction of a percent. The count also stops as soon as it passes the bound. The rows read depend only on the
     /// shape, so the choice is the same for any thread count.
     /// </summary>
-    public static bool IsSparse(int m, int n, int k, MatrixRef<float> a) => HasAtMost(MaxDensityFor(n, k, a.Transposed, a.Lists is not null), m, k, a);
+    public static bool IsSparse(int m, int n, int k, MatrixRef<float> a) => HasAtMost(MaxDensityFor(n, k, a.Transposed), m, k, a);
 
     /// <summary>
     /// The density below which the sparse kernel beats the dense one for op(A)·B with B [k, n]: for an A stored transposed
-    /// <see cref="MaxDensityListedTransposed"/> or <see cref="MaxDensityTransposed"/> (with lists of its non-zeros or
-    /// without), else <see cref="MaxDensityCachedB"/> or <see cref="MaxDensity"/>.
+    /// <see cref="MaxDensityTransposed"/>, else <see cref="MaxDensityCachedB"/> or <see cref="MaxDensity"/>.
     /// </summary>
-    public static double MaxDensityFor(int n, int k, bool transposedA, bool listedA) =>
-        transposedA ? (listedA ? MaxDensityListedTransposed : MaxDensityTransposed)
+    public static double MaxDensityFor(int n, int k, bool transposedA) =>
+        transposedA ? MaxDensityTransposed
         : (long)k * n * sizeof(float) <= CachedBBytes ? MaxDensityCachedB
         : MaxDensity;
 
@@ -145,6 +146,8 @@ internal static unsafe class SparseGemm
     internal static void Multiply<W, V>(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c, bool accumulate, bool parallel)
         where W : struct, IFloatVector<V> where V : struct
     {
+        // A transposed A's lists list its columns faster than turning it by blocks only while they are short.
+        if (a.Transposed && a.Lists is { } lists && lists.NonZeros(a.ListsRow, k) > MaxDensityFromLists * m * k) a = a with { Lists = null };
         Parallelism.ForRowRanges(m, parallel, (i0, i1) => MultiplyRows<W, V>(i0, i1, n, k, a, b, c, accumulate));
     }
 
@@ -185,27 +188,30 @@ internal static unsafe class SparseGemm
     }
 
     /// <summary>
-    /// Rows [i0, i1) of C where A is stored transposed ([k, m]): op(A)'s rows are A's columns, so they are listed first
-    /// for the whole chunk in compressed form (CSR: row r's non-zeros are entries start[r]..start[r+1], in order of p),
-    /// from two passes over A's stored rows (count per row, then place), then multiplied. Each pass finds a stored row's
-    /// non-zeros in the chunk's columns by a scan, or from A's lists where it has them.
+    /// Rows [i0, i1) of C where A is stored transposed ([k, m]): op(A)'s rows are A's columns. With A's lists, they are
+    /// listed for the whole chunk in compressed form (CSR: row r's non-zeros are entries start[r]..start[r+1], in order of
+    /// p), from two passes over the lists (count per row, then place), then multiplied; without, a block of A at a time is
+    /// turned (<see cref="MultiplyRowsOfTransposedBlocks"/>).
     /// </summary>
     private static void MultiplyRowsOfTransposedA<W, V>(int i0, int i1, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c, bool accumulate)
         where W : struct, IFloatVector<V> where V : struct
     {
+        if (a.Lists is not { } lists)
+        {
+            MultiplyRowsOfTransposedBlocks<W, V>(i0, i1, n, k, a, b, c, accumulate);
+            return;
+        }
         int rows = i1 - i0;
         int[] start = TensorPool<int>.Rent(rows + 1), next = TensorPool<int>.Rent(rows);
-        int[] positions = TensorPool<int>.Rent(rows + 16); // + 16: NonZeros' last whole-register store
+        int[] positions = TensorPool<int>.Rent(rows);
         float[] found = TensorPool<float>.Rent(rows);
         Array.Clear(start, 0, rows + 1);
-        fixed (float* aP = a.Array, foundValues = found)
+        fixed (float* foundValues = found)
         fixed (int* foundAt = positions)
         {
-            // Stored row s (s < k) begins at a0 + s·stride: column s of op(A)'s rows i0 on.
-            float* a0 = aP + a.Offset + i0;
             for (int s = 0; s < k; s++)
             {
-                int count = NonZerosInColumns<W, V>(a, a0, s, i0, rows, foundAt, null);
+                int count = NonZerosInColumns(lists, a.ListsRow, s, i0, rows, foundAt, null);
                 for (int e = 0; e < count; e++) start[foundAt[e] + 1]++;
             }
             for (int r = 0; r < rows; r++) start[r + 1] += start[r];
@@ -218,7 +224,7 @@ internal static unsafe class SparseGemm
             float[] value = TensorPool<float>.Rent(listLength);
             for (int s = 0; s < k; s++)
             {
-                int count = NonZerosInColumns<W, V>(a, a0, s, i0, rows, foundAt, foundValues);
+                int count = NonZerosInColumns(lists, a.ListsRow, s, i0, rows, foundAt, foundValues);
                 for (int e = 0; e < count; e++)
                 {
                     int at = next[foundAt[e]]++;
@@ -241,23 +247,50 @@ internal static unsafe class SparseGemm
     }
 
     /// <summary>
-    /// The non-zeros of A's stored row s in columns [i0, i0 + rows), which begin at a0 + s·stride: their columns from i0
-    /// to foundAt, and their values to foundValues unless it is null (room for rows + 16 and rows); returns how many.
-    /// From A's lists where it has them (in order of column: the entries past the chunk's columns are not read), else by a scan.
+    /// Rows [i0, i1) of C where A is stored transposed ([k, m]) and has no lists (a ReLU's masked gradient dC, in dW =
+    /// Xᵀ·dC as dWᵀ = dCᵀ·X): A's stored rows [s0, s0 + <see cref="TransposedBlock"/>) in the chunk's columns are turned
+    /// into a block [rows, TransposedBlock] (<see cref="Layout.Transpose{T}"/>, 4×4 blocks in registers), then each of its
+    /// rows is scanned and its terms added into C's row, B's rows s0 on. Listing the whole chunk's rows first took two
+    /// scans of A and a scattered write per non-zero, as long as the product itself at 20% non-zeros (`bench -- sparse`'s
+    /// dW); a block is turned at the cost of a copy, and its rows of B, 32 KB at 128 columns, stay in L1 while every row
+    /// of C adds from them. Each row of C still adds its terms in order of p.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int NonZerosInColumns<W, V>(MatrixRef<float> a, float* a0, int s, int i0, int rows, int* foundAt, float* foundValues)
+    private static void MultiplyRowsOfTransposedBlocks<W, V>(int i0, int i1, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c, bool accumulate)
         where W : struct, IFloatVector<V> where V : struct
     {
-        if (a.Lists is not { } lists)
-        {
-            float* stored = a0 + (long)s * a.Stride;
-            int scanned = NonZeros<W, V>(stored, rows, foundAt);
-            if (foundValues != null)
-                for (int e = 0; e < scanned; e++) foundValues[e] = stored[foundAt[e]];
-            return scanned;
-        }
-        int r = a.ListsRow + s, start = lists.Start[r], end = start + lists.Count[r], count = 0;
+        int rows = i1 - i0;
+        float[] turned = TensorPool<float>.Rent(rows * TransposedBlock);
+        int[] positions = TensorPool<int>.Rent(TransposedBlock + 16); // + 16: NonZeros' last whole-register store
+        float[] found = TensorPool<float>.Rent(TransposedBlock);
+        int first = TensorPool<float>.AlignedStart(turned);
+        fixed (float* bP = b.Array, cP = c.Array, block = turned, values = found)
+        fixed (int* foundAt = positions)
+            for (int s0 = 0; s0 < k; s0 += TransposedBlock)
+            {
+                int depth = Math.Min(TransposedBlock, k - s0);
+                Layout.Transpose<float>(depth, rows, 1, a.Array, a.Offset + s0 * a.Stride + i0, a.Stride, turned, first, TransposedBlock, accumulate: false);
+                bool addToC = accumulate || s0 > 0; // the first block sets C's rows, with or without terms
+                for (int r = 0; r < rows; r++)
+                {
+                    int count = NonZeroTerms<W, V>(block + first + r * TransposedBlock, depth, foundAt, values);
+                    if (count > 0 || !addToC)
+                        MultiplyRow<W, V>(count, foundAt, values, bP + b.Offset + (long)s0 * b.Stride, b.Stride, n, cP + c.Offset + (long)(i0 + r) * c.Stride, addToC);
+                }
+            }
+        TensorPool<float>.Return(turned);
+        TensorPool<int>.Return(positions);
+        TensorPool<float>.Return(found);
+    }
+
+    /// <summary>
+    /// The non-zeros of A's stored row s in columns [i0, i0 + rows), from A's lists (in order of column: the entries past
+    /// the chunk's columns are not read): their columns from i0 to foundAt, and their values to foundValues unless it is
+    /// null (room for rows); returns how many.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int NonZerosInColumns(RowLists lists, int listsRow, int s, int i0, int rows, int* foundAt, float* foundValues)
+    {
+        int r = listsRow + s, start = lists.Start[r], end = start + lists.Count[r], count = 0;
         fixed (int* index = lists.Index)
         fixed (float* value = lists.Value)
             for (int e = start; e < end && index[e] < i0 + rows; e++)

@@ -103,7 +103,7 @@ public class TrainedReferenceTests
     [Fact]
     public void GradientsWhereTheProductsGoSparseMatchTheDenseFloat64Ones()
     {
-        // Trained, xy = xs ⊙ ys is a few percent non-zero in every layer, below the sparse kernel's bounds (8% and 16%),
+        // Trained, xy = xs ⊙ ys is a few percent non-zero in every layer, below the sparse kernel's bounds (16% to 25%),
         // so in float the decoder's products and ys's backward products (its masked gradient is zero wherever xy is) go
         // sparse; float64 multiplies everything dense. 16 windows of 64: 1024 rows, enough for Gemm to test the density.
         // float32's rounding through the trained model's four layers reaches 3e-4 of encoder_v's largest gradient with
