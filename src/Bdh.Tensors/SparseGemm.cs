@@ -248,7 +248,8 @@ internal static unsafe class SparseGemm
 
     /// <summary>
     /// Rows [i0, i1) of C where A is stored transposed ([k, m]) and has no lists (a ReLU's masked gradient dC, in dW =
-    /// Xᵀ·dC as dWᵀ = dCᵀ·X): A's stored rows [s0, s0 + <see cref="TransposedBlock"/>) in the chunk's columns are turned
+    /// Xᵀ·dC as dWᵀ = dCᵀ·X), or lists above <see cref="MaxDensityFromLists"/>, which <see cref="Multiply{W, V}"/> sets
+    /// aside: A's stored rows [s0, s0 + <see cref="TransposedBlock"/>) in the chunk's columns are turned
     /// into a block [rows, TransposedBlock] (<see cref="Layout.Transpose{T}"/>, 4×4 blocks in registers), then each of its
     /// rows is scanned and its terms added into C's row, B's rows s0 on. Listing the whole chunk's rows first took two
     /// scans of A and a scattered write per non-zero, as long as the product itself at 20% non-zeros (`bench -- sparse`'s
