@@ -59,24 +59,32 @@ public static class Ops
         {
             var dc = y.Grad!; // dy becomes dC in place: nothing reads dy after this op's backward
             if (!y.GradIsReluMasked) Elementwise.ReluBackward(y.Value, dc, new GradSlot<T>(dc, Accumulate: false));
-            SendMatMulGrads(a, b, false, transB, dc);
-        }).AsReluOutput();
+            SendMatMulGrads(a, b, false, transB, dc); // a dC listed as its only copy (BDH's dys) goes to the products as lists
+        }).AsReluOutput().AsTakingListedGrad();
     }
 
     /// <summary>
     /// dA (+)= dC·op(B)ᵀ and dB (+)= op(A)ᵀ·dC, each in the orientation its operand is stored in. An A whose gradient is
     /// read only where it is not zero (<see cref="Var{T}.GradNeededOnlyWhereNonZero"/>: BDH's xs⊙ys, 3% non-zero once
-    /// trained, in the decoder's product) gets dA at those places only.
+    /// trained, in the decoder's product) gets dA at those places only; where A comes with lists of its non-zeros that
+    /// hold its factors' values (<see cref="DropoutOfProduct{T}"/>: at most <see cref="ListedGradMaxDensity"/> non-zero),
+    /// dA is those places' values only (lists that are its only copy): no pass writes the zeros between them, and
+    /// xs⊙ys's backward reads them as lists.
     /// </summary>
     private static void SendMatMulGrads<T>(Var<T> a, Var<T> b, bool transA, bool transB, Tensor<T> dc) where T : unmanaged, IFloatingPointIeee754<T>
     {
         if (a.RequiresGrad)
         {
-            var (da, add) = a.GradSlot();
-            if (transA) Tensors.MatMul.Multiply(b.Value, transB, dc, true, da, add);  // dA = op(B)·dCᵀ
-            else if (a.GradNeededOnlyWhereNonZero && !transB && !add && !SumsOverBatch(dc, b, a)) // dA = dC·Bᵀ where A ≠ 0
-                Tensors.MatMul.Multiply(dc, false, b.Value, true, da, accumulate: false, where: a.Value);
-            else Tensors.MatMul.Multiply(dc, false, b.Value, !transB, da, add);       // dA = dC·op(B)ᵀ
+            bool onlyWhereNonZero = a.GradNeededOnlyWhereNonZero && !transA && !transB && a.Grad is null && !SumsOverBatch(dc, b, a);
+            if (onlyWhereNonZero && a.Value.NonZeroRows is { FactorValues.Length: 2 } places) // xy's lists, kept with xs's and ys's values
+                Tensors.MatMul.Multiply(dc, false, b.Value, true, a.SetListedGrad(places.AtSamePlaces()), accumulate: false, where: a.Value);
+            else
+            {
+                var (da, add) = a.GradSlot();
+                if (transA) Tensors.MatMul.Multiply(b.Value, transB, dc, true, da, add);  // dA = op(B)·dCᵀ
+                else if (onlyWhereNonZero) Tensors.MatMul.Multiply(dc, false, b.Value, true, da, accumulate: false, where: a.Value); // dA = dC·Bᵀ where A ≠ 0
+                else Tensors.MatMul.Multiply(dc, false, b.Value, !transB, da, add);       // dA = dC·op(B)ᵀ
+            }
         }
         if (b.RequiresGrad)
         {
@@ -85,6 +93,18 @@ public static class Ops
             else Tensors.MatMul.Multiply(a.Value, !transA, dc, false, db, add);       // dB = op(A)ᵀ·dC
         }
     }
+
+    /// <summary>
+    /// The most non-zeros, as a fraction of its elements, that xs⊙ys may have for its gradient and the two it passes back
+    /// to be lists (<see cref="DropoutOfProduct{T}"/> keeps xs's and ys's values at its listed places only up to it,
+    /// <see cref="SendMatMulGrads{T}"/> lists the gradient where they are kept): the bound above which the products that
+    /// read dys from lists turn it by blocks instead (<see cref="SparseGemm.MaxDensityFromLists"/>). Settable for the
+    /// tests, which compare the two ways.
+    /// </summary>
+    internal static double ListedGradMaxDensity { get; set; } = SparseGemm.MaxDensityFromLists;
+
+    /// <summary>How many times xs⊙ys's backward has read its gradient as lists on this thread: the tests check that the way they compare ran.</summary>
+    [ThreadStatic] internal static int ListedProductBackwards;
 
     /// <summary>Whether dA = dC·Bᵀ sums products over a batch dimension A broadcasts along (a masked product cannot).</summary>
     private static bool SumsOverBatch<T>(Tensor<T> dc, Var<T> b, Var<T> a) where T : unmanaged, IFloatingPointIeee754<T> =>
@@ -171,9 +191,9 @@ public static class Ops
         var scores = Tensor<T>.Empty(h, b, t, t);
         var y = Tensor<T>.Empty(h, b, t, v.Shape[^1]);
         Tensors.Kernels.CausalLinearAttention.Forward(q.Value, v.Value, scores, y, rope);
-        bool foldRelu = rope != null && q.IsReluOutput; // the rotation back stores dq, and masks it on the way
+        bool foldRelu = rope != null && q.IsReluOutput; // the rotation back stores dq, masks it on the way, and adds a listed dq to it
         return Var<T>.FromOp(y, "attention", [q, v], o => Tensors.Kernels.CausalLinearAttention.Backward(q.Value, v.Value, scores, o.Grad!,
-            !q.RequiresGrad ? null : foldRelu ? q.ReluMaskedGradSlot() : q.GradSlot(), v.RequiresGrad ? v.GradSlot() : null,
+            !q.RequiresGrad ? null : foldRelu ? q.ReluMaskedGradSlot(takesListedGrad: true) : q.GradSlot(), v.RequiresGrad ? v.GradSlot() : null,
             rope, foldRelu ? q.Value : null), scores);
     }
 
@@ -228,9 +248,23 @@ public static class Ops
             throw new ArgumentException($"dropout of a product needs one shape: {Tensor<T>.Format(a.Shape)} and {Tensor<T>.Format(b.Shape)}");
         ulong seed = rng.NextUInt64();
         var y = Tensor<T>.Empty(a.Shape);
-        Elementwise.Dropout(seed, p, a.Value, b.Value, y, listNonZeros: reluInputs); // the decoder's products read its lists
+        // The decoder's products read xy's lists, and where its gradients will be lists (SendMatMulGrads), the backward
+        // reads a's and b's values there.
+        Elementwise.Dropout(seed, p, a.Value, b.Value, y, listNonZeros: reluInputs, factorValuesUpTo: ListedGradMaxDensity);
         var product = Var<T>.FromOp(y, "dropout_product", [a, b], o =>
         {
+            if (o.Grad!.NonZeroRows is { IsOnlyCopy: true } listed && o.Value.NonZeroRows is { FactorValues.Length: 2 } places
+                && a.RequiresGrad && b.RequiresGrad && a.Grad is null && b.Grad is null)
+            {
+                // dy only at the product's listed places (its decoder's product, SendMatMulGrads), where the mask kept
+                // the element and both ReLUs fired: da and db there only, as lists, and no mask drawn.
+                var (da, db) = Elementwise.DropoutOfProductBackward(p, listed, places);
+                a.SetListedGrad(da, reluMasked: true);
+                b.SetListedGrad(db, reluMasked: true);
+                ListedProductBackwards++;
+                return;
+            }
+            o.Grad.WriteListedValues();
             if (a.RequiresGrad && b.RequiresGrad)
             {
                 Elementwise.DropoutOfProductBackward(seed, p, o.Grad!, a.Value, b.Value,
@@ -240,7 +274,7 @@ public static class Ops
             else if (a.RequiresGrad) Elementwise.DropoutBackward(seed, p, o.Grad!, b.Value, a.GradSlot());
             else if (b.RequiresGrad) Elementwise.DropoutBackward(seed, p, o.Grad!, a.Value, b.GradSlot());
         });
-        return reluInputs ? product.AsGradNeededOnlyWhereNonZero() : product;
+        return reluInputs ? product.AsGradNeededOnlyWhereNonZero().AsTakingListedGrad() : product;
     }
 
     /// <summary>Mean cross-entropy of logits [..., V] against targets (one per row) → scalar [1].</summary>

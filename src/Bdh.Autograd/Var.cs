@@ -32,6 +32,11 @@ public sealed class Var<T> where T : unmanaged, IFloatingPointIeee754<T>
     /// infinite gradient would have met the zero factor and made a NaN, the result is then 0).
     /// </summary>
     internal bool GradNeededOnlyWhereNonZero { get; private set; }
+    /// <summary>
+    /// Whether this node's own backward takes a gradient whose only copy is lists (<see cref="RowLists.IsOnlyCopy"/>): its
+    /// kernels read the lists. Any other node's gradient is written out of its lists before its backward runs.
+    /// </summary>
+    internal bool TakesListedGrad { get; private set; }
 
     private Var(Tensor<T> value, string op, bool requiresGrad, Var<T>[] inputs, IDisposable[] saved)
     {
@@ -66,18 +71,47 @@ public sealed class Var<T> where T : unmanaged, IFloatingPointIeee754<T>
     /// <summary>
     /// Where an op's backward puts this input's gradient: the buffer, made (not zeroed) on the first
     /// contribution, which writes it; every later contribution adds to it, and the lists of non-zeros the first one
-    /// may have left on it (BDH's dys) would no longer describe it: they go.
+    /// may have left on it (BDH's dys) would no longer describe it: they go, written into the buffer first where they were
+    /// its only copy. With <paramref name="takesListedGrad"/> such lists stay: the caller's kernel adds them itself
+    /// (<see cref="Tensors.Kernels.CausalLinearAttention"/>: BDH's xs, whose first gradient, from xs⊙ys, is non-zero at a
+    /// few places), and the slot says Accumulate though the buffer holds nothing yet.
     /// </summary>
-    internal GradSlot<T> GradSlot()
+    internal GradSlot<T> GradSlot(bool takesListedGrad = false)
     {
         GradIsReluMasked = false;
         if (Grad is not null)
         {
-            Grad.NonZeroRows = null;
+            if (!takesListedGrad || Grad.NonZeroRows is not { IsOnlyCopy: true })
+            {
+                Grad.WriteListedValues();
+                Grad.NonZeroRows = null;
+            }
             return new(Grad, Accumulate: true);
         }
         Grad = Tensor<T>.Empty(Shape);
         return new(Grad, Accumulate: false);
+    }
+
+    /// <summary>
+    /// Sets this node's first gradient to lists that are its only copy (<see cref="RowLists.IsOnlyCopy"/>), at places where
+    /// the value is non-zero; with <paramref name="reluMasked"/> it is then also this ReLU output's masked gradient
+    /// (<see cref="GradIsReluMasked"/>). Returns the gradient tensor, whose storage is not written.
+    /// </summary>
+    internal Tensor<T> SetListedGrad(RowLists lists, bool reluMasked = false)
+    {
+        if (Grad is not null) throw new InvalidOperationException($"{this} has a gradient already");
+        if (reluMasked && !IsReluOutput) throw new InvalidOperationException($"{this} is not a ReLU's output");
+        Grad = Tensor<T>.Empty(Shape);
+        Grad.NonZeroRows = lists;
+        GradIsReluMasked = reluMasked;
+        return Grad;
+    }
+
+    /// <summary>Marks this node's backward as one that reads a listed gradient (see <see cref="TakesListedGrad"/>).</summary>
+    internal Var<T> AsTakingListedGrad()
+    {
+        TakesListedGrad = true;
+        return this;
     }
 
     /// <summary>Marks this node's value as a ReLU's output (see <see cref="IsReluOutput"/>).</summary>
@@ -98,10 +132,10 @@ public sealed class Var<T> where T : unmanaged, IFloatingPointIeee754<T>
     /// The slot of a backward that folds in this ReLU output's own backward, reading the value it reads anyway: it stores
     /// [value &gt; 0]·(slot + its contribution). The whole gradient is then masked, and the ReLU skips its pass over it.
     /// </summary>
-    internal GradSlot<T> ReluMaskedGradSlot()
+    internal GradSlot<T> ReluMaskedGradSlot(bool takesListedGrad = false)
     {
         if (!IsReluOutput) throw new InvalidOperationException($"{this} is not a ReLU's output");
-        var slot = GradSlot();
+        var slot = GradSlot(takesListedGrad);
         GradIsReluMasked = true;
         return slot;
     }
@@ -124,6 +158,7 @@ public sealed class Var<T> where T : unmanaged, IFloatingPointIeee754<T>
         {
             var node = order[i];
             if (node.Grad is null) continue;
+            if (!node.TakesListedGrad) node.Grad.WriteListedValues();
             node._backward?.Invoke();
             // As in PyTorch, an intermediate's gradient is dropped once sent on: nothing reads it again,
             // and keeping every one until the end would double the peak memory of a training step.

@@ -76,14 +76,16 @@ internal static unsafe class Gemm
     /// thirtieth of a trained model's outputs. Row by row with <see cref="Gemv.MaskedRows"/> (eight dots at a time), whose sums depend
     /// only on the two rows: the same bits for any thread count. Each dot reads its row of B from L2 (no register tile
     /// reuses it), so above <see cref="MaskedMaxDensity"/> the whole product is faster: float then runs <see cref="Multiply{T}"/>,
-    /// and the places outside the mask hold their products.
+    /// and the places outside the mask hold their products. A C whose lists are its only copy (<see cref="RowLists.IsOnlyCopy"/>,
+    /// at the mask's listed places) gets its dots there, whatever the density.
     /// </summary>
     public static void MultiplyWhere<T>(int m, int n, int k, MatrixRef<T> a, MatrixRef<T> b, MatrixRef<T> mask, MatrixRef<T> c,
         bool parallel, bool relu) where T : unmanaged, IFloatingPointIeee754<T>
     {
         if (a.Transposed || !b.Transposed || b.Stride != k || mask.Transposed || c.Transposed)
             throw new ArgumentException("a masked product reads plain rows of A and of B stored [n, k] (op(B) transposed)");
-        if (typeof(T) == typeof(float) && (long)m * n >= SparseCheckSize && !SparseGemm.HasAtMost(MaskedMaxDensity, m, n, (MatrixRef<float>)(object)mask))
+        if (typeof(T) == typeof(float) && c.Lists is not { IsOnlyCopy: true } && (long)m * n >= SparseCheckSize
+            && !SparseGemm.HasAtMost(MaskedMaxDensity, m, n, (MatrixRef<float>)(object)mask))
             Multiply(m, n, k, a, b, c, accumulate: false, parallel, relu: relu);
         else MultiplyByDots(m, n, k, a, b, mask, c, parallel, relu);
     }
@@ -97,7 +99,8 @@ internal static unsafe class Gemm
             if (typeof(T) == typeof(float))
                 fixed (T* aP = a.Array, bP = b.Array, maskP = mask.Array, cP = c.Array)
                     Gemv.MaskedRows(i1 - i0, n, k, (float*)aP + a.Offset + (long)i0 * a.Stride, a.Stride, (float*)bP + b.Offset,
-                        (float*)maskP + mask.Offset + (long)i0 * mask.Stride, mask.Stride, (float*)cP + c.Offset + (long)i0 * c.Stride, c.Stride, relu, streamed: false, mask.Lists, mask.ListsRow + i0);
+                        (float*)maskP + mask.Offset + (long)i0 * mask.Stride, mask.Stride, (float*)cP + c.Offset + (long)i0 * c.Stride, c.Stride, relu, streamed: false,
+                        mask.Lists, mask.ListsRow + i0, c.Lists is { IsOnlyCopy: true } ? c.Lists : null);
             else
                 for (int i = i0; i < i1; i++)
                 {
@@ -111,14 +114,15 @@ internal static unsafe class Gemm
 
     /// <summary>
     /// A float product: the sparse kernel where op(A) or B is mostly zeros (xs⊙ys and the ReLUs' masked gradients, once
-    /// trained), else the packed SIMD kernel, else (no vectors at all) by rows. Returns whether it applied the ReLU.
+    /// trained) or has no copy but its lists (<see cref="RowLists.IsOnlyCopy"/>: BDH's dys), else the packed SIMD kernel,
+    /// else (no vectors at all) by rows. Returns whether it applied the ReLU.
     /// </summary>
     private static bool MultiplyFloat(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c,
         bool accumulate, bool parallel, Causal causal, bool relu)
     {
-        if (causal == Causal.None && (long)m * k >= SparseCheckSize && SparseGemm.IsSparse(m, n, k, a))
+        if (a.Lists is { IsOnlyCopy: true } || causal == Causal.None && (long)m * k >= SparseCheckSize && SparseGemm.IsSparse(m, n, k, a))
             SparseGemm.Multiply(m, n, k, a, b, c, accumulate, parallel);
-        else if (causal == Causal.None && (long)k * n >= SparseCheckSize && SparseGemm.IsSparseB(m, n, k, b))
+        else if (b.Lists is { IsOnlyCopy: true } || causal == Causal.None && (long)k * n >= SparseCheckSize && SparseGemm.IsSparseB(m, n, k, b))
             SparseGemm.MultiplyBySparseB(m, n, k, a, b, c, accumulate, parallel);
         else if (Simd.Widest > 0)
         {

@@ -73,15 +73,19 @@ public static unsafe class Gemv
     /// <paramref name="streamed"/>: W is read once (one token's product), from memory: rows further on the list are
     /// requested ahead. Many rows of A read W again from the caches, where those requests only cost instructions.
     /// <paramref name="maskLists"/>: the mask's non-zeros, its row 0 being their row <paramref name="maskRow"/>, read instead of the mask.
+    /// <paramref name="outputLists"/>: lists at the mask lists' places (<see cref="RowLists.AtSamePlaces"/>) that are C's only
+    /// copy: each dot goes to its place's entry, and C's storage is not written.
     /// </summary>
     internal static void MaskedRows(int rows, int n, int k, float* a, long lda, float* w, float* mask, long ldm, float* c, long ldc, bool relu, bool streamed,
-        RowLists? maskLists = null, int maskRow = 0)
+        RowLists? maskLists = null, int maskRow = 0, RowLists? outputLists = null)
     {
+        if (outputLists is not null && (maskLists is null || !outputLists.HasPlacesOf(maskLists)))
+            throw new ArgumentException("a masked product writes into lists only at its mask's listed places");
         switch (Simd.Widest)
         {
-            case 512: MaskedRows<Float512, Vector512<float>>(rows, n, k, a, lda, w, mask, ldm, c, ldc, relu, streamed, maskLists, maskRow); break;
-            case 256: MaskedRows<Float256, Vector256<float>>(rows, n, k, a, lda, w, mask, ldm, c, ldc, relu, streamed, maskLists, maskRow); break;
-            default: MaskedRows<Float128, Vector128<float>>(rows, n, k, a, lda, w, mask, ldm, c, ldc, relu, streamed, maskLists, maskRow); break;
+            case 512: MaskedRows<Float512, Vector512<float>>(rows, n, k, a, lda, w, mask, ldm, c, ldc, relu, streamed, maskLists, maskRow, outputLists); break;
+            case 256: MaskedRows<Float256, Vector256<float>>(rows, n, k, a, lda, w, mask, ldm, c, ldc, relu, streamed, maskLists, maskRow, outputLists); break;
+            default: MaskedRows<Float128, Vector128<float>>(rows, n, k, a, lda, w, mask, ldm, c, ldc, relu, streamed, maskLists, maskRow, outputLists); break;
         }
     }
 
@@ -104,14 +108,16 @@ public static unsafe class Gemv
 
     /// <summary><see cref="MaskedRows"/> at width W: each row's masked places listed, then their dots eight at a time.</summary>
     internal static void MaskedRows<W, V>(int rows, int n, int k, float* a, long lda, float* w, float* mask, long ldm, float* c, long ldc, bool relu, bool streamed,
-        RowLists? maskLists = null, int maskRow = 0) where W : struct, IFloatVector<V> where V : struct
+        RowLists? maskLists = null, int maskRow = 0, RowLists? outputLists = null) where W : struct, IFloatVector<V> where V : struct
     {
         int[] index = TensorPool<int>.Rent(n + 16 + 7 + PrefetchRows); // room for NonZeros' 16-lane stores, the padding to eight and the rows read ahead
+        int* entries = stackalloc int[8]; // into lists: where each of eight dots goes from the first's entry
         fixed (int* list = index)
+        fixed (float* listed = outputLists?.Value)
             for (int i = 0; i < rows; i++)
             {
-                float* y = c + i * ldc;
-                new Span<float>(y, n).Clear();
+                float* y = outputLists is null ? c + i * ldc : listed + outputLists.Start[maskRow + i];
+                if (outputLists is null) new Span<float>(y, n).Clear();
                 int count;
                 if (maskLists is null) count = SparseGemm.NonZeros<W, V>(mask + i * ldm, n, list);
                 else
@@ -132,7 +138,10 @@ public static unsafe class Gemv
                         if (streamed)
                             for (int r = e + PrefetchRows; r < e + PrefetchRows + 8; r++)
                                 for (int line = 0; line < k; line += 16) Simd.Prefetch(w + (long)list[r] * k + line);
-                        EightRowDots<W, V>(list + e, w, k, a + i * lda, y, relu);
+                        // A dense row takes each dot at its column; lists at the dot's entry, the padding's on the last one.
+                        if (outputLists is not null)
+                            for (int r = 0; r < 8; r++) entries[r] = Math.Min(e + r, count - 1);
+                        EightRowDots<W, V>(list + e, w, k, a + i * lda, y, outputLists is null ? list + e : entries, relu);
                     }
                 }
             }
@@ -147,13 +156,13 @@ public static unsafe class Gemv
     }
 
     /// <summary>
-    /// y[r] = W[r, :]·x (max(·, 0) with relu) for the eight rows r in rows[0..8): eight rows' loads in flight at once, their
+    /// y[places[r]] = W[rows[r], :]·x (max(·, 0) with relu) for r in [0, 8): eight rows' loads in flight at once, their
     /// partial sums added across lanes in one tree (<see cref="IFloatVector{V}.StoreSums"/>). The places between the listed
     /// rows stay 0, so the ReLU applies here, not in a pass over all of y. The eight row pointers, x and j fill 11 of
     /// x64's 14 free integer registers: anything more in the loop (a prefetch of later rows was) spills pointers.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
-    private static void EightRowDots<W, V>(int* rows, float* w, int k, float* x, float* y, bool relu) where W : struct, IFloatVector<V> where V : struct
+    private static void EightRowDots<W, V>(int* rows, float* w, int k, float* x, float* y, int* places, bool relu) where W : struct, IFloatVector<V> where V : struct
     {
         float* w0 = w + (long)rows[0] * k, w1 = w + (long)rows[1] * k, w2 = w + (long)rows[2] * k, w3 = w + (long)rows[3] * k;
         float* w4 = w + (long)rows[4] * k, w5 = w + (long)rows[5] * k, w6 = w + (long)rows[6] * k, w7 = w + (long)rows[7] * k;
@@ -188,6 +197,6 @@ public static unsafe class Gemv
             sums[6] = MathF.FusedMultiplyAdd(x[j], w6[j], sums[6]);
             sums[7] = MathF.FusedMultiplyAdd(x[j], w7[j], sums[7]);
         }
-        for (int r = 0; r < 8; r++) y[rows[r]] = relu ? MathF.Max(sums[r], 0) : sums[r];
+        for (int r = 0; r < 8; r++) y[places[r]] = relu ? MathF.Max(sums[r], 0) : sums[r];
     }
 }

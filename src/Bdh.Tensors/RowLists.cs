@@ -11,6 +11,9 @@ namespace Bdh.Tensors;
 /// take the lists where each would otherwise scan the 8 MB tensor again (<see cref="Tensor{T}.NonZeroRows"/>, <see cref="MatrixRef{T}.Lists"/>). The lists describe the
 /// values as they were written: a tensor that has them is not written again. Each thread lists its rows into room for
 /// every place (<see cref="ListRows"/>); <see cref="Seal"/> then moves the entries into arrays as long as they are.
+/// Once trained, xy's lists also carry xs's and ys's values at its places (<see cref="FactorValues"/>), and the gradients
+/// of xy, xs and ys from xy's backward are lists at the same places that are those tensors' only copy
+/// (<see cref="AtSamePlaces"/>, <see cref="IsOnlyCopy"/>): three tensors of 8 MB a layer never written whole.
 /// </summary>
 internal sealed unsafe class RowLists : IDisposable
 {
@@ -21,40 +24,103 @@ internal sealed unsafe class RowLists : IDisposable
     public int[] Count { get; }
     public int[] Index { get; private set; }
     public float[] Value { get; private set; }
+    /// <summary>
+    /// For a product's lists, its factors' values at each entry (FactorValues[f][e]), taken as each row is listed while the
+    /// factors' rows are still in the caches: what the product's backward reads at those places (BDH's xs and ys at xy's
+    /// non-zeros), which a late gather from the whole tensors would wait on memory for. Empty for other lists.
+    /// </summary>
+    public float[][] FactorValues { get; private set; } = [];
 
-    /// <summary>Lists to fill with <see cref="ListRows"/>, then <see cref="Seal"/>: room for every place while they are listed.</summary>
-    public RowLists(int rows, int cols)
+    /// <summary>
+    /// Whether these lists are the only copy of their tensor's values: its storage was never written, and every element
+    /// not listed is 0 (<see cref="AtSamePlaces"/>: a gradient needed only at another tensor's listed places). Readers
+    /// take the lists or <see cref="Tensor{T}.WriteListedValues"/> first.
+    /// </summary>
+    public bool IsOnlyCopy { get; set; }
+
+    /// <summary>Whether Start, Count and Index are this object's (false: another's, which outlives it).</summary>
+    private readonly bool _ownsPlaces = true;
+
+    /// <summary>
+    /// Lists to fill with <see cref="ListRows"/>, then <see cref="Seal"/>: room for every place while they are listed, and
+    /// for <paramref name="factors"/> factors' values (<see cref="FactorValues"/>: 0, or 2 for a product of two).
+    /// </summary>
+    public RowLists(int rows, int cols, int factors = 0)
     {
         (Rows, Cols) = (rows, cols);
         Start = TensorPool<int>.Rent(rows);
         Count = TensorPool<int>.Rent(rows);
         Index = TensorPool<int>.Rent(rows * cols + 16); // + 16: the non-zero scan's last whole-register store
         Value = TensorPool<float>.Rent(rows * cols);
+        FactorValues = [.. Enumerable.Range(0, factors).Select(_ => TensorPool<float>.Rent(rows * cols))];
+    }
+
+    private RowLists(RowLists places, float[] values)
+    {
+        (Rows, Cols, Start, Count, Index, Value) = (places.Rows, places.Cols, places.Start, places.Count, places.Index, values);
+        _ownsPlaces = false;
+        IsOnlyCopy = true;
+    }
+
+    /// <summary>
+    /// Lists of other values at these lists' places (sealed): the only copy of a tensor that is non-zero at most there, such
+    /// as the gradient of BDH's xy, needed only where xy is non-zero, and the gradients xy's backward passes to xs and ys
+    /// (<see cref="IsOnlyCopy"/>). The values are to be written; the places stay these lists', which must outlive them.
+    /// </summary>
+    public RowLists AtSamePlaces() => new(this, TensorPool<float>.Rent(Math.Max(1, (int)NonZeros(0, Rows))));
+
+    /// <summary>Whether <paramref name="other"/> lists the same places (shares them, <see cref="AtSamePlaces"/>).</summary>
+    public bool HasPlacesOf(RowLists other) => Index == other.Index && Start == other.Start;
+
+    /// <summary>Writes the values into the rows they list, of a matrix [Rows, Cols] stored row-major from array[offset], zeroed first.</summary>
+    public void WriteInto(float[] array, int offset)
+    {
+        var lists = this;
+        Parallelism.ForSlices(Rows * Cols, Cols, (s, n) =>
+        {
+            array.AsSpan(offset + s, n).Clear();
+            for (int r = s / Cols; r < (s + n) / Cols; r++)
+                for (int e = lists.Start[r]; e < lists.Start[r] + lists.Count[r]; e++) array[offset + r * Cols + lists.Index[e]] = lists.Value[e];
+        });
+    }
+
+    /// <summary>Adds the values of rows [first, first + count) into those rows of a matrix stored row-major from <paramref name="rows"/>.</summary>
+    public void AddRowsInto(int first, int count, Span<float> rows)
+    {
+        for (int r = 0; r < count; r++)
+            for (int e = Start[first + r], end = e + Count[first + r]; e < end; e++) rows[r * Cols + Index[e]] += Value[e];
     }
 
     /// <summary>
     /// Lists rows [first, first + count) of the matrix, whose row <paramref name="first"/> starts at <paramref name="row"/>:
     /// their entries one after another from Start[first] = first·Cols. Rows of different calls may be listed in parallel.
+    /// Lists made with room for factors' values take them at the same places from the factors' rows <paramref name="factor0"/>
+    /// and <paramref name="factor1"/> where given (laid out as the matrix, their row <paramref name="first"/>).
     /// </summary>
-    public void ListRows(int first, int count, float* row)
+    public void ListRows(int first, int count, float* row, float* factor0 = null, float* factor1 = null)
     {
+        if (factor0 != null && FactorValues.Length < 1 || factor1 != null && FactorValues.Length < 2)
+            throw new ArgumentException($"these lists have room for the values of {FactorValues.Length} factors");
         switch (Simd.Widest)
         {
-            case 512: ListRows<Float512, Vector512<float>>(first, count, row); break;
-            case 256: ListRows<Float256, Vector256<float>>(first, count, row); break;
-            default: ListRows<Float128, Vector128<float>>(first, count, row); break;
+            case 512: ListRows<Float512, Vector512<float>>(first, count, row, factor0, factor1); break;
+            case 256: ListRows<Float256, Vector256<float>>(first, count, row, factor0, factor1); break;
+            default: ListRows<Float128, Vector128<float>>(first, count, row, factor0, factor1); break;
         }
     }
 
-    private void ListRows<W, V>(int first, int count, float* row) where W : struct, IFloatVector<V> where V : struct
+    private void ListRows<W, V>(int first, int count, float* row, float* factor0, float* factor1) where W : struct, IFloatVector<V> where V : struct
     {
         int at = first * Cols;
         fixed (int* index = Index, starts = Start, counts = Count)
-        fixed (float* value = Value)
-            for (int r = first; r < first + count; r++, row += Cols)
+        fixed (float* value = Value, values0 = factor0 != null ? FactorValues[0] : null, values1 = factor1 != null ? FactorValues[1] : null)
+            for (int r = first; r < first + count; r++, row += Cols, factor0 += Cols, factor1 += Cols)
             {
                 starts[r] = at;
-                at += counts[r] = SparseGemm.NonZeroTerms<W, V>(row, Cols, index + at, value + at);
+                int found = counts[r] = SparseGemm.NonZeroTerms<W, V>(row, Cols, index + at, value + at);
+                for (int e = at; e < at + found && values0 != null; e++) values0[e] = factor0[index[e]];
+                for (int e = at; e < at + found && values1 != null; e++) values1[e] = factor1[index[e]];
+                at += found;
             }
     }
 
@@ -68,17 +134,27 @@ internal sealed unsafe class RowLists : IDisposable
         int total = (int)NonZeros(0, Rows);
         int[] index = TensorPool<int>.Rent(total);
         float[] value = TensorPool<float>.Rent(total);
+        float[][] factorValues = [.. FactorValues.Select(_ => TensorPool<float>.Rent(total))];
         int at = 0;
         for (int r = 0; r < Rows; r++)
         {
             Array.Copy(Index, Start[r], index, at, Count[r]);
             Array.Copy(Value, Start[r], value, at, Count[r]);
+            for (int f = 0; f < FactorValues.Length; f++) Array.Copy(FactorValues[f], Start[r], factorValues[f], at, Count[r]);
             Start[r] = at;
             at += Count[r];
         }
         TensorPool<int>.Return(Index);
         TensorPool<float>.Return(Value);
-        (Index, Value) = (index, value);
+        DropFactorValues();
+        (Index, Value, FactorValues) = (index, value, factorValues);
+    }
+
+    /// <summary>Gives the factors' values back to the pool where no backward will read them.</summary>
+    public void DropFactorValues()
+    {
+        foreach (var values in FactorValues) TensorPool<float>.Return(values);
+        FactorValues = [];
     }
 
     /// <summary>How many non-zeros rows [first, first + count) hold.</summary>
@@ -91,9 +167,13 @@ internal sealed unsafe class RowLists : IDisposable
 
     public void Dispose()
     {
-        TensorPool<int>.Return(Start);
-        TensorPool<int>.Return(Count);
-        TensorPool<int>.Return(Index);
+        if (_ownsPlaces)
+        {
+            TensorPool<int>.Return(Start);
+            TensorPool<int>.Return(Count);
+            TensorPool<int>.Return(Index);
+        }
         TensorPool<float>.Return(Value);
+        DropFactorValues();
     }
 }

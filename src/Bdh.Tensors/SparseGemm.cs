@@ -146,8 +146,9 @@ internal static unsafe class SparseGemm
     internal static void Multiply<W, V>(int m, int n, int k, MatrixRef<float> a, MatrixRef<float> b, MatrixRef<float> c, bool accumulate, bool parallel)
         where W : struct, IFloatVector<V> where V : struct
     {
-        // A transposed A's lists list its columns faster than turning it by blocks only while they are short.
-        if (a.Transposed && a.Lists is { } lists && lists.NonZeros(a.ListsRow, k) > MaxDensityFromLists * m * k) a = a with { Lists = null };
+        // A transposed A's lists list its columns faster than turning it by blocks only while they are short (lists that
+        // are A's only copy are all there is).
+        if (a.Transposed && a.Lists is { IsOnlyCopy: false } lists && lists.NonZeros(a.ListsRow, k) > MaxDensityFromLists * m * k) a = a with { Lists = null };
         Parallelism.ForRowRanges(m, parallel, (i0, i1) => MultiplyRows<W, V>(i0, i1, n, k, a, b, c, accumulate));
     }
 

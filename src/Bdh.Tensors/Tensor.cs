@@ -52,13 +52,26 @@ public sealed class Tensor<T> : IDisposable where T : unmanaged, IFloatingPointI
     private RowLists? _nonZeroRows;
 
     /// <summary>
+    /// Writes the values of lists that are this tensor's only copy (<see cref="RowLists.IsOnlyCopy"/>) into its storage, for
+    /// a reader that reads it whole; the lists stay and describe it.
+    /// </summary>
+    internal void WriteListedValues()
+    {
+        if (NonZeroRows is not { IsOnlyCopy: true } lists) return;
+        lists.WriteInto((float[])(object)Array, Offset);
+        lists.IsOnlyCopy = false;
+    }
+
+    /// <summary>
     /// The elements from <paramref name="offset"/> on as a matrix with rows <paramref name="stride"/> apart, with this
     /// tensor's lists of non-zeros where its rows are the lists' rows.
     /// </summary>
     internal MatrixRef<T> Matrix(int offset, int stride, bool transposed = false) =>
         NonZeroRows is { } lists && stride == lists.Cols && offset % stride == 0
             ? new(Array, Offset + offset, stride, transposed, lists, offset / stride)
-            : new(Array, Offset + offset, stride, transposed);
+            : NonZeroRows is { IsOnlyCopy: true }
+                ? throw new InvalidOperationException($"a tensor whose only copy is its lists is read as rows of {NonZeroRows.Cols}, not {stride} from {offset}")
+                : new(Array, Offset + offset, stride, transposed);
 
     /// <summary>Pooled storage with unspecified contents: every caller overwrites all of it.</summary>
     public static Tensor<T> Empty(params int[] shape)

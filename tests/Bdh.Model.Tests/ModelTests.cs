@@ -127,6 +127,39 @@ public class TrainedReferenceTests
         }
     }
 
+    [Fact]
+    public void ListedGradientsOfXyGiveTheWholeTensorsBits()
+    {
+        // Trained, xy = dropout(xs ⊙ ys) is 1% to 7.5% non-zero: its gradient, and the two its backward passes to xs and
+        // ys, are then lists at xy's non-zeros (Ops.SendMatMulGrads, Ops.DropoutOfProduct), xs's added into the
+        // attention's gradient block by block. With the lists' bound below any density, each is a whole tensor. Every
+        // parameter's gradient is the same either way, with dropout on, at the JIT's widest vectors and every narrower one.
+        var model = Model.Checkpoint.LoadModel<float>(SafetensorsFile.Read(Checkpoint));
+        Assert.True(model.Config.Dropout > 0);
+        var (inputs, targets) = TextData.Windows(TextData.Load(Shared.Corpus).Val, 64, 0, 16);
+        float[][] Gradients(double bound)
+        {
+            double saved = Ops.ListedGradMaxDensity;
+            Ops.ListedGradMaxDensity = bound;
+            try
+            {
+                foreach (var (_, parameter) in model.Parameters) parameter.ZeroGrad();
+                var loss = model.Forward(inputs, 16, 64, targets, dropoutRng: new Rng(5)).Loss!;
+                loss.Backward();
+                loss.ReleaseGraph();
+                return [.. model.Parameters.Select(p => p.Value.Grad!.Span.ToArray())];
+            }
+            finally { Ops.ListedGradMaxDensity = saved; }
+        }
+        int before = Ops.ListedProductBackwards;
+        var listed = Gradients(Ops.ListedGradMaxDensity);
+        Assert.Equal(model.Config.NLayer, Ops.ListedProductBackwards - before); // every layer's xy went by lists
+        var whole = Gradients(-1);
+        Assert.Equal(model.Config.NLayer, Ops.ListedProductBackwards - before); // and none here
+        foreach (var ((name, _), l, w) in model.Parameters.Zip(listed, whole))
+            Assert.True(l.SequenceEqual(w), $"{name}: the listed gradients differ from the whole tensors'");
+    }
+
     [Theory]
     [InlineData(GenerationMode.Full)]
     [InlineData(GenerationMode.Cached)]

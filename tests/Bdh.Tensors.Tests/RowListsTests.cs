@@ -42,13 +42,50 @@ public class RowListsTests
             Threads.On(threads, () =>
             {
                 using var xy = Tensor<float>.Empty(rows, cols);
-                Elementwise.Dropout(11, 0.25, xs, ys, xy, listNonZeros: true);
+                Elementwise.Dropout(11, 0.25, xs, ys, xy, listNonZeros: true, factorValuesUpTo: 1);
                 AssertListsTheNonZeros(xy);
+                var places = xy.NonZeroRows!;
+                // No factors' values where xy has more non-zeros than the bound; all of them where every row has at most it.
+                using (var xyBounded = Tensor<float>.Empty(rows, cols))
+                    foreach (double bound in new[] { 0.005, 0.02, 0.1 })
+                    {
+                        Elementwise.Dropout(11, 0.25, xs, ys, xyBounded, listNonZeros: true, factorValuesUpTo: bound);
+                        int kept = xyBounded.NonZeroRows!.FactorValues.Length;
+                        if (places.NonZeros(0, rows) > bound * rows * cols) Assert.Equal(0, kept);
+                        if (Enumerable.Range(0, rows).All(r => places.Count[r] <= bound * cols)) Assert.Equal(2, kept);
+                    }
+                for (int r = 0; r < rows; r++) // the factors' values at each listed place
+                    for (int e = places.Start[r]; e < places.Start[r] + places.Count[r]; e++)
+                    {
+                        Assert.Equal(xs.Span[r * cols + places.Index[e]], places.FactorValues[0][e]);
+                        Assert.Equal(ys.Span[r * cols + places.Index[e]], places.FactorValues[1][e]);
+                    }
                 using var dxs = Tensor<float>.Empty(rows, cols);
                 using var dys = Tensor<float>.Empty(rows, cols);
                 Elementwise.DropoutOfProductBackward(11, 0.25, dy, xs, ys, new(dxs, false), new(dys, false), reluInputs: true, listNonZeros: true);
                 AssertListsTheNonZeros(dys);
                 Assert.Null(dxs.NonZeroRows);
+
+                // A dy given only at xy's places (BDH's dxy), as lists: the gradients from the lists alone are the whole
+                // pass's, there and everywhere else (0).
+                var dyListed = places.AtSamePlaces();
+                for (int r = 0; r < rows; r++)
+                    for (int e = places.Start[r]; e < places.Start[r] + places.Count[r]; e++) dyListed.Value[e] = dy.Span[r * cols + places.Index[e]];
+                using var dyAtPlaces = Tensor<float>.Empty(rows, cols);
+                dyAtPlaces.NonZeroRows = dyListed;
+                dyAtPlaces.WriteListedValues();
+                using var dxsWhole = Tensor<float>.Empty(rows, cols);
+                using var dysWhole = Tensor<float>.Empty(rows, cols);
+                Elementwise.DropoutOfProductBackward(11, 0.25, dyAtPlaces, xs, ys, new(dxsWhole, false), new(dysWhole, false), reluInputs: true);
+                var (dxsLists, dysLists) = Elementwise.DropoutOfProductBackward(0.25, dyListed, places);
+                foreach (var (whole, lists) in new[] { (dxsWhole, dxsLists), (dysWhole, dysLists) })
+                {
+                    Assert.True(lists.IsOnlyCopy && lists.HasPlacesOf(places));
+                    using var fromLists = Tensor<float>.Empty(rows, cols);
+                    fromLists.NonZeroRows = lists;
+                    fromLists.WriteListedValues();
+                    Assert.True(whole.Span.SequenceEqual(fromLists.Span), $"{rows}x{cols}, {threads} threads");
+                }
                 // A gradient that is added to holds more than this pass wrote: no lists.
                 Elementwise.DropoutOfProductBackward(11, 0.25, dy, xs, ys, new(dxs, true), new(dys, true), reluInputs: true, listNonZeros: true);
                 Assert.Null(dys.NonZeroRows);
@@ -112,6 +149,18 @@ public class RowListsTests
                 using var listed = Threads.On(threads, () => run(xyListed));
                 Assert.True(scanned.Span.SequenceEqual(listed.Span), $"{name}: m={m} n={n} k={k} h={h}, {threads} threads");
             }
+        }
+        // The masked dxy into lists at xy's places that are its only copy (xy's gradient, read as lists by its backward):
+        // the same dots, and nothing written into the tensor's storage.
+        using var maskedDense = Product(dY, false, decoder, true, [h, 1, m, k], xy);
+        foreach (int threads in new[] { 1, 2, 3 })
+        {
+            using var intoLists = Tensor<float>.From(Enumerable.Repeat(float.NaN, h * m * k).ToArray(), h, 1, m, k);
+            intoLists.NonZeroRows = xyListed.NonZeroRows!.AtSamePlaces();
+            Threads.On(threads, () => MatMul.Multiply(dY, false, decoder, true, intoLists, accumulate: false, where: xyListed));
+            Assert.True(intoLists.Span.ToArray().All(float.IsNaN));
+            intoLists.WriteListedValues();
+            Assert.True(maskedDense.Span.SequenceEqual(intoLists.Span), $"masked dxy into lists: m={m} n={n} k={k} h={h}, {threads} threads");
         }
         // The lists decide the density too: counted, where the scan samples.
         var heads = xyListed.Matrix(0, k);

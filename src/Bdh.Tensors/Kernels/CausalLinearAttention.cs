@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
 namespace Bdh.Tensors.Kernels;
@@ -32,7 +33,9 @@ public static class CausalLinearAttention
     /// that input needs no gradient). <paramref name="scores"/> are the forward's S. With <paramref name="rope"/>, the
     /// forward's queries were rope(Q): each sequence's are rotated again, and the gradient of them turned back by the
     /// transposed rotation into Q's slot; <paramref name="reluOutput"/> (Q, a ReLU's output) then stores it zero wherever
-    /// Q is not positive, the ReLU's backward folded in.
+    /// Q is not positive, the ReLU's backward folded in. A dq slot whose tensor's only copy is lists (<see cref="RowLists.IsOnlyCopy"/>:
+    /// BDH's xs, whose gradient from xs⊙ys is non-zero at a few places) has them added to each sequence's block after it is
+    /// stored, not read back from memory; the tensor is then whole, and the lists go.
     /// </summary>
     public static void Backward<T>(Tensor<T> q, Tensor<T> v, Tensor<T> scores, Tensor<T> dOutput, GradSlot<T>? dq, GradSlot<T>? dv,
         RopeTable? rope = null, Tensor<T>? reluOutput = null) where T : unmanaged, IFloatingPointIeee754<T>
@@ -41,6 +44,9 @@ public static class CausalLinearAttention
         if (reluOutput != null && rope is null) throw new ArgumentException("the attention folds in a ReLU's backward only with rope");
         if (dq is { } dqSlot)
         {
+            var listed = dqSlot.Tensor.NonZeroRows is { IsOnlyCopy: true } lists ? lists : null;
+            if (listed != null && (rope is null || typeof(T) != typeof(float)))
+                throw new ArgumentException("the attention adds a listed dq only as it turns dq back by the rotation");
             using var dScores = Tensor<T>.Empty(scores.Shape);
             Parallelism.For(h * b, bh =>
             {
@@ -57,11 +63,14 @@ public static class CausalLinearAttention
                 T[] dRotated = TensorPool<T>.Rent(t * n);
                 int first = TensorPool<T>.AlignedStart(dRotated);
                 Gemm.Multiply(t, n, t, ds, queries, new MatrixRef<T>(dRotated, first, n), accumulate: false, parallel: false);
-                Rope.Backward<T>(dRotated.AsSpan(first, t * n), dqSlot.Tensor.Span.Slice(bh * t * n, t * n), rope!, 0,
-                    dqSlot.Accumulate, reluOutput is null ? default : reluOutput.Span.Slice(bh * t * n, t * n));
+                var block = dqSlot.Tensor.Span.Slice(bh * t * n, t * n);
+                Rope.Backward<T>(dRotated.AsSpan(first, t * n), block, rope!, 0,
+                    dqSlot.Accumulate && listed is null, reluOutput is null ? default : reluOutput.Span.Slice(bh * t * n, t * n));
+                listed?.AddRowsInto(bh * t, t, MemoryMarshal.Cast<T, float>(block)); // at places where Q > 0: the mask keeps them
                 TensorPool<T>.Return(dRotated);
                 TensorPool<T>.Return(rotated);
             });
+            if (listed != null) dqSlot.Tensor.NonZeroRows = null;
         }
         if (dv is { } dvSlot)
         {

@@ -92,12 +92,15 @@ public static class Elementwise
     /// y = dropout(x), or dropout(x ⊙ factor) with a factor: a mask drawn from <paramref name="seed"/> (see the span form).
     /// BDH's xy = dropout(xs ⊙ ys) is one pass: the undropped product is never stored. With <paramref name="listNonZeros"/>
     /// (y mostly zeros, as a product of ReLU outputs is), float also lists the non-zeros of each row of y for the products
-    /// that read it (<see cref="RowLists"/>): each thread lists the rows it has just written.
+    /// that read it (<see cref="RowLists"/>), and with a factor, where y has at most <paramref name="factorValuesUpTo"/> of
+    /// its elements non-zero, x's and the factor's values there (<see cref="RowLists.FactorValues"/>) for its backward
+    /// (<see cref="DropoutOfProductBackward(double, RowLists, RowLists)"/>).
     /// </summary>
-    public static void Dropout<T>(ulong seed, double p, Tensor<T> x, Tensor<T>? factor, Tensor<T> y, bool listNonZeros = false)
+    public static void Dropout<T>(ulong seed, double p, Tensor<T> x, Tensor<T>? factor, Tensor<T> y, bool listNonZeros = false, double factorValuesUpTo = 0)
         where T : unmanaged, IFloatingPointIeee754<T>
         => WriteListing(y, listNonZeros, (s, n) =>
-            Dropout<T>(seed, p, x.Span.Slice(s, n), factor is null ? default : factor.Span.Slice(s, n), y.Span.Slice(s, n), s, accumulate: false));
+            Dropout<T>(seed, p, x.Span.Slice(s, n), factor is null ? default : factor.Span.Slice(s, n), y.Span.Slice(s, n), s, accumulate: false),
+            factor is null || factorValuesUpTo <= 0 ? [] : [x, factor], factorValuesUpTo);
 
     /// <summary>
     /// dx (+)= dropout(dy ⊙ factor), the forward's mask drawn again from the same seed: the gradient of dropout(x ⊙ factor)
@@ -112,7 +115,7 @@ public static class Elementwise
     /// db (+)= dropout(dy ⊙ a). With <paramref name="reluInputs"/>, a and b are ReLU outputs and their ReLUs' backward is
     /// folded in: da is stored as [a &gt; 0]·da, db as [b &gt; 0]·db. With <paramref name="listNonZeros"/> (db mostly
     /// zeros: BDH's dys, non-zero only where xy is), float also lists the non-zeros of each row of a db that is written,
-    /// not added to (<see cref="Dropout{T}(ulong, double, Tensor{T}, Tensor{T}?, Tensor{T}, bool)"/>).
+    /// not added to (<see cref="Dropout{T}(ulong, double, Tensor{T}, Tensor{T}?, Tensor{T}, bool, double)"/>).
     /// </summary>
     public static void DropoutOfProductBackward<T>(ulong seed, double p, Tensor<T> dy, Tensor<T> a, Tensor<T> b, GradSlot<T> da, GradSlot<T> db,
         bool reluInputs = false, bool listNonZeros = false) where T : unmanaged, IFloatingPointIeee754<T>
@@ -121,23 +124,79 @@ public static class Elementwise
                 a.Span.Slice(s, n), db.Tensor.Span.Slice(s, n), db.Accumulate, s, Simd.Widest, reluInputs));
 
     /// <summary>
+    /// The gradients of dropout(a ⊙ b), a and b ReLU outputs, from a dy that is non-zero at most where the product is
+    /// (<paramref name="dy"/>: lists that are its only copy, at the places of the product's lists <paramref name="product"/>,
+    /// which hold a's and b's values there: BDH's dxy at xy's non-zeros). There the mask kept the element and both factors
+    /// are positive, so da = (dy·b)·scale and db = (dy·a)·scale, the values the whole pass computes there, and both are 0
+    /// everywhere else: returned as lists at the same places, from the lists alone (a trained model's xy is 3% non-zero).
+    /// </summary>
+    internal static (RowLists Da, RowLists Db) DropoutOfProductBackward(double p, RowLists dy, RowLists product)
+    {
+        if (!dy.HasPlacesOf(product) || product.FactorValues.Length != 2)
+            throw new ArgumentException("dy's lists are to be at the product's places, which hold its two factors' values");
+        float scale = (float)(1.0 / (1.0 - p));
+        var (da, db) = (dy.AtSamePlaces(), dy.AtSamePlaces());
+        float[] dyValues = dy.Value, aValues = product.FactorValues[0], bValues = product.FactorValues[1], daValues = da.Value, dbValues = db.Value;
+        Parallelism.ForSlices((int)dy.NonZeros(0, dy.Rows), 1, (s, n) =>
+        {
+            for (int e = s; e < s + n; e++)
+            {
+                daValues[e] = dyValues[e] * bValues[e] * scale;
+                dbValues[e] = dyValues[e] * aValues[e] * scale;
+            }
+        });
+        return (da, db);
+    }
+
+    /// <summary>
     /// write(start, length) over slices of <paramref name="written"/>'s elements in parallel; with
     /// <paramref name="listNonZeros"/> and a float tensor, the slices are whole rows (of the last dimension), each thread
-    /// lists the non-zeros of the rows it has just written, and the sealed lists become the tensor's; else it has none.
+    /// writes its slice a block of <see cref="ListingBlock"/> floats at a time and lists the non-zeros of each block's rows
+    /// while they are in its caches, with the <paramref name="factors"/>' values there until the rows listed so far hold more
+    /// than <paramref name="factorValuesUpTo"/> of their elements (then none: a tensor that dense keeps no factors' values,
+    /// and one just under the bound may lose them too, to blocks denser than the rest); the sealed lists become the
+    /// tensor's. Else it has none.
     /// </summary>
-    private static unsafe void WriteListing<T>(Tensor<T> written, bool listNonZeros, Action<int, int> write) where T : unmanaged, IFloatingPointIeee754<T>
+    private static unsafe void WriteListing<T>(Tensor<T> written, bool listNonZeros, Action<int, int> write, Tensor<T>[]? factors = null,
+        double factorValuesUpTo = 0) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int cols = written.Rank > 0 ? written.Shape[^1] : 0;
-        var lists = listNonZeros && typeof(T) == typeof(float) && cols > 0 ? new RowLists(written.Length / cols, cols) : null;
-        Parallelism.ForSlices(written.Length, lists is null ? 1 : cols, (s, n) =>
+        factors ??= [];
+        var lists = listNonZeros && typeof(T) == typeof(float) && cols > 0 ? new RowLists(written.Length / cols, cols, factors.Length) : null;
+        if (lists is null)
         {
-            write(s, n);
-            if (lists is not null)
-                fixed (T* elements = written.Span) lists.ListRows(s / cols, n / cols, (float*)elements + s);
+            Parallelism.ForSlices(written.Length, 1, write);
+            written.NonZeroRows = null;
+            return;
+        }
+        int blockRows = Math.Max(1, ListingBlock / cols);
+        long listed = 0, elements = 0;
+        bool takingFactors = factors.Length > 0;
+        Parallelism.ForSlices(written.Length, cols, (s, n) =>
+        {
+            for (int b = s; b < s + n; b += blockRows * cols)
+            {
+                int length = Math.Min(blockRows * cols, s + n - b);
+                write(b, length);
+                bool taking = Volatile.Read(ref takingFactors);
+                fixed (T* elements = written.Span, factor0 = taking ? factors[0].Span : default, factor1 = taking ? factors[1].Span : default)
+                    lists.ListRows(b / cols, length / cols, (float*)elements + b, taking ? (float*)factor0 + b : null, taking ? (float*)factor1 + b : null);
+                if (taking && Interlocked.Add(ref listed, lists.NonZeros(b / cols, length / cols)) > factorValuesUpTo * Interlocked.Add(ref elements, length))
+                    Volatile.Write(ref takingFactors, false);
+            }
         });
-        lists?.Seal();
+        if (!takingFactors) lists.DropFactorValues(); // some blocks were listed without them
+        lists.Seal();
         written.NonZeroRows = lists;
     }
+
+    /// <summary>
+    /// The floats of a block that <see cref="WriteListing{T}"/> writes and then lists (32 K: 128 KB a tensor, the written
+    /// one and two factors well inside a core's L2): the listing and the factors' values read them from the caches. A
+    /// block of whole rows; 64 rows of 512 listed after their write cost what listing a thread's whole slice after it
+    /// did (bench/HISTORY.md, "Lists of xy's and dys's non-zeros").
+    /// </summary>
+    private const int ListingBlock = 1 << 15;
 
     /// <summary>
     /// Inverted dropout: y (+)= (x ⊙ factor) ⊙ mask, where the mask is 0 with probability p and 1/(1 − p) otherwise; an
