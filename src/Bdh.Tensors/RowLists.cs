@@ -25,11 +25,16 @@ internal sealed unsafe class RowLists : IDisposable
     public int[] Index { get; private set; }
     public float[] Value { get; private set; }
     /// <summary>
-    /// For a product's lists, its factors' values at each entry (FactorValues[f][e]), taken as each row is listed while the
-    /// factors' rows are still in the caches: what the product's backward reads at those places (BDH's xs and ys at xy's
-    /// non-zeros), which a late gather from the whole tensors would wait on memory for. Empty for other lists.
+    /// For a product's lists, its factors' values at each entry (FactorValues[f][e]), taken as each block of rows is listed
+    /// while the factors' rows are still in the caches (<see cref="TakeFactorValues"/>): what the product's backward reads
+    /// at those places (BDH's xs and ys at xy's non-zeros), which a late gather from the whole tensors would wait on memory
+    /// for. Empty for other lists, and for a product with more entries than their room.
     /// </summary>
     public float[][] FactorValues { get; private set; } = [];
+
+    /// <summary>While listing: where each row's factors' values begin in <see cref="FactorValues"/>' room, and how much of it is taken.</summary>
+    private readonly int[]? _factorStart;
+    private long _factorsTaken;
 
     /// <summary>
     /// Whether these lists are the only copy of their tensor's values: its storage was never written, and every element
@@ -43,16 +48,19 @@ internal sealed unsafe class RowLists : IDisposable
 
     /// <summary>
     /// Lists to fill with <see cref="ListRows"/>, then <see cref="Seal"/>: room for every place while they are listed, and
-    /// for <paramref name="factors"/> factors' values (<see cref="FactorValues"/>: 0, or 2 for a product of two).
+    /// with <paramref name="factors"/> (0, or 2 for a product of two) room for <paramref name="factorRoom"/> entries of
+    /// their values (<see cref="TakeFactorValues"/>).
     /// </summary>
-    public RowLists(int rows, int cols, int factors = 0)
+    public RowLists(int rows, int cols, int factors = 0, int factorRoom = 0)
     {
         (Rows, Cols) = (rows, cols);
         Start = TensorPool<int>.Rent(rows);
         Count = TensorPool<int>.Rent(rows);
         Index = TensorPool<int>.Rent(rows * cols + 16); // + 16: the non-zero scan's last whole-register store
         Value = TensorPool<float>.Rent(rows * cols);
-        FactorValues = [.. Enumerable.Range(0, factors).Select(_ => TensorPool<float>.Rent(rows * cols))];
+        if (factors == 0) return;
+        FactorValues = [.. Enumerable.Range(0, factors).Select(_ => TensorPool<float>.Rent(factorRoom))];
+        _factorStart = TensorPool<int>.Rent(rows);
     }
 
     private RowLists(RowLists places, float[] values)
@@ -94,34 +102,49 @@ internal sealed unsafe class RowLists : IDisposable
     /// <summary>
     /// Lists rows [first, first + count) of the matrix, whose row <paramref name="first"/> starts at <paramref name="row"/>:
     /// their entries one after another from Start[first] = first·Cols. Rows of different calls may be listed in parallel.
-    /// Lists made with room for factors' values take them at the same places from the factors' rows <paramref name="factor0"/>
-    /// and <paramref name="factor1"/> where given (laid out as the matrix, their row <paramref name="first"/>).
     /// </summary>
-    public void ListRows(int first, int count, float* row, float* factor0 = null, float* factor1 = null)
+    public void ListRows(int first, int count, float* row)
     {
-        if (factor0 != null && FactorValues.Length < 1 || factor1 != null && FactorValues.Length < 2)
-            throw new ArgumentException($"these lists have room for the values of {FactorValues.Length} factors");
         switch (Simd.Widest)
         {
-            case 512: ListRows<Float512, Vector512<float>>(first, count, row, factor0, factor1); break;
-            case 256: ListRows<Float256, Vector256<float>>(first, count, row, factor0, factor1); break;
-            default: ListRows<Float128, Vector128<float>>(first, count, row, factor0, factor1); break;
+            case 512: ListRows<Float512, Vector512<float>>(first, count, row); break;
+            case 256: ListRows<Float256, Vector256<float>>(first, count, row); break;
+            default: ListRows<Float128, Vector128<float>>(first, count, row); break;
         }
     }
 
-    private void ListRows<W, V>(int first, int count, float* row, float* factor0, float* factor1) where W : struct, IFloatVector<V> where V : struct
+    private void ListRows<W, V>(int first, int count, float* row) where W : struct, IFloatVector<V> where V : struct
     {
         int at = first * Cols;
         fixed (int* index = Index, starts = Start, counts = Count)
-        fixed (float* value = Value, values0 = factor0 != null ? FactorValues[0] : null, values1 = factor1 != null ? FactorValues[1] : null)
-            for (int r = first; r < first + count; r++, row += Cols, factor0 += Cols, factor1 += Cols)
+        fixed (float* value = Value)
+            for (int r = first; r < first + count; r++, row += Cols)
             {
                 starts[r] = at;
-                int found = counts[r] = SparseGemm.NonZeroTerms<W, V>(row, Cols, index + at, value + at);
-                for (int e = at; e < at + found && values0 != null; e++) values0[e] = factor0[index[e]];
-                for (int e = at; e < at + found && values1 != null; e++) values1[e] = factor1[index[e]];
-                at += found;
+                at += counts[r] = SparseGemm.NonZeroTerms<W, V>(row, Cols, index + at, value + at);
             }
+    }
+
+    /// <summary>
+    /// Takes the factors' values at the entries of rows [first, first + count), just listed, from the factors' rows
+    /// <paramref name="factor0"/> and <paramref name="factor1"/> (laid out as the matrix, their row <paramref name="first"/>
+    /// given) into the next part of the room; false, taking nothing, where the room has not enough left. Rows of different
+    /// calls may be taken in parallel.
+    /// </summary>
+    public bool TakeFactorValues(int first, int count, float* factor0, float* factor1)
+    {
+        if (FactorValues.Length != 2 || _factorStart is null) throw new InvalidOperationException("these lists have no room for two factors' values");
+        long entries = NonZeros(first, count), at = Interlocked.Add(ref _factorsTaken, entries) - entries;
+        if (at + entries > FactorValues[0].Length) return false;
+        fixed (int* index = Index)
+        fixed (float* values0 = FactorValues[0], values1 = FactorValues[1])
+            for (int r = first; r < first + count; r++, factor0 += Cols, factor1 += Cols)
+            {
+                _factorStart[r] = (int)at;
+                for (int e = Start[r]; e < Start[r] + Count[r]; e++, at++)
+                    (values0[at], values1[at]) = (factor0[index[e]], factor1[index[e]]);
+            }
+        return true;
     }
 
     /// <summary>
@@ -140,7 +163,7 @@ internal sealed unsafe class RowLists : IDisposable
         {
             Array.Copy(Index, Start[r], index, at, Count[r]);
             Array.Copy(Value, Start[r], value, at, Count[r]);
-            for (int f = 0; f < FactorValues.Length; f++) Array.Copy(FactorValues[f], Start[r], factorValues[f], at, Count[r]);
+            for (int f = 0; f < FactorValues.Length; f++) Array.Copy(FactorValues[f], _factorStart![r], factorValues[f], at, Count[r]);
             Start[r] = at;
             at += Count[r];
         }
@@ -172,6 +195,7 @@ internal sealed unsafe class RowLists : IDisposable
             TensorPool<int>.Return(Start);
             TensorPool<int>.Return(Count);
             TensorPool<int>.Return(Index);
+            if (_factorStart is not null) TensorPool<int>.Return(_factorStart);
         }
         TensorPool<float>.Return(Value);
         DropFactorValues();

@@ -162,27 +162,30 @@ public static class Elementwise
     {
         int cols = written.Rank > 0 ? written.Shape[^1] : 0;
         factors ??= [];
-        var lists = listNonZeros && typeof(T) == typeof(float) && cols > 0 ? new RowLists(written.Length / cols, cols, factors.Length) : null;
+        int blockRows = Math.Max(1, ListingBlock / cols), blockLength = blockRows * cols;
+        // Room for the factors' values up to the bound, and the blocks each thread may list past it before it stops.
+        int factorRoom = (int)Math.Min(written.Length, factorValuesUpTo * written.Length + Parallelism.Threads * blockLength);
+        var lists = listNonZeros && typeof(T) == typeof(float) && cols > 0 ? new RowLists(written.Length / cols, cols, factors.Length, factorRoom) : null;
         if (lists is null)
         {
             Parallelism.ForSlices(written.Length, 1, write);
             written.NonZeroRows = null;
             return;
         }
-        int blockRows = Math.Max(1, ListingBlock / cols);
-        long listed = 0, elements = 0;
+        long entriesListed = 0, elementsListed = 0;
         bool takingFactors = factors.Length > 0;
         Parallelism.ForSlices(written.Length, cols, (s, n) =>
         {
-            for (int b = s; b < s + n; b += blockRows * cols)
+            for (int b = s; b < s + n; b += blockLength)
             {
-                int length = Math.Min(blockRows * cols, s + n - b);
+                int length = Math.Min(blockLength, s + n - b), first = b / cols, rows = length / cols;
                 write(b, length);
-                bool taking = Volatile.Read(ref takingFactors);
-                fixed (T* elements = written.Span, factor0 = taking ? factors[0].Span : default, factor1 = taking ? factors[1].Span : default)
-                    lists.ListRows(b / cols, length / cols, (float*)elements + b, taking ? (float*)factor0 + b : null, taking ? (float*)factor1 + b : null);
-                if (taking && Interlocked.Add(ref listed, lists.NonZeros(b / cols, length / cols)) > factorValuesUpTo * Interlocked.Add(ref elements, length))
-                    Volatile.Write(ref takingFactors, false);
+                fixed (T* y = written.Span) lists.ListRows(first, rows, (float*)y + b);
+                if (!Volatile.Read(ref takingFactors)) continue;
+                fixed (T* factor0 = factors[0].Span, factor1 = factors[1].Span)
+                    if (!lists.TakeFactorValues(first, rows, (float*)factor0 + b, (float*)factor1 + b)
+                        || Interlocked.Add(ref entriesListed, lists.NonZeros(first, rows)) > factorValuesUpTo * Interlocked.Add(ref elementsListed, length))
+                        Volatile.Write(ref takingFactors, false);
             }
         });
         if (!takingFactors) lists.DropFactorValues(); // some blocks were listed without them
