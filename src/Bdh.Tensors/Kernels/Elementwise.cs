@@ -92,11 +92,17 @@ public static class Elementwise
     /// y = dropout(x), or dropout(x ⊙ factor) with a factor: a mask drawn from <paramref name="seed"/> (see the span form).
     /// BDH's xy = dropout(xs ⊙ ys) is one pass: the undropped product is never stored. With <paramref name="listNonZeros"/>
     /// (y mostly zeros, as a product of ReLU outputs is), float also lists the non-zeros of each row of y for the products
-    /// that read it (<see cref="RowLists"/>), and with a factor, where y has at most <paramref name="factorValuesUpTo"/> of
-    /// its elements non-zero, x's and the factor's values there (<see cref="RowLists.FactorValues"/>) for its backward
-    /// (<see cref="DropoutOfProductBackward(double, RowLists, RowLists)"/>).
+    /// that read it (<see cref="RowLists"/>).
     /// </summary>
-    public static void Dropout<T>(ulong seed, double p, Tensor<T> x, Tensor<T>? factor, Tensor<T> y, bool listNonZeros = false, double factorValuesUpTo = 0)
+    public static void Dropout<T>(ulong seed, double p, Tensor<T> x, Tensor<T>? factor, Tensor<T> y, bool listNonZeros = false)
+        where T : unmanaged, IFloatingPointIeee754<T> => Dropout(seed, p, x, factor, y, listNonZeros, factorValuesUpTo: 0);
+
+    /// <summary>
+    /// <see cref="Dropout{T}(ulong, double, Tensor{T}, Tensor{T}?, Tensor{T}, bool)"/>, and with a factor, where y has at
+    /// most <paramref name="factorValuesUpTo"/> of its elements non-zero, x's and the factor's values at its listed places
+    /// (<see cref="RowLists.FactorValues"/>) for its backward (<see cref="DropoutOfProductBackward(double, RowLists, RowLists)"/>).
+    /// </summary>
+    internal static void Dropout<T>(ulong seed, double p, Tensor<T> x, Tensor<T>? factor, Tensor<T> y, bool listNonZeros, double factorValuesUpTo)
         where T : unmanaged, IFloatingPointIeee754<T>
         => WriteListing(y, listNonZeros, (s, n) =>
             Dropout<T>(seed, p, x.Span.Slice(s, n), factor is null ? default : factor.Span.Slice(s, n), y.Span.Slice(s, n), s, accumulate: false),
@@ -115,7 +121,7 @@ public static class Elementwise
     /// db (+)= dropout(dy ⊙ a). With <paramref name="reluInputs"/>, a and b are ReLU outputs and their ReLUs' backward is
     /// folded in: da is stored as [a &gt; 0]·da, db as [b &gt; 0]·db. With <paramref name="listNonZeros"/> (db mostly
     /// zeros: BDH's dys, non-zero only where xy is), float also lists the non-zeros of each row of a db that is written,
-    /// not added to (<see cref="Dropout{T}(ulong, double, Tensor{T}, Tensor{T}?, Tensor{T}, bool, double)"/>).
+    /// not added to (<see cref="Dropout{T}(ulong, double, Tensor{T}, Tensor{T}?, Tensor{T}, bool)"/>).
     /// </summary>
     public static void DropoutOfProductBackward<T>(ulong seed, double p, Tensor<T> dy, Tensor<T> a, Tensor<T> b, GradSlot<T> da, GradSlot<T> db,
         bool reluInputs = false, bool listNonZeros = false) where T : unmanaged, IFloatingPointIeee754<T>
