@@ -47,6 +47,8 @@ public static class CausalLinearAttention
             var listed = dqSlot.Tensor.NonZeroRows is { IsOnlyCopy: true } lists ? lists : null;
             if (listed != null && (rope is null || typeof(T) != typeof(float)))
                 throw new ArgumentException("the attention adds a listed dq only as it turns dq back by the rotation");
+            if (listed != null && (listed.Rows != h * b * t || listed.Cols != n))
+                throw new ArgumentException($"a listed dq is [{listed.Rows}, {listed.Cols}]: its rows are not Q's [{h * b * t}, {n}]");
             using var dScores = Tensor<T>.Empty(scores.Shape);
             Parallelism.For(h * b, bh =>
             {
