@@ -29,7 +29,7 @@ public static class Ops
         if (shape.Length != full.Length || !Broadcast.Shape(shape, full).AsSpan().SequenceEqual(full) || !shape.AsSpan(shape.Length - 2).SequenceEqual(full.AsSpan(full.Length - 2)))
             throw new ArgumentException($"cannot sum the product {Tensor<T>.Format(full)} to {Tensor<T>.Format(shape)}");
         var c = Tensor<T>.Empty(shape);
-        Tensors.MatMul.Multiply(a.Value, false, b.Value, false, c, accumulate: false);
+        Tensors.MatMul.Multiply(a.ListedValue, false, b.Value, false, c, accumulate: false); // a's lists, where they are its only copy (BDH's xy)
         return Var<T>.FromOp(c, "matmul_summed", [a, b], y => SendMatMulGrads(a, b, false, false, y.Grad!));
     }
 
@@ -41,19 +41,21 @@ public static class Ops
     /// (<see cref="Var{T}.ReluMaskedGradSlot"/>), and this pass is then skipped: 24 MB of memory traffic for each of BDH's
     /// xs and ys a layer.
     /// With <paramref name="where"/> (of the output's shape), y is computed only where it is not zero and is 0 elsewhere:
-    /// BDH's ys, which only ever meets xs in xs⊙ys, is needed where xs fires (<see cref="Tensors.MatMul.Multiply{T}"/>'s
+    /// BDH's ys, which only ever meets xs in xs⊙ys, is needed where xs fires (<see cref="Tensors.MatMul.Multiply{T}(Tensor{T}, bool, Tensor{T}, bool, Tensor{T}, bool, bool, Tensor{T}?, bool)"/>'s
     /// masked product, which reads B's columns as rows: b as given with transB, else a copy of b with its last two axes
-    /// swapped). The gradient is the same formula: dy is 0 where y is.
+    /// swapped). Where it goes by dots (float, the mask sparse enough), y is left as lists at the mask's places, with the
+    /// mask's values beside them (<see cref="RowLists.AtNonZerosOf"/>): its only copy, which <see cref="DropoutOfProduct{T}"/>
+    /// reads, and <see cref="Var{T}.Value"/> writes out for any other reader. The gradient is the same formula: dy is 0 where y is.
     /// </summary>
     public static Var<T> MatMulRelu<T>(Var<T> a, Var<T> b, Var<T>? where = null, bool transB = false) where T : unmanaged, IFloatingPointIeee754<T>
     {
         var c = Tensor<T>.Empty(Tensors.MatMul.OutputShape(a.Shape, false, b.Shape, transB));
-        if (where is null || transB) Tensors.MatMul.Multiply(a.Value, false, b.Value, transB, c, accumulate: false, relu: true, where: where?.Value);
+        if (where is null || transB) Tensors.MatMul.Multiply(a.Value, false, b.Value, transB, c, accumulate: false, relu: true, where?.Value, ListsMaskedProducts);
         else
         {
             using var rowsOfB = Tensor<T>.Empty([.. b.Shape[..^2], b.Shape[^1], b.Shape[^2]]); // [.., n, k]: B's columns as rows
             Layout.SwapAxes(b.Value, b.Shape.Length - 2, b.Shape.Length - 1, rowsOfB, accumulate: false);
-            Tensors.MatMul.Multiply(a.Value, false, rowsOfB, true, c, accumulate: false, relu: true, where: where.Value);
+            Tensors.MatMul.Multiply(a.Value, false, rowsOfB, true, c, accumulate: false, relu: true, where.Value, ListsMaskedProducts);
         }
         return Var<T>.FromOp(c, where is null ? "matmul_relu" : "matmul_relu_where", [a, b], y =>
         {
@@ -76,13 +78,13 @@ public static class Ops
         if (a.RequiresGrad)
         {
             bool onlyWhereNonZero = a.GradNeededOnlyWhereNonZero && !transA && !transB && a.Grad is null && !SumsOverBatch(dc, b, a);
-            if (onlyWhereNonZero && a.Value.NonZeroRows is { FactorValues.Length: 2 } places) // xy's lists, kept with xs's and ys's values
-                Tensors.MatMul.Multiply(dc, false, b.Value, true, a.SetListedGrad(places.AtSamePlaces()), accumulate: false, where: a.Value);
+            if (onlyWhereNonZero && a.ListedValue.NonZeroRows is { FactorValues.Length: 2 } places) // xy's lists, kept with xs's and ys's values
+                Tensors.MatMul.Multiply(dc, false, b.Value, true, a.SetListedGrad(places.AtSamePlaces()), accumulate: false, where: a.ListedValue);
             else
             {
                 var (da, add) = a.GradSlot();
                 if (transA) Tensors.MatMul.Multiply(b.Value, transB, dc, true, da, add);  // dA = op(B)·dCᵀ
-                else if (onlyWhereNonZero) Tensors.MatMul.Multiply(dc, false, b.Value, true, da, accumulate: false, where: a.Value); // dA = dC·Bᵀ where A ≠ 0
+                else if (onlyWhereNonZero) Tensors.MatMul.Multiply(dc, false, b.Value, true, da, accumulate: false, where: a.ListedValue); // dA = dC·Bᵀ where A ≠ 0
                 else Tensors.MatMul.Multiply(dc, false, b.Value, !transB, da, add);       // dA = dC·op(B)ᵀ
             }
         }
@@ -90,7 +92,7 @@ public static class Ops
         {
             var (db, add) = b.GradSlot();
             if (transB) Tensors.MatMul.Multiply(dc, true, a.Value, transA, db, add);  // dB = dCᵀ·op(A)
-            else Tensors.MatMul.Multiply(a.Value, !transA, dc, false, db, add);       // dB = op(A)ᵀ·dC
+            else Tensors.MatMul.Multiply(a.ListedValue, !transA, dc, false, db, add); // dB = op(A)ᵀ·dC, from A's lists where they are its only copy
         }
     }
 
@@ -106,9 +108,18 @@ public static class Ops
     /// <summary>How many times xs⊙ys's backward has read its gradient as lists on this thread: the tests check that the way they compare ran.</summary>
     [ThreadStatic] internal static int ListedProductBackwards;
 
+    /// <summary>
+    /// Whether <see cref="MatMulRelu{T}"/>'s masked products leave their values as lists at the mask's places where they go
+    /// by dots (BDH's ys, which <see cref="DropoutOfProduct{T}"/> then reads). Settable for the tests, which compare the two ways.
+    /// </summary>
+    internal static bool ListsMaskedProducts { get; set; } = true;
+
+    /// <summary>How many times a dropout of a product has been made from its factor's lists on this thread (see <see cref="ListedProductBackwards"/>).</summary>
+    [ThreadStatic] internal static int ListedProductForwards;
+
     /// <summary>Whether dA = dC·Bᵀ sums products over a batch dimension A broadcasts along (a masked product cannot).</summary>
     private static bool SumsOverBatch<T>(Tensor<T> dc, Var<T> b, Var<T> a) where T : unmanaged, IFloatingPointIeee754<T> =>
-        Tensor<T>.ShapeLength(Tensors.MatMul.OutputShape(dc.Shape, false, b.Shape, true)) != a.Value.Length;
+        Tensor<T>.ShapeLength(Tensors.MatMul.OutputShape(dc.Shape, false, b.Shape, true)) != Tensor<T>.ShapeLength(a.Shape);
 
     /// <summary>a + b with broadcasting; each gradient is summed back to its input's shape.</summary>
     public static Var<T> Add<T>(Var<T> a, Var<T> b) where T : unmanaged, IFloatingPointIeee754<T> =>
@@ -249,11 +260,17 @@ public static class Ops
         ulong seed = rng.NextUInt64();
         var y = Tensor<T>.Empty(a.Shape);
         // The decoder's products read xy's lists, and where its gradients will be lists (SendMatMulGrads), the backward
-        // reads a's and b's values there.
-        Elementwise.Dropout(seed, p, a.Value, b.Value, y, listNonZeros: reluInputs, factorValuesUpTo: ListedGradMaxDensity);
+        // reads a's and b's values there. A b made only where a is not zero, as lists with a's values there (MatMulRelu's
+        // masked product: BDH's ys where xs fires), gives them from those lists alone.
+        if (typeof(T) == typeof(float) && b.ListedValue.NonZeroRows is { IsOnlyCopy: true } listed && ReferenceEquals(listed.PlacesOf, a.ListedValue))
+        {
+            Elementwise.DropoutOfProduct(seed, p, listed, (Tensor<float>)(object)y, ListedGradMaxDensity);
+            ListedProductForwards++;
+        }
+        else Elementwise.Dropout(seed, p, a.Value, b.Value, y, listNonZeros: reluInputs, factorValuesUpTo: ListedGradMaxDensity);
         var product = Var<T>.FromOp(y, "dropout_product", [a, b], o =>
         {
-            if (o.Grad!.NonZeroRows is { IsOnlyCopy: true } listed && o.Value.NonZeroRows is { FactorValues.Length: 2 } places
+            if (o.Grad!.NonZeroRows is { IsOnlyCopy: true } listed && o.ListedValue.NonZeroRows is { FactorValues.Length: 2 } places
                 && a.RequiresGrad && b.RequiresGrad && a.Grad is null && b.Grad is null)
             {
                 // dy only at the product's listed places (its decoder's product, SendMatMulGrads), where the mask kept

@@ -11,13 +11,29 @@ public sealed class Var<T> where T : unmanaged, IFloatingPointIeee754<T>
     private readonly Var<T>[] _inputs;
     private readonly IDisposable[] _saved;
     private Action? _backward;
+    private readonly Tensor<T> _value;
 
-    public Tensor<T> Value { get; }
+    /// <summary>
+    /// The value, whole. An op may leave its only copy in lists of its non-zeros (<see cref="RowLists.IsOnlyCopy"/>: BDH's
+    /// ys and xy once trained, <see cref="Ops.MatMulRelu{T}"/> and <see cref="Ops.DropoutOfProduct{T}"/>); the first read
+    /// here writes them into the tensor's storage. The ops whose kernels read such lists take <see cref="ListedValue"/>.
+    /// </summary>
+    public Tensor<T> Value
+    {
+        get
+        {
+            _value.WriteListedValues();
+            return _value;
+        }
+    }
+
+    /// <summary>The value as its op left it: a tensor whose only copy may be its lists, for the kernels that read them.</summary>
+    internal Tensor<T> ListedValue => _value;
     public Tensor<T>? Grad { get; private set; }
     public bool RequiresGrad { get; }
     /// <summary>The op that made this node ("param", "const", "matmul", …), for debugging and tests.</summary>
     public string Op { get; }
-    public int[] Shape => Value.Shape;
+    public int[] Shape => _value.Shape;
     /// <summary>Whether the value is a ReLU's output (<see cref="Ops.MatMulRelu{T}"/>): only its positive elements pass a gradient on.</summary>
     internal bool IsReluOutput { get; private set; }
     /// <summary>
@@ -40,7 +56,7 @@ public sealed class Var<T> where T : unmanaged, IFloatingPointIeee754<T>
 
     private Var(Tensor<T> value, string op, bool requiresGrad, Var<T>[] inputs, IDisposable[] saved)
     {
-        Value = value;
+        _value = value;
         Op = op;
         RequiresGrad = requiresGrad;
         _inputs = inputs;
@@ -149,7 +165,7 @@ public sealed class Var<T> where T : unmanaged, IFloatingPointIeee754<T>
     /// <summary>Back-propagates from this scalar: d(this)/d(this) = 1, then every node in reverse topological order.</summary>
     public void Backward()
     {
-        if (Value.Length != 1) throw new InvalidOperationException($"Backward() needs a scalar, not {Tensor<T>.Format(Shape)}");
+        if (_value.Length != 1) throw new InvalidOperationException($"Backward() needs a scalar, not {Tensor<T>.Format(Shape)}");
         if (!RequiresGrad) throw new InvalidOperationException("nothing in this graph requires a gradient");
         var seed = GradSlot();
         seed.Tensor.Span[0] = seed.Accumulate ? seed.Tensor.Span[0] + T.One : T.One;
@@ -181,7 +197,7 @@ public sealed class Var<T> where T : unmanaged, IFloatingPointIeee754<T>
         foreach (var node in TopologicalOrder())
         {
             if (node._inputs.Length == 0) continue;
-            node.Value.Dispose();
+            node._value.Dispose();
             node.Grad?.Dispose();
             foreach (var s in node._saved) s.Dispose();
             node._backward = null;

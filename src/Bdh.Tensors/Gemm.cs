@@ -76,19 +76,21 @@ internal static unsafe class Gemm
     /// thirtieth of a trained model's outputs. Row by row with <see cref="Gemv.MaskedRows"/> (eight dots at a time), whose sums depend
     /// only on the two rows: the same bits for any thread count. Each dot reads its row of B from L2 (no register tile
     /// reuses it), so above <see cref="MaskedMaxDensity"/> the whole product is faster: float then runs <see cref="Multiply{T}"/>,
-    /// and the places outside the mask hold their products. A C whose lists are its only copy (<see cref="RowLists.IsOnlyCopy"/>,
-    /// at the mask's listed places) gets its dots there, whatever the density.
+    /// and the places outside the mask hold their products. A C whose lists are its only copy (<see cref="RowLists.IsOnlyCopy"/>:
+    /// at the mask's listed places, or room to list the mask's places in) gets its dots there, whatever the density.
     /// </summary>
     public static void MultiplyWhere<T>(int m, int n, int k, MatrixRef<T> a, MatrixRef<T> b, MatrixRef<T> mask, MatrixRef<T> c,
         bool parallel, bool relu) where T : unmanaged, IFloatingPointIeee754<T>
     {
         if (a.Transposed || !b.Transposed || b.Stride != k || mask.Transposed || c.Transposed)
             throw new ArgumentException("a masked product reads plain rows of A and of B stored [n, k] (op(B) transposed)");
-        if (typeof(T) == typeof(float) && c.Lists is not { IsOnlyCopy: true } && (long)m * n >= SparseCheckSize
-            && !SparseGemm.HasAtMost(MaskedMaxDensity, m, n, (MatrixRef<float>)(object)mask))
-            Multiply(m, n, k, a, b, c, accumulate: false, parallel, relu: relu);
+        if (c.Lists is not { IsOnlyCopy: true } && !MultipliesByDots(m, n, mask)) Multiply(m, n, k, a, b, c, accumulate: false, parallel, relu: relu);
         else MultiplyByDots(m, n, k, a, b, mask, c, parallel, relu);
     }
+
+    /// <summary>Whether <see cref="MultiplyWhere{T}"/> computes C [m, n] by dots at the mask's places: float's mask at most <see cref="MaskedMaxDensity"/> non-zero.</summary>
+    internal static bool MultipliesByDots<T>(int m, int n, MatrixRef<T> mask) where T : unmanaged, IFloatingPointIeee754<T> =>
+        typeof(T) != typeof(float) || (long)m * n < SparseCheckSize || SparseGemm.HasAtMost(MaskedMaxDensity, m, n, (MatrixRef<float>)(object)mask);
 
     /// <summary><see cref="MultiplyWhere{T}"/> by dots at the mask's places, whatever its density.</summary>
     internal static void MultiplyByDots<T>(int m, int n, int k, MatrixRef<T> a, MatrixRef<T> b, MatrixRef<T> mask, MatrixRef<T> c,
@@ -100,7 +102,7 @@ internal static unsafe class Gemm
                 fixed (T* aP = a.Array, bP = b.Array, maskP = mask.Array, cP = c.Array)
                     Gemv.MaskedRows(i1 - i0, n, k, (float*)aP + a.Offset + (long)i0 * a.Stride, a.Stride, (float*)bP + b.Offset,
                         (float*)maskP + mask.Offset + (long)i0 * mask.Stride, mask.Stride, (float*)cP + c.Offset + (long)i0 * c.Stride, c.Stride, relu, streamed: false,
-                        mask.Lists, mask.ListsRow + i0, c.Lists is { IsOnlyCopy: true } ? c.Lists : null);
+                        mask.Lists, (mask.Lists is null ? c.ListsRow : mask.ListsRow) + i0, c.Lists is { IsOnlyCopy: true } ? c.Lists : null);
             else
                 for (int i = i0; i < i1; i++)
                 {

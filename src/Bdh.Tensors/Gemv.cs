@@ -73,14 +73,15 @@ public static unsafe class Gemv
     /// <paramref name="streamed"/>: W is read once (one token's product), from memory: rows further on the list are
     /// requested ahead. Many rows of A read W again from the caches, where those requests only cost instructions.
     /// <paramref name="maskLists"/>: the mask's non-zeros, its row 0 being their row <paramref name="maskRow"/>, read instead of the mask.
-    /// <paramref name="outputLists"/>: lists at the mask lists' places (<see cref="RowLists.AtSamePlaces"/>) that are C's only
-    /// copy: each dot goes to its place's entry, and C's storage is not written.
+    /// <paramref name="outputLists"/>: lists that are C's only copy, at the mask lists' places (<see cref="RowLists.AtSamePlaces"/>),
+    /// or, with no mask lists, room to list the mask's places in (<see cref="RowLists.AtNonZerosOf"/>), its row 0 being
+    /// their row <paramref name="maskRow"/>: each dot goes to its place's entry, and C's storage is not written.
     /// </summary>
     internal static void MaskedRows(int rows, int n, int k, float* a, long lda, float* w, float* mask, long ldm, float* c, long ldc, bool relu, bool streamed,
         RowLists? maskLists = null, int maskRow = 0, RowLists? outputLists = null)
     {
-        if (outputLists is not null && (maskLists is null || !outputLists.HasPlacesOf(maskLists)))
-            throw new ArgumentException("a masked product writes into lists only at its mask's listed places");
+        if (outputLists is not null && (maskLists is null ? outputLists.PlacesOf is null : !outputLists.HasPlacesOf(maskLists)))
+            throw new ArgumentException("a masked product writes into lists only at its mask's listed places, or lists them");
         switch (Simd.Widest)
         {
             case 512: MaskedRows<Float512, Vector512<float>>(rows, n, k, a, lda, w, mask, ldm, c, ldc, relu, streamed, maskLists, maskRow, outputLists); break;
@@ -112,20 +113,23 @@ public static unsafe class Gemv
     {
         int[] index = TensorPool<int>.Rent(n + 16 + 7 + PrefetchRows); // room for NonZeros' 16-lane stores, the padding to eight and the rows read ahead
         int* entries = stackalloc int[8]; // into lists: where each of eight dots goes from the first's entry
+        bool listing = outputLists is not null && maskLists is null;
+        int listedUpTo = maskRow * n; // listing: this call's rows one after another from its first row's room
         fixed (int* list = index)
         fixed (float* listed = outputLists?.Value)
             for (int i = 0; i < rows; i++)
             {
-                float* y = outputLists is null ? c + i * ldc : listed + outputLists.Start[maskRow + i];
-                if (outputLists is null) new Span<float>(y, n).Clear();
-                int count;
-                if (maskLists is null) count = SparseGemm.NonZeros<W, V>(mask + i * ldm, n, list);
-                else
+                int count, row = maskRow + i;
+                if (listing)
                 {
-                    int r = maskRow + i;
-                    count = maskLists.Count[r];
-                    maskLists.Index.AsSpan(maskLists.Start[r], count).CopyTo(new Span<int>(list, count));
+                    count = outputLists!.ListMaskRow<W, V>(row, listedUpTo, mask + i * ldm);
+                    listedUpTo += count;
                 }
+                else count = maskLists is null ? SparseGemm.NonZeros<W, V>(mask + i * ldm, n, list) : maskLists.Count[row];
+                if ((maskLists ?? (listing ? outputLists : null)) is { } places) // the row's places, copied where the padding can follow them
+                    places.Index.AsSpan(places.Start[row], count).CopyTo(new Span<int>(list, count));
+                float* y = outputLists is null ? c + i * ldc : listed + outputLists.Start[row];
+                if (outputLists is null) new Span<float>(y, n).Clear();
                 if (count > 0)
                 {
                     // Pad the list to a multiple of eight with its last row (computed again, same value).

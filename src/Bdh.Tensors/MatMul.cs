@@ -31,7 +31,16 @@ public static class MatMul
     /// only the elements of c where it is not zero are computed, the others set to 0 (<see cref="Gemm.MultiplyWhere{T}"/>).
     /// </summary>
     public static void Multiply<T>(Tensor<T> a, bool transA, Tensor<T> b, bool transB, Tensor<T> c, bool accumulate, bool relu = false,
-        Tensor<T>? where = null) where T : unmanaged, IFloatingPointIeee754<T>
+        Tensor<T>? where = null) where T : unmanaged, IFloatingPointIeee754<T> => Multiply(a, transA, b, transB, c, accumulate, relu, where, listAtWhere: false);
+
+    /// <summary>
+    /// <see cref="Multiply{T}(Tensor{T}, bool, Tensor{T}, bool, Tensor{T}, bool, bool, Tensor{T}?)"/>; with
+    /// <paramref name="listAtWhere"/>, where every product is computed by dots at the mask's places (float, and each block
+    /// of the mask sparse enough: <see cref="Gemm.MultipliesByDots{T}"/>), c's values there become lists that are its only
+    /// copy, with the mask's values beside them (<see cref="RowLists.AtNonZerosOf"/>: BDH's ys, for xy = dropout(xs ⊙ ys)).
+    /// </summary>
+    internal static void Multiply<T>(Tensor<T> a, bool transA, Tensor<T> b, bool transB, Tensor<T> c, bool accumulate, bool relu,
+        Tensor<T>? where, bool listAtWhere) where T : unmanaged, IFloatingPointIeee754<T>
     {
         var (m, _, n) = Dims(a.Shape, transA, b.Shape, transB);
         if (c.Rank < 2 || c.Shape[^2] != m || c.Shape[^1] != n)
@@ -43,7 +52,7 @@ public static class MatMul
             throw new ArgumentException($"a masked product writes each product into its own block of c: {Tensor<T>.Format(c.Shape)} sums them");
         int[] aShape = Padded(a.Shape, batch.Length), bShape = Padded(b.Shape, batch.Length), cShape = Padded(c.Shape, batch.Length);
         Fold(ref aShape, transA, ref bShape, transB, ref cShape);
-        MultiplyBlocks(a, aShape, transA, b, bShape, transB, c, cShape, accumulate, relu, where);
+        MultiplyBlocks(a, aShape, transA, b, bShape, transB, c, cShape, accumulate, relu, where, listAtWhere);
     }
 
     /// <summary>
@@ -72,13 +81,15 @@ public static class MatMul
     private static int[] Merged(int[] shape, int i) => [.. shape[..i], shape[i] * shape[i + 1], .. shape[(i + 2)..]];
 
     private static void MultiplyBlocks<T>(Tensor<T> a, int[] aShape, bool transA, Tensor<T> b, int[] bShape, bool transB, Tensor<T> c, int[] cShape,
-        bool accumulate, bool relu, Tensor<T>? where)
+        bool accumulate, bool relu, Tensor<T>? where, bool listAtWhere)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         var (m, k, n) = Dims(aShape, transA, bShape, transB);
         int[] full = [.. cShape[..^2].Select((d, i) => Math.Max(d, Math.Max(aShape[i], bShape[i]))), 1, 1];
         int[] aOff = Broadcast.BlockOffsets(full, aShape, 2), bOff = Broadcast.BlockOffsets(full, bShape, 2);
         int[] cOff = Broadcast.BlockOffsets(full, cShape, 2);
+        if (listAtWhere && where is not null && typeof(T) == typeof(float) && n > 0 && cOff.All(offset => Gemm.MultipliesByDots(m, n, where.Matrix(offset, n))))
+            c.NonZeroRows = RowLists.AtNonZerosOf(where, c.Length / n, n);
 
         // Group the products by the block of c they write; groups are independent.
         var groups = new Dictionary<int, List<int>>();

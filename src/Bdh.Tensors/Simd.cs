@@ -46,6 +46,8 @@ internal unsafe interface IFloatVector<V> where V : struct
     /// (Elementwise.Dropout says how); 0 where it drops it.
     /// </summary>
     static abstract V DropoutKeeps(uint first, uint low, uint high, uint threshold);
+    /// <summary>As <see cref="DropoutKeeps"/> for elements offset + elements[i], lane by lane (Count of them).</summary>
+    static abstract V DropoutKeepsAt(int* elements, uint offset, uint low, uint high, uint threshold);
     static abstract float Sum(V value);
     /// <summary>
     /// sums[i] = Sum(ci) for eight vectors at once: their lanes added in a tree of shuffles that ends with the eight sums
@@ -196,9 +198,13 @@ internal readonly unsafe struct Float512 : IFloatVector<Vector512<float>>
     public static Vector512<float> GreaterThan(Vector512<float> a, Vector512<float> b) => Vector512.GreaterThan(a, b);
     public static Vector512<float> SwapPairs(Vector512<float> v) => (Vector512.ShiftLeft(v.AsUInt64(), 32) | Vector512.ShiftRightLogical(v.AsUInt64(), 32)).AsSingle();
     public static uint NonZeroBits(Vector512<float> value) => (uint)~Vector512.Equals(value, Vector512<float>.Zero).ExtractMostSignificantBits() & 0xFFFF;
-    public static Vector512<float> DropoutKeeps(uint first, uint low, uint high, uint threshold)
+    public static Vector512<float> DropoutKeeps(uint first, uint low, uint high, uint threshold) =>
+        Keeps(Vector512.Create(first) + Vector512<uint>.Indices, low, high, threshold);
+    public static Vector512<float> DropoutKeepsAt(int* elements, uint offset, uint low, uint high, uint threshold) =>
+        Keeps(Vector512.Load((uint*)elements) + Vector512.Create(offset), low, high, threshold);
+    private static Vector512<float> Keeps(Vector512<uint> elements, uint low, uint high, uint threshold)
     {
-        var hash = Mix(Mix(Vector512.Create(first + low) + Vector512<uint>.Indices) ^ Vector512.Create(high));
+        var hash = Mix(Mix(elements + Vector512.Create(low)) ^ Vector512.Create(high));
         return Vector512.GreaterThanOrEqual(hash, Vector512.Create(threshold)).AsSingle();
 
         static Vector512<uint> Mix(Vector512<uint> x) // Elementwise.Mix lane by lane
@@ -260,9 +266,13 @@ internal readonly unsafe struct Float256 : IFloatVector<Vector256<float>>
     public static Vector256<float> GreaterThan(Vector256<float> a, Vector256<float> b) => Vector256.GreaterThan(a, b);
     public static Vector256<float> SwapPairs(Vector256<float> v) => (Vector256.ShiftLeft(v.AsUInt64(), 32) | Vector256.ShiftRightLogical(v.AsUInt64(), 32)).AsSingle();
     public static uint NonZeroBits(Vector256<float> value) => (uint)~Vector256.Equals(value, Vector256<float>.Zero).ExtractMostSignificantBits() & 0xFF;
-    public static Vector256<float> DropoutKeeps(uint first, uint low, uint high, uint threshold)
+    public static Vector256<float> DropoutKeeps(uint first, uint low, uint high, uint threshold) =>
+        Keeps(Vector256.Create(first) + Vector256<uint>.Indices, low, high, threshold);
+    public static Vector256<float> DropoutKeepsAt(int* elements, uint offset, uint low, uint high, uint threshold) =>
+        Keeps(Vector256.Load((uint*)elements) + Vector256.Create(offset), low, high, threshold);
+    private static Vector256<float> Keeps(Vector256<uint> elements, uint low, uint high, uint threshold)
     {
-        var hash = Mix(Mix(Vector256.Create(first + low) + Vector256<uint>.Indices) ^ Vector256.Create(high));
+        var hash = Mix(Mix(elements + Vector256.Create(low)) ^ Vector256.Create(high));
         return Vector256.GreaterThanOrEqual(hash, Vector256.Create(threshold)).AsSingle();
 
         static Vector256<uint> Mix(Vector256<uint> x) // Elementwise.Mix lane by lane
@@ -310,9 +320,13 @@ internal readonly unsafe struct Float128 : IFloatVector<Vector128<float>>
     public static Vector128<float> GreaterThan(Vector128<float> a, Vector128<float> b) => Vector128.GreaterThan(a, b);
     public static Vector128<float> SwapPairs(Vector128<float> v) => (Vector128.ShiftLeft(v.AsUInt64(), 32) | Vector128.ShiftRightLogical(v.AsUInt64(), 32)).AsSingle();
     public static uint NonZeroBits(Vector128<float> value) => (uint)~Vector128.Equals(value, Vector128<float>.Zero).ExtractMostSignificantBits() & 0xF;
-    public static Vector128<float> DropoutKeeps(uint first, uint low, uint high, uint threshold)
+    public static Vector128<float> DropoutKeeps(uint first, uint low, uint high, uint threshold) =>
+        Keeps(Vector128.Create(first) + Vector128<uint>.Indices, low, high, threshold);
+    public static Vector128<float> DropoutKeepsAt(int* elements, uint offset, uint low, uint high, uint threshold) =>
+        Keeps(Vector128.Load((uint*)elements) + Vector128.Create(offset), low, high, threshold);
+    private static Vector128<float> Keeps(Vector128<uint> elements, uint low, uint high, uint threshold)
     {
-        var hash = Mix(Mix(Vector128.Create(first + low) + Vector128<uint>.Indices) ^ Vector128.Create(high));
+        var hash = Mix(Mix(elements + Vector128.Create(low)) ^ Vector128.Create(high));
         return Vector128.GreaterThanOrEqual(hash, Vector128.Create(threshold)).AsSingle();
 
         static Vector128<uint> Mix(Vector128<uint> x) // Elementwise.Mix lane by lane

@@ -128,36 +128,46 @@ public class TrainedReferenceTests
     }
 
     [Fact]
-    public void ListedGradientsOfXyGiveTheWholeTensorsBits()
+    public void ListedYsXyAndGradientsGiveTheWholeTensorsBits()
     {
-        // Trained, xy = dropout(xs ⊙ ys) is 1% to 7.5% non-zero: its gradient, and the two its backward passes to xs and
-        // ys, are then lists at xy's non-zeros (Ops.SendMatMulGrads, Ops.DropoutOfProduct), xs's added into the
-        // attention's gradient block by block. With the lists' bound below any density, each is a whole tensor. Every
-        // parameter's gradient is the same either way, with dropout on, at the JIT's widest vectors and every narrower one.
+        // Trained, xs fires at 10% to 25% of its places and xy = dropout(xs ⊙ ys) is 1% to 7.5% non-zero: ys is then
+        // lists at xs's places (Ops.MatMulRelu's masked product) and xy is made from them (Ops.DropoutOfProduct); xy's
+        // gradient, and the two its backward passes to xs and ys, are lists at xy's non-zeros (Ops.SendMatMulGrads), xs's
+        // added into the attention's gradient block by block. Without the lists, or with xy's bound below any density
+        // (xy then written whole, and its backward reading ys written out of its lists), each is a whole tensor. The loss
+        // and every parameter's gradient are the same every way, with dropout on, at the JIT's widest vectors and every
+        // narrower one.
         var model = Model.Checkpoint.LoadModel<float>(SafetensorsFile.Read(Checkpoint));
         Assert.True(model.Config.Dropout > 0);
         var (inputs, targets) = TextData.Windows(TextData.Load(Shared.Corpus).Val, 64, 0, 16);
-        float[][] Gradients(double bound)
+        (float[][] Gradients, int Forwards, int Backwards) Run(bool listYs, double bound)
         {
-            double saved = Ops.ListedGradMaxDensity;
-            Ops.ListedGradMaxDensity = bound;
+            var (savedLists, savedBound) = (Ops.ListsMaskedProducts, Ops.ListedGradMaxDensity);
+            var (forwards, backwards) = (Ops.ListedProductForwards, Ops.ListedProductBackwards);
+            (Ops.ListsMaskedProducts, Ops.ListedGradMaxDensity) = (listYs, bound);
             try
             {
                 foreach (var (_, parameter) in model.Parameters) parameter.ZeroGrad();
                 var loss = model.Forward(inputs, 16, 64, targets, dropoutRng: new Rng(5)).Loss!;
                 loss.Backward();
+                float[] lossValue = loss.Value.Span.ToArray();
                 loss.ReleaseGraph();
-                return [.. model.Parameters.Select(p => p.Value.Grad!.Span.ToArray())];
+                return ([lossValue, .. model.Parameters.Select(p => p.Value.Grad!.Span.ToArray())],
+                    Ops.ListedProductForwards - forwards, Ops.ListedProductBackwards - backwards);
             }
-            finally { Ops.ListedGradMaxDensity = saved; }
+            finally { (Ops.ListsMaskedProducts, Ops.ListedGradMaxDensity) = (savedLists, savedBound); }
         }
-        int before = Ops.ListedProductBackwards;
-        var listed = Gradients(Ops.ListedGradMaxDensity);
-        Assert.Equal(model.Config.NLayer, Ops.ListedProductBackwards - before); // every layer's xy went by lists
-        var whole = Gradients(-1);
-        Assert.Equal(model.Config.NLayer, Ops.ListedProductBackwards - before); // and none here
-        foreach (var ((name, _), l, w) in model.Parameters.Zip(listed, whole))
-            Assert.True(l.SequenceEqual(w), $"{name}: the listed gradients differ from the whole tensors'");
+        int layers = model.Config.NLayer;
+        var whole = Run(listYs: false, bound: -1);
+        Assert.Equal((0, 0), (whole.Forwards, whole.Backwards));
+        foreach (var (listYs, bound, forwards, backwards) in new[] { (true, Ops.ListedGradMaxDensity, layers, layers), (false, Ops.ListedGradMaxDensity, 0, layers), (true, -1, layers, 0) })
+        {
+            var run = Run(listYs, bound);
+            Assert.Equal((forwards, backwards), (run.Forwards, run.Backwards)); // each layer went the way named
+            string[] names = ["loss", .. model.Parameters.Select(p => p.Name)];
+            foreach (var (name, l, w) in names.Zip(run.Gradients, whole.Gradients))
+                Assert.True(l.SequenceEqual(w), $"{name}: ys listed {listYs}, xy's bound {bound}: differs from the whole tensors'");
+        }
     }
 
     [Theory]

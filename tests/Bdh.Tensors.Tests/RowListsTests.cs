@@ -103,6 +103,66 @@ public class RowListsTests
         Assert.Null(listed.NonZeroRows);
     }
 
+    [Property(MaxTest = 40)]
+    public void AMaskedProductListedAtItsMaskGivesTheDropoutTheWholePassGives(byte hRaw, byte mRaw, byte nRaw, byte kRaw, byte densityRaw, int seed)
+    {
+        // BDH's ys = relu(ln(a)·encoder_v) where xs fires, as lists at xs's places holding xs's values (its only copy),
+        // then xy = dropout(xs ⊙ ys) from those lists alone: ys written out, xy, xy's lists and their factors' values are
+        // those of the whole masked product and the whole dropout pass, for any thread count. h heads of [m, n] (each
+        // under the size a masked product counts its mask's density from, so each goes by dots), xs 0% to 30% non-zero.
+        int h = 1 + hRaw % 3, m = Size(mRaw), n = Size(nRaw), k = Size(kRaw);
+        double density = densityRaw % 31 / 100.0;
+        var rng = new Rng((ulong)seed);
+        Tensor<float> Dense(params int[] shape) => Tensor<float>.From(Naive.Random(rng, shape.Aggregate(1, (a, b) => a * b)).Select(v => (float)v).ToArray(), shape);
+        var xs = Tensor<float>.From(Naive.Random(rng, h * m * n).Select(v => rng.NextDouble() < density ? (float)Math.Abs(v) : 0).ToArray(), h, 1, m, n);
+        var (lnA, encoderVRows) = (Dense(1, 1, m, k), Dense(h, 1, n, k));
+        using var ysWhole = Tensor<float>.Empty(h, 1, m, n);
+        MatMul.Multiply(lnA, false, encoderVRows, true, ysWhole, accumulate: false, relu: true, where: xs);
+        using var xyWhole = Tensor<float>.Empty(h, 1, m, n);
+        foreach (int threads in new[] { 1, 2, 3 })
+            Threads.On(threads, () =>
+            {
+                using var ys = Tensor<float>.From(Enumerable.Repeat(float.NaN, h * m * n).ToArray(), h, 1, m, n);
+                MatMul.Multiply(lnA, false, encoderVRows, true, ys, accumulate: false, relu: true, xs, listAtWhere: true);
+                var ysLists = ys.NonZeroRows!;
+                Assert.True(ysLists.IsOnlyCopy && ReferenceEquals(xs, ysLists.PlacesOf));
+                Assert.True(ys.Span.ToArray().All(float.IsNaN)); // the storage is not written
+                for (int r = 0; r < h * m; r++)
+                {
+                    var entries = Enumerable.Range(ysLists.Start[r], ysLists.Count[r]).ToArray();
+                    Assert.Equal(Enumerable.Range(0, n).Where(j => xs.Span[r * n + j] != 0), entries.Select(e => ysLists.Index[e]));
+                    Assert.Equal(entries.Select(e => xs.Span[r * n + ysLists.Index[e]]), entries.Select(e => ysLists.FactorValues[0][e]));
+                }
+                foreach (double bound in new[] { 0.0, 0.05, 1.0 })
+                {
+                    Elementwise.Dropout(11, 0.25, xs, ysWhole, xyWhole, listNonZeros: true, factorValuesUpTo: 1);
+                    using var xy = Tensor<float>.Empty(h, 1, m, n);
+                    Elementwise.DropoutOfProduct(11, 0.25, ysLists, xy, bound);
+                    var (lists, whole) = (xy.NonZeroRows!, xyWhole.NonZeroRows!);
+                    bool listsOnly = whole.NonZeros(0, h * m) <= bound * h * m * n;
+                    Assert.Equal(listsOnly, lists.IsOnlyCopy);
+                    Assert.Equal(listsOnly ? 2 : 0, lists.FactorValues.Length);
+                    Assert.Equal(whole.NonZeros(0, h * m), lists.NonZeros(0, h * m));
+                    for (int r = 0; r < h * m; r++)
+                        for (int e = 0; e < whole.Count[r]; e++)
+                        {
+                            int we = whole.Start[r] + e, le = lists.Start[r] + e;
+                            Assert.Equal((whole.Index[we], whole.Value[we]), (lists.Index[le], lists.Value[le]));
+                            if (listsOnly) Assert.Equal((whole.FactorValues[0][we], whole.FactorValues[1][we]), (lists.FactorValues[0][le], lists.FactorValues[1][le]));
+                        }
+                    xy.WriteListedValues();
+                    Assert.True(xyWhole.Span.SequenceEqual(xy.Span), $"xy: h={h} m={m} n={n}, {threads} threads, bound {bound}");
+                }
+                ys.WriteListedValues();
+                Assert.True(ysWhole.Span.SequenceEqual(ys.Span), $"ys: h={h} m={m} n={n} k={k}, {threads} threads");
+            });
+        // A head whose mask is too dense for dots (one large head, 60% non-zero) leaves the whole product, with no lists.
+        var denseMask = Tensor<float>.From(Naive.Random(rng, 256 * 128).Select(v => rng.NextDouble() < 0.6 ? 1f : 0).ToArray(), 1, 1, 256, 128);
+        using var whole2 = Tensor<float>.Empty(1, 1, 256, 128);
+        MatMul.Multiply(Dense(1, 1, 256, 8), false, Dense(1, 1, 128, 8), true, whole2, accumulate: false, relu: true, denseMask, listAtWhere: true);
+        Assert.Null(whole2.NonZeroRows);
+    }
+
     /// <summary>A copy of t with lists of its rows' non-zeros, listed in two parts as two threads would.</summary>
     private static unsafe Tensor<float> Listed(Tensor<float> t, int split)
     {

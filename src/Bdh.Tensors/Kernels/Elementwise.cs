@@ -155,6 +155,82 @@ public static class Elementwise
     }
 
     /// <summary>
+    /// y = dropout(a ⊙ b) from b's lists at a's non-zeros, which hold a's values there (<see cref="RowLists.AtNonZerosOf"/>:
+    /// BDH's ys, computed only where xs fires): a ⊙ b is 0 everywhere else, so the mask is drawn at those places only (a
+    /// fifth of a trained model's, where the whole pass draws it for every element: its hash is that pass's work). The
+    /// same values as <see cref="Dropout{T}(ulong, double, Tensor{T}, Tensor{T}?, Tensor{T}, bool)"/> with a factor, and
+    /// the same lists of y's non-zeros, made from the lists alone; they carry a's and b's values at each entry and are y's
+    /// only copy (<see cref="RowLists.IsOnlyCopy"/>) where at most <paramref name="factorValuesUpTo"/> of y's elements are
+    /// non-zero. Past that y is written whole and its lists carry no factors' values, as the whole pass leaves them.
+    /// </summary>
+    internal static unsafe void DropoutOfProduct(ulong seed, double p, RowLists b, Tensor<float> y, double factorValuesUpTo)
+    {
+        if (b.PlacesOf is null || b.FactorValues.Length != 1 || y.Length != b.Rows * b.Cols)
+            throw new ArgumentException("dropout of a listed product takes a masked product's lists, with its mask's values, of y's size");
+        uint threshold = (uint)Math.Min(Math.Round(p * 4294967296.0), uint.MaxValue);
+        var key = new DropoutKey(0, (uint)seed, (uint)(seed >> 32), threshold, (float)(1.0 / (1.0 - p)));
+        var product = new RowLists(b.Rows, b.Cols, factors: 2, factorRoom: b.Rows * b.Cols);
+        Parallelism.ForRowRanges(b.Rows, parallel: b.NonZeros(0, b.Rows) >= 1 << 15, (r0, r1) =>
+        {
+            switch (Simd.Widest)
+            {
+                case 512: DropoutOfListedRows<Float512, Vector512<float>>(key, b, product, r0, r1); break;
+                case 256: DropoutOfListedRows<Float256, Vector256<float>>(key, b, product, r0, r1); break;
+                default: DropoutOfListedRows<Float128, Vector128<float>>(key, b, product, r0, r1); break;
+            }
+        });
+        bool listsOnly = product.NonZeros(0, product.Rows) <= factorValuesUpTo * y.Length;
+        if (!listsOnly) product.DropFactorValues();
+        product.Seal();
+        product.IsOnlyCopy = true;
+        y.NonZeroRows = product;
+        if (!listsOnly) y.WriteListedValues();
+    }
+
+    /// <summary>
+    /// <see cref="DropoutOfProduct(ulong, double, RowLists, Tensor{float}, double)"/> for rows [r0, r1) at width W: each row's
+    /// dropped products at b's entries, then their non-zeros (each with its column and a's and b's values), one row after
+    /// another in the product's room from the entry where b's row r0 starts (each row has at most b's entries, so the
+    /// rows of other calls are not reached), for <see cref="RowLists.Seal"/> to move as one run.
+    /// </summary>
+    private static unsafe void DropoutOfListedRows<W, V>(DropoutKey key, RowLists b, RowLists product, int r0, int r1)
+        where W : struct, IFloatVector<V> where V : struct
+    {
+        int cols = b.Cols;
+        float[] droppedRow = TensorPool<float>.Rent(cols);
+        int[] keptRow = TensorPool<int>.Rent(cols + 16);
+        var scale = W.Create(key.Scale);
+        fixed (int* index = b.Index, productIndex = product.Index, kept = keptRow)
+        fixed (float* aValues = b.FactorValues[0], bValues = b.Value, dropped = droppedRow, productValues = product.Value,
+            productA = product.FactorValues[0], productB = product.FactorValues[1])
+            for (int r = r0, at = r0 < r1 ? b.Start[r0] : 0; r < r1; r++)
+            {
+                int start = b.Start[r], count = b.Count[r], e = 0;
+                uint rowElement = (uint)(r * cols); // the element index of the row's column 0 in the whole tensor
+                if (W.IsAccelerated)
+                    for (; e <= count - W.Count; e += W.Count)
+                    {
+                        var keeps = W.DropoutKeepsAt(index + start + e, rowElement, key.Low, key.High, key.Threshold);
+                        W.Store(W.And(W.Multiply(W.Multiply(W.Load(aValues + start + e), W.Load(bValues + start + e)), scale), keeps), dropped + e);
+                    }
+                for (; e < count; e++)
+                    dropped[e] = Keeps(rowElement + (uint)index[start + e], key.Low, key.High, key.Threshold)
+                        ? aValues[start + e] * bValues[start + e] * key.Scale : 0f;
+                int nonZero = SparseGemm.NonZeros<W, V>(dropped, count, kept);
+                for (int q = 0; q < nonZero; q++)
+                {
+                    int from = start + kept[q];
+                    (productIndex[at + q], productValues[at + q]) = (index[from], dropped[kept[q]]);
+                    (productA[at + q], productB[at + q]) = (aValues[from], bValues[from]);
+                }
+                product.ListedRow(r, at, nonZero);
+                at += nonZero;
+            }
+        TensorPool<float>.Return(droppedRow);
+        TensorPool<int>.Return(keptRow);
+    }
+
+    /// <summary>
     /// write(start, length) over slices of <paramref name="written"/>'s elements in parallel; with
     /// <paramref name="listNonZeros"/> and a float tensor, the slices are whole rows (of the last dimension), each thread
     /// writes its slice a block of <see cref="ListingBlock"/> floats at a time and lists the non-zeros of each block's rows
@@ -251,7 +327,7 @@ public static class Elementwise
             }
         for (; i < x.Length; i++)
         {
-            bool kept = Mix(Mix((uint)(start + i) + low) ^ high) >= threshold;
+            bool kept = Keeps((uint)(start + i), low, high, threshold);
             T product = factor.IsEmpty ? x[i] : x[i] * factor[i];
             T value = kept ? product * scale : T.Zero;
             value = accumulate ? y[i] + value : value;
@@ -308,6 +384,9 @@ public static class Elementwise
     }
 
     internal const uint HashMultiplier1 = 0x7feb352d, HashMultiplier2 = 0x846ca68b;
+
+    /// <summary>Whether dropout keeps element <paramref name="element"/> of the whole tensor (<see cref="Dropout{T}(ulong, double, ReadOnlySpan{T}, ReadOnlySpan{T}, Span{T}, int, bool)"/>).</summary>
+    private static bool Keeps(uint element, uint low, uint high, uint threshold) => Mix(Mix(element + low) ^ high) >= threshold;
 
     /// <summary>
     /// lowbias32: a 32-bit integer mixer whose output bits each depend on every input bit. Each vector width has the
