@@ -88,8 +88,9 @@ public static class MatMul
         int[] full = [.. cShape[..^2].Select((d, i) => Math.Max(d, Math.Max(aShape[i], bShape[i]))), 1, 1];
         int[] aOff = Broadcast.BlockOffsets(full, aShape, 2), bOff = Broadcast.BlockOffsets(full, bShape, 2);
         int[] cOff = Broadcast.BlockOffsets(full, cShape, 2);
-        if (listAtWhere && where is not null && typeof(T) == typeof(float) && n > 0 && cOff.All(offset => Gemm.MultipliesByDots(m, n, where.Matrix(offset, n))))
-            c.NonZeroRows = RowLists.AtNonZerosOf(where, c.Length / n, n);
+        bool listing = listAtWhere && where is not null && typeof(T) == typeof(float) && n > 0
+            && cOff.All(offset => Gemm.MultipliesByDots(m, n, where.Matrix(offset, n)));
+        if (listing) c.NonZeroRows = RowLists.AtNonZerosOf(where!, c.Length / n, n);
 
         // Group the products by the block of c they write; groups are independent.
         var groups = new Dictionary<int, List<int>>();
@@ -117,5 +118,6 @@ public static class MatMul
                 }
             }
         });
+        if (listing) c.NonZeroRows!.Seal(); // kept until the step ends: as long as the entries, not the room for every place
     }
 }

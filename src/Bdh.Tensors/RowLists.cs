@@ -89,8 +89,7 @@ internal sealed unsafe class RowLists : IDisposable
     /// <summary>
     /// Room for a masked product's values at the non-zeros of its mask [rows, cols], which <see cref="ListMaskRow"/> lists
     /// row by row with the mask's values: the product's only copy (<see cref="PlacesOf"/>). Each caller's rows are listed
-    /// one after another from its first row's room, so the touched part of the room is as long as the entries, and the
-    /// lists are not sealed: until their tensor goes, they hold room for every place.
+    /// one after another from its first row's room, for <see cref="Seal"/> to move a run of them at a time.
     /// </summary>
     public static RowLists AtNonZerosOf(object mask, int rows, int cols) =>
         new(rows, cols, factors: 1, factorRoom: rows * cols) { PlacesOf = mask, IsOnlyCopy = true };
