@@ -210,9 +210,9 @@ internal sealed unsafe class RowLists : IDisposable
             Array.Copy(Index, from, index, at, length);
             Array.Copy(Value, from, value, at, length);
             for (int f = 0; f < FactorValues.Length; f++) Array.Copy(FactorValues[f], factorsFrom, factorValues[f], at, length);
-            for (; r < next; r++)
+            for (; r < next; r++) // the factors' values now lie beside the entries, as ListedRow records
             {
-                Start[r] = at;
+                ListedRow(r, at, Count[r]);
                 at += Count[r];
             }
         }

@@ -167,8 +167,7 @@ public static class Elementwise
     {
         if (b.PlacesOf is null || b.FactorValues.Length != 1 || y.Length != b.Rows * b.Cols)
             throw new ArgumentException("dropout of a listed product takes a masked product's lists, with its mask's values, of y's size");
-        uint threshold = (uint)Math.Min(Math.Round(p * 4294967296.0), uint.MaxValue);
-        var key = new DropoutKey(0, (uint)seed, (uint)(seed >> 32), threshold, (float)(1.0 / (1.0 - p)));
+        var key = DropoutKey.For(seed, p, start: 0);
         var product = new RowLists(b.Rows, b.Cols, factors: 2, factorRoom: b.Rows * b.Cols);
         Parallelism.ForRowRanges(b.Rows, parallel: b.NonZeros(0, b.Rows) >= 1 << 15, (r0, r1) =>
         {
@@ -214,8 +213,7 @@ public static class Elementwise
                         W.Store(W.And(W.Multiply(W.Multiply(W.Load(aValues + start + e), W.Load(bValues + start + e)), scale), keeps), dropped + e);
                     }
                 for (; e < count; e++)
-                    dropped[e] = Keeps(rowElement + (uint)index[start + e], key.Low, key.High, key.Threshold)
-                        ? aValues[start + e] * bValues[start + e] * key.Scale : 0f;
+                    dropped[e] = key.Keeps(rowElement + (uint)index[start + e]) ? aValues[start + e] * bValues[start + e] * key.Scale : 0f;
                 int nonZero = SparseGemm.NonZeros<W, V>(dropped, count, kept);
                 for (int q = 0; q < nonZero; q++)
                 {
@@ -308,14 +306,12 @@ public static class Elementwise
         if (reluFactors && y2.IsEmpty) throw new ArgumentException("dropout masks by the factors only with two outputs");
         if (!factor.IsEmpty && factor.Length != x.Length) throw new ArgumentException("dropout's factor and input differ in length");
         if (!y2.IsEmpty && (factor2.Length != x.Length || y2.Length != x.Length)) throw new ArgumentException("dropout's second factor or output differs in length");
-        uint threshold = (uint)Math.Min(Math.Round(p * 4294967296.0), uint.MaxValue);
-        uint low = (uint)seed, high = (uint)(seed >> 32);
+        var key = DropoutKey.For(seed, p, start);
         T scale = T.CreateTruncating(1.0 / (1.0 - p));
         int i = 0;
         if (typeof(T) == typeof(float))
             fixed (T* xP = x, fP = factor, yP = y, f2P = factor2, y2P = y2)
             {
-                var key = new DropoutKey((uint)start, low, high, threshold, float.CreateTruncating(scale));
                 var second = new SecondOutput((float*)f2P, (float*)y2P, accumulate2, reluFactors);
                 i = width switch
                 {
@@ -327,7 +323,7 @@ public static class Elementwise
             }
         for (; i < x.Length; i++)
         {
-            bool kept = Keeps((uint)(start + i), low, high, threshold);
+            bool kept = key.Keeps((uint)(start + i));
             T product = factor.IsEmpty ? x[i] : x[i] * factor[i];
             T value = kept ? product * scale : T.Zero;
             value = accumulate ? y[i] + value : value;
@@ -340,7 +336,15 @@ public static class Elementwise
     }
 
     /// <summary>What decides Dropout's mask for a slice: its first element's index, the seed's halves, the threshold, and the kept elements' scale.</summary>
-    private readonly record struct DropoutKey(uint Start, uint Low, uint High, uint Threshold, float Scale);
+    private readonly record struct DropoutKey(uint Start, uint Low, uint High, uint Threshold, float Scale)
+    {
+        /// <summary>The key of dropout with probability <paramref name="p"/> drawn from <paramref name="seed"/>, for the slice from element <paramref name="start"/>.</summary>
+        public static DropoutKey For(ulong seed, double p, int start) =>
+            new((uint)start, (uint)seed, (uint)(seed >> 32), (uint)Math.Min(Math.Round(p * 4294967296.0), uint.MaxValue), (float)(1.0 / (1.0 - p)));
+
+        /// <summary>Whether dropout keeps element <paramref name="element"/> of the whole tensor.</summary>
+        public bool Keeps(uint element) => Mix(Mix(element + Low) ^ High) >= Threshold;
+    }
 
     /// <summary>Dropout's second factor and output (Output null: none), and whether each output is masked by the other's factor.</summary>
     private readonly unsafe struct SecondOutput(float* factor, float* output, bool accumulate, bool reluFactors)
@@ -384,9 +388,6 @@ public static class Elementwise
     }
 
     internal const uint HashMultiplier1 = 0x7feb352d, HashMultiplier2 = 0x846ca68b;
-
-    /// <summary>Whether dropout keeps element <paramref name="element"/> of the whole tensor (<see cref="Dropout{T}(ulong, double, ReadOnlySpan{T}, ReadOnlySpan{T}, Span{T}, int, bool)"/>).</summary>
-    private static bool Keeps(uint element, uint low, uint high, uint threshold) => Mix(Mix(element + low) ^ high) >= threshold;
 
     /// <summary>
     /// lowbias32: a 32-bit integer mixer whose output bits each depend on every input bit. Each vector width has the
